@@ -1,0 +1,50 @@
+"""varseg: classical variational segmentation and deep segmentation with the
+Mumford–Shah loss, measured with one ruler.
+
+The public API is imported lazily so that ``import varseg`` stays cheap (torch is only
+imported when a torch-based function is first used).
+
+References
+----------
+.. [1] B. Kim and J. C. Ye, "Mumford–Shah Loss Functional for Image Segmentation with
+       Deep Learning", IEEE Trans. Image Process. 29, 2019.
+"""
+from importlib import import_module
+
+__version__ = "0.1.0"
+
+_LAZY = {
+    # energy (Eq. 1-6, 19-20)
+    "mumford_shah_energy": "varseg.energy",
+    "data_term": "varseg.energy",
+    "length_term": "varseg.energy",
+    "region_means": "varseg.energy",
+    "total_variation": "varseg.energy",
+    "lic_energy": "varseg.energy",
+    "energy_from_labels": "varseg.energy",
+    "labels_to_memberships": "varseg.energy",
+    # result type
+    "Segmentation": "varseg.result",
+    # solvers
+    "chan_vese": "varseg.levelset.chan_vese",
+    "bias_field_levelset": "varseg.levelset.lic",
+    "ms_fixed_point": "varseg.unrolled",
+    "UnrolledMumfordShah": "varseg.unrolled",
+    "neural_segment": "varseg.neural",
+    "compare": "varseg.compare",
+}
+
+__all__ = sorted(_LAZY) + ["__version__"]
+
+
+def __getattr__(name):
+    if name in _LAZY:
+        return getattr(import_module(_LAZY[name]), name)
+    if name in {"losses", "models", "data", "metrics", "plot", "levelset", "train", "energy",
+                "result", "unrolled", "neural", "compare", "methods", "io"}:
+        return import_module(f"varseg.{name}")
+    raise AttributeError(f"module 'varseg' has no attribute {name!r}")
+
+
+def __dir__():
+    return __all__

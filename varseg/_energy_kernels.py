@@ -1,0 +1,72 @@
+"""Numba kernel behind :func:`varseg.energy.energy_from_labels` (hard partitions)."""
+import math
+
+import numpy as np
+from numba import njit, prange
+
+
+@njit(cache=True, parallel=True)
+def _class_sums(x, lab, k):
+    C, D, H, W = x.shape
+    rows = D * H
+    part_s = np.zeros((rows, k, C))
+    part_n = np.zeros((rows, k))
+    for q in prange(rows):
+        z = q // H
+        i = q - z * H
+        for j in range(W):
+            l = lab[z, i, j]
+            part_n[q, l] += 1.0
+            for c in range(C):
+                part_s[q, l, c] += x[c, z, i, j]
+    return part_s.sum(axis=0), part_n.sum(axis=0)
+
+
+@njit(cache=True)
+def _pixel_length(lab, z, i, j, D, H, W, isotropic):
+    l = lab[z, i, j]
+    n0 = lab[z + 1, i, j] if z + 1 < D else l
+    n1 = lab[z, i + 1, j] if i + 1 < H else l
+    n2 = lab[z, i, j + 1] if j + 1 < W else l
+    m = (n0 != l) + (n1 != l) + (n2 != l)
+    if m == 0:
+        return 0.0
+    if not isotropic:
+        return 2.0 * m
+    out = math.sqrt(m)
+    # each other class n present among the neighbours: sqrt(#axes whose neighbour is n)
+    if n0 != l:
+        out += math.sqrt((n0 == n0) + (n1 == n0) + (n2 == n0))
+    if n1 != l and n1 != n0:
+        out += math.sqrt(1 + (n2 == n1))
+    if n2 != l and n2 != n0 and n2 != n1:
+        out += 1.0
+    return out
+
+
+@njit(cache=True, parallel=True)
+def hard_energy(x, lab, k, isotropic):
+    """Data term, length term and means (k, C) of a hard partition.
+
+    x : (C, D, H, W) float, lab : (D, H, W) int64 in [0, k). See energy_from_labels.
+    """
+    C, D, H, W = x.shape
+    sums, counts = _class_sums(x, lab, k)
+    means = np.zeros((k, C))
+    for l in range(k):
+        if counts[l] > 0:
+            for c in range(C):
+                means[l, c] = sums[l, c] / counts[l]
+    data = 0.0
+    length = 0.0
+    rows = D * H
+    for q in prange(rows):
+        z = q // H
+        i = q - z * H
+        for j in range(W):
+            l = lab[z, i, j]
+            for c in range(C):
+                r = x[c, z, i, j] - means[l, c]
+                data += r * r
+            length += _pixel_length(lab, z, i, j, D, H, W, isotropic)
+    return data, length, means

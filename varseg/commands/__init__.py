@@ -1,0 +1,1 @@
+"""Subcommands of the ``varseg`` command line (each: ``add_arguments`` and ``main``)."""
