@@ -1,0 +1,324 @@
+r"""Mumford–Shah losses for training networks (Kim & Ye 2019, Eq. 12-13, 16-18, 19-20).
+
+Each loss has a functional form and a thin :class:`torch.nn.Module`, in the style of kornia /
+MONAI. Shapes: logits ``input`` ``(B, K, H, W)`` or ``(B, K, D, H, W)``; ``image``
+``(B, C, H, W)`` / ``(B, C, D, H, W)`` with the same spatial size.
+
+All of them evaluate the one energy of :mod:`varseg.energy` (through
+:func:`varseg.energy.batched_terms`): the loss of a network output and the energy of a
+level-set result are the same number for the same memberships.
+
+Reductions (per-sample value :math:`L_b = D_b + \lambda L^{TV}_b`, summed over pixels):
+
+* ``"none"``: the ``(B,)`` tensor of per-sample values :math:`L_b` (the paper's integral);
+* ``"sum"``: :math:`\sum_b L_b` (the official implementation's form);
+* ``"mean"``: :math:`\frac{1}{B N}\sum_b L_b`, the per-pixel mean (N pixels per image), which
+  keeps λ independent of the image size. With ``"sum"`` the weight that balances the loss
+  against a cross-entropy is about :math:`B N` times smaller (the official code multiplies
+  the summed MS term by 1e-6 at 256², batch 4).
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from varseg.energy import _batched_tv, _Ops, batched_terms
+
+__all__ = [
+    "mumford_shah_loss",
+    "MumfordShahLoss",
+    "bias_field_mumford_shah_loss",
+    "BiasFieldMumfordShahLoss",
+    "semi_supervised_loss",
+    "SemiSupervisedLoss",
+    "positive_bias",
+]
+
+_REDUCTIONS = ("mean", "sum", "none")
+
+
+def _check(input, image, reduction, probabilities=False):
+    if reduction not in _REDUCTIONS:
+        raise ValueError(f"reduction must be one of {_REDUCTIONS}; got {reduction!r}")
+    if not (torch.is_tensor(input) and torch.is_tensor(image)):
+        raise TypeError("input and image must be torch tensors")
+    if input.ndim not in (4, 5):
+        raise ValueError(
+            f"input must be (B, K, H, W) or (B, K, D, H, W) logits; got shape {tuple(input.shape)}")
+    if image.ndim != input.ndim or image.shape[0] != input.shape[0] or \
+            image.shape[2:] != input.shape[2:]:
+        raise ValueError(
+            f"image shape {tuple(image.shape)} does not match input shape {tuple(input.shape)}: "
+            f"expected (B, C) + {tuple(input.shape[2:])} with B = {input.shape[0]}")
+    if input.shape[1] < 1:
+        raise ValueError("input has no classes (K = 0)")
+
+
+def _memberships(input, probabilities):
+    return input if probabilities else torch.softmax(input, dim=1)
+
+
+def _reduce(per_sample, reduction, n_pix):
+    if reduction == "none":
+        return per_sample
+    if reduction == "sum":
+        return per_sample.sum()
+    return per_sample.sum() / (per_sample.shape[0] * n_pix)
+
+
+def _n_pix(t):
+    n = 1
+    for s in t.shape[2:]:
+        n *= int(s)
+    return n
+
+
+def mumford_shah_loss(input, image, lam, *, probabilities=False, tv="isotropic",
+                      reduction="mean"):
+    r"""Mumford–Shah loss of Kim & Ye 2019, Eq. 12-13.
+
+    .. math::
+
+        L_{MS}(\Theta; x) = \sum_n \int |x(r) - c_n|^2 y_n(r)\,dr
+                           + \lambda \sum_n \int |\nabla y_n(r)|\,dr, \qquad
+        c_n = \frac{\int x\,y_n}{\int y_n}
+
+    with :math:`y = \mathrm{softmax}(z)` (Eq. 10) over the class axis, the means recomputed
+    for every image of the batch (not per batch), the squared norm over image channels, and
+    the discretisation of :mod:`varseg.energy` (forward differences, Neumann boundary). A
+    class with zero mass gets mean 0 and contributes nothing (no NaN).
+
+    Parameters
+    ----------
+    input : Tensor, shape (B, K, H, W) or (B, K, D, H, W)
+        Logits :math:`z` (or probabilities with ``probabilities=True``).
+    image : Tensor, shape (B, C, H, W) or (B, C, D, H, W)
+        The images :math:`x` (any scale; λ is relative to the squared intensity scale).
+    lam : float
+        Length weight λ.
+    probabilities : bool
+        ``input`` already holds memberships summing to 1 over K.
+    tv : {"isotropic", "anisotropic"}
+        Length-term discretisation; ``"anisotropic"`` is the official implementation's L1 form.
+    reduction : {"mean", "sum", "none"}
+        See the module docstring; ``"mean"`` is per pixel and per image.
+
+    Returns
+    -------
+    Tensor
+        Scalar, or ``(B,)`` for ``reduction="none"``.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from varseg.losses import mumford_shah_loss
+    >>> z = torch.randn(2, 3, 16, 16, requires_grad=True)
+    >>> x = torch.rand(2, 1, 16, 16)
+    >>> mumford_shah_loss(z, x, lam=0.1).backward()
+    """
+    _check(input, image, reduction)
+    y = _memberships(input, probabilities)
+    data, length, _ = batched_terms(image.to(y.dtype), y, tv=tv)
+    return _reduce(data + lam * length, reduction, _n_pix(y))
+
+
+class MumfordShahLoss(nn.Module):
+    """Module form of :func:`mumford_shah_loss` (Eq. 12-13 of Kim & Ye 2019).
+
+    Parameters
+    ----------
+    lam : float
+        Length weight λ.
+    probabilities, tv, reduction
+        As in :func:`mumford_shah_loss`.
+
+    Shape
+    -----
+    ``forward(input, image)``: ``(B, K, *S)`` logits and ``(B, C, *S)`` images.
+    """
+
+    def __init__(self, lam=1e-3, *, probabilities=False, tv="isotropic", reduction="mean"):
+        super().__init__()
+        self.lam = float(lam)
+        self.probabilities = probabilities
+        self.tv = tv
+        self.reduction = reduction
+
+    def forward(self, input, image):
+        return mumford_shah_loss(input, image, self.lam, probabilities=self.probabilities,
+                                 tv=self.tv, reduction=self.reduction)
+
+    def extra_repr(self):
+        return f"lam={self.lam}, tv={self.tv!r}, reduction={self.reduction!r}"
+
+
+def positive_bias(raw, eps=1e-3):
+    r"""Map a network's raw bias channel to a positive bias field, :math:`b = \mathrm{softplus}
+    (r) + \varepsilon`.
+
+    Softplus keeps :math:`b > 0` (so Eq. 20's denominator is positive) with a gradient that
+    never vanishes for negative inputs as :math:`\exp` would explode; ``eps`` bounds it away
+    from 0. :mod:`varseg.models` uses the same map for their ``bias_field=True`` output.
+    """
+    return F.softplus(raw) + eps
+
+
+def bias_field_mumford_shah_loss(input, bias, image, lam, beta, *, probabilities=False,
+                                 tv="isotropic", reduction="mean"):
+    r"""Bias-field Mumford–Shah loss of Kim & Ye 2019, Eq. 19-20 (unsupervised).
+
+    .. math::
+
+        L = \sum_n \int |x - b\,c_n|^2 y_n + \lambda \sum_n \int |\nabla y_n|
+            + \beta \int |\nabla b|, \qquad
+        c_n = \frac{\int b\,x\,y_n}{\int b^2 y_n}
+
+    Eq. 6 of Li et al. 2011 with a delta kernel, the bias :math:`b` being an extra output
+    channel of the network (Fig. 2(b)); its total variation is penalised with weight β.
+
+    Parameters
+    ----------
+    input : Tensor, shape (B, K, *S)
+        Logits (or probabilities with ``probabilities=True``).
+    bias : Tensor, shape (B, 1, *S)
+        Positive bias field (e.g. :func:`positive_bias` of a raw output channel). Values
+        ``<= 0`` raise ``ValueError``.
+    image : Tensor, shape (B, C, *S)
+    lam, beta : float
+        Weights of the membership TV and of the bias TV.
+    tv, reduction
+        As in :func:`mumford_shah_loss` (the same TV discretisation for :math:`b`).
+
+    Returns
+    -------
+    Tensor
+    """
+    _check(input, image, reduction)
+    if bias.shape != (input.shape[0], 1) + tuple(input.shape[2:]):
+        raise ValueError(f"bias must have shape (B, 1) + spatial = "
+                         f"{(input.shape[0], 1) + tuple(input.shape[2:])}; got {tuple(bias.shape)}")
+    if bool((bias.detach() <= 0).any()):
+        raise ValueError("bias must be strictly positive (use varseg.losses.positive_bias)")
+    y = _memberships(input, probabilities)
+    data, length, _ = batched_terms(image.to(y.dtype), y, bias=bias.to(y.dtype), tv=tv)
+    bias_tv = _batched_tv(_Ops(True), bias.to(y.dtype), tv)
+    return _reduce(data + lam * length + beta * bias_tv, reduction, _n_pix(y))
+
+
+class BiasFieldMumfordShahLoss(nn.Module):
+    """Module form of :func:`bias_field_mumford_shah_loss` (Eq. 19-20 of Kim & Ye 2019).
+
+    ``forward(input, bias, image)`` with shapes ``(B, K, *S)``, ``(B, 1, *S)``, ``(B, C, *S)``.
+    """
+
+    def __init__(self, lam=1e-3, beta=1e-3, *, probabilities=False, tv="isotropic",
+                 reduction="mean"):
+        super().__init__()
+        self.lam = float(lam)
+        self.beta = float(beta)
+        self.probabilities = probabilities
+        self.tv = tv
+        self.reduction = reduction
+
+    def forward(self, input, bias, image):
+        return bias_field_mumford_shah_loss(input, bias, image, self.lam, self.beta,
+                                            probabilities=self.probabilities, tv=self.tv,
+                                            reduction=self.reduction)
+
+    def extra_repr(self):
+        return f"lam={self.lam}, beta={self.beta}, tv={self.tv!r}, reduction={self.reduction!r}"
+
+
+def semi_supervised_loss(input, target, image, labeled, lam, *, length_weight=1e-3,
+                         ignore_index=255, tv="isotropic", reduction="mean"):
+    r"""Semi-supervised loss of Kim & Ye 2019, Eq. 16-18.
+
+    .. math::
+
+        L = \alpha\, L_{CE} + \lambda\, L_{MS}, \qquad
+        L_{CE} = -\frac{1}{P}\sum_r \sum_n g_n(r) \log y_n(r)
+
+    with :math:`\alpha = 1` for a sample with a pixel-level label and 0 without (Eq. 17).
+    The cross-entropy is averaged over the labelled pixels (``ignore_index`` excluded) of the
+    labelled samples of the batch; :math:`L_{MS}` (:func:`mumford_shah_loss`, Eq. 12) is taken
+    on every sample. With every sample labelled, the MS term acts as a regulariser.
+
+    Parameters
+    ----------
+    input : Tensor, shape (B, K, *S)
+        Logits.
+    target : Tensor of int64, shape (B, *S)
+        Labels in ``0 .. K-1`` or ``ignore_index`` (contents of unlabelled samples ignored).
+    image : Tensor, shape (B, C, *S)
+    labeled : Tensor of bool, shape (B,)
+        The per-sample flag α of Eq. 17, so mixed batches work.
+    lam : float
+        Weight λ of the MS term in Eq. 16.
+    length_weight : float
+        The λ inside the MS loss (Eq. 12), weighting its length term.
+    ignore_index : int
+        Label value without supervision (255 for PASCAL VOC).
+    tv : {"isotropic", "anisotropic"}
+    reduction : {"mean", "sum", "none"}
+        ``"mean"``: CE mean over labelled pixels + λ × per-pixel MS mean; ``"sum"``: CE summed
+        over labelled pixels + λ × summed MS; ``"none"``: per-sample ``(B,)`` values
+        :math:`\alpha_b \mathrm{CE}_b + \lambda L_{MS,b}` with per-sample CE means.
+
+    Returns
+    -------
+    Tensor
+        A batch without any labelled pixel has CE term 0.
+    """
+    _check(input, image, reduction)
+    labeled = torch.as_tensor(labeled, dtype=torch.bool, device=input.device).reshape(-1)
+    if labeled.numel() != input.shape[0]:
+        raise ValueError(f"labeled must have one flag per sample ({input.shape[0]}); got "
+                         f"{labeled.numel()}")
+    if target.shape != (input.shape[0],) + tuple(input.shape[2:]):
+        raise ValueError(f"target must have shape {(input.shape[0],) + tuple(input.shape[2:])}; "
+                         f"got {tuple(target.shape)}")
+    target = target.long()
+    valid = (target != ignore_index) & labeled.reshape((-1,) + (1,) * (target.ndim - 1))
+    k = input.shape[1]
+    bad = valid & ((target < 0) | (target >= k))
+    if bool(bad.any()):
+        raise ValueError(f"target holds labels outside 0..{k - 1} (and != ignore_index "
+                         f"{ignore_index})")
+    safe_t = torch.where(valid, target, torch.zeros_like(target))
+    ce_map = F.cross_entropy(input, safe_t, reduction="none") * valid
+    ms = mumford_shah_loss(input, image, length_weight, tv=tv, reduction=reduction)
+    if reduction == "none":
+        per = ce_map.flatten(1).sum(1) / valid.flatten(1).sum(1).clamp_min(1)
+        return per + lam * ms
+    if reduction == "sum":
+        ce = ce_map.sum()
+    else:
+        ce = ce_map.sum() / valid.sum().clamp_min(1)
+    return ce + lam * ms
+
+
+class SemiSupervisedLoss(nn.Module):
+    """Module form of :func:`semi_supervised_loss` (Eq. 16-18 of Kim & Ye 2019).
+
+    ``forward(input, target, image, labeled)``.
+    """
+
+    def __init__(self, lam=1e-3, *, length_weight=1e-3, ignore_index=255, tv="isotropic",
+                 reduction="mean"):
+        super().__init__()
+        self.lam = float(lam)
+        self.length_weight = float(length_weight)
+        self.ignore_index = ignore_index
+        self.tv = tv
+        self.reduction = reduction
+
+    def forward(self, input, target, image, labeled):
+        return semi_supervised_loss(input, target, image, labeled, self.lam,
+                                    length_weight=self.length_weight,
+                                    ignore_index=self.ignore_index, tv=self.tv,
+                                    reduction=self.reduction)
+
+    def extra_repr(self):
+        return (f"lam={self.lam}, length_weight={self.length_weight}, "
+                f"ignore_index={self.ignore_index}, reduction={self.reduction!r}")
