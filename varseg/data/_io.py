@@ -147,9 +147,12 @@ def write_index_png(path: str | os.PathLike, labels: np.ndarray, palette: Sequen
     arr = np.asarray(labels)
     if arr.ndim != 2:
         raise ValueError(f"index map for {path} must be 2-D, got shape {arr.shape}")
-    im = Image.fromarray(arr.astype(np.uint8), mode="L")
-    if palette is not None:
-        im = im.convert("P")
+    arr = np.ascontiguousarray(arr, dtype=np.uint8)
+    size = (arr.shape[1], arr.shape[0])
+    if palette is None:
+        im = Image.frombytes("L", size, arr.tobytes())
+    else:
+        im = Image.frombytes("P", size, arr.tobytes())
         im.putpalette(list(palette))
     im.save(Path(path))
 
@@ -257,7 +260,7 @@ def check_label_values(labels: np.ndarray, allowed: Iterable[int], path: str | o
 def _fmt_allowed(allowed: np.ndarray) -> str:
     vals = allowed.tolist()
     runs, start = [], vals[0]
-    for a, b in zip(vals, vals[1:] + [None]):
+    for a, b in zip(vals, vals[1:] + [None], strict=True):
         if b is None or b != a + 1:
             runs.append(str(start) if start == a else f"{start}-{a}")
             start = b
@@ -395,6 +398,9 @@ def collate_keep_lists(batch: list[dict]) -> dict:
     batch : list of dict
         Items returned by a ``varseg.data`` dataset.
 
+    Used for the full-resolution BSDS500 evaluation against all human segmentations
+    (Kim & Ye, IEEE TIP 2019, Sec. V-C3) and full-size VOC validation (Sec. IV-A1).
+
     Returns
     -------
     dict
@@ -414,7 +420,8 @@ def collate_keep_lists(batch: list[dict]) -> dict:
     out = {}
     for k in keys:
         vals = [item.get(k) for item in batch]
-        if all(isinstance(v, torch.Tensor) for v in vals) and len({tuple(v.shape) for v in vals}) == 1:
+        tensors = all(isinstance(v, torch.Tensor) for v in vals)
+        if tensors and len({tuple(v.shape) for v in vals}) == 1:
             out[k] = torch.stack(vals)
         elif all(isinstance(v, bool) for v in vals):
             out[k] = torch.tensor(vals, dtype=torch.bool)

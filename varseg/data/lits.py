@@ -116,6 +116,8 @@ class LiTS(Dataset):
         random shuffling use :class:`varseg.data.sampling.GroupedShuffleSampler`.
     reorient : bool
         Reorient volume and mask to the closest canonical (RAS) frame before slicing.
+    transform : callable or None
+        Applied last to the item dict (``item = transform(item)``); must return a dict.
 
     Notes
     -----
@@ -139,7 +141,8 @@ class LiTS(Dataset):
     def __init__(self, root, split: str = "train", *, val_cases: int | float = 13, seed: int = 0,
                  image_size: int | Sequence[int] | None = 256,
                  hu_window: Sequence[float] = (-124.0, 276.0), context: int = 1,
-                 only_liver_slices: bool = False, cache_size: int = 1, reorient: bool = False):
+                 only_liver_slices: bool = False, cache_size: int = 1, reorient: bool = False,
+                 transform=None):
         scans = find_lits_scans(root)
         self.root = Path(root)
         self.split = split
@@ -151,6 +154,7 @@ class LiTS(Dataset):
         self.context = int(context)
         self.in_channels = 2 * self.context + 1
         self.reorient = bool(reorient)
+        self.transform = transform
         self.cases = select_split(list(scans), split, val_cases=val_cases, n_reference=N_SCANS,
                                   seed=seed, dataset="LiTS", root=self.root)
         self.files = {n: scans[n] for n in self.cases}
@@ -175,7 +179,8 @@ class LiTS(Dataset):
             else:
                 items.extend((n, k) for k in range(shape[2]))
         self.items = items
-        self.item_cases = np.array([self.cases.index(n) for n, _ in items], dtype=np.int64)
+        pos = {n: i for i, n in enumerate(self.cases)}
+        self.item_cases = np.array([pos[n] for n, _ in items], dtype=np.int64)
 
     # ------------------------------------------------------------------
     def _load_nifti(self, path: Path, labels: bool):
@@ -210,9 +215,10 @@ class LiTS(Dataset):
         if self.image_size is not None:
             image = resize_image(image, self.image_size)
             label = resize_label(label, self.image_size)
-        return {"image": image.float().contiguous(), "label": label.contiguous(),
+        item = {"image": image.float().contiguous(), "label": label.contiguous(),
                 "labeled": torch.tensor(True), "index": int(index),
                 "name": f"volume-{n}:{k:03d}", "case": int(n), "slice": int(k)}
+        return item if self.transform is None else self.transform(item)
 
     def __repr__(self) -> str:
         return (f"LiTS(root={str(self.root)!r}, split={self.split!r}, scans={len(self.cases)}, "

@@ -38,7 +38,11 @@ CAFFE_BGR_MEAN = (104.00698793, 116.66876762, 122.67891434)
 
 
 def as_size(size: int | Sequence[int] | None) -> tuple[int, int] | None:
-    """Normalise ``size`` (``int`` or ``(H, W)``) to a ``(H, W)`` tuple (``None`` passes)."""
+    """Normalise ``size`` (``int`` or ``(H, W)``) to a ``(H, W)`` tuple (``None`` passes).
+
+    Used for the crop / resize sizes of Kim & Ye, IEEE TIP 2019, Sec. IV-A/B (e.g. 321 for
+    VOC crops, square resizing of LiTS and BSDS500 images).
+    """
     if size is None:
         return None
     if isinstance(size, (int, np.integer)):
@@ -54,7 +58,9 @@ def resize_image(image: torch.Tensor, size: int | Sequence[int], *,
     """Bilinear resize of a ``(C, H, W)`` (or ``(H, W)``) float image to ``size``.
 
     ``antialias=True`` low-pass filters when downsampling (e.g. LiTS 512² → 256²); it has
-    no effect when upsampling. ``align_corners=False``.
+    no effect when upsampling. ``align_corners=False``. Used for the image downsampling
+    of Kim & Ye, IEEE TIP 2019, Sec. IV-A2 (LiTS) and IV-A4 (BSDS500) and the random
+    scaling of Sec. IV-B1 (VOC, without antialiasing as in the cv2-based AdvSemi code).
     """
     size = as_size(size)
     if tuple(image.shape[-2:]) == size:
@@ -67,7 +73,11 @@ def resize_image(image: torch.Tensor, size: int | Sequence[int], *,
 
 
 def resize_label(label: torch.Tensor, size: int | Sequence[int]) -> torch.Tensor:
-    """Nearest-neighbour (``nearest-exact``) resize of an ``(H, W)`` integer label map."""
+    """Nearest-neighbour (``nearest-exact``) resize of an ``(H, W)`` integer label map.
+
+    Label maps are resized together with their images (Kim & Ye, IEEE TIP 2019,
+    Sec. IV-A2 / IV-B1); nearest sampling never creates new label values.
+    """
     size = as_size(size)
     if tuple(label.shape[-2:]) == size:
         return label
@@ -90,6 +100,12 @@ def normalize_rgb(image_uint8: np.ndarray, mode="imagenet") -> torch.Tensor:
         ``"caffe"``: BGR channel order, 0-255 scale minus :data:`CAFFE_BGR_MEAN`, as in
         the Caffe-converted DeepLab-v2 weights used by AdvSemi.
         ``(mean, std)``: custom per-channel statistics for ``x / 255``.
+
+    Notes
+    -----
+    Kim & Ye, IEEE TIP 2019, Sec. IV-B1 uses DeepLab-v2 backbones for VOC, whose
+    pretrained weights expect one of these normalisations; the Mumford–Shah data term is
+    computed on whatever the network receives.
     """
     x = torch.from_numpy(np.ascontiguousarray(image_uint8)).permute(2, 0, 1).float()
     if isinstance(mode, str):
@@ -116,7 +132,8 @@ def pad_to(image: torch.Tensor, label: torch.Tensor | None, size: Sequence[int],
 
     The image is padded with ``image_fill`` (a scalar or one value per channel; 0 is the
     mean after mean/std normalisation) and the label with ``label_fill`` (the ignore
-    index), so padded pixels carry no supervision.
+    index), so padded pixels carry no supervision (the DeepLab-v2 / AdvSemi padding
+    behind the 321 × 321 crops of Kim & Ye, IEEE TIP 2019, Sec. IV-B1).
     """
     h, w = image.shape[-2:]
     th, tw = as_size(size)

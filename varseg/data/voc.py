@@ -222,6 +222,8 @@ class VOCSegmentation(Dataset):
         An int makes it a function of ``(seed, epoch, index)``; call :meth:`set_epoch`.
     check_files : bool
         Check at construction that every listed image and mask exists.
+    transform : callable or None
+        Applied last to the item dict (``item = transform(item)``); must return a dict.
 
     Notes
     -----
@@ -245,7 +247,7 @@ class VOCSegmentation(Dataset):
                  scale_range: Sequence[float] | None = (0.5, 1.5), flip: bool = True,
                  augment: bool | None = None, use_sbd: bool | None = None, sbd_root=None,
                  normalize="imagenet", eval_pad_to: int | Sequence[int] | None = None,
-                 seed: int | None = None, check_files: bool = True):
+                 seed: int | None = None, check_files: bool = True, transform=None):
         self.root = _resolve_voc_root(root)
         self.requested_split = split
         self.crop_size = as_size(crop_size)
@@ -256,6 +258,7 @@ class VOCSegmentation(Dataset):
         self.eval_pad_to = as_size(eval_pad_to)
         self.seed = seed
         self.epoch = 0
+        self.transform = transform
 
         sets = self.root / "ImageSets" / "Segmentation"
         aug_dir = self.root / "SegmentationClassAug"
@@ -353,8 +356,9 @@ class VOCSegmentation(Dataset):
         elif self.eval_pad_to is not None:
             image, label = pad_to(image, label, self.eval_pad_to, image_fill=self._fill(),
                                   label_fill=self.ignore_index)
-        return {"image": image.contiguous(), "label": label.contiguous(),
+        item = {"image": image.contiguous(), "label": label.contiguous(),
                 "labeled": torch.tensor(True), "index": int(index), "name": self.ids[index]}
+        return item if self.transform is None else self.transform(item)
 
     def __repr__(self) -> str:
         return (f"VOCSegmentation(root={str(self.root)!r}, split={self.split!r}, n={len(self)}, "

@@ -1,0 +1,203 @@
+"""Berkeley Segmentation Data Set BSDS500 images and human segmentations.
+
+Kim & Ye, "Mumford–Shah Loss Functional for Image Segmentation with Deep Learning",
+IEEE TIP 2019, Sec. IV-A4 (200/100/200 train/val/test RGB images, training images
+resized) and Sec. IV-C / V-C (unsupervised training: no labels are used; the human
+segmentations serve only for the PRI / VI / covering evaluation).
+
+Dataset paper: P. Arbeláez, M. Maire, C. Fowlkes and J. Malik, "Contour Detection and
+Hierarchical Image Segmentation", IEEE TPAMI 33(5), 2011.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from ._io import check_root, read_rgb
+from .transforms import as_size, normalize_rgb, resize_image, resize_label
+
+__all__ = ["BSDS500", "load_bsds_ground_truth"]
+
+_EXPECTED = "<root>/data/images/{train,val,test}/*.jpg and <root>/data/groundTruth/{split}/*.mat"
+
+
+def load_bsds_ground_truth(mat_path: str | os.PathLike, field: str = "Segmentation"
+                           ) -> list[np.ndarray]:
+    """Read the human segmentations of one BSDS500 image.
+
+    ``loadmat(f)['groundTruth']`` is a (1, K) object array (a MATLAB cell); element
+    ``[0, k]`` is a (1, 1) struct whose ``['Segmentation'][0, 0]`` is a uint16 H × W label
+    map with labels starting at 1, and ``['Boundaries'][0, 0]`` a uint8 boundary map
+    (Arbeláez et al., TPAMI 2011; the benchmark of Kim & Ye, IEEE TIP 2019, Sec. V-C3).
+
+    Parameters
+    ----------
+    mat_path : path
+        ``data/groundTruth/<split>/<id>.mat``.
+    field : {"Segmentation", "Boundaries"}
+        Which map to return.
+
+    Returns
+    -------
+    list of numpy.ndarray
+        One (H, W) array per human annotator (K is usually 4-9), dtype as stored
+        (uint16 for segmentations).
+
+    Raises
+    ------
+    FileNotFoundError
+        If the file does not exist.
+    ValueError
+        If it has no ``groundTruth`` cell or the field is missing.
+    """
+    from scipy.io import loadmat
+
+    path = Path(mat_path)
+    if not path.is_file():
+        raise FileNotFoundError(f"BSDS500 ground truth {path} does not exist: expected "
+                                "data/groundTruth/<split>/<id>.mat")
+    mat = loadmat(str(path))
+    if "groundTruth" not in mat:
+        raise ValueError(f"BSDS500 ground truth {path} has no 'groundTruth' cell (keys: "
+                         f"{sorted(k for k in mat if not k.startswith('__'))})")
+    cell = np.asarray(mat["groundTruth"]).reshape(-1)
+    out = []
+    for k, entry in enumerate(cell):
+        names = entry.dtype.names or ()
+        if field not in names:
+            raise ValueError(f"BSDS500 ground truth {path}: segmentation {k} has fields "
+                             f"{names}, expected {field!r}")
+        arr = np.asarray(entry[field].reshape(-1)[0]) if entry.size else None
+        if arr is None or arr.ndim != 2:
+            raise ValueError(f"BSDS500 ground truth {path}: {field} {k} is not a 2-D map")
+        out.append(arr)
+    if not out:
+        raise ValueError(f"BSDS500 ground truth {path} holds no human segmentation")
+    return out
+
+
+def _resolve_bsds_root(root, split: str) -> Path:
+    root = check_root(root, "BSDS500", _EXPECTED)
+    cands = [root, root / "BSDS500", root / "BSR" / "BSDS500"]
+    for c in cands:
+        if (c / "data" / "images" / split).is_dir():
+            return c / "data"
+    if (root / "images" / split).is_dir():  # root = .../data
+        return root
+    raise FileNotFoundError(f"BSDS500 root {root} has no data/images/{split}: expected "
+                            f"{_EXPECTED}")
+
+
+class BSDS500(Dataset):
+    """BSDS500 images (RGB), with the human segmentations for evaluation.
+
+    Used for the unsupervised experiments of Kim & Ye, IEEE TIP 2019, Sec. IV-A4 / V-C.
+
+    Parameters
+    ----------
+    root : path
+        Folder holding ``data/images/{train,val,test}/*.jpg`` and
+        ``data/groundTruth/{train,val,test}/*.mat``; ``BSR`` or ``BSR/BSDS500`` (or the
+        ``data`` folder itself) are accepted too. Only ``*.jpg`` are listed (stray
+        ``Thumbs.db`` files are ignored).
+    split : {"train", "val", "test"}
+    image_size : int or (H, W) or None
+        Resize images (bilinear) and ``label`` (nearest) for training, e.g. ``(256, 256)``;
+        ``None`` keeps 481 × 321 / 321 × 481.
+    return_all_ground_truths : bool
+        Add ``"ground_truths"``: the list of all human segmentations (int64 tensors at the
+        *original* resolution, labels from 1). Use batch size 1 or
+        :func:`varseg.data.collate_keep_lists`.
+    labels : bool
+        Read the ground truth. ``False`` gives an image-only dataset (``"label"`` absent,
+        ``"labeled"`` False), which is all the unsupervised training of the paper uses;
+        the ``groundTruth`` folder may then be missing.
+    normalize : {"none", "imagenet", "caffe"} or (mean, std)
+        Default ``"none"``: RGB in [0, 1], the intensities the Mumford–Shah data term is
+        computed on. See :func:`varseg.data.transforms.normalize_rgb`.
+    num_classes : int or None
+        Number of output segments a model should use (BSDS labels are regions, not
+        classes); stored as the ``num_classes`` attribute.
+    transform : callable or None
+        Applied last to the item dict (``item = transform(item)``); must return a dict.
+
+    Notes
+    -----
+    ``__getitem__`` returns ``"image"`` float32 ``(3, H, W)``; ``"label"`` int64
+    ``(H, W)``: the **first** human segmentation (labels from 1, resized with
+    ``image_size``); ``"labeled"``; ``"index"``; ``"name"`` (image id);
+    ``"orig_size"`` (H, W) before resizing; and ``"ground_truths"`` when requested.
+    """
+
+    in_channels = 3
+    ignore_index = -100
+
+    def __init__(self, root, split: str = "train", *,
+                 image_size: int | Sequence[int] | None = None,
+                 return_all_ground_truths: bool = False, labels: bool = True,
+                 normalize="none", num_classes: int | None = None, transform=None):
+        if split not in ("train", "val", "test"):
+            raise ValueError(f"BSDS500 split must be 'train', 'val' or 'test', got {split!r}")
+        self.data_dir = _resolve_bsds_root(root, split)
+        self.root = Path(root)
+        self.split = split
+        self.image_size = as_size(image_size)
+        self.return_all_ground_truths = bool(return_all_ground_truths)
+        self.labels = bool(labels)
+        self.normalize = normalize
+        self.num_classes = num_classes
+        self.transform = transform
+        img_dir = self.data_dir / "images" / split
+        self.images = sorted(p for p in img_dir.glob("*.jpg") if p.is_file())
+        if not self.images:
+            raise FileNotFoundError(f"BSDS500 folder {img_dir} has no *.jpg images: expected "
+                                    f"{_EXPECTED}")
+        self.ids = [p.stem for p in self.images]
+        gt_dir = self.data_dir / "groundTruth" / split
+        self.ground_truth_files = [gt_dir / f"{i}.mat" for i in self.ids]
+        if self.labels or self.return_all_ground_truths:
+            missing = [p for p in self.ground_truth_files if not p.is_file()]
+            if missing:
+                raise FileNotFoundError(
+                    f"BSDS500 ground truth {missing[0]} does not exist ({len(missing)} missing "
+                    f"in {gt_dir}): expected one <id>.mat per image; pass labels=False for "
+                    "image-only (unsupervised) use")
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, index: int) -> dict:
+        if index < 0:
+            index += len(self)
+        img = read_rgb(self.images[index], "BSDS500 image")
+        h, w = img.shape[:2]
+        image = normalize_rgb(img, self.normalize)
+        if self.image_size is not None:
+            image = resize_image(image, self.image_size)
+        item = {"image": image.contiguous(), "labeled": torch.tensor(self.labels),
+                "index": int(index), "name": self.ids[index],
+                "orig_size": torch.tensor([h, w])}
+        if self.labels or self.return_all_ground_truths:
+            gts = load_bsds_ground_truth(self.ground_truth_files[index])
+            for g in gts:
+                if g.shape != (h, w):
+                    raise ValueError(f"BSDS500 ground truth {self.ground_truth_files[index]} "
+                                     f"has a {g.shape} map, image is {(h, w)}: expected equal")
+            gts_t = [torch.from_numpy(g.astype(np.int64)) for g in gts]
+            if self.labels:
+                label = gts_t[0]
+                if self.image_size is not None:
+                    label = resize_label(label, self.image_size)
+                item["label"] = label
+            if self.return_all_ground_truths:
+                item["ground_truths"] = gts_t
+        return item if self.transform is None else self.transform(item)
+
+    def __repr__(self) -> str:
+        return (f"BSDS500(root={str(self.data_dir)!r}, split={self.split!r}, n={len(self)}, "
+                f"image_size={self.image_size})")
