@@ -41,15 +41,15 @@ def as_channels_first(image, channel_axis=None, *, dtype=np.float64, name="image
     if channel_axis is None:
         if arr.ndim not in spatial_ndims:
             raise ValueError(
-                f"{name} must be 2D (H, W) or 3D (D, H, W) without channel_axis; got shape "
+                f"{name} must be {_allowed(spatial_ndims)} without channel_axis; got shape "
                 f"{arr.shape}. Pass channel_axis=-1 for a colour image.")
         x = arr[None]
         gray = True
     else:
         if arr.ndim - 1 not in spatial_ndims:
             raise ValueError(
-                f"{name} with channel_axis={channel_axis} must have 3 or 4 dimensions; got "
-                f"shape {arr.shape}")
+                f"{name} with channel_axis={channel_axis} must be {_allowed(spatial_ndims)} "
+                f"plus a channel axis; got shape {arr.shape}")
         ax = channel_axis % arr.ndim if -arr.ndim <= channel_axis < arr.ndim else None
         if ax is None:
             raise ValueError(f"channel_axis={channel_axis} is out of range for shape {arr.shape}")
@@ -61,6 +61,11 @@ def as_channels_first(image, channel_axis=None, *, dtype=np.float64, name="image
     if not np.isfinite(x).all():
         raise ValueError(f"{name} contains NaN or Inf values")
     return x, gray
+
+
+def _allowed(spatial_ndims):
+    names = {2: "2D (H, W)", 3: "3D (D, H, W)"}
+    return " or ".join(names[n] for n in spatial_ndims)
 
 
 def check_n_phases(n_phases, *, power_of_two=False, max_phases=None, name="n_phases"):

@@ -37,7 +37,7 @@ def neural_segment(image, n_phases=2, *, lam=0.125, bias_field=False, beta=0.01,
                    kanezaki_ce=False, ms_loss=True, superpixels=None, model=None,
                    max_iter=300, lr=0.01, optimizer="adam", tol=1e-4, patience=20,
                    min_labels=None, seed=None, device="auto", progress=True,
-                   channel_axis=None, tv="isotropic"):
+                   channel_axis=None, tv="isotropic", hidden_channels=64):
     r"""Segment one image by fitting a network to it with the Mumford–Shah loss.
 
     Minimises over the network weights :math:`\Theta`
@@ -98,6 +98,8 @@ def neural_segment(image, n_phases=2, *, lam=0.125, bias_field=False, beta=0.01,
         Show a tqdm progress bar.
     channel_axis : int, optional
     tv : {"isotropic", "anisotropic"}
+    hidden_channels : int
+        Hidden width of the default network.
 
     Returns
     -------
@@ -129,7 +131,8 @@ def neural_segment(image, n_phases=2, *, lam=0.125, bias_field=False, beta=0.01,
     if seed is not None:
         torch.manual_seed(seed)
     if model is None:
-        model = KanezakiNet(x.shape[0], n_channels=k, bias_field=bias_field)
+        model = KanezakiNet(x.shape[0], n_channels=k, hidden_channels=hidden_channels,
+                            bias_field=bias_field)
     model = model.to(dev).train()
     xt = torch.as_tensor(x, dtype=torch.float32, device=dev)[None]
     params = [p for p in model.parameters() if p.requires_grad]

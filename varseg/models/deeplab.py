@@ -24,7 +24,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ._common import BiasFieldHead, CheckpointMixin, check_image_batch, load_checkpoint
+from ._common import (
+    BiasFieldHead,
+    CheckpointMixin,
+    _strip_prefix,
+    check_image_batch,
+    load_checkpoint,
+)
 
 __all__ = ["DeepLabV2", "ResNetBackbone", "ASPP", "Bottleneck", "RESNET_LAYERS"]
 
@@ -241,7 +247,7 @@ class DeepLabV2(CheckpointMixin, nn.Module):
 
     # -- batch norm -------------------------------------------------------------------------
     def _backbone_norms(self):
-        return (m for m in self.backbone.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm))
+        return (m for m in self.backbone.modules() if isinstance(m, nn.BatchNorm2d))
 
     def train(self, mode: bool = True):
         """Set training mode; with ``freeze_bn=True`` the backbone BN layers stay in eval mode."""
@@ -345,7 +351,8 @@ class DeepLabV2(CheckpointMixin, nn.Module):
             self._load_backbone_state(state, str(Path(source)))
 
     def _load_backbone_state(self, state: Mapping[str, torch.Tensor], where: str) -> None:
-        state = {k: v for k, v in state.items() if not k.startswith("fc.")}
+        state = {k: v for k, v in _strip_prefix(state, "module.").items()
+                 if not k.startswith("fc.")}
         own = self.backbone.state_dict()
         missing = sorted(k for k in own if k not in state
                          and not k.endswith("num_batches_tracked"))

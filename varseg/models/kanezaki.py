@@ -37,6 +37,10 @@ class KanezakiNet(CheckpointMixin, nn.Module):
         number of) classes.
     n_conv : int, optional
         Number of ``3x3`` convolution layers (``nConv``, default 2).
+    hidden_channels : int, optional
+        Width of the ``3x3`` layers; default ``n_channels`` (Kanezaki's network, where the
+        hidden and response widths are equal). :func:`varseg.neural_segment` uses K response
+        channels on a wider hidden layer.
     num_classes : int, optional
         Alias of ``n_channels`` for :func:`~varseg.models.build_model`; giving both with
         different values is an error.
@@ -64,32 +68,37 @@ class KanezakiNet(CheckpointMixin, nn.Module):
     """
 
     def __init__(self, in_channels: int, n_channels: int | None = None, n_conv: int = 2, *,
-                 num_classes: int | None = None, bias_field: bool = False):
+                 num_classes: int | None = None, hidden_channels: int | None = None,
+                 bias_field: bool = False):
         super().__init__()
         if n_channels is not None and num_classes is not None and n_channels != num_classes:
             raise ValueError(f"n_channels={n_channels} and its alias num_classes={num_classes} "
                              "disagree; give one of them")
         if n_channels is None:
             n_channels = _DEFAULT_CHANNELS if num_classes is None else num_classes
+        if hidden_channels is None:
+            hidden_channels = n_channels
         for name, value in (("in_channels", in_channels), ("n_channels", n_channels),
-                            ("n_conv", n_conv)):
+                            ("n_conv", n_conv), ("hidden_channels", hidden_channels)):
             if int(value) != value or value < 1:
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
         self.in_channels = int(in_channels)
         self.n_channels = int(n_channels)
         self.bias_field = bool(bias_field)
+        self.hidden_channels = int(hidden_channels)
         self._config = dict(in_channels=self.in_channels, n_channels=self.n_channels,
-                            n_conv=int(n_conv), bias_field=self.bias_field)
+                            n_conv=int(n_conv), hidden_channels=self.hidden_channels,
+                            bias_field=self.bias_field)
         layers: list[nn.Module] = []
         c_in = self.in_channels
         for _ in range(int(n_conv)):
-            layers += [nn.Conv2d(c_in, self.n_channels, 3, padding=1), nn.ReLU(inplace=True),
-                       nn.BatchNorm2d(self.n_channels)]
-            c_in = self.n_channels
+            layers += [nn.Conv2d(c_in, self.hidden_channels, 3, padding=1),
+                       nn.ReLU(inplace=True), nn.BatchNorm2d(self.hidden_channels)]
+            c_in = self.hidden_channels
         self.features = nn.Sequential(*layers)
-        self.head = nn.Sequential(nn.Conv2d(self.n_channels, self.n_channels, 1),
+        self.head = nn.Sequential(nn.Conv2d(self.hidden_channels, self.n_channels, 1),
                                   nn.BatchNorm2d(self.n_channels))
-        self.bias_head = BiasFieldHead(self.n_channels) if self.bias_field else None
+        self.bias_head = BiasFieldHead(self.hidden_channels) if self.bias_field else None
 
     @property
     def num_classes(self) -> int:
