@@ -16,6 +16,7 @@ __version__ = "0.1.0"
 _LAZY = {
     # energy (Eq. 1-6, 19-20)
     "mumford_shah_energy": "varseg.energy",
+    "mumford_shah_terms": "varseg.energy",
     "data_term": "varseg.energy",
     "length_term": "varseg.energy",
     "region_means": "varseg.energy",
@@ -30,6 +31,7 @@ _LAZY = {
     "bias_field_levelset": "varseg.levelset.lic",
     "ms_fixed_point": "varseg.unrolled",
     "UnrolledMumfordShah": "varseg.unrolled",
+    "unrolled_segment": "varseg.unrolled",
     "neural_segment": "varseg.neural",
     "compare": "varseg.compare",
 }
