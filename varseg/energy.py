@@ -66,6 +66,7 @@ __all__ = [
 ]
 
 _TV_KINDS = ("isotropic", "anisotropic")
+_PARALLEL_MIN_PIXELS = 1 << 17  # below this the serial hard-energy kernel is faster
 _REDUCTIONS = ("sum", "mean")
 
 
@@ -530,7 +531,7 @@ def energy_from_labels(image, labels, lam, *, n_phases=None, tv="isotropic", red
     MumfordShahTerms
         Floats ``total``, ``data``, ``length`` and ``means`` of shape (K, C).
     """
-    from ._energy_kernels import hard_energy
+    from ._energy_kernels import hard_energy, hard_energy_serial
 
     _check_options(tv=tv, reduction=reduction)
     lab = np.asarray(labels)
@@ -546,7 +547,8 @@ def energy_from_labels(image, labels, lam, *, n_phases=None, tv="isotropic", red
     x4 = x.reshape((x.shape[0],) + lab3.shape)
     if x4.dtype not in (np.float32, np.float64):
         x4 = x4.astype(np.float64)
-    data, length, means = hard_energy(x4, lab3, k, tv == "isotropic")
+    kernel = hard_energy if lab.size >= _PARALLEL_MIN_PIXELS else hard_energy_serial
+    data, length, means = kernel(x4, lab3, k, tv == "isotropic")
     n_pix = lab.size
     if reduction == "mean":
         data, length = data / n_pix, length / n_pix

@@ -150,7 +150,7 @@ def neural_segment(image, n_phases=2, *, lam=0.125, bias_field=False, beta=0.01,
     energy, times, losses = [], [], []
     best, stale, converged, it = np.inf, 0, False, 0
     bias = None
-    for it in tqdm(range(1, int(max_iter) + 1), disable=not progress, desc="neural_segment"):
+    for it in tqdm(range(1, int(max_iter) + 1), disable=not progress, desc="neural_segment"):  # noqa: B007
         opt.zero_grad()
         out = model(xt)
         logits, bias = (out if isinstance(out, tuple) else (out, None))

@@ -77,7 +77,7 @@ def curvature(y, eps=0.1):
     grads = [_OPS.fdiff(y, a) for a in axes]
     norm = torch.sqrt(sum(g * g for g in grads) + eps * eps)
     div = torch.zeros_like(y)
-    for a, g in zip(axes, grads):
+    for a, g in zip(axes, grads, strict=True):
         p = g / norm
         shifted = torch.cat([torch.zeros_like(p.narrow(a, 0, 1)),
                              p.narrow(a, 0, p.shape[a] - 1)], dim=a)
@@ -223,7 +223,7 @@ def ms_fixed_point(image, n_phases=2, *, lam=0.125, step=2.0, max_iter=300, tol=
         y_old = torch.softmax(z, 1)
         energy.append(energy_from_labels(x, y_old[0].argmax(0).numpy(), lam, n_phases=k).total)
         times.append(time.perf_counter() - t0)
-        for it in range(1, int(max_iter) + 1):
+        for it in range(1, int(max_iter) + 1):  # noqa: B007 - it is the count run
             z = fixed_point_step(z, xt, lam, step, update=update, curvature_eps=curvature_eps,
                                  dirac_eps=dirac_eps)
             y = torch.softmax(z, 1)

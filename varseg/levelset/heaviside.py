@@ -32,7 +32,8 @@ def dirac_scalar(z, eps):
 
 @vectorize(["float32(float32, float32)", "float64(float64, float64)"], cache=True)
 def heaviside(z, eps):
-    r"""Regularised Heaviside :math:`H_\varepsilon(z) = \frac12(1 + \frac2\pi\arctan(z/\varepsilon))`.
+    r"""Regularised Heaviside, :math:`H_\varepsilon(z) = \frac12(1 + \frac2\pi
+    \arctan(z/\varepsilon))`.
 
     Parameters
     ----------
@@ -45,7 +46,8 @@ def heaviside(z, eps):
 
 @vectorize(["float32(float32, float32)", "float64(float64, float64)"], cache=True)
 def dirac(z, eps):
-    r"""Regularised Dirac :math:`\delta_\varepsilon(z) = (\varepsilon/\pi)/(\varepsilon^2 + z^2)`."""
+    r"""Regularised Dirac,
+    :math:`\delta_\varepsilon(z) = (\varepsilon/\pi)/(\varepsilon^2 + z^2)`."""
     return (eps / math.pi) / (eps * eps + z * z)
 
 
