@@ -33,7 +33,6 @@ _LAZY = {
     "UnrolledMumfordShah": "varseg.unrolled",
     "unrolled_segment": "varseg.unrolled",
     "neural_segment": "varseg.neural",
-    "compare": "varseg.compare",
 }
 
 __all__ = sorted(_LAZY) + ["__version__"]

@@ -1,0 +1,230 @@
+r"""Non-variational baselines: k-means clustering and multi-level Otsu thresholding.
+
+Both ignore geometry (no length term is minimised), which is exactly why they are useful
+references: on a clean piecewise-constant image they already reach the minimum of the data
+term of Eq. 1-2 of Kim & Ye 2019, and the gap between their Mumford–Shah energy and a
+level-set method's energy is the price of their ragged boundaries.
+
+Both return :class:`varseg.Segmentation` like every other method, with
+
+* ``labels`` sorted by mean intensity (label 0 the darkest class; for colour images, by the
+  mean over channels of the class means), so that a K-level image is recovered with the
+  labels ``0 .. K-1`` in intensity order;
+* hard one-hot ``memberships`` (the characteristic functions χ_n of Eq. 3);
+* one record of the shared energy (:func:`varseg.energy.energy_from_labels`, Eq. 1), computed
+  on the image **as given** (float64, no rescaling) with weight ``lam`` of the length term;
+  ``params["lam"]`` holds that λ. The default ``lam = 0.125`` is the λ of Chan–Vese's
+  default ``mu = 0.25`` (:math:`\lambda = \mu/2`) for images in [0, 1]. The comparison
+  harness (:func:`varseg.compare.compare`) re-evaluates every result with one common λ
+  anyway.
+"""
+from __future__ import annotations
+
+import inspect
+import time
+import warnings
+
+import numpy as np
+
+from ._validation import as_channels_first, check_n_phases
+from .energy import energy_from_labels
+from .result import Segmentation
+
+__all__ = ["kmeans_segment", "otsu_segment", "DEFAULT_LAM", "sort_labels_by_intensity"]
+
+#: Default λ of the recorded energy: Chan–Vese's default μ = 0.25 halved (images in [0, 1]).
+DEFAULT_LAM = 0.125
+
+#: Rec. 601 luma weights used to reduce an RGB image to one channel for Otsu.
+_LUMA = np.array([0.299, 0.587, 0.114])
+
+
+def sort_labels_by_intensity(x, labels, n_phases):
+    """Relabel so that class means increase with the label (empty classes last).
+
+    Parameters
+    ----------
+    x : ndarray, shape (C,) + S
+        Channels-first image.
+    labels : ndarray of int, shape S
+        Labels in ``0 .. n_phases - 1``.
+    n_phases : int
+
+    Returns
+    -------
+    ndarray of int64, shape S
+    """
+    lab = np.asarray(labels, dtype=np.int64)
+    flat = lab.ravel()
+    counts = np.bincount(flat, minlength=n_phases).astype(np.float64)
+    level = x.reshape(x.shape[0], -1).mean(axis=0)
+    sums = np.bincount(flat, weights=level, minlength=n_phases)
+    means = np.where(counts > 0, sums / np.maximum(counts, 1), np.inf)
+    order = np.argsort(means, kind="stable")  # order[new] = old
+    lut = np.empty(n_phases, dtype=np.int64)
+    lut[order] = np.arange(n_phases)
+    return lut[lab]
+
+
+def _check_lam(lam):
+    lam = DEFAULT_LAM if lam is None else float(lam)
+    if not np.isfinite(lam) or lam < 0:
+        raise ValueError(f"lam must be a finite non-negative number; got {lam!r}")
+    return lam
+
+
+def _result(x, gray, labels, n_phases, lam, method, params, n_iter, converged, t0):
+    energy = energy_from_labels(x, labels, lam, n_phases=n_phases)
+    elapsed = time.perf_counter() - t0
+    memberships = (labels[None] == np.arange(n_phases).reshape(
+        (n_phases,) + (1,) * labels.ndim)).astype(np.float64)
+    means = np.asarray(energy.means)
+    if gray:
+        means = means[:, 0]
+    return Segmentation(
+        labels=labels, memberships=memberships, means=means,
+        energy=np.array([energy.total], dtype=np.float64), n_iter=int(n_iter),
+        converged=bool(converged), elapsed=float(elapsed), method=method,
+        params=dict(params, lam=lam), times=np.array([elapsed], dtype=np.float64))
+
+
+def _kmeans2(data, init, max_iter, seed):
+    from scipy.cluster.vq import kmeans2
+
+    kw = {}
+    if seed is not None:
+        rng = np.random.default_rng(seed)
+        kw = {"rng": rng} if "rng" in inspect.signature(kmeans2).parameters else {"seed": rng}
+    minit = "++" if isinstance(init, int) else "matrix"
+    with warnings.catch_warnings():  # an empty cluster keeps its centroid: not an error here
+        warnings.simplefilter("ignore", UserWarning)
+        return kmeans2(data, init, iter=max_iter, minit=minit, missing="warn", **kw)
+
+
+def _lloyd(data, k, max_iter, seed, chunk=5):
+    """kmeans2 in chunks of ``chunk`` iterations until the labels stop changing."""
+    centroids, lab = _kmeans2(data, k, min(chunk, max_iter), seed)
+    n_iter = min(chunk, max_iter)
+    converged = False
+    while n_iter < max_iter:
+        step = min(chunk, max_iter - n_iter)
+        new_c, new_lab = _kmeans2(data, centroids, step, None)
+        n_iter += step
+        same = np.array_equal(new_lab, lab)
+        centroids, lab = new_c, new_lab
+        if same:
+            converged = True
+            break
+    return centroids, lab, n_iter, converged
+
+
+def kmeans_segment(image, n_phases=2, *, channel_axis=None, seed=None, max_iter=100,
+                   lam=None):
+    r"""Segment by k-means clustering of the pixel intensities (or colours).
+
+    Lloyd's algorithm (:func:`scipy.cluster.vq.kmeans2`, k-means++ initialisation from a
+    generator seeded with ``seed``) on the N pixel vectors :math:`x(r) \in \mathbb{R}^C`. It
+    minimises the data term of the piecewise-constant Mumford–Shah energy (Eq. 1-2 with
+    λ = 0): :math:`\sum_n \sum_{r \in \Omega_n} \|x(r) - c_n\|^2`, with the means of Eq. 4.
+
+    Parameters
+    ----------
+    image : array_like, shape (H, W) or (D, H, W), or with a channel axis
+    n_phases : int
+        Number of clusters K (≥ 2).
+    channel_axis : int or None
+        Axis of the colour channels (scikit-image convention); None for gray.
+    seed : int or numpy.random.Generator, optional
+        Seed of the k-means++ initialisation (same seed, same result).
+    max_iter : int
+        Lloyd iterations (``iter`` of :func:`~scipy.cluster.vq.kmeans2`).
+    lam : float, optional
+        λ of the recorded shared energy (Eq. 1), default :data:`DEFAULT_LAM` = 0.125.
+
+    Returns
+    -------
+    Segmentation
+        ``method="kmeans"``; labels sorted by mean intensity; one energy record.
+        :func:`~scipy.cluster.vq.kmeans2` is run in chunks of 5 iterations, restarted from
+        the previous centroids, until a chunk leaves the labels unchanged (``converged``
+        True) or ``max_iter`` iterations were run; ``n_iter`` counts them.
+
+    Raises
+    ------
+    ValueError
+        Bad image, ``n_phases`` < 2 or more clusters than pixels, ``max_iter`` < 1.
+    """
+    t0 = time.perf_counter()
+    x, gray = as_channels_first(image, channel_axis)
+    k = check_n_phases(n_phases)
+    lam = _check_lam(lam)
+    if isinstance(max_iter, bool) or int(max_iter) != max_iter or max_iter < 1:
+        raise ValueError(f"max_iter must be a positive integer; got {max_iter!r}")
+    max_iter = int(max_iter)
+    spatial = x.shape[1:]
+    data = x.reshape(x.shape[0], -1).T  # (N, C)
+    if data.shape[0] < k:
+        raise ValueError(f"n_phases={k} exceeds the number of pixels {data.shape[0]}")
+    _, lab, n_iter, converged = _lloyd(data, k, max_iter, seed)
+    labels = sort_labels_by_intensity(x, lab.reshape(spatial), k)
+    params = {"n_phases": k, "seed": seed if isinstance(seed, (int, type(None))) else None,
+              "max_iter": max_iter, "channel_axis": channel_axis}
+    return _result(x, gray, labels, k, lam, "kmeans", params, n_iter, converged, t0)
+
+
+def otsu_segment(image, n_phases=2, *, channel_axis=None, lam=None, nbins=256):
+    r"""Segment by multi-level Otsu thresholding (:func:`skimage.filters.threshold_multiotsu`).
+
+    The K − 1 thresholds maximise the between-class variance of the intensity histogram,
+    i.e. minimise the within-class variance — the data term of Eq. 1-2 restricted to
+    partitions by intensity thresholds. Colour images are thresholded on their **luminance**
+    :math:`0.299 R + 0.587 G + 0.114 B` (Rec. 601; for other channel counts, the mean over
+    channels); the recorded energy still uses all channels.
+
+    Parameters
+    ----------
+    image : array_like, shape (H, W) or (D, H, W), or with a channel axis
+    n_phases : int
+        Number of classes K (≥ 2); K − 1 thresholds.
+    channel_axis : int or None
+        Axis of the colour channels (scikit-image convention); None for gray.
+    lam : float, optional
+        λ of the recorded shared energy (Eq. 1), default :data:`DEFAULT_LAM` = 0.125.
+    nbins : int
+        Histogram bins of the threshold search.
+
+    Returns
+    -------
+    Segmentation
+        ``method="otsu"``; label n is the n-th intensity band (sorted by intensity);
+        ``extras["thresholds"]`` the thresholds (on the luminance for colour images);
+        one energy record; ``n_iter = 1``, ``converged = True``.
+
+    Raises
+    ------
+    ValueError
+        Bad image, ``n_phases`` < 2, or an image with fewer distinct values than needed.
+    """
+    from skimage.filters import threshold_multiotsu
+
+    t0 = time.perf_counter()
+    x, gray = as_channels_first(image, channel_axis)
+    k = check_n_phases(n_phases)
+    lam = _check_lam(lam)
+    if x.shape[0] == 1:
+        lum = x[0]
+    elif x.shape[0] == 3:
+        lum = np.tensordot(_LUMA, x, axes=(0, 0))
+    else:
+        lum = x.mean(axis=0)
+    try:
+        thresholds = threshold_multiotsu(lum, classes=k, nbins=nbins)
+    except ValueError as err:
+        raise ValueError(f"otsu_segment: cannot find {k - 1} thresholds for this image "
+                         f"({err})") from err
+    labels = np.digitize(lum, bins=thresholds).astype(np.int64)
+    labels = sort_labels_by_intensity(x, labels, k)
+    params = {"n_phases": k, "channel_axis": channel_axis, "nbins": int(nbins)}
+    res = _result(x, gray, labels, k, lam, "otsu", params, 1, True, t0)
+    res.extras["thresholds"] = np.asarray(thresholds, dtype=np.float64)
+    return res
