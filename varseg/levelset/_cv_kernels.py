@@ -1,0 +1,697 @@
+r"""Numba kernels of the multiphase Chan–Vese solver (:mod:`varseg.levelset.chan_vese`).
+
+Arrays are 3D-shaped: a 2D image is handled as ``D = 1`` (no neighbours along z).
+
+* ``x``: normalised image ``(C, D, H, W)``, float64 (the means, the data forces and the energy
+  are computed from it in float64 whatever the working precision);
+* ``phi``/``out``: level sets ``(m, D, H, W)``, float32 or float64 (the working precision of
+  the curvature scheme);
+* ``lab``: hard labels ``(D, H, W)`` uint8 in the convention of
+  :func:`varseg.levelset.heaviside.phase_labels` (bit j set where :math:`\phi_j < 0`);
+* the *evolution code* of a pixel has bit j set where **not** :math:`\phi_j > 0` (scikit-image
+  computes its means with ``phi > 0``). The two differ only where some :math:`\phi_j` is
+  exactly 0; the kernels accumulate that difference as a correction, so both sets of means
+  are exact.
+
+The work is split into a fixed number of blocks of rows (``D * H`` rows, at most 64 blocks,
+independent of the number of threads); :class:`Stepper` runs groups of blocks in Python
+threads (the kernels release the GIL); each block writes partial sums that are reduced in
+block order, so results do not depend on the number of threads. Inside a row every step is a
+simple loop over the row that LLVM vectorises (``error_model="numpy"``: no division-by-zero
+check in the loops). In float64 the update is IEEE arithmetic in scikit-image's order of
+operations; in float32 it uses fast-math (approximate reciprocal square roots refined by a
+Newton step: within a few float32 ulps, tested); the row reductions allow re-association.
+"""
+from __future__ import annotations
+
+import math
+import threading
+
+import numpy as np
+from numba import njit
+
+__all__ = ["classify", "Stepper", "means_from_sums", "n_blocks"]
+
+_FM = {"reassoc", "nsz"}  # lets LLVM vectorise the row reductions (sums only)
+_FAST = {"afn", "arcp", "contract"}  # float32 update only (see _update_row_fast)
+
+
+@njit(cache=True, error_model="numpy")
+def n_blocks(rows):
+    """Number of row blocks used by the kernels (at most 64, a function of ``rows`` only)."""
+    return min(rows, 64)
+
+
+# ------------------------------------------------------------------------------------------
+# row passes (each a simple loop over one row, vectorised by LLVM)
+# ------------------------------------------------------------------------------------------
+@njit(cache=True, error_model="numpy", fastmath=_FM)
+def _masked_sum(v, lab, s):
+    acc = 0.0
+    for j in range(v.shape[0]):
+        w = v[j]  # unconditional load: lets LLVM use a blend instead of a branch
+        acc += w if lab[j] == s else 0.0
+    return acc
+
+
+@njit(cache=True, error_model="numpy", fastmath=_FM)
+def _masked_count_sum(v, lab, s):
+    n = 0
+    acc = 0.0
+    for j in range(v.shape[0]):
+        w = v[j]
+        hit = lab[j] == s
+        n += 1 if hit else 0
+        acc += w if hit else 0.0
+    return n, acc
+
+
+@njit(cache=True, error_model="numpy", fastmath=_FM)
+def _sq_diff(a, b):
+    acc = 0.0
+    for j in range(a.shape[0]):
+        d = a[j] - b[j]
+        acc += d * d
+    return acc
+
+
+@njit(cache=True, error_model="numpy", fastmath=_FM)
+def _post1(o, r, xr, lo):
+    """m = 1, after the update of a row: labels ``lo`` of the new row ``o``, sum of squared
+    changes from ``r``, count and sum of ``xr`` over phase 1, number of exact zeros."""
+    sq = 0.0
+    n1 = 0
+    s1 = 0.0
+    nz = 0
+    for j in range(o.shape[0]):
+        v = o[j]
+        w = xr[j]
+        d = v - r[j]
+        sq += d * d
+        neg = v < 0
+        lo[j] = 1 if neg else 0
+        n1 += 1 if neg else 0
+        s1 += w if neg else 0.0
+        nz += 1 if v == 0 else 0
+    return sq, n1, s1, nz
+
+
+@njit(cache=True, error_model="numpy")
+def _labels_row(phi, z, i, lo, m):
+    """Labels of row (z, i) into ``lo``; returns whether some phi_j is exactly 0 there."""
+    W = lo.shape[0]
+    for j in range(W):
+        lo[j] = 0
+    nzero = 0
+    for l in range(m):
+        r = phi[l, z, i]
+        b = np.uint8(1 << l)
+        for j in range(W):
+            lo[j] |= b if r[j] < 0 else np.uint8(0)
+        for j in range(W):
+            nzero += 1 if r[j] == 0 else 0
+    return nzero > 0
+
+
+@njit(cache=True, error_model="numpy")
+def _sums_row(x, phi, z, i, lo, has_zero, blk, first, pc, ps, pcc, pcs):
+    """Add the counts and sums of row (z, i) (labels ``lo``) of phases ``first .. K-1`` to
+    block ``blk`` (phase 0 is obtained from the totals); where the ``phi > 0`` code differs
+    from the label, add the correction. Returns the number of such pixels."""
+    C = x.shape[0]
+    m = phi.shape[0]
+    K = pc.shape[1]
+    for s in range(first, K):
+        n, acc = _masked_count_sum(x[0, z, i], lo, s)
+        pc[blk, s] += n
+        ps[blk, s, 0] += acc
+        for c in range(1, C):
+            ps[blk, s, c] += _masked_sum(x[c, z, i], lo, s)
+    ndiff = 0
+    if has_zero:  # rare: pixels where the phi > 0 convention differs from the labels
+        for j in range(lo.shape[0]):
+            code = 0
+            for l in range(m):
+                if not phi[l, z, i, j] > 0:
+                    code |= 1 << l
+            lb = lo[j]
+            if code != lb:
+                ndiff += 1
+                pcc[blk, code] += 1.0
+                pcc[blk, lb] -= 1.0
+                for c in range(C):
+                    v = x[c, z, i, j]
+                    pcs[blk, code, c] += v
+                    pcs[blk, lb, c] -= v
+    return ndiff
+
+
+@njit(cache=True, error_model="numpy")
+def _reduce_blocks(pc, ps, pcc, pcs, xtot):
+    """Sum the block partials; phase 0 = totals minus the other phases."""
+    nb, K, C = ps.shape
+    cnt = np.zeros(K)
+    sums = np.zeros((K, C))
+    ccnt = np.zeros(K)
+    csums = np.zeros((K, C))
+    for q in range(nb):
+        for s in range(K):
+            cnt[s] += pc[q, s]
+            ccnt[s] += pcc[q, s]
+            for c in range(C):
+                sums[s, c] += ps[q, s, c]
+                csums[s, c] += pcs[q, s, c]
+    cnt[0] = xtot[C]
+    for c in range(C):
+        sums[0, c] = xtot[c]
+    for s in range(1, K):
+        cnt[0] -= cnt[s]
+        for c in range(C):
+            sums[0, c] -= sums[s, c]
+    return cnt, sums, ccnt, csums
+
+
+@njit(cache=True, error_model="numpy")
+def classify(x, phi, lab, xtot):
+    """Write the labels of ``phi`` into ``lab``; return phase counts (K,), sums (K, C), their
+    corrections for the ``phi > 0`` convention and the number of pixels where it differs.
+
+    ``xtot``: per-channel sums of ``x`` followed by the number of pixels, shape (C + 1,).
+    """
+    C, D, H, W = x.shape
+    m = phi.shape[0]
+    K = 1 << m
+    rows = D * H
+    nb = n_blocks(rows)
+    pc = np.zeros((nb, K))
+    ps = np.zeros((nb, K, C))
+    pcc = np.zeros((nb, K))
+    pcs = np.zeros((nb, K, C))
+    pnd = np.zeros(nb, dtype=np.int64)
+    for blk in range(nb):  # run once per solve: serial (saves a parallel compilation)
+        for q in range(blk * rows // nb, (blk + 1) * rows // nb):
+            z = q // H
+            i = q - z * H
+            lo = lab[z, i]
+            hz = _labels_row(phi, z, i, lo, m)
+            pnd[blk] += _sums_row(x, phi, z, i, lo, hz, blk, 1, pc, ps, pcc, pcs)
+    cnt, sums, ccnt, csums = _reduce_blocks(pc, ps, pcc, pcs, xtot)
+    return cnt, sums, ccnt, csums, pnd.sum()
+
+
+@njit(cache=True, error_model="numpy")
+def means_from_sums(cnt, sums, ccnt, csums):
+    """Means of the label partition and of the evolution partition (``phi > 0``); a phase
+    with no pixel gets mean 0 (as in scikit-image and :mod:`varseg.energy`)."""
+    K, C = sums.shape
+    m_lab = np.zeros((K, C))
+    m_evo = np.zeros((K, C))
+    for s in range(K):
+        n = cnt[s]
+        if n > 0.5:
+            for c in range(C):
+                m_lab[s, c] = sums[s, c] / n
+        n2 = cnt[s] + ccnt[s]
+        if n2 > 0.5:
+            for c in range(C):
+                m_evo[s, c] = (sums[s, c] + csums[s, c]) / n2
+    return m_lab, m_evo
+
+
+# ------------------------------------------------------------------------------------------
+# the semi-implicit update of one pixel
+# ------------------------------------------------------------------------------------------
+@njit(cache=True, error_model="numpy")
+def _upd2(p, pxp, pxm, pyp, pym, f, mu, dt, mudt, eps, eps2, eta, one, half):
+    dxp = pxp - p
+    dxm = p - pxm
+    dx0 = (pxp - pxm) * half
+    dyp = pyp - p
+    dym = p - pym
+    dy0 = (pyp - pym) * half
+    c1 = one / math.sqrt(eta + dxp * dxp + dy0 * dy0)
+    c2 = one / math.sqrt(eta + dxm * dxm + dy0 * dy0)
+    c3 = one / math.sqrt(eta + dx0 * dx0 + dyp * dyp)
+    c4 = one / math.sqrt(eta + dx0 * dx0 + dym * dym)
+    kk = pxp * c1 + pxm * c2 + pyp * c3 + pym * c4
+    sc = c1 + c2 + c3 + c4
+    dl = eps / (eps2 + p * p)
+    return (p + (dt * dl) * (mu * kk + f)) / (one + mudt * dl * sc)
+
+
+@njit(cache=True, error_model="numpy")
+def _upd3(p, pxp, pxm, pyp, pym, pzp, pzm, f, mu, dt, mudt, eps, eps2, eta, one, half):
+    dxp = pxp - p
+    dxm = p - pxm
+    dx0 = (pxp - pxm) * half
+    dyp = pyp - p
+    dym = p - pym
+    dy0 = (pyp - pym) * half
+    dzp = pzp - p
+    dzm = p - pzm
+    dz0 = (pzp - pzm) * half
+    x2 = dx0 * dx0
+    y2 = dy0 * dy0
+    z2 = dz0 * dz0
+    c1 = one / math.sqrt(eta + dxp * dxp + y2 + z2)
+    c2 = one / math.sqrt(eta + dxm * dxm + y2 + z2)
+    c3 = one / math.sqrt(eta + x2 + dyp * dyp + z2)
+    c4 = one / math.sqrt(eta + x2 + dym * dym + z2)
+    c5 = one / math.sqrt(eta + x2 + y2 + dzp * dzp)
+    c6 = one / math.sqrt(eta + x2 + y2 + dzm * dzm)
+    kk = pxp * c1 + pxm * c2 + pyp * c3 + pym * c4 + pzp * c5 + pzm * c6
+    sc = c1 + c2 + c3 + c4 + c5 + c6
+    dl = eps / (eps2 + p * p)
+    return (p + (dt * dl) * (mu * kk + f)) / (one + mudt * dl * sc)
+
+
+@njit(cache=True, error_model="numpy")
+def _update_row(r, rp, rm, rzp, rzm, has_z, f, o, mu, dt, eps, eta):
+    """New values of one row ``o`` from the row ``r``, its neighbours rows (edge-replicated)
+    and the data force ``f``."""
+    W = r.shape[0]
+    one = eps / eps
+    half = one / (one + one)
+    mudt = mu * dt
+    eps2 = eps * eps
+    if has_z:
+        for j in range(1, W - 1):
+            o[j] = _upd3(r[j], r[j + 1], r[j - 1], rp[j], rm[j], rzp[j], rzm[j], f[j],
+                         mu, dt, mudt, eps, eps2, eta, one, half)
+    else:
+        for j in range(1, W - 1):
+            o[j] = _upd2(r[j], r[j + 1], r[j - 1], rp[j], rm[j], f[j],
+                         mu, dt, mudt, eps, eps2, eta, one, half)
+    for j in (0, W - 1):  # the two border pixels (edge replication); W == 1: twice the same
+        jp = j + 1 if j + 1 < W else j
+        jm = j - 1 if j > 0 else j
+        if has_z:
+            o[j] = _upd3(r[j], r[jp], r[jm], rp[j], rm[j], rzp[j], rzm[j], f[j],
+                         mu, dt, mudt, eps, eps2, eta, one, half)
+        else:
+            o[j] = _upd2(r[j], r[jp], r[jm], rp[j], rm[j], f[j],
+                         mu, dt, mudt, eps, eps2, eta, one, half)
+
+
+# ------------------------------------------------------------------------------------------
+# float32 copies with fast-math (approximate reciprocal square roots and divisions refined by
+# Newton steps, FMA): about 1.6x faster; results within 1-2 float32 ulps of the IEEE version
+# (tested). Keep in sync with the functions above.
+# ------------------------------------------------------------------------------------------
+@njit(cache=True, error_model="numpy", fastmath=_FAST)
+def _upd2_fast(p, pxp, pxm, pyp, pym, f, mu, dt, mudt, eps, eps2, eta, one, half):
+    dxp = pxp - p
+    dxm = p - pxm
+    dx0 = (pxp - pxm) * half
+    dyp = pyp - p
+    dym = p - pym
+    dy0 = (pyp - pym) * half
+    c1 = one / math.sqrt(eta + dxp * dxp + dy0 * dy0)
+    c2 = one / math.sqrt(eta + dxm * dxm + dy0 * dy0)
+    c3 = one / math.sqrt(eta + dx0 * dx0 + dyp * dyp)
+    c4 = one / math.sqrt(eta + dx0 * dx0 + dym * dym)
+    kk = pxp * c1 + pxm * c2 + pyp * c3 + pym * c4
+    sc = c1 + c2 + c3 + c4
+    dl = eps / (eps2 + p * p)
+    return (p + (dt * dl) * (mu * kk + f)) / (one + mudt * dl * sc)
+
+
+@njit(cache=True, error_model="numpy", fastmath=_FAST)
+def _upd3_fast(p, pxp, pxm, pyp, pym, pzp, pzm, f, mu, dt, mudt, eps, eps2, eta, one, half):
+    dxp = pxp - p
+    dxm = p - pxm
+    dx0 = (pxp - pxm) * half
+    dyp = pyp - p
+    dym = p - pym
+    dy0 = (pyp - pym) * half
+    dzp = pzp - p
+    dzm = p - pzm
+    dz0 = (pzp - pzm) * half
+    x2 = dx0 * dx0
+    y2 = dy0 * dy0
+    z2 = dz0 * dz0
+    c1 = one / math.sqrt(eta + dxp * dxp + y2 + z2)
+    c2 = one / math.sqrt(eta + dxm * dxm + y2 + z2)
+    c3 = one / math.sqrt(eta + x2 + dyp * dyp + z2)
+    c4 = one / math.sqrt(eta + x2 + dym * dym + z2)
+    c5 = one / math.sqrt(eta + x2 + y2 + dzp * dzp)
+    c6 = one / math.sqrt(eta + x2 + y2 + dzm * dzm)
+    kk = pxp * c1 + pxm * c2 + pyp * c3 + pym * c4 + pzp * c5 + pzm * c6
+    sc = c1 + c2 + c3 + c4 + c5 + c6
+    dl = eps / (eps2 + p * p)
+    return (p + (dt * dl) * (mu * kk + f)) / (one + mudt * dl * sc)
+
+
+@njit(cache=True, error_model="numpy", fastmath=_FAST)
+def _update_row_fast(r, rp, rm, rzp, rzm, has_z, f, o, mu, dt, eps, eta):
+    """:func:`_update_row` with fast-math (float32 working precision)."""
+    W = r.shape[0]
+    one = eps / eps
+    half = one / (one + one)
+    mudt = mu * dt
+    eps2 = eps * eps
+    if has_z:
+        for j in range(1, W - 1):
+            o[j] = _upd3_fast(r[j], r[j + 1], r[j - 1], rp[j], rm[j], rzp[j], rzm[j], f[j],
+                         mu, dt, mudt, eps, eps2, eta, one, half)
+    else:
+        for j in range(1, W - 1):
+            o[j] = _upd2_fast(r[j], r[j + 1], r[j - 1], rp[j], rm[j], f[j],
+                         mu, dt, mudt, eps, eps2, eta, one, half)
+    for j in (0, W - 1):  # the two border pixels (edge replication); W == 1: twice the same
+        jp = j + 1 if j + 1 < W else j
+        jm = j - 1 if j > 0 else j
+        if has_z:
+            o[j] = _upd3_fast(r[j], r[jp], r[jm], rp[j], rm[j], rzp[j], rzm[j], f[j],
+                         mu, dt, mudt, eps, eps2, eta, one, half)
+        else:
+            o[j] = _upd2_fast(r[j], r[jp], r[jm], rp[j], rm[j], f[j],
+                         mu, dt, mudt, eps, eps2, eta, one, half)
+
+
+@njit(cache=True, error_model="numpy")
+def _forces_row(x, phi, z, i, m_evo, lam, e, f):
+    r"""Data forces ``f[l, j]`` of row (z, i): :math:`-\lambda_{s_0} e_{s_0} + \lambda_{s_1}
+    e_{s_1}` with :math:`e_s = \|x - c_s\|^2`, phases from ``phi > 0``."""
+    C = x.shape[0]
+    m = phi.shape[0]
+    K = lam.shape[0]
+    W = e.shape[1]
+    for s in range(K):
+        er = e[s]
+        if C == 1:
+            xr = x[0, z, i]
+            cs = m_evo[s, 0]
+            for j in range(W):
+                d = xr[j] - cs
+                er[j] = d * d
+            continue
+        for j in range(W):
+            er[j] = 0.0
+        for c in range(C):
+            xr = x[c, z, i]
+            cs = m_evo[s, c]
+            for j in range(W):
+                d = xr[j] - cs
+                er[j] += d * d
+    if m == 1:
+        a0 = -lam[0]
+        a1 = lam[1]
+        e0 = e[0]
+        e1 = e[1]
+        f0 = f[0]
+        for j in range(W):
+            f0[j] = a0 * e0[j] + a1 * e1[j]
+        return
+    if m == 2:
+        p0 = phi[0, z, i]
+        p1 = phi[1, z, i]
+        e0, e1, e2, e3 = e[0], e[1], e[2], e[3]
+        a0, a1, a2 = -lam[0], -lam[1], -lam[2]
+        b1, b2, b3 = lam[1], lam[2], lam[3]
+        f0 = f[0]
+        f1 = f[1]
+        for j in range(W):
+            # level set 0: phases (0, 1) inside level set 1, (2, 3) outside
+            vi = a0 * e0[j] + b1 * e1[j]
+            vo = a2 * e2[j] + b3 * e3[j]
+            f0[j] = vi if p1[j] > 0 else vo
+        for j in range(W):
+            # level set 1: phases (0, 2) inside level set 0, (1, 3) outside
+            vi = a0 * e0[j] + b2 * e2[j]
+            vo = a1 * e1[j] + b3 * e3[j]
+            f1[j] = vi if p0[j] > 0 else vo
+        return
+    for l in range(3):  # m == 3
+        a = 1 if l == 0 else 0
+        b = 1 if l == 2 else 2
+        _force3(e, lam, phi[a, z, i], phi[b, z, i], 1 << l, 1 << a, 1 << b, f[l])
+
+
+@njit(cache=True, error_model="numpy")
+def _force3(e, lam, pa, pb, bl, ba, bb, fl):
+    """Force of level set l for m = 3; ``a``, ``b`` are the two other level sets."""
+    s00 = 0
+    s10 = ba
+    s01 = bb
+    s11 = ba | bb
+    e00, e10, e01, e11 = e[s00], e[s10], e[s01], e[s11]
+    g00, g10, g01, g11 = e[s00 | bl], e[s10 | bl], e[s01 | bl], e[s11 | bl]
+    a00, a10, a01, a11 = -lam[s00], -lam[s10], -lam[s01], -lam[s11]
+    c00, c10, c01, c11 = lam[s00 | bl], lam[s10 | bl], lam[s01 | bl], lam[s11 | bl]
+    for j in range(fl.shape[0]):
+        v00 = a00 * e00[j] + c00 * g00[j]
+        v10 = a10 * e10[j] + c10 * g10[j]
+        v01 = a01 * e01[j] + c01 * g01[j]
+        v11 = a11 * e11[j] + c11 * g11[j]
+        ina = pa[j] > 0
+        inb = pb[j] > 0
+        fl[j] = (v00 if inb else v01) if ina else (v10 if inb else v11)
+
+
+_R2 = math.sqrt(2.0)
+_R3 = math.sqrt(3.0)
+
+
+@njit(cache=True, error_model="numpy", fastmath=_FM)
+def _energy2(lr, ld, lz, e0, e1):
+    """K = 2, one row: data term (residuals ``e0``/``e1`` of each pixel's own phase) and
+    isotropic length. ``ld``/``lz``: labels of the next row / slice (the row itself at the
+    last row / slice: Neumann). At a pixel with n differing forward neighbours the TV of both
+    indicator functions is sqrt(n) + sqrt(n), the value of ``_pixel_length``."""
+    r1 = 2.0
+    r2 = 2.0 * _R2
+    r3 = 2.0 * _R3
+    W = lr.shape[0]
+    data = 0.0
+    length = 0.0
+    for j in range(W):
+        l = lr[j]
+        w0 = e0[j]
+        w1 = e1[j]
+        nr = 1 if lr[min(j + 1, W - 1)] != l else 0
+        n = nr + (1 if ld[j] != l else 0) + (1 if lz[j] != l else 0)
+        data += w1 if l != 0 else w0
+        length += 0.0 if n == 0 else (r1 if n == 1 else (r2 if n == 2 else r3))
+    return data, length
+
+
+@njit(cache=True, error_model="numpy", fastmath=_FM)
+def _energyk(lr, ld, lz, ef):
+    """Any K, one row: data term (``ef`` the flattened (K, W) residuals, gathered at each
+    pixel's phase) and isotropic length, per pixel exactly ``_pixel_length``: with the forward
+    neighbours n0 (z), n1 (y), n2 (x) of label l, sqrt(#differing) + sqrt(#axes with label n0)
+    [n0 != l] + sqrt(#axes with label n1) [n1 != l, n0] + 1 [n2 != l, n0, n1]."""
+    W = lr.shape[0]
+    data = 0.0
+    length = 0.0
+    for j in range(W):
+        l = lr[j]
+        data += ef[l * W + j]
+        n0 = lz[j]
+        n1 = ld[j]
+        n2 = lr[min(j + 1, W - 1)]
+        d0 = 1 if n0 != l else 0
+        d1 = 1 if n1 != l else 0
+        d2 = 1 if n2 != l else 0
+        e10 = 1 if n1 == n0 else 0
+        e20 = 1 if n2 == n0 else 0
+        e21 = 1 if n2 == n1 else 0
+        a = d0 + d1 + d2
+        b = d0 * (1 + e10 + e20)
+        c = d1 * (1 - e10) * (1 + e21)
+        dd = d2 * (1 - e20) * (1 - e21)
+        t = 0.0 if a == 0 else (1.0 if a == 1 else (_R2 if a == 2 else _R3))
+        t0 = 0.0 if b == 0 else (1.0 if b == 1 else (_R2 if b == 2 else _R3))
+        t1 = 0.0 if c == 0 else (1.0 if c == 1 else _R2)
+        t2 = 0.0 if dd == 0 else 1.0
+        length += ((t + t0) + t1) + t2
+    return data, length
+
+
+@njit(cache=True, error_model="numpy")
+def _energy_row(x, lab, z, i, m_lab, e, same):
+    """Data and length terms of row (z, i) of the hard partition ``lab``: the shared energy of
+    :func:`varseg._energy_kernels.hard_energy` (squared residuals to the phase means; isotropic
+    TV of the indicator functions, forward differences, Neumann boundary; per pixel the same
+    values as ``hard_energy``, summed in another order). With ``same`` the residuals ``e`` of
+    the forces (same partition, same means) are reused, else they are recomputed."""
+    C, D, H, W = x.shape
+    K = m_lab.shape[0]
+    lr = lab[z, i]
+    ld = lab[z, i + 1] if i + 1 < H else lr
+    lz = lab[z + 1, i] if z + 1 < D else lr
+    if not same:
+        for s in range(K):
+            er = e[s]
+            for j in range(W):
+                er[j] = 0.0
+            for c in range(C):
+                xr = x[c, z, i]
+                cs = m_lab[s, c]
+                for j in range(W):
+                    d = xr[j] - cs
+                    er[j] += d * d
+    if K == 2:
+        return _energy2(lr, ld, lz, e[0], e[1])
+    return _energyk(lr, ld, lz, e.reshape(K * W))
+
+
+@njit(cache=True, error_model="numpy")
+def _step_block(blk, nb, x, phi, out, lab, lab_out, m_lab, m_evo, lam, mu, dt, eps, eta, record,
+                same, fast, pc, ps, pcc, pcs, pnd, pd, pdata, plen):
+    """Rows ``blk * rows // nb`` to ``(blk + 1) * rows // nb`` of one step (:class:`Stepper`);
+    writes the block's partial sums at index ``blk``."""
+    C, D, H, W = x.shape
+    m = phi.shape[0]
+    K = lam.shape[0]
+    rows = D * H
+    has_z = D > 1
+    e = np.empty((K, W))
+    f = np.empty((m, W), dtype=phi.dtype)
+    dacc = 0.0
+    lacc = 0.0
+    for q in range(blk * rows // nb, (blk + 1) * rows // nb):
+        z = q // H
+        i = q - z * H
+        ip = i + 1 if i + 1 < H else i
+        im = i - 1 if i > 0 else i
+        zp = z + 1 if z + 1 < D else z
+        zm = z - 1 if z > 0 else z
+        _forces_row(x, phi, z, i, m_evo, lam, e, f)
+        if record:
+            dd, ll = _energy_row(x, lab, z, i, m_lab, e, same)
+            dacc += dd
+            lacc += ll
+        for l in range(m):
+            if fast:
+                _update_row_fast(phi[l, z, i], phi[l, z, ip], phi[l, z, im], phi[l, zp, i],
+                                 phi[l, zm, i], has_z, f[l], out[l, z, i], mu, dt, eps, eta)
+            else:
+                _update_row(phi[l, z, i], phi[l, z, ip], phi[l, z, im], phi[l, zp, i],
+                            phi[l, zm, i], has_z, f[l], out[l, z, i], mu, dt, eps, eta)
+        lo = lab_out[z, i]
+        if m == 1:
+            sq, n1, s1, nz = _post1(out[0, z, i], phi[0, z, i], x[0, z, i], lo)
+            pd[blk, 0] += sq
+            pc[blk, 1] += n1
+            ps[blk, 1, 0] += s1
+            for c in range(1, C):
+                ps[blk, 1, c] += _masked_sum(x[c, z, i], lo, 1)
+            if nz > 0:
+                pnd[blk] += _sums_row(x, out, z, i, lo, True, blk, K, pc, ps, pcc, pcs)
+        else:
+            for l in range(m):
+                pd[blk, l] += _sq_diff(out[l, z, i], phi[l, z, i])
+            hz = _labels_row(out, z, i, lo, m)
+            pnd[blk] += _sums_row(x, out, z, i, lo, hz, blk, 1, pc, ps, pcc, pcs)
+    pdata[blk] = dacc
+    plen[blk] = lacc
+
+
+@njit(cache=True, error_model="numpy", nogil=True)
+def _step_range(b0, b1, nb, x, phi, out, lab, lab_out, m_lab, m_evo, lam, mu, dt, eps, eta,
+                record, same, fast, pc, ps, pcc, pcs, pnd, pd, pdata, plen):
+    """Blocks ``b0 .. b1 - 1`` of one step (releases the GIL: the blocks of one step run in
+    several Python threads at once)."""
+    for blk in range(b0, b1):
+        pc[blk] = 0.0
+        ps[blk] = 0.0
+        pcc[blk] = 0.0
+        pcs[blk] = 0.0
+        pnd[blk] = 0
+        pd[blk] = 0.0
+        _step_block(blk, nb, x, phi, out, lab, lab_out, m_lab, m_evo, lam, mu, dt, eps, eta,
+                    record, same, fast, pc, ps, pcc, pcs, pnd, pd, pdata, plen)
+
+
+@njit(cache=True, error_model="numpy")
+def _finish_step(xtot, pc, ps, pcc, pcs, pnd, pd, pdata, plen):
+    """Reduce the block partials of a step in block order."""
+    nb, m = pd.shape
+    cnt, sums, ccnt, csums = _reduce_blocks(pc, ps, pcc, pcs, xtot)
+    dsq = np.zeros(m)
+    data = 0.0
+    length = 0.0
+    for q in range(nb):
+        data += pdata[q]
+        length += plen[q]
+        for l in range(m):
+            dsq[l] += pd[q, l]
+    return cnt, sums, ccnt, csums, pnd.sum(), dsq, data, length
+
+
+_POOL = None
+_POOL_LOCK = threading.Lock()
+
+
+def _pool(workers):
+    """A process-wide thread pool with at least ``workers`` threads (created on first use)."""
+    global _POOL
+    with _POOL_LOCK:
+        if _POOL is None or _POOL._max_workers < workers:
+            from concurrent.futures import ThreadPoolExecutor
+
+            old = _POOL
+            _POOL = ThreadPoolExecutor(max_workers=workers,
+                                       thread_name_prefix="varseg-chan-vese")
+            if old is not None:
+                old.shutdown(wait=False)
+        return _POOL
+
+
+class Stepper:
+    r"""One Jacobi step of the semi-implicit scheme for all m level sets, run in ``threads``
+    threads (the GIL-free kernel :func:`_step_range` on contiguous groups of row blocks; the
+    calling thread takes the first group).
+
+    ``step(phi, out, lab, lab_out, m_lab, m_evo, record, same)`` reads ``phi`` (iterate k) and
+    writes ``out`` (iterate k + 1) and its labels ``lab_out``; with ``record`` it also
+    evaluates the shared energy of ``lab`` (iterate k, means ``m_lab``; ``same``: iterate k
+    has no exact zero, so ``m_lab == m_evo``). Per level set j and pixel (2D; 3D adds the z
+    pair):
+
+    .. math::
+
+        C_1 = (\eta + (\phi_{x+} - \phi)^2 + \phi_{y0}^2)^{-1/2}, \dots,
+        C_4 = (\eta + \phi_{x0}^2 + (\phi - \phi_{y-})^2)^{-1/2}
+
+        \phi^{new} = \frac{\phi + \Delta t\,\delta(\phi)\,[\mu \sum_i C_i \phi_i + f_j]}
+                          {1 + \mu\,\Delta t\,\delta(\phi) \sum_i C_i},
+        \qquad \delta(\phi) = \frac{\varepsilon}{\varepsilon^2 + \phi^2}
+
+    with :math:`\phi_i` the edge-replicated neighbours and the data force
+    :math:`f_j = -\lambda_{s_0}\|x - c_{s_0}\|^2 + \lambda_{s_1}\|x - c_{s_1}\|^2`
+    (:math:`s_0, s_1`: the pixel's phase with bit j cleared / set). It returns ``cnt, sums,
+    ccnt, csums`` (phase counts/sums of ``out`` and their ``phi > 0`` corrections), ``ndiff``
+    (pixels where the two conventions differ), ``dsq`` (per level set, the sum of
+    :math:`(\phi^{new}_j - \phi_j)^2`) and the ``data, length`` terms of ``lab`` (0 unless
+    ``record``). ``fast``: use the fast-math copy of the update (float32 working precision).
+
+    Python threads, not ``parallel=True``: a waiting thread sleeps instead of spinning (an
+    OpenMP barrier spinning on a busy machine can cost more than the step), and the
+    compilation is several times shorter.
+    """
+
+    def __init__(self, x, xtot, lam, mu, dt, eps, eta, m, threads, fast=False):
+        C, D, H, W = x.shape
+        K = lam.shape[0]
+        self.x, self.xtot, self.lam = x, xtot, lam
+        self.consts = (mu, dt, eps, eta)
+        self.fast = bool(fast)
+        self.nb = nb = n_blocks(D * H)
+        self.parts = (np.zeros((nb, K)), np.zeros((nb, K, C)), np.zeros((nb, K)),
+                      np.zeros((nb, K, C)), np.zeros(nb, dtype=np.int64), np.zeros((nb, m)),
+                      np.zeros(nb), np.zeros(nb))
+        t = max(1, min(int(threads), nb))
+        self.bounds = [(k * nb // t, (k + 1) * nb // t) for k in range(t)]
+        self.pool = _pool(t - 1) if t > 1 else None
+
+    def step(self, phi, out, lab, lab_out, m_lab, m_evo, record, same):
+        args = (self.nb, self.x, phi, out, lab, lab_out, m_lab, m_evo, self.lam) + \
+            self.consts + (record, same, self.fast) + self.parts
+        futures = [self.pool.submit(_step_range, b0, b1, *args) for b0, b1 in self.bounds[1:]]
+        _step_range(self.bounds[0][0], self.bounds[0][1], *args)
+        for fut in futures:
+            fut.result()
+        return _finish_step(self.xtot, *self.parts)
