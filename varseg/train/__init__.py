@@ -1,0 +1,38 @@
+"""Training and evaluation engine for the experiments of Kim & Ye (IEEE TIP 2019).
+
+B. Kim and J. C. Ye, "Mumford–Shah Loss Functional for Image Segmentation with Deep
+Learning", IEEE Trans. Image Process. 29, 2019: supervised training with the Mumford–Shah
+loss as a regulariser, semi-supervised training (Eq. 16-18), unsupervised training with the
+Mumford–Shah loss (Eq. 12-13) or its bias-field form (Eq. 19-20), and AdvSemi (Hung et al.,
+BMVC 2018) + Mumford–Shah on PASCAL VOC.
+
+* :mod:`~varseg.train.config` -- :class:`TrainConfig`, the shipped experiment configs
+  (:func:`list_configs`, :func:`load_config`).
+* :mod:`~varseg.train.engine` -- :func:`train`: loop, checkpoints, exact resume, logging,
+  mixed precision, DistributedDataParallel (``torchrun``).
+* :mod:`~varseg.train.modes` / :mod:`~varseg.train.advsemi` -- one optimisation step per mode.
+* :mod:`~varseg.train.evaluate` -- :func:`evaluate_checkpoint` with the paper's metrics.
+* :mod:`~varseg.train.sweep` -- :func:`run_sweep`, the labelled-fraction sweep (CE vs.
+  CE + λ·MS) on synthetic images.
+
+Command line: ``varseg train`` and ``varseg evaluate``.
+"""
+from __future__ import annotations
+
+from .config import MODES, TrainConfig, list_configs, load_config
+from .engine import Trainer, train
+from .evaluate import evaluate_checkpoint, evaluate_model, format_results
+from .sweep import run_sweep
+
+__all__ = [
+    "MODES",
+    "TrainConfig",
+    "Trainer",
+    "evaluate_checkpoint",
+    "evaluate_model",
+    "format_results",
+    "list_configs",
+    "load_config",
+    "run_sweep",
+    "train",
+]

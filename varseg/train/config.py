@@ -1,0 +1,379 @@
+"""Training configurations: one JSON file per experiment of Kim & Ye (IEEE TIP 2019).
+
+A :class:`TrainConfig` holds everything a run needs (dataset, model, mode, labelled fraction,
+loss weights, optimiser and schedule). The experiments of the paper ship as JSON files in
+``varseg/train/configs/`` (:func:`list_configs`, :func:`load_config`); every field can be
+overridden from the command line (``varseg train --config NAME --lr 1e-4 ...`` or the generic
+``--set KEY=VALUE``).
+
+Modes (Kim & Ye 2019, Sec. III-C; see :mod:`varseg.train.modes`):
+
+``"supervised"``
+    Cross-entropy (Eq. 18), plus ``lambda_ms`` times the Mumford–Shah loss (Eq. 12) as a
+    regulariser when ``lambda_ms > 0`` (Eq. 16 with α = 1 everywhere).
+``"semi"``
+    Eq. 16-17: cross-entropy on the labelled images (``labeled_fraction`` of the training
+    set), Mumford–Shah loss on all of them.
+``"unsupervised"``
+    Mumford–Shah loss only (Eq. 12), or the bias-field loss (Eq. 19-20) with
+    ``bias_field=True``.
+``"advsemi"``
+    AdvSemi (Hung et al., BMVC 2018) with its discriminator, plus ``lambda_ms`` times the
+    Mumford–Shah loss on every image (Kim & Ye 2019, Tables I-III).
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from dataclasses import asdict, dataclass, field, fields
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+__all__ = [
+    "MODES",
+    "OPTIMIZERS",
+    "SCHEDULES",
+    "TrainConfig",
+    "list_configs",
+    "load_config",
+    "config_path",
+]
+
+MODES = ("supervised", "semi", "unsupervised", "advsemi")
+OPTIMIZERS = ("adam", "adamw", "sgd")
+SCHEDULES = ("constant", "step", "poly")
+SEMI_SAMPLING = ("mixed", "paired")
+_AMP = ("auto", True, False)
+
+
+@dataclass
+class TrainConfig:
+    """All settings of one training run.
+
+    Attributes
+    ----------
+    name, description, notes : str
+        Identification; ``notes`` says where each paper value comes from.
+    dataset : str
+        A :data:`varseg.data.DATASET_NAMES` entry (``"voc"``, ``"lits"``, ``"brats"``,
+        ``"bsds500"``, ``"synthetic"``).
+    root : str or None
+        Dataset folder (not needed for ``"synthetic"``).
+    train_split, val_split : str, str or None
+        Training split; optional split evaluated every ``eval_every`` epochs.
+    dataset_kw, eval_dataset_kw : dict
+        Keyword arguments of the dataset class (training; extra ones for evaluation).
+    crop_size, image_size : int, [H, W] or None
+        Forwarded to the dataset when given (VOC takes ``crop_size``, the others
+        ``image_size``).
+    num_classes : int or None
+        Output classes; default the dataset's (required for BSDS500, where it is the number
+        of segments of the unsupervised network).
+    model, model_kw : str, dict
+        :func:`varseg.models.build_model` name and keyword arguments.
+    bias_field : bool
+        Build the model with the bias-field output (Fig. 2(b)) and train with Eq. 19-20
+        (``"unsupervised"`` mode).
+    mode : {"supervised", "semi", "unsupervised", "advsemi"}
+    labeled_fraction : float or str
+        Fraction of labelled training items (``"1/8"``, ``0.25``, ...) for ``"semi"`` and
+        ``"advsemi"``; volumes (LiTS, BraTS) are labelled by whole scans.
+    split_seed : int
+        Seed of the labelled subset (:func:`varseg.data.labeled_subset`).
+    semi_sampling : {"mixed", "paired"}
+        ``"mixed"``: batches drawn from the whole (partly labelled) set, Eq. 17's α per
+        sample, one forward pass per batch (as the official implementation). ``"paired"``:
+        every step takes ``batch_size`` labelled and ``batch_size`` unlabelled images, in two
+        forward passes so that batch-norm statistics never mix them (AdvSemi's scheme; always
+        used by ``"advsemi"``). With ``lambda_ms == 0`` the unlabelled images are not loaded.
+    lambda_ms : float
+        λ of Eq. 16 (weight of the Mumford–Shah term next to the cross-entropy).
+    length_weight : float
+        λ inside Eq. 12 (weight of the length term of the Mumford–Shah loss).
+    beta : float
+        β of Eq. 19 (total variation of the bias field).
+    tv : {"isotropic", "anisotropic"}
+        Length-term discretisation (``"anisotropic"`` is the official code's L1 form).
+    ms_reduction : {"mean", "sum"}
+        Reduction of the Mumford–Shah loss (see :mod:`varseg.losses`); ``"sum"`` with
+        λ = 1e-6 is the official implementation's convention.
+    optimizer : {"adam", "adamw", "sgd"}
+    lr, momentum, weight_decay, betas
+        Optimiser settings (``betas`` for Adam, ``momentum`` for SGD).
+    head_lr_mult : float
+        Learning-rate multiplier of the head of models with ``parameter_groups``
+        (DeepLab-v2: 10, as AdvSemi).
+    schedule : {"constant", "step", "poly"}
+        ``"step"``: multiply by ``lr_gamma`` every ``lr_step_epochs`` epochs (the paper's
+        "halving every 20 epochs"); ``"poly"``: ``(1 - step / total) ** poly_power``.
+    epochs, max_steps : int or None
+        Run length; with both, the shorter one wins.
+    batch_size : int
+        *Global* batch size (split over the processes of a distributed run).
+    num_workers : int
+        DataLoader worker processes.
+    seed : int
+        Seed of the model initialisation, of the data order and of the augmentation.
+    device : str
+        ``"auto"`` (CUDA when available), ``"cpu"``, ``"cuda"``, ``"cuda:1"``...
+    amp : "auto" or bool
+        Mixed precision (autocast + GradScaler); ``"auto"`` = on for CUDA only.
+    checkpoint_every, log_every, eval_every : int
+        Steps between checkpoints (0: only at the end), steps between log rows, epochs
+        between evaluations on ``val_split`` (0: never).
+    grad_clip : float or None
+        Clip the gradient norm of the segmentation network.
+    advsemi : dict
+        AdvSemi settings (see :data:`varseg.train.advsemi.ADVSEMI_DEFAULTS`).
+    sweep : dict or None
+        Settings of :func:`varseg.train.sweep.run_sweep` (labelled-fraction sweep).
+    """
+
+    name: str = "custom"
+    description: str = ""
+    notes: str = ""
+    dataset: str = "synthetic"
+    root: str | None = None
+    train_split: str = "train"
+    val_split: str | None = None
+    dataset_kw: dict = field(default_factory=dict)
+    eval_dataset_kw: dict = field(default_factory=dict)
+    crop_size: Any = None
+    image_size: Any = None
+    num_classes: int | None = None
+    model: str = "unet"
+    model_kw: dict = field(default_factory=dict)
+    bias_field: bool = False
+    mode: str = "supervised"
+    labeled_fraction: Any = 1.0
+    split_seed: int = 0
+    semi_sampling: str = "mixed"
+    lambda_ms: float = 0.0
+    length_weight: float = 1e-3
+    beta: float = 1e-3
+    tv: str = "isotropic"
+    ms_reduction: str = "mean"
+    optimizer: str = "adam"
+    lr: float = 1e-4
+    momentum: float = 0.9
+    weight_decay: float = 0.0
+    betas: Any = (0.9, 0.999)
+    head_lr_mult: float = 10.0
+    schedule: str = "constant"
+    lr_step_epochs: int = 20
+    lr_gamma: float = 0.5
+    poly_power: float = 0.9
+    epochs: int | None = None
+    max_steps: int | None = None
+    batch_size: int = 4
+    num_workers: int = 0
+    seed: int = 0
+    device: str = "auto"
+    amp: Any = "auto"
+    checkpoint_every: int = 500
+    log_every: int = 10
+    eval_every: int = 0
+    grad_clip: float | None = None
+    advsemi: dict = field(default_factory=dict)
+    sweep: dict | None = None
+
+    # ------------------------------------------------------------------ construction
+    @classmethod
+    def field_names(cls) -> tuple[str, ...]:
+        """Names of all configuration fields."""
+        return tuple(f.name for f in fields(cls))
+
+    @classmethod
+    def from_dict(cls, data: dict) -> TrainConfig:
+        """Build and validate a configuration from a plain dict.
+
+        Raises
+        ------
+        ValueError
+            For an unknown key (the message lists the valid ones) or an invalid value.
+        """
+        if not isinstance(data, dict):
+            raise ValueError(f"a training config must be a JSON object; got {type(data).__name__}")
+        names = cls.field_names()
+        unknown = sorted(set(data) - set(names))
+        if unknown:
+            raise ValueError(f"unknown config key(s) {unknown}; valid keys: {', '.join(names)}")
+        return cls(**data).validate()
+
+    def to_dict(self) -> dict:
+        """Plain, JSON-serialisable dict (tuples become lists)."""
+        return json.loads(json.dumps(asdict(self)))
+
+    def replace(self, **changes) -> TrainConfig:
+        """A validated copy with ``changes`` applied (``None`` values are ignored)."""
+        changes = {k: v for k, v in changes.items() if v is not None}
+        unknown = sorted(set(changes) - set(self.field_names()))
+        if unknown:
+            raise ValueError(f"unknown config key(s) {unknown}; valid keys: "
+                             f"{', '.join(self.field_names())}")
+        return dataclasses.replace(self, **changes).validate()
+
+    def set_option(self, key: str, value) -> TrainConfig:
+        """A copy with one (possibly nested, dotted) option set: ``"advsemi.mask_T"``."""
+        head, _, rest = key.replace("-", "_").partition(".")
+        if head not in self.field_names():
+            raise ValueError(f"unknown config key {head!r}; valid keys: "
+                             f"{', '.join(self.field_names())}")
+        if not rest:
+            return dataclasses.replace(self, **{head: value}).validate()
+        current = getattr(self, head)
+        if current is None:
+            current = {}
+        if not isinstance(current, dict):
+            raise ValueError(f"config key {head!r} is not a dict; cannot set {key!r}")
+        new = json.loads(json.dumps(current))
+        node = new
+        parts = rest.split(".")
+        for p in parts[:-1]:
+            node = node.setdefault(p, {})
+        node[parts[-1]] = value
+        return dataclasses.replace(self, **{head: new}).validate()
+
+    # ------------------------------------------------------------------ validation
+    def validate(self) -> TrainConfig:
+        """Check values and normalise types; returns ``self``.
+
+        Raises
+        ------
+        ValueError
+            Naming the field and the accepted values.
+        """
+        import varseg.data as vdata
+        from varseg.models import MODEL_NAMES
+
+        ds = str(self.dataset).strip().lower()
+        ds = getattr(vdata, "_ALIASES", {}).get(ds, ds)
+        if ds not in vdata.DATASET_NAMES:
+            raise ValueError(f"unknown dataset {self.dataset!r}; choose one of "
+                             f"{', '.join(vdata.DATASET_NAMES)}")
+        self.dataset = ds
+        model = str(self.model).strip().lower().replace("_", "-")
+        if model not in MODEL_NAMES:
+            raise ValueError(f"unknown model {self.model!r}; choose one of "
+                             f"{', '.join(MODEL_NAMES)}")
+        self.model = model
+        _choice("mode", self.mode, MODES)
+        _choice("optimizer", self.optimizer, OPTIMIZERS)
+        _choice("schedule", self.schedule, SCHEDULES)
+        _choice("semi_sampling", self.semi_sampling, SEMI_SAMPLING)
+        _choice("tv", self.tv, ("isotropic", "anisotropic"))
+        _choice("ms_reduction", self.ms_reduction, ("mean", "sum"))
+        if self.amp not in _AMP:
+            raise ValueError(f"amp must be 'auto', true or false; got {self.amp!r}")
+        vdata.parse_fraction(self.labeled_fraction)
+        for name in ("lambda_ms", "length_weight", "beta", "weight_decay", "momentum"):
+            v = float(getattr(self, name))
+            if not math.isfinite(v) or v < 0:
+                raise ValueError(f"{name} must be a finite number >= 0; got {v}")
+            setattr(self, name, v)
+        if not float(self.lr) > 0:
+            raise ValueError(f"lr must be > 0; got {self.lr}")
+        self.lr = float(self.lr)
+        self.betas = tuple(float(b) for b in self.betas)
+        if len(self.betas) != 2:
+            raise ValueError(f"betas must be two numbers; got {self.betas}")
+        for name in ("batch_size", "lr_step_epochs"):
+            _positive_int(name, getattr(self, name))
+        for name in ("epochs", "max_steps", "num_classes"):
+            v = getattr(self, name)
+            if v is not None:
+                _positive_int(name, v)
+        for name in ("num_workers", "checkpoint_every", "log_every", "eval_every", "seed",
+                     "split_seed"):
+            v = getattr(self, name)
+            if int(v) != v or v < 0:
+                raise ValueError(f"{name} must be an integer >= 0; got {v!r}")
+        if self.epochs is None and self.max_steps is None:
+            raise ValueError("set epochs or max_steps (the run length)")
+        for name in ("dataset_kw", "eval_dataset_kw", "model_kw", "advsemi"):
+            if not isinstance(getattr(self, name), dict):
+                raise ValueError(f"{name} must be a dict (JSON object); got "
+                                 f"{type(getattr(self, name)).__name__}")
+        if self.sweep is not None and not isinstance(self.sweep, dict):
+            raise ValueError("sweep must be a dict (JSON object) or null")
+        if self.bias_field and self.mode != "unsupervised":
+            raise ValueError("bias_field (Eq. 19-20) is a loss of the 'unsupervised' mode; "
+                             f"got mode {self.mode!r}")
+        if self.mode == "advsemi":
+            from .advsemi import advsemi_settings
+
+            advsemi_settings(self.advsemi)
+        return self
+
+    # ------------------------------------------------------------------ I/O
+    def save(self, path) -> Path:
+        """Write the configuration as indented JSON."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(self.to_dict(), indent=2) + "\n")
+        return path
+
+    @classmethod
+    def load(cls, path) -> TrainConfig:
+        """Read a configuration written by :meth:`save` (or any config JSON file)."""
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"config file {path} does not exist")
+        try:
+            data = json.loads(path.read_text())
+        except json.JSONDecodeError as err:
+            raise ValueError(f"config file {path} is not valid JSON: {err}") from err
+        return cls.from_dict(data)
+
+
+def _choice(name, value, choices):
+    if value not in choices:
+        raise ValueError(f"unknown {name} {value!r}; choose one of {', '.join(map(str, choices))}")
+
+
+def _positive_int(name, value):
+    if isinstance(value, bool) or int(value) != value or value < 1:
+        raise ValueError(f"{name} must be a positive integer; got {value!r}")
+
+
+def _config_dir():
+    return resources.files("varseg.train") / "configs"
+
+
+def list_configs() -> list[str]:
+    """Names of the configurations shipped in ``varseg/train/configs/``."""
+    return sorted(p.name[:-5] for p in _config_dir().iterdir() if p.name.endswith(".json"))
+
+
+def config_path(name: str):
+    """The packaged JSON file of configuration ``name``."""
+    if name not in list_configs():
+        raise ValueError(f"unknown config {name!r}; choose one of {', '.join(list_configs())}")
+    return _config_dir() / f"{name}.json"
+
+
+def load_config(name_or_path) -> TrainConfig:
+    """Load a shipped configuration by name, or a JSON file by path.
+
+    Parameters
+    ----------
+    name_or_path : str or os.PathLike
+        A name from :func:`list_configs` (``"lits-unet-ms-1-10"``, ``"synthetic-sweep"``, ...)
+        or the path of a JSON file.
+
+    Raises
+    ------
+    ValueError
+        Unknown name (the message lists the shipped ones) or invalid content.
+    """
+    p = Path(str(name_or_path))
+    if p.suffix == ".json" and p.is_file():
+        return TrainConfig.load(p)
+    text = config_path(str(name_or_path)).read_text()
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as err:  # pragma: no cover - shipped files are checked
+        raise ValueError(f"config {name_or_path!r} is not valid JSON: {err}") from err
+    return TrainConfig.from_dict(data)
