@@ -23,6 +23,27 @@ def add_arguments(p):
     p.add_argument("-o", "--out", default="varseg-out", help="output folder")
 
 
+_ALIASES = {"max_iter": ("n_outer", "fit_steps")}  # names of the same idea in other methods
+
+
+def _fit_to(method, kw, name):
+    """Keep only keywords ``method`` accepts, renaming aliases; unknown ones are an error."""
+    import inspect
+
+    accepted = inspect.signature(method).parameters
+    out = {}
+    for key, value in kw.items():
+        if key in accepted:
+            out[key] = value
+            continue
+        alias = next((a for a in _ALIASES.get(key, ()) if a in accepted), None)
+        if alias is None:
+            raise ValueError(f"method {name!r} does not take option {key!r}; it takes "
+                             f"{sorted(k for k in accepted if k not in ('image', 'n_phases'))}")
+        out[alias] = value
+    return out
+
+
 def _params(args):
     kw = {}
     for name in ("mu", "lam", "max_iter", "seed", "device"):
@@ -47,7 +68,8 @@ def main(args):
 
     image, channel_axis = load_image(args.image)
     method = get_method(args.method)
-    result = method(image, args.phases, channel_axis=channel_axis, **_params(args))
+    kw = _fit_to(method, _params(args), args.method)
+    result = method(image, args.phases, channel_axis=channel_axis, **kw)
     out = Path(args.out)
     paths = save_segmentation_outputs(image, result, out, stem=args.method)
     print(result.summary())
