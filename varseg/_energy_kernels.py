@@ -1,7 +1,8 @@
 """Numba kernels behind :func:`varseg.energy.energy_from_labels` (hard partitions).
 
 ``hard_energy`` runs rows in parallel; ``hard_energy_serial`` is the same computation on one
-thread, faster for small images (thread start-up dominates below ~10^5 pixels).
+thread, faster for small images (thread start-up dominates below ~10^5 pixels). Both loop over
+the same per-row helpers.
 """
 import math
 
@@ -9,21 +10,16 @@ import numpy as np
 from numba import njit, prange
 
 
-@njit(cache=True, parallel=True)
-def _class_sums(x, lab, k):
-    C, D, H, W = x.shape
-    rows = D * H
-    part_s = np.zeros((rows, k, C))
-    part_n = np.zeros((rows, k))
-    for q in prange(rows):
-        z = q // H
-        i = q - z * H
-        for j in range(W):
-            l = lab[z, i, j]
-            part_n[q, l] += 1.0
-            for c in range(C):
-                part_s[q, l, c] += x[c, z, i, j]
-    return part_s.sum(axis=0), part_n.sum(axis=0)
+@njit(cache=True)
+def _row_sums(x, lab, q, H, part_s, part_n):
+    """Per-class pixel counts and intensity sums of row ``q`` (= z * H + i)."""
+    z = q // H
+    i = q - z * H
+    for j in range(lab.shape[2]):
+        l = lab[z, i, j]
+        part_n[q, l] += 1.0
+        for c in range(x.shape[0]):
+            part_s[q, l, c] += x[c, z, i, j]
 
 
 @njit(cache=True)
@@ -48,74 +44,68 @@ def _pixel_length(lab, z, i, j, D, H, W, isotropic):
     return out
 
 
+@njit(cache=True)
+def _row_energy(x, lab, means, q, isotropic):
+    """Data and length contributions of row ``q`` (= z * H + i)."""
+    C, D, H, W = x.shape
+    z = q // H
+    i = q - z * H
+    data = 0.0
+    length = 0.0
+    for j in range(W):
+        l = lab[z, i, j]
+        for c in range(C):
+            r = x[c, z, i, j] - means[l, c]
+            data += r * r
+        length += _pixel_length(lab, z, i, j, D, H, W, isotropic)
+    return data, length
+
+
+@njit(cache=True)
+def _means(part_s, part_n, k):
+    sums = part_s.sum(axis=0)
+    counts = part_n.sum(axis=0)
+    means = np.zeros((k, part_s.shape[2]))
+    for l in range(k):
+        if counts[l] > 0:
+            means[l] = sums[l] / counts[l]
+    return means
+
+
 @njit(cache=True, parallel=True)
 def hard_energy(x, lab, k, isotropic):
     """Data term, length term and means (k, C) of a hard partition.
 
     x : (C, D, H, W) float, lab : (D, H, W) int64 in [0, k). See energy_from_labels.
     """
-    C, D, H, W = x.shape
-    sums, counts = _class_sums(x, lab, k)
-    means = np.zeros((k, C))
-    for l in range(k):
-        if counts[l] > 0:
-            for c in range(C):
-                means[l, c] = sums[l, c] / counts[l]
+    rows = x.shape[1] * x.shape[2]
+    part_s = np.zeros((rows, k, x.shape[0]))
+    part_n = np.zeros((rows, k))
+    for q in prange(rows):
+        _row_sums(x, lab, q, x.shape[2], part_s, part_n)
+    means = _means(part_s, part_n, k)
     data = 0.0
     length = 0.0
-    rows = D * H
     for q in prange(rows):
-        z = q // H
-        i = q - z * H
-        for j in range(W):
-            l = lab[z, i, j]
-            for c in range(C):
-                r = x[c, z, i, j] - means[l, c]
-                data += r * r
-            length += _pixel_length(lab, z, i, j, D, H, W, isotropic)
+        d, ln = _row_energy(x, lab, means, q, isotropic)
+        data += d
+        length += ln
     return data, length, means
 
 
 @njit(cache=True)
-def _class_sums_serial(x, lab, k):
-    C, D, H, W = x.shape
-    rows = D * H
-    part_s = np.zeros((rows, k, C))
+def hard_energy_serial(x, lab, k, isotropic):
+    """One-thread twin of :func:`hard_energy`."""
+    rows = x.shape[1] * x.shape[2]
+    part_s = np.zeros((rows, k, x.shape[0]))
     part_n = np.zeros((rows, k))
     for q in range(rows):
-        z = q // H
-        i = q - z * H
-        for j in range(W):
-            l = lab[z, i, j]
-            part_n[q, l] += 1.0
-            for c in range(C):
-                part_s[q, l, c] += x[c, z, i, j]
-    return part_s.sum(axis=0), part_n.sum(axis=0)
-
-
-@njit(cache=True)
-def hard_energy_serial(x, lab, k, isotropic):
-    """Data term, length term and means (k, C) of a hard partition.
-
-    x : (C, D, H, W) float, lab : (D, H, W) int64 in [0, k). See energy_from_labels.
-    """
-    C, D, H, W = x.shape
-    sums, counts = _class_sums_serial(x, lab, k)
-    means = np.zeros((k, C))
-    for l in range(k):
-        if counts[l] > 0:
-            for c in range(C):
-                means[l, c] = sums[l, c] / counts[l]
+        _row_sums(x, lab, q, x.shape[2], part_s, part_n)
+    means = _means(part_s, part_n, k)
     data = 0.0
     length = 0.0
-    rows = D * H
     for q in range(rows):
-        z = q // H
-        i = q - z * H
-        for j in range(W):
-            l = lab[z, i, j]
-            for c in range(C):
-                r = x[c, z, i, j] - means[l, c]
-                data += r * r
-            length += _pixel_length(lab, z, i, j, D, H, W, isotropic)
+        d, ln = _row_energy(x, lab, means, q, isotropic)
+        data += d
+        length += ln
     return data, length, means
