@@ -28,9 +28,6 @@ os.environ.setdefault("TQDM_DISABLE", "1")  # no progress bars in the rendered t
 
 import varseg  # noqa: E402
 
-# ``varseg.compare`` is both a submodule and a lazily exported function of the package;
-# importing the submodule first makes the attribute the module, which the API pages need.
-import varseg.compare  # noqa: E402,F401
 
 # -- project ----------------------------------------------------------------------------
 project = "varseg"
