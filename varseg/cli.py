@@ -9,7 +9,7 @@ import argparse
 import sys
 from importlib import import_module
 
-__all__ = ["main", "build_parser"]
+__all__ = ["main", "build_parser", "run_command"]
 
 COMMANDS = {
     "segment": ("varseg.commands.segment", "segment one image with one method"),
@@ -39,15 +39,30 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _run(handler, command, args) -> int:
+    """Call a subcommand; user errors become one line on stderr and exit status 2."""
+    try:
+        return int(handler(args) or 0)
+    except (ValueError, FileNotFoundError, ImportError) as err:
+        print(f"varseg {command}: error: {err}", file=sys.stderr)
+        return 2
+
+
 def main(argv=None) -> int:
     """Entry point of the ``varseg`` console script."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    try:
-        return int(args._handler(args) or 0)
-    except (ValueError, FileNotFoundError, ImportError) as err:
-        print(f"varseg {args.command}: error: {err}", file=sys.stderr)
-        return 2
+    return _run(args._handler, args.command, args)
+
+
+def run_command(name, argv=None) -> int:
+    """Run one subcommand on its own, without importing the others (``python -m
+    varseg.commands.train``, e.g. under ``torchrun``)."""
+    module, help_text = COMMANDS[name]
+    mod = import_module(module)
+    parser = argparse.ArgumentParser(prog=f"varseg {name}", description=help_text)
+    mod.add_arguments(parser)
+    return _run(mod.main, name, parser.parse_args(argv))
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -188,21 +188,7 @@ def main(args):
     return 0
 
 
-def _standalone(argv=None) -> int:
-    """``python -m varseg.commands.train`` (e.g. under ``torchrun``), without the other
-    subcommands of :mod:`varseg.cli`."""
-    import argparse
-    import sys
-
-    parser = argparse.ArgumentParser(prog="varseg train", description=__doc__.splitlines()[0])
-    add_arguments(parser)
-    args = parser.parse_args(argv)
-    try:
-        return int(main(args) or 0)
-    except (ValueError, FileNotFoundError, ImportError) as err:
-        print(f"varseg train: error: {err}", file=sys.stderr)
-        return 2
-
-
 if __name__ == "__main__":  # pragma: no cover
-    raise SystemExit(_standalone())
+    from varseg.cli import run_command
+
+    raise SystemExit(run_command("train"))
