@@ -236,3 +236,17 @@ def test_option_errors():
         mumford_shah_energy(np.zeros((3, 3)), y, -1.0)
     with pytest.raises(ValueError, match="labels must lie"):
         labels_to_memberships(np.array([[0, 3]]), 2)
+
+
+def test_normalise_image_is_the_chan_vese_scaling():
+    from varseg.energy import normalise_image
+
+    x = np.array([[2.0, 4.0], [6.0, 10.0]])
+    y, xmin, scale = normalise_image(x, return_scale=True)
+    np.testing.assert_allclose(y, [[0.0, 0.25], [0.5, 1.0]])
+    assert (xmin, scale) == (2.0, 8.0)
+    np.testing.assert_array_equal(normalise_image(np.full((3, 3), 7.0)), np.zeros((3, 3)))
+    with pytest.raises(ValueError, match="NaN"):
+        normalise_image(np.array([1.0, np.nan]))
+    with pytest.raises(ValueError, match="empty"):
+        normalise_image(np.zeros((0, 3)))

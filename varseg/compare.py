@@ -56,6 +56,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .energy import normalise_image as _normalise
+
 __all__ = [
     "compare",
     "compare_dataset",
@@ -93,8 +95,8 @@ _GT_SUFFIXES = (".png", ".npy", ".mat", ".tif", ".tiff", ".bmp")
 def normalise_image(image, channel_axis=None):
     """Scale an image to [0, 1] by its global min and max (a constant image becomes 0).
 
-    The normalisation of :func:`varseg.chan_vese`, applied once over all channels, so that a
-    λ means the same for every method and image.
+    :func:`varseg.energy.normalise_image`, the normalisation of :func:`varseg.chan_vese`,
+    applied once over all channels, so that a λ means the same for every method and image.
 
     Parameters
     ----------
@@ -106,13 +108,7 @@ def normalise_image(image, channel_axis=None):
     -------
     ndarray of float64, same shape
     """
-    x = np.asarray(image, dtype=np.float64)
-    if x.size == 0:
-        raise ValueError(f"image is empty (shape {x.shape})")
-    if not np.isfinite(x).all():
-        raise ValueError("image contains NaN or Inf values")
-    lo, hi = float(x.min()), float(x.max())
-    return (x - lo) / (hi - lo) if hi > lo else np.zeros_like(x)
+    return _normalise(image)
 
 
 def _channels_first(image, channel_axis):

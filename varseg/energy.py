@@ -63,11 +63,53 @@ __all__ = [
     "energy_from_labels",
     "labels_to_memberships",
     "batched_terms",
+    "normalise_image",
 ]
 
 _TV_KINDS = ("isotropic", "anisotropic")
 _PARALLEL_MIN_PIXELS = 1 << 17  # below this the serial hard-energy kernel is faster
 _REDUCTIONS = ("sum", "mean")
+
+
+def normalise_image(image, *, return_scale=False):
+    """Scale an image to [0, 1] by one global minimum and maximum, as
+    ``skimage.segmentation.chan_vese`` does: ``(x - min) / (max - min)``; a constant image
+    becomes all zeros.
+
+    Every solver and the comparison harness evaluate the shared energy on this image, so that
+    a λ means the same for every method (one min/max over all channels keeps the relations
+    between the channels of a colour image).
+
+    Parameters
+    ----------
+    image : array_like
+        Any shape.
+    return_scale : bool
+        Also return ``xmin`` and ``scale`` with ``y = (x - xmin) / scale`` (``scale = 1`` for
+        a constant image).
+
+    Returns
+    -------
+    ndarray of float64 (and ``xmin, scale`` with ``return_scale``)
+
+    Raises
+    ------
+    ValueError
+        Empty image, NaN or Inf.
+    """
+    x = np.asarray(image, dtype=np.float64)
+    if x.size == 0:
+        raise ValueError(f"image is empty (shape {x.shape})")
+    if not np.isfinite(x).all():
+        raise ValueError("image contains NaN or Inf values")
+    xmin = float(x.min())
+    y = x - xmin
+    scale = float(y.max())
+    if scale != 0:
+        y = y / scale
+    else:
+        scale = 1.0
+    return (y, xmin, scale) if return_scale else y
 
 
 # --------------------------------------------------------------------------------------

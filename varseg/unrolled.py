@@ -40,7 +40,13 @@ from varseg._validation import (
     check_positive,
     resolve_rng,
 )
-from varseg.energy import _batched_means, _batched_residual, _Ops, energy_from_labels
+from varseg.energy import (
+    _batched_means,
+    _batched_residual,
+    _Ops,
+    energy_from_labels,
+    normalise_image,
+)
 from varseg.result import Segmentation
 
 __all__ = ["ms_fixed_point", "fixed_point_step", "curvature", "UnrolledMumfordShah",
@@ -48,13 +54,6 @@ __all__ = ["ms_fixed_point", "fixed_point_step", "curvature", "UnrolledMumfordSh
 
 _UPDATES = ("softmax-gradient", "paper")
 _OPS = _Ops(True)
-
-
-def normalise_image(x):
-    """Scale a channels-first image to [0, 1] by its global min and max (constant → zeros),
-    as :func:`varseg.chan_vese` does, so that λ means the same for every method."""
-    lo, hi = float(x.min()), float(x.max())
-    return (x - lo) / (hi - lo) if hi > lo else np.zeros_like(x)
 
 
 def curvature(y, eps=0.1):

@@ -9,6 +9,8 @@ import time
 
 import numpy as np
 
+from varseg.energy import normalise_image as _normalise
+
 from .._validation import as_channels_first, check_n_phases, check_positive, resolve_rng
 from ..result import Segmentation
 from .heaviside import phase_labels, phase_memberships
@@ -28,25 +30,10 @@ SERIAL_BELOW = 32768
 def normalise_image(x):
     """Scale an image to [0, 1] exactly as ``skimage.segmentation.chan_vese`` does.
 
-    ``x - x.min()``, then divided by its maximum when that is not 0 (a constant image becomes
-    all zeros). One minimum and one maximum over all channels, so that a colour image keeps the
-    relations between its channels.
-
-    Returns
-    -------
-    y : ndarray of float64
-    xmin, scale : float
-        ``y = (x - xmin) / scale`` (``scale = 1`` for a constant image).
+    :func:`varseg.energy.normalise_image` with its scale: returns ``(y, xmin, scale)`` with
+    ``y = (x - xmin) / scale``.
     """
-    x = np.asarray(x, dtype=np.float64)
-    xmin = float(x.min())
-    y = x - xmin
-    scale = float(y.max())
-    if scale != 0:
-        y = y / scale
-    else:
-        scale = 1.0
-    return y, xmin, scale
+    return _normalise(x, return_scale=True)
 
 
 def _check_lambdas(lambdas, K):
