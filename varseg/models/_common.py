@@ -21,6 +21,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from varseg.losses import positive_bias
+
 __all__ = [
     "BIAS_EPS",
     "BiasFieldHead",
@@ -76,8 +78,9 @@ class BiasFieldHead(nn.Module):
         nn.init.constant_(self.conv.bias, math.log(math.expm1(1.0 - self.eps)))
 
     def activate(self, z: torch.Tensor) -> torch.Tensor:
-        """Map a pre-activation ``(B, 1, H, W)`` to the bias field ``softplus(z) + eps``."""
-        return F.softplus(z) + self.eps
+        """Map a pre-activation ``(B, 1, H, W)`` to the bias field ``softplus(z) + eps``
+        (:func:`varseg.losses.positive_bias`)."""
+        return positive_bias(z, self.eps)
 
     def forward(self, features: torch.Tensor, size: tuple[int, int] | None = None) -> torch.Tensor:
         """Bias field ``(B, 1, H, W)`` from features ``(B, C, h, w)``.
