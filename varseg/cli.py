@@ -18,6 +18,8 @@ COMMANDS = {
     "bench": ("varseg.bench", "time varseg against its peers (chan-vese, loss, models)"),
     "train": ("varseg.commands.train", "train a network (supervised, semi- or unsupervised)"),
     "evaluate": ("varseg.commands.evaluate", "evaluate a trained checkpoint on a dataset"),
+    "reproduce": ("varseg.commands.reproduce",
+                  "reproduce a table of the paper on real data (bsds500: Table VI)"),
 }
 
 

@@ -74,8 +74,9 @@ __all__ = [
     "aggregate_rows",
 ]
 
-#: Methods run by default: fast on a CPU, all classical or fixed-point.
-DEFAULT_METHODS = ("chan-vese", "lic", "fixed-point", "kmeans", "otsu")
+#: Methods run by default: the level sets, the paper's fixed point, the per-image network
+#: and two clustering baselines, side by side on one energy and one clock.
+DEFAULT_METHODS = ("chan-vese", "lic", "fixed-point", "neural", "kmeans", "otsu")
 
 #: Default λ of the shared energy: Chan–Vese's default μ = 0.25 halved, image in [0, 1].
 DEFAULT_LAM = 0.125

@@ -33,6 +33,8 @@ __all__ = [
     "semi_supervised_loss",
     "SemiSupervisedLoss",
     "positive_bias",
+    "unit_mean_bias",
+    "smooth_bias",
 ]
 
 _REDUCTIONS = ("mean", "sum", "none")
@@ -162,6 +164,64 @@ def positive_bias(raw, eps=1e-3):
     from 0. :mod:`varseg.models` uses the same map for their ``bias_field=True`` output.
     """
     return F.softplus(raw) + eps
+
+
+def unit_mean_bias(bias):
+    r"""Scale each bias field of a batch to unit mean, :math:`b \leftarrow b / \bar b`.
+
+    The data term of Eq. 19-20 is invariant under :math:`b \to s b,\ c_n \to c_n / s`,
+    while the penalty :math:`\beta\,\mathrm{TV}(b)` scales with :math:`s`: without a
+    normalisation the loss lowers itself by shrinking the bias towards 0 (measured on a
+    per-image network: the bias fell to 0.07-0.17 and lost the shape of the true ramp).
+    Fixing the mean removes that direction, so β acts on the shape of b alone.
+
+    Parameters
+    ----------
+    bias : Tensor, shape (B, 1, *S)
+        Positive bias fields.
+
+    Returns
+    -------
+    Tensor, same shape, each field with spatial mean 1.
+    """
+    return bias / bias.mean(dim=tuple(range(2, bias.ndim)), keepdim=True)
+
+
+def smooth_bias(bias, sigma):
+    r"""Gaussian smoothing of a bias field, :math:`b \leftarrow G_\sigma * b`.
+
+    The total variation of Eq. 19 cannot tell a smooth ramp from a step of the same height
+    (both have TV = height x length), so a bias output with a free per-pixel value can absorb
+    region boundaries: the degenerate minimiser :math:`b = x / c`, one class, zero data term.
+    Li et al. (2011) make the bias smooth by construction (their Gaussian kernel, Eq. 6);
+    :func:`neural_segment` does the same with the network's bias channel, so that only
+    variations slower than σ are attributed to the bias. A positive field stays positive.
+
+    Parameters
+    ----------
+    bias : Tensor, shape (B, 1, H, W)
+    sigma : float
+        Standard deviation in pixels; the kernel is truncated at 3σ (and at the image size,
+        reflecting at the borders).
+
+    Returns
+    -------
+    Tensor, same shape
+    """
+    out = bias
+    for axis in (2, 3):
+        n = bias.shape[axis]
+        r = int(min(max(1, round(3 * sigma)), n - 1))
+        if r < 1:
+            continue
+        t = torch.arange(-r, r + 1, dtype=bias.dtype, device=bias.device)
+        w = torch.exp(-0.5 * (t / sigma) ** 2)
+        w = (w / w.sum()).view(1, 1, -1)
+        moved = out.movedim(axis, -1)
+        shape = moved.shape
+        flat = F.pad(moved.reshape(-1, 1, n), (r, r), mode="reflect")
+        out = F.conv1d(flat, w).reshape(shape).movedim(-1, axis)
+    return out
 
 
 def bias_field_mumford_shah_loss(input, bias, image, lam, beta, *, probabilities=False,

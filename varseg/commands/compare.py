@@ -30,7 +30,7 @@ CLI_DEFAULTS = {
     "chan-vese": {"max_iter": 200},
     "lic": {"n_outer": 50},
     "fixed-point": {"max_iter": 200},
-    "neural": {"max_iter": 100},
+    "neural": {"max_iter": 100, "hidden_channels": 16},
     "unrolled": {"fit_steps": 20},
 }
 

@@ -16,7 +16,7 @@ from ..result import Segmentation
 from .heaviside import phase_labels, phase_memberships
 from .init import INIT_NAMES, initial_level_sets
 
-__all__ = ["chan_vese", "normalise_image", "ETA", "SERIAL_BELOW"]
+__all__ = ["chan_vese", "normalise_image", "ETA", "SERIAL_BELOW", "STOP_RULES", "STOP_WINDOW"]
 
 #: Regularisation of the curvature coefficients :math:`C_i = (\eta + |\nabla\phi|^2)^{-1/2}`,
 #: the value of ``skimage.segmentation._chan_vese._cv_calculate_variation`` (scikit-image 0.26).
@@ -25,6 +25,14 @@ ETA = 1e-16
 #: Problems smaller than this (pixels x level sets x channels) run in the calling thread only:
 #: there a second thread costs more than it saves.
 SERIAL_BELOW = 32768
+
+#: Stopping rules of :func:`chan_vese` and their default tolerances: ``"partition"`` (fraction
+#: of the interface that moves per iteration, size- and dimension-independent, the default) and
+#: ``"level-set"`` (scikit-image's RMS change of the level sets per pixel).
+STOP_RULES = {"partition": 2e-3, "level-set": 1e-3}
+
+#: Iterations between two checks of the ``"partition"`` stopping rule.
+STOP_WINDOW = 10
 
 
 def normalise_image(x):
@@ -57,7 +65,8 @@ def _jsonable(v):
 
 
 def chan_vese(image, n_phases=2, *, mu=0.25, lambdas=1.0, dt=0.5, eps=1.0, max_iter=500,
-              tol=1e-3, init="checkerboard", channel_axis=None, dtype=np.float32, seed=None,
+              tol=None, stop="partition", window=STOP_WINDOW, init="checkerboard",
+              channel_axis=None, dtype=np.float32, seed=None,
               record_energy=True, return_history=False, snapshot_every=None):
     r"""Multiphase Chan–Vese segmentation (Vese & Chan 2002) of a gray, colour, 2D or 3D image.
 
@@ -128,15 +137,24 @@ def chan_vese(image, n_phases=2, *, mu=0.25, lambdas=1.0, dt=0.5, eps=1.0, max_i
         :math:`H_\varepsilon` (returned memberships). scikit-image uses 1.
     max_iter : int
         Maximum number of iterations.
-    tol : float
-        Stopping tolerance (see Notes), ``tol=0`` runs all ``max_iter`` iterations unless the
-        level sets stop moving exactly.
-    init : {"checkerboard", "disk", "small disk", "random", "kmeans"} or ndarray
+    tol : float, optional
+        Tolerance of the stopping rule ``stop`` (see Notes); default
+        ``STOP_RULES[stop]`` (2e-3 for ``"partition"``, 1e-3 for ``"level-set"``).
+        ``tol=0`` runs all ``max_iter`` iterations.
+    stop : {"partition", "level-set"}
+        Stopping rule (see Notes): ``"partition"`` (default) stops when the hard partition
+        has stopped moving relative to the size of its interface; ``"level-set"`` is
+        scikit-image's rule (RMS change of the level sets per pixel), kept for exact
+        agreement with ``skimage.segmentation.chan_vese``.
+    window : int
+        Iterations between two checks of the ``"partition"`` rule (default 10).
+    init : {"checkerboard", "disk", "small disk", "random", "kmeans", "lloyd"} or ndarray
         Initial level sets, :func:`varseg.levelset.init.initial_level_sets`: for ``m = 1`` the
         same formulas as scikit-image; for ``m > 1`` shifted checkerboards / overlapping disks
         so that all K phases are present; ``"kmeans"``: signed distances to an optimal
-        intensity clustering (recommended for m > 1, see Notes). An array must have shape
-        ``S`` (``m = 1``) or ``(m,) + S``.
+        intensity clustering (recommended for m > 1, see Notes); ``"lloyd"``: the same from
+        a k-means clustering of the colour vectors (seeded by ``seed``). An array must have
+        shape ``S`` (``m = 1``) or ``(m,) + S``.
     channel_axis : int or None
         Channel axis of a colour / vector-valued image (scikit-image convention).
     dtype : {numpy.float32, numpy.float64}
@@ -148,7 +166,7 @@ def chan_vese(image, n_phases=2, *, mu=0.25, lambdas=1.0, dt=0.5, eps=1.0, max_i
         operations and reproduces it (which works in float64 for integer images) up to the
         summation order of the means.
     seed : int or numpy.random.Generator, optional
-        Seed of ``init="random"``.
+        Seed of ``init="random"`` and ``init="lloyd"``.
     record_energy : bool
         Record the shared energy of the hard partition after every iteration (see Notes);
         when False only the final value is recorded.
@@ -181,11 +199,25 @@ def chan_vese(image, n_phases=2, *, mu=0.25, lambdas=1.0, dt=0.5, eps=1.0, max_i
 
     Notes
     -----
-    **Stopping rule** (scikit-image's): after iteration k,
+    **Stopping rules.** ``stop="partition"`` (default): every ``window`` iterations the
+    partition is compared with the one ``window`` iterations earlier; with :math:`n_c` the
+    number of pixels whose phase changed and :math:`n_b` the number of interface edges of the
+    current partition (pairs of axis-neighbours in different phases, over all axes), the
+    solver stops when
+
+    .. math:: n_c \le \mathrm{tol}\cdot \mathrm{window}\cdot \max(n_b, 1),
+
+    i.e. when less than a fraction ``tol`` of the interface moves per iteration on average.
+    Both counts scale with the interface, so the rule means the same for a 64² and a 1024²
+    image, in 2D and in 3D (scikit-image's per-pixel RMS change shrinks as the image grows
+    around a fixed interface, and stops a 3D flow while its surfaces still move).
+    ``stop="level-set"`` is scikit-image's rule: after iteration k,
     :math:`v_j = \sqrt{\mathrm{mean}_r(\phi_j^{k} - \phi_j^{k-1})^2}` (the RMS change per
     pixel, ``np.sqrt(((phi - oldphi)**2).mean())``); stop when :math:`\max_j v_j \le` ``tol``.
-    scikit-image has no further energy check. ``converged`` is True when this rule fired
-    (``n_iter <= max_iter``), False when ``max_iter`` iterations ran without it.
+    ``converged`` is True when the rule fired (``n_iter <= max_iter``), False when
+    ``max_iter`` iterations ran without it; ``extras["stop"]`` names the rule and
+    ``extras["moved_fraction"]`` holds :math:`n_c / (\mathrm{window}\, \max(n_b, 1))` at each
+    check (the ``"partition"`` rule) or :math:`\max_j v_j` at each iteration.
 
     **Recorded energy.** ``energy[k]`` is the shared Mumford–Shah energy
     (:func:`varseg.energy_from_labels`, isotropic TV, ``reduction="sum"``) of the hard
@@ -260,8 +292,8 @@ def chan_vese(image, n_phases=2, *, mu=0.25, lambdas=1.0, dt=0.5, eps=1.0, max_i
     >>> from varseg.levelset.chan_vese import chan_vese
     >>> img = np.zeros((20, 20)); img[5:15, 5:15] = 1
     >>> seg = chan_vese(img, mu=0.1, max_iter=200)
-    >>> int((seg.labels == seg.labels[10, 10]).sum()), seg.n_iter, len(seg.energy)
-    (100, 200, 201)
+    >>> int((seg.labels == seg.labels[10, 10]).sum()), seg.converged, seg.n_iter
+    (100, True, 30)
     """
     t_start = time.perf_counter()
     from ..energy import energy_from_labels
@@ -272,7 +304,12 @@ def chan_vese(image, n_phases=2, *, mu=0.25, lambdas=1.0, dt=0.5, eps=1.0, max_i
     mu = check_positive(mu, "mu", allow_zero=True)
     dt = check_positive(dt, "dt")
     eps = check_positive(eps, "eps")
-    tol = check_positive(tol, "tol", allow_zero=True)
+    if stop not in STOP_RULES:
+        raise ValueError(f"stop must be one of {sorted(STOP_RULES)}; got {stop!r}")
+    tol = STOP_RULES[stop] if tol is None else check_positive(tol, "tol", allow_zero=True)
+    if isinstance(window, bool) or not isinstance(window, (int, np.integer)) or window < 1:
+        raise ValueError(f"window must be a positive integer; got {window!r}")
+    window = int(window)
     if isinstance(max_iter, bool) or not isinstance(max_iter, (int, np.integer)) or max_iter < 0:
         raise ValueError(f"max_iter must be a non-negative integer; got {max_iter!r}")
     max_iter = int(max_iter)
@@ -298,14 +335,14 @@ def chan_vese(image, n_phases=2, *, mu=0.25, lambdas=1.0, dt=0.5, eps=1.0, max_i
 
     params = {
         "n_phases": K, "mu": mu, "lambdas": lam.tolist(), "dt": dt, "eps": eps,
-        "max_iter": max_iter, "tol": tol,
+        "max_iter": max_iter, "tol": tol, "stop": stop, "window": window,
         "init": init if isinstance(init, str) else "array",
         "channel_axis": channel_axis, "dtype": wdtype.name, "seed": _jsonable(seed),
         "record_energy": bool(record_energy), "return_history": bool(return_history),
         "snapshot_every": every if return_history else None,
         "lam": lam_ms, "tv": "isotropic", "eta": ETA, "normalised": True,
     }
-    extras = {"image_min": xmin, "image_scale": scale}
+    extras = {"image_min": xmin, "image_scale": scale, "stop": stop}
     C = x.shape[0]
     nd = len(spatial)
     x4 = np.ascontiguousarray(x.reshape((C,) + (1,) * (3 - nd) + spatial))
@@ -350,12 +387,57 @@ def chan_vese(image, n_phases=2, *, mu=0.25, lambdas=1.0, dt=0.5, eps=1.0, max_i
     import numba
 
     threads = 1 if C * m * x4[0].size < SERIAL_BELOW else numba.get_num_threads()
-    return _iterate(x4, phi0, m, K, lam, wdtype, mu, dt, eps, tol, max_iter, record_energy,
-                    return_history, every, spatial, t_start, threads, _result)
+    rule = _PartitionStop(tol, window) if stop == "partition" else _LevelSetStop(tol)
+    return _iterate(x4, phi0, m, K, lam, wdtype, mu, dt, eps, rule, max_iter, record_energy,
+                    return_history, every, spatial, t_start, threads, _result, extras)
 
 
-def _iterate(x4, phi0, m, K, lam, wdtype, mu, dt, eps, tol, max_iter, record_energy,
-             return_history, every, spatial, t_start, threads, _result):
+def interface_edges(labels):
+    """Number of pairs of axis-neighbours with different labels (the size of the interface,
+    in edges, of a partition; any dimension)."""
+    lab = np.asarray(labels)
+    return sum(int(np.count_nonzero(np.diff(lab, axis=a))) for a in range(lab.ndim))
+
+
+class _PartitionStop:
+    """The ``"partition"`` rule: stop when at most ``tol`` of the interface moved per
+    iteration over the last ``window`` iterations (see :func:`chan_vese`, Notes)."""
+
+    def __init__(self, tol, window):
+        self.tol, self.window = tol, window
+        self.ref = None
+        self.history = []
+
+    def start(self, lab):
+        self.ref = lab.copy()
+
+    def done(self, n_iter, lab, phivar):
+        if n_iter % self.window:
+            return False
+        moved = np.count_nonzero(lab != self.ref)
+        frac = moved / (self.window * max(interface_edges(lab), 1))
+        self.history.append(frac)
+        self.ref[...] = lab
+        return self.tol > 0 and frac <= self.tol
+
+
+class _LevelSetStop:
+    """scikit-image's rule: stop when the RMS change of every level set is at most ``tol``."""
+
+    def __init__(self, tol):
+        self.tol = tol
+        self.history = []
+
+    def start(self, lab):
+        pass
+
+    def done(self, n_iter, lab, phivar):
+        self.history.append(phivar)
+        return phivar <= self.tol
+
+
+def _iterate(x4, phi0, m, K, lam, wdtype, mu, dt, eps, rule, max_iter, record_energy,
+             return_history, every, spatial, t_start, threads, _result, extras):
     """The solver loop of :func:`chan_vese` (arguments already validated)."""
     from ._cv_kernels import Stepper, classify, means_from_sums
 
@@ -379,6 +461,7 @@ def _iterate(x4, phi0, m, K, lam, wdtype, mu, dt, eps, tol, max_iter, record_ene
     record = bool(record_energy)
     converged = False
     n_iter = 0
+    rule.start(lab_a)
     while n_iter < max_iter:
         cnt, sums, ccnt, csums, ndiff, dsq, data, length = stepper.step(
             phi_a, phi_b, lab_a, lab_b, m_lab, m_evo, record, ndiff == 0)
@@ -392,9 +475,10 @@ def _iterate(x4, phi0, m, K, lam, wdtype, mu, dt, eps, tol, max_iter, record_ene
         phivar = math.sqrt(float(dsq.max()) / n_pix)
         if snaps is not None and n_iter % every == 0:
             snaps.append((n_iter, phi_a.reshape((m,) + spatial).copy()))
-        if phivar <= tol:
+        if rule.done(n_iter, lab_a, phivar):
             converged = True
             break
+    extras["moved_fraction"] = np.asarray(rule.history, dtype=np.float64)
     if record:
         times = times[: len(energies)]  # the final record (and its time) is appended below
     phi = phi_a.reshape((m,) + spatial)

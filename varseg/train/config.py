@@ -153,6 +153,7 @@ class TrainConfig:
     lambda_ms: float = 0.0
     length_weight: float = 1e-3
     beta: float = 1e-3
+    bias_sigma: float = 0.0
     tv: str = "isotropic"
     ms_reduction: str = "mean"
     optimizer: str = "adam"
@@ -268,7 +269,8 @@ class TrainConfig:
         if self.amp not in _AMP:
             raise ValueError(f"amp must be 'auto', true or false; got {self.amp!r}")
         vdata.parse_fraction(self.labeled_fraction)
-        for name in ("lambda_ms", "length_weight", "beta", "weight_decay", "momentum"):
+        for name in ("lambda_ms", "length_weight", "beta", "bias_sigma", "weight_decay",
+                     "momentum"):
             v = float(getattr(self, name))
             if not math.isfinite(v) or v < 0:
                 raise ValueError(f"{name} must be a finite number >= 0; got {v}")

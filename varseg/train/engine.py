@@ -40,6 +40,8 @@ import torch
 import torch.distributed as dist
 from torch.utils.data import DataLoader
 
+from varseg._atomic import atomic_path, atomic_write_text
+
 from .builders import (
     LRSchedule,
     build_network,
@@ -251,9 +253,7 @@ def _fmt(v):
 
 
 def _atomic_write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    atomic_write_text(path, text)
 
 
 # ------------------------------------------------------------------------------ checkpoints
@@ -272,9 +272,8 @@ def load_checkpoint_dict(path, map_location="cpu") -> dict:
 
 
 def _save_atomic(obj, path: Path) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        torch.save(obj, tmp)
 
 
 # ------------------------------------------------------------------------------ trainer

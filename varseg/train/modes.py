@@ -23,7 +23,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from varseg.losses import bias_field_mumford_shah_loss, mumford_shah_loss
+from varseg.losses import (
+    bias_field_mumford_shah_loss,
+    mumford_shah_loss,
+    smooth_bias,
+    unit_mean_bias,
+)
 
 from .builders import TaskInfo, split_output
 from .config import TrainConfig
@@ -231,8 +236,13 @@ class UnsupervisedStep(Mode):
             if bias is None:
                 raise ValueError(f"model {c.model!r} returned no bias field; it must be built "
                                  "with bias_field=True")
-            loss = bias_field_mumford_shah_loss(logits, bias.float(), x, c.length_weight,
-                                                c.beta, tv=c.tv, reduction=c.ms_reduction)
+            bias = bias.float()
+            if c.bias_sigma > 0:  # smooth by construction: cannot absorb region boundaries
+                bias = smooth_bias(bias, c.bias_sigma)
+            # unit-mean bias: Eq. 19's beta TV(b) would otherwise shrink b towards 0
+            loss = bias_field_mumford_shah_loss(logits, unit_mean_bias(bias), x,
+                                                c.length_weight, c.beta, tv=c.tv,
+                                                reduction=c.ms_reduction)
         else:
             loss = self.ms_loss(logits, x)
         state.backward(loss)
