@@ -197,3 +197,33 @@ def test_cuda_matches_cpu():
     a = mumford_shah_loss(z, x, 0.1)
     b = mumford_shah_loss(z.cuda(), x.cuda(), 0.1)
     assert b.item() == pytest.approx(a.item(), rel=1e-10)
+
+
+def test_unit_mean_bias_removes_the_scale_gauge():
+    from varseg.losses import bias_field_mumford_shah_loss, unit_mean_bias
+
+    torch.manual_seed(0)
+    z = torch.randn(2, 3, 12, 12)
+    x = torch.rand(2, 1, 12, 12)
+    b = torch.rand(2, 1, 12, 12) + 0.5
+    nb = unit_mean_bias(b)
+    assert torch.allclose(nb.mean((2, 3)), torch.ones(2, 1))
+    # Eq. 19's data term is invariant under b -> s b; its beta TV(b) term is not, so without
+    # the normalisation a smaller bias always "wins"; with it, the loss ignores the scale
+    l1 = bias_field_mumford_shah_loss(z, b, x, 0.1, 1.0)
+    l2 = bias_field_mumford_shah_loss(z, 0.1 * b, x, 0.1, 1.0)
+    assert l2 < l1
+    l3 = bias_field_mumford_shah_loss(z, unit_mean_bias(0.1 * b), x, 0.1, 1.0)
+    assert torch.allclose(l3, bias_field_mumford_shah_loss(z, nb, x, 0.1, 1.0), rtol=1e-5)
+
+
+def test_smooth_bias_is_a_normalised_gaussian():
+    from scipy.ndimage import gaussian_filter
+
+    from varseg.losses import smooth_bias
+
+    torch.manual_seed(1)
+    b = torch.rand(1, 1, 30, 40, dtype=torch.float64) + 0.5
+    ours = smooth_bias(b, 2.0)[0, 0].numpy()
+    ref = gaussian_filter(b[0, 0].numpy(), 2.0, mode="mirror", truncate=3.0)
+    np.testing.assert_allclose(ours, ref, rtol=1e-3)

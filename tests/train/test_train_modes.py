@@ -86,3 +86,41 @@ def test_advsemi_step_updates_both_networks():
     assert any(not torch.equal(d0[k], v) for k, v in mode.discriminator.state_dict().items())
     assert any(not torch.equal(s0[k], v) for k, v in net.state_dict().items())
     assert all(p.requires_grad for p in mode.discriminator.parameters())
+
+
+def test_unsupervised_bias_step_smooths_and_normalises_the_bias():
+    from varseg.losses import bias_field_mumford_shah_loss, smooth_bias, unit_mean_bias
+    from varseg.train.builders import split_output
+
+    torch.manual_seed(0)
+    net = UNet(1, 3, base_channels=4, depth=2, batch_norm=False, bias_field=True)
+    batch = _batch(0, 2)
+    cfg = TrainConfig(max_steps=1, mode="unsupervised", bias_field=True, length_weight=0.05,
+                      beta=0.01, bias_sigma=3.0).validate()
+    opt = torch.optim.SGD(net.parameters(), lr=0.0)
+    logs = make_mode(cfg, TASK)(StepState(net, opt, torch.device("cpu")), batch, 0)
+    logits, bias = split_output(net(batch["image"]))
+    want = bias_field_mumford_shah_loss(logits, unit_mean_bias(smooth_bias(bias, 3.0)),
+                                        batch["image"], 0.05, 0.01)
+    assert float(logs["loss"]) == pytest.approx(float(want), rel=1e-5)
+    with pytest.raises(ValueError, match="bias_sigma"):
+        TrainConfig(bias_sigma=-1.0).validate()
+
+
+def test_unsupervised_kmeans_warm_start_fits_each_images_clusters():
+    from varseg.train.modes import kmeans_targets
+
+    x = torch.zeros(2, 3, 8, 8)
+    x[0, :, :, 4:] = 1.0  # image 0: two colours, left / right
+    x[1, 0, :4] = 1.0  # image 1: red top, black bottom
+    t = kmeans_targets(x, 2)
+    assert t.shape == (2, 8, 8)
+    assert (t[0, :, :4] != t[0, :, 4:]).all() and (t[1, :4] != t[1, 4:]).all()
+    torch.manual_seed(0)
+    net = UNet(3, 2, base_channels=4, depth=2, batch_norm=False)
+    cfg = TrainConfig(max_steps=1, mode="unsupervised", kmeans_warm_steps=1).validate()
+    opt = torch.optim.SGD(net.parameters(), lr=0.0)
+    logs = make_mode(cfg, TaskInfo(3, 2, -100))(StepState(net, opt, torch.device("cpu")),
+                                                {"image": x}, 0)
+    want = torch.nn.functional.cross_entropy(net(x), t)
+    assert "ce" in logs and float(logs["loss"]) == pytest.approx(float(want), rel=1e-5)

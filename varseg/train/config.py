@@ -94,6 +94,12 @@ class TrainConfig:
         λ inside Eq. 12 (weight of the length term of the Mumford–Shah loss).
     beta : float
         β of Eq. 19 (total variation of the bias field).
+    bias_sigma : float
+        Unsupervised mode: standard deviation (pixels) of a Gaussian applied to the network's
+        bias before the loss (:func:`varseg.losses.smooth_bias`); 0: none.
+    kmeans_warm_steps : int
+        Unsupervised mode: the first steps fit each image's own k-means partition by
+        cross-entropy (:func:`varseg.train.modes.kmeans_targets`) before the loss takes over.
     tv : {"isotropic", "anisotropic"}
         Length-term discretisation (``"anisotropic"`` is the official code's L1 form).
     ms_reduction : {"mean", "sum"}
@@ -154,6 +160,7 @@ class TrainConfig:
     length_weight: float = 1e-3
     beta: float = 1e-3
     bias_sigma: float = 0.0
+    kmeans_warm_steps: int = 0
     tv: str = "isotropic"
     ms_reduction: str = "mean"
     optimizer: str = "adam"
@@ -275,6 +282,10 @@ class TrainConfig:
             if not math.isfinite(v) or v < 0:
                 raise ValueError(f"{name} must be a finite number >= 0; got {v}")
             setattr(self, name, v)
+        if isinstance(self.kmeans_warm_steps, bool) or int(self.kmeans_warm_steps) < 0:
+            raise ValueError("kmeans_warm_steps must be an integer >= 0; got "
+                             f"{self.kmeans_warm_steps!r}")
+        self.kmeans_warm_steps = int(self.kmeans_warm_steps)
         if not float(self.lr) > 0:
             raise ValueError(f"lr must be > 0; got {self.lr}")
         self.lr = float(self.lr)
