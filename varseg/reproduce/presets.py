@@ -153,9 +153,8 @@ def _neural(name, image, seed=0, work_size=None, device="cpu"):
     from varseg.neural import neural_segment
 
     kw = dict(NEURAL_PRESETS[name])
-    ws = kw.pop("work_size") if work_size is None else work_size
-    kw.pop("work_size", None)
-    x = _work_image(image, ws)
+    preset_size = kw.pop("work_size")
+    x = _work_image(image, preset_size if work_size is None else work_size)
     seg = neural_segment(x, channel_axis=-1, seed=seed, device=device, progress=False, **kw)
     return full_resolution(seg, np.asarray(image).shape[:2])
 
