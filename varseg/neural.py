@@ -144,15 +144,18 @@ class PolynomialBias(torch.nn.Module):
     B-splines in N3/N4): a few coefficients, smooth by construction, positive through the
     exponential. In Eq. 19-20 a free per-pixel bias has a gauge per region (:math:`b \to g_n
     b`, :math:`c_n \to c_n / g_n` for any :math:`g` constant on each region leaves the data
-    term unchanged) that only the small β TV(b) penalty pins; a low-degree polynomial cannot
-    follow a piecewise-constant :math:`g`, so only the global scale is left, which
-    :func:`unit_mean_bias` fixes. All coefficients start at 0 (b = 1, no inhomogeneity).
+    term unchanged) that only the small β TV(b) penalty pins; a low-degree polynomial can
+    follow a piecewise-constant :math:`g` only poorly, so mostly the global scale is left,
+    which :func:`unit_mean_bias` fixes. (Where the regions are bands along the bias gradient,
+    e.g. vertical bars under a horizontal ramp, a cubic still mimics the per-band factors and
+    the bias is only partly identifiable.) All coefficients start at 0 (b = 1).
 
     Parameters
     ----------
     shape : (H, W)
     degree : int
-        Total degree d (default 3: 10 coefficients).
+        Total degree d (default 3: 10 monomials, 9 coefficients without the constant, which
+        the unit mean fixes).
     """
 
     def __init__(self, shape, degree=3):
