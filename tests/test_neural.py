@@ -4,8 +4,9 @@ import pytest
 import torch
 
 from varseg.energy import energy_from_labels
+from varseg.levelset.init import kmeans_partition
 from varseg.metrics import match_labels
-from varseg.neural import kmeans_target, neural_segment
+from varseg.neural import neural_segment
 from varseg.result import Segmentation
 
 
@@ -32,7 +33,7 @@ def test_ms_fit_recovers_partition_and_lowers_energy():
     assert isinstance(res, Segmentation) and res.method == "neural"
     assert (match_labels(res.labels, lab) == lab).mean() > 0.98
     x = (img - img.min()) / (img.max() - img.min())
-    start = energy_from_labels(x, kmeans_target(x[None], 2), 0.125, n_phases=2).total
+    start = energy_from_labels(x, kmeans_partition(x[None], 2), 0.125, n_phases=2).total
     assert res.energy[-1] < start  # the length term cleans the k-means start
     from varseg import chan_vese
 
@@ -85,6 +86,16 @@ def test_errors():
         neural_segment(img, 2, optimizer="lbfgs")
     with pytest.raises(ValueError, match="2D"):
         neural_segment(np.zeros((4, 8, 8)), 2)
+    with pytest.raises(ValueError, match="restarts must be a positive integer"):
+        neural_segment(img, 2, restarts=0)
+    with pytest.raises(ValueError, match="warm_steps must be a non-negative integer"):
+        neural_segment(img, 2, warm_steps=-1)
+    with pytest.raises(ValueError, match="bias_model"):
+        neural_segment(img, 2, bias_field=True, bias_model="spline")
+    with pytest.raises(ValueError, match="bias_sigma"):
+        neural_segment(img, 2, bias_field=True, bias_model="network", bias_sigma=-1.0)
+    with pytest.raises(ValueError, match="max_iter must be a positive integer"):
+        neural_segment(img, 2, max_iter=True)
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")

@@ -94,6 +94,15 @@ def check_positive(value, name, *, allow_zero=False):
     return v
 
 
+def check_int(value, name, *, minimum=1):
+    """Return ``value`` as an int, raising if it is not an integer ``>= minimum`` (booleans
+    are refused)."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
+        kind = {0: "non-negative", 1: "positive"}.get(minimum, f">= {minimum}")
+        raise ValueError(f"{name} must be a {kind} integer; got {value!r}")
+    return int(value)
+
+
 def check_choice(value, choices, name):
     """Return ``value`` if it is one of ``choices``, else raise naming the options."""
     if value not in choices:

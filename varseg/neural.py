@@ -32,8 +32,15 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from varseg._validation import as_channels_first, check_choice, check_n_phases, check_positive
+from varseg._validation import (
+    as_channels_first,
+    check_choice,
+    check_int,
+    check_n_phases,
+    check_positive,
+)
 from varseg.energy import energy_from_labels
+from varseg.levelset.init import kmeans_partition
 from varseg.losses import (
     bias_field_mumford_shah_loss,
     mumford_shah_loss,
@@ -43,7 +50,7 @@ from varseg.losses import (
 from varseg.result import Segmentation
 from varseg.unrolled import _device, normalise_image
 
-__all__ = ["neural_segment", "kmeans_target", "with_coordinates",
+__all__ = ["neural_segment", "with_coordinates",
            "PolynomialBias", "NEURAL_INITS", "WARM_CE"]
 
 #: Starts of :func:`neural_segment`: ``"kmeans"`` (fit the k-means partition first) or
@@ -120,9 +127,9 @@ class _Config:
     warm_steps: int
     hidden_channels: int
     progress: bool
-    bias_sigma: float = 0.0
-    bias_model: str = "polynomial"
-    bias_degree: int = 3
+    bias_model: str
+    bias_degree: int
+    bias_sigma: float
 
 
 def _split(out, sigma=0.0):
@@ -463,24 +470,18 @@ def neural_segment(image, n_phases=2, *, lam=0.125, bias_field=False, beta=0.01,
     x, _ = as_channels_first(image, channel_axis, spatial_ndims=(2,))
     cfg = _config(n_phases, lam, bias_field, beta, kanezaki_ce, ms_loss, max_iter, lr,
                   optimizer, tol, patience, min_labels, tv, init, warm_steps,
-                  hidden_channels, progress)
-    restarts = _positive_int(restarts, "restarts")
+                  hidden_channels, progress, bias_model, bias_degree, bias_sigma,
+                  min(x.shape[1:]))
+    restarts = check_int(restarts, "restarts")
     if model is not None and restarts > 1:
         raise ValueError("restarts > 1 needs the default model (a given model is trained "
                          "in place)")
     x = normalise_image(x)
-    if bias_sigma is None:
-        bias_sigma = min(x.shape[1:]) / 8.0
-    cfg.bias_sigma = float(check_positive(bias_sigma, "bias_sigma", allow_zero=True))
-    check_choice(bias_model, {"polynomial", "network"}, "bias_model")
-    cfg.bias_model, cfg.bias_degree = bias_model, _positive_int(bias_degree, "bias_degree")
-    if bias_model == "polynomial":
-        cfg.bias_sigma = 0.0  # smooth by construction
     dev = _device(device)
     xt = torch.as_tensor(x, dtype=torch.float32, device=dev)[None]
     coords = cfg.bias_field and cfg.bias_model == "network" and model is None
     inp = with_coordinates(xt) if coords else xt
-    target = kmeans_target(x, cfg.k) if cfg.init == "kmeans" else None
+    target = kmeans_partition(x, cfg.k) if cfg.init == "kmeans" else None
     segments = _superpixels(x, superpixels) if (kanezaki_ce and superpixels) else None
     fits = []
     for r in range(restarts):
@@ -497,15 +498,6 @@ def neural_segment(image, n_phases=2, *, lam=0.125, bias_field=False, beta=0.01,
                    model if model is not None else net)
 
 
-def kmeans_target(x, k):
-    """The k-means start of :func:`neural_segment`: the optimal intensity clustering of the
-    channels-first image ``x`` into ``k`` ranks (:func:`varseg.levelset.init.kmeans_partition`).
-    """
-    from varseg.levelset.init import kmeans_partition
-
-    return kmeans_partition(x, k)
-
-
 def _default_model(in_channels, cfg, shape):
     from varseg.models import KanezakiNet
 
@@ -516,16 +508,9 @@ def _default_model(in_channels, cfg, shape):
                        bias_field=cfg.bias_field)
 
 
-def _positive_int(v, name, allow_zero=False):
-    if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < (0 if allow_zero
-                                                                           else 1):
-        kind = "non-negative" if allow_zero else "positive"
-        raise ValueError(f"{name} must be a {kind} integer; got {v!r}")
-    return int(v)
-
-
 def _config(n_phases, lam, bias_field, beta, kanezaki_ce, ms_loss, max_iter, lr, optimizer,
-            tol, patience, min_labels, tv, init, warm_steps, hidden_channels, progress):
+            tol, patience, min_labels, tv, init, warm_steps, hidden_channels, progress,
+            bias_model, bias_degree, bias_sigma, min_side):
     check_positive(lam, "lam", allow_zero=True)
     check_positive(beta, "beta", allow_zero=True)
     check_positive(lr, "lr")
@@ -539,15 +524,22 @@ def _config(n_phases, lam, bias_field, beta, kanezaki_ce, ms_loss, max_iter, lr,
     check_choice(tv, {"isotropic", "anisotropic"}, "tv")
     if not (ms_loss or kanezaki_ce):
         raise ValueError("nothing to minimise: set ms_loss=True and/or kanezaki_ce=True")
+    check_choice(bias_model, {"polynomial", "network"}, "bias_model")
+    if bias_model == "polynomial":
+        bias_sigma = 0.0  # smooth by construction
+    elif bias_sigma is None:
+        bias_sigma = min_side / 8.0
     return _Config(
         k=check_n_phases(n_phases), lam=float(lam), bias_field=bool(bias_field),
         beta=float(beta), kanezaki_ce=bool(kanezaki_ce), ms_loss=bool(ms_loss),
-        max_iter=_positive_int(max_iter, "max_iter"), lr=float(lr), optimizer=optimizer,
-        tol=float(tol), patience=_positive_int(patience, "patience"),
-        min_labels=None if min_labels is None else _positive_int(min_labels, "min_labels"),
-        tv=tv, init=init, warm_steps=_positive_int(warm_steps, "warm_steps", allow_zero=True),
-        hidden_channels=_positive_int(hidden_channels, "hidden_channels"),
-        progress=bool(progress))
+        max_iter=check_int(max_iter, "max_iter"), lr=float(lr), optimizer=optimizer,
+        tol=float(tol), patience=check_int(patience, "patience"),
+        min_labels=None if min_labels is None else check_int(min_labels, "min_labels"),
+        tv=tv, init=init, warm_steps=check_int(warm_steps, "warm_steps", minimum=0),
+        hidden_channels=check_int(hidden_channels, "hidden_channels"),
+        progress=bool(progress), bias_model=bias_model,
+        bias_degree=check_int(bias_degree, "bias_degree"),
+        bias_sigma=check_positive(bias_sigma, "bias_sigma", allow_zero=True))
 
 
 def _result(best, fits, x, cfg, dev, t0, superpixels, seed, restarts, model):

@@ -391,6 +391,16 @@ def test_partition_rule_converges_on_camera_and_matches_a_long_run():
     assert moved < 0.01
 
 
+def test_stopping_arguments_are_checked():
+    img = _square()
+    with pytest.raises(ValueError, match="stop must be one of"):
+        chan_vese(img, stop="rms")
+    with pytest.raises(ValueError, match="window must be a positive integer"):
+        chan_vese(img, window=0)
+    with pytest.raises(ValueError, match="tol must be a finite non-negative"):
+        chan_vese(img, tol=float("nan"))
+
+
 def test_interface_edges_counts_neighbour_pairs():
     from varseg.levelset.chan_vese import interface_edges
 

@@ -11,7 +11,13 @@ import numpy as np
 
 from varseg.energy import normalise_image as _normalise
 
-from .._validation import as_channels_first, check_n_phases, check_positive, resolve_rng
+from .._validation import (
+    as_channels_first,
+    check_int,
+    check_n_phases,
+    check_positive,
+    resolve_rng,
+)
 from ..result import Segmentation
 from .heaviside import phase_labels, phase_memberships
 from .init import INIT_NAMES, initial_level_sets
@@ -307,12 +313,8 @@ def chan_vese(image, n_phases=2, *, mu=0.25, lambdas=1.0, dt=0.5, eps=1.0, max_i
     if stop not in STOP_RULES:
         raise ValueError(f"stop must be one of {sorted(STOP_RULES)}; got {stop!r}")
     tol = STOP_RULES[stop] if tol is None else check_positive(tol, "tol", allow_zero=True)
-    if isinstance(window, bool) or not isinstance(window, (int, np.integer)) or window < 1:
-        raise ValueError(f"window must be a positive integer; got {window!r}")
-    window = int(window)
-    if isinstance(max_iter, bool) or not isinstance(max_iter, (int, np.integer)) or max_iter < 0:
-        raise ValueError(f"max_iter must be a non-negative integer; got {max_iter!r}")
-    max_iter = int(max_iter)
+    window = check_int(window, "window")
+    max_iter = check_int(max_iter, "max_iter", minimum=0)
     lam = _check_lambdas(lambdas, K)
     wdtype = np.dtype(dtype)
     if wdtype not in (np.float32, np.float64):
@@ -320,9 +322,7 @@ def chan_vese(image, n_phases=2, *, mu=0.25, lambdas=1.0, dt=0.5, eps=1.0, max_i
     if isinstance(init, str) and init not in INIT_NAMES:
         raise ValueError(f"unknown init {init!r}; expected one of {list(INIT_NAMES)} or an array")
     if snapshot_every is not None:
-        if isinstance(snapshot_every, bool) or not isinstance(snapshot_every, (int, np.integer)) \
-                or snapshot_every < 1:
-            raise ValueError(f"snapshot_every must be a positive integer; got {snapshot_every!r}")
+        check_int(snapshot_every, "snapshot_every")
         return_history = True
     every = int(snapshot_every) if snapshot_every is not None else 10
 

@@ -101,10 +101,11 @@ def score_labels(labels, ground_truths):
     from varseg.metrics import region_scores
 
     lab = np.asarray(labels)
-    out = {k: region_scores(lab, ground_truths)[k] for k in _SCORE_KEYS}
+    values = region_scores(lab, ground_truths)
     cc = connected(lab, connectivity=1, background=-1)
-    r = region_scores(cc, ground_truths)
-    out.update({f"cc_{k}": r[k] for k in _SCORE_KEYS})
+    components = region_scores(cc, ground_truths)
+    out = {k: values[k] for k in _SCORE_KEYS}
+    out.update({f"cc_{k}": components[k] for k in _SCORE_KEYS})
     out["n_regions"] = int(len(np.unique(lab)))
     out["n_components"] = int(cc.max())
     return out
