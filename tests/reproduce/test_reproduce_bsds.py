@@ -155,3 +155,27 @@ def test_reproduce_errors(tmp_path):
                  str(tmp_path / "o")]) == 2
     assert main(["reproduce", "bsds500", "--root", str(tmp_path), "--n", "0", "-o",
                  str(tmp_path / "o")]) == 2
+
+
+def test_reproduce_corrupt_inputs_one_line_exit_2(tmp_path, capsys):
+    from varseg.cli import main
+
+    root = tmp_path / "bsds"
+    (root / "data" / "images" / "val").mkdir(parents=True)
+    (root / "data" / "groundTruth" / "val").mkdir(parents=True)
+    (root / "data" / "images" / "val" / "1.jpg").write_bytes(b"not a jpeg")
+    (root / "data" / "groundTruth" / "val" / "1.mat").write_bytes(b"not a mat file")
+    out = tmp_path / "out"
+    args = ["reproduce", "bsds500", "--root", str(root), "--methods", "kmeans", "-q", "-o",
+            str(out)]
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "1.jpg" in err[0] and "Traceback" not in err[0]
+    from PIL import Image
+
+    Image.fromarray(np.zeros((8, 8, 3), dtype=np.uint8)).save(
+        root / "data" / "images" / "val" / "1.jpg")
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "1.mat" in err[0]
+    assert not [p for p in out.rglob("*") if p.is_file()]  # nothing computed, nothing written

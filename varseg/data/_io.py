@@ -91,8 +91,11 @@ def read_rgb(path: str | os.PathLike, what: str = "image") -> np.ndarray:
     from PIL import Image
 
     path = _check_file(Path(path), what)
-    with Image.open(path) as im:
-        return np.asarray(im.convert("RGB"), dtype=np.uint8).copy()
+    try:
+        with Image.open(path) as im:
+            return np.asarray(im.convert("RGB"), dtype=np.uint8).copy()
+    except OSError as err:  # PIL.UnidentifiedImageError and truncated files are OSErrors
+        raise ValueError(f"could not read {what} {path}: {err}") from None
 
 
 def read_index_png(path: str | os.PathLike, what: str = "label mask") -> np.ndarray:

@@ -56,12 +56,16 @@ def load_bsds_ground_truth(mat_path: str | os.PathLike, field: str = "Segmentati
         If it has no ``groundTruth`` cell or the field is missing.
     """
     from scipy.io import loadmat
+    from scipy.io.matlab import MatReadError
 
     path = Path(mat_path)
     if not path.is_file():
         raise FileNotFoundError(f"BSDS500 ground truth {path} does not exist: expected "
                                 "data/groundTruth/<split>/<id>.mat")
-    mat = loadmat(str(path))
+    try:
+        mat = loadmat(str(path))
+    except (OSError, ValueError, MatReadError) as err:
+        raise ValueError(f"could not read BSDS500 ground truth {path}: {err}") from None
     if "groundTruth" not in mat:
         raise ValueError(f"BSDS500 ground truth {path} has no 'groundTruth' cell (keys: "
                          f"{sorted(k for k in mat if not k.startswith('__'))})")

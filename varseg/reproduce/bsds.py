@@ -157,6 +157,7 @@ def _segment_one(job):
     if png.is_file() and rec_path.is_file():
         return json.loads(rec_path.read_text())
     image = _load_image(base, split, iid)
+    ground_truths = _load_gt(base, split, iid)  # read (and check) the inputs before computing
     model = _cached_unet(opts["checkpoint"], opts["device"]) if method == "unet-ms" else None
     t0 = time.perf_counter()
     seg = run_method(method, image, seed=opts["seed"], work_size=opts["work_size"],
@@ -168,7 +169,7 @@ def _segment_one(job):
     write_label_png(png, seg.labels)
     rec = {"id": iid, "method": method, "seconds": seconds, "n_iter": int(seg.n_iter),
            "converged": bool(seg.converged), "energy": float(seg.final_energy)}
-    rec.update(score_labels(seg.labels + 1, _load_gt(base, split, iid)))
+    rec.update(score_labels(seg.labels + 1, ground_truths))
     atomic_write_text(rec_path, json.dumps(rec, indent=1) + "\n")
     return rec
 
