@@ -64,7 +64,12 @@ __all__ = [
     "labels_to_memberships",
     "batched_terms",
     "normalise_image",
+    "DEFAULT_LAM",
 ]
+
+#: The one default λ of the shared energy (Eq. 1) on images scaled to [0, 1]: Chan–Vese's
+#: default μ = 0.25 halved (the shared length term counts every boundary twice).
+DEFAULT_LAM = 0.125
 
 _TV_KINDS = ("isotropic", "anisotropic")
 _PARALLEL_MIN_PIXELS = 1 << 17  # below this the serial hard-energy kernel is faster

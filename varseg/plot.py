@@ -15,13 +15,35 @@ from collections.abc import Mapping
 
 import numpy as np
 
-__all__ = ["plot_comparison", "plot_energy", "plot_bias_field", "plot_evolution",
+__all__ = ["overlay_image", "plot_comparison", "plot_energy", "plot_bias_field", "plot_evolution",
            "save_evolution_gif", "render_evolution_frames", "label_colors"]
 
 
 # --------------------------------------------------------------------------------------
 # helpers
 # --------------------------------------------------------------------------------------
+def overlay_image(image, labels, color=(1.0, 0.2, 0.1)):
+    """RGB float image in [0, 1] with the region boundaries of ``labels`` drawn in ``color``.
+
+    3D inputs use their middle slice. Uses :func:`skimage.segmentation.find_boundaries`.
+    """
+    from skimage.segmentation import find_boundaries
+
+    img = np.asarray(image, dtype=np.float64)
+    lab = np.asarray(labels)
+    if lab.ndim == 3:  # volume: middle slice
+        mid = lab.shape[0] // 2
+        lab = lab[mid]
+        img = img[mid] if img.ndim == 3 and img.shape[-1] not in (3, 4) else img
+    if img.ndim == 2:
+        img = np.repeat(img[..., None], 3, axis=-1)
+    lo, hi = float(img.min()), float(img.max())
+    img = (img - lo) / (hi - lo) if hi > lo else np.zeros_like(img)
+    out = img[..., :3].copy()
+    out[find_boundaries(lab, mode="inner")] = color
+    return out
+
+
 def _new_figure(figsize):
     import matplotlib.pyplot as plt
 
@@ -144,8 +166,6 @@ def plot_comparison(image, results, ground_truth=None, *, channel_axis=None, mat
     matplotlib.figure.Figure
         ``2 M + 1`` axes for M methods (``2 M + 2`` with ground truth).
     """
-    from .report import overlay_image
-
     table = results if hasattr(results, "rows") and hasattr(results, "results") else None
     res = _results_dict(results)
     if not res:
@@ -288,8 +308,6 @@ def plot_bias_field(result, image, *, channel_axis=None, figsize=(11, 3.2)):
         Four panels (image, bias field, corrected image, boundaries on the corrected image)
         and the bias field's colour bar: 5 axes.
     """
-    from .report import overlay_image
-
     if result.bias is None:
         raise ValueError(f"result of method {result.method!r} has no bias field (bias is None)")
     bias = np.asarray(result.bias, dtype=np.float64)

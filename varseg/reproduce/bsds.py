@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from varseg._atomic import atomic_path, atomic_write_text
+from varseg.compare.dataset import init_worker
 
 from .presets import LEVEL_SET_PRESET, METHODS, NEURAL_PRESETS, PAPER_TABLE_VI, run_method
 
@@ -229,16 +230,9 @@ def unet_runner(checkpoint, device="cpu"):
 
 
 def _init_worker():
-    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS",
-                "NUMBA_NUM_THREADS"):
-        os.environ[var] = "1"
+    """Worker initialiser: one thread per process, warnings silenced (they are per image)."""
+    init_worker(1)
     warnings.filterwarnings("ignore")
-    try:
-        import torch
-
-        torch.set_num_threads(1)
-    except ImportError:  # pragma: no cover - classical methods only
-        pass
 
 
 def _map(jobs, n_jobs, desc, progress):
