@@ -7,7 +7,7 @@ import pytest
 
 from varseg import metrics as M
 
-BSDS = (Path(__file__).resolve().parents[1].parent / "shared" / "data" / "bsds500-sample"
+BSDS = (Path(__file__).resolve().parents[2].parent / "shared" / "data" / "bsds500-sample"
         / "data" / "groundTruth" / "train" / "100075.mat")
 
 # Four pixels: S = [0 0 1 1], G = [0 0 0 1]
