@@ -89,7 +89,7 @@ def test_twelve_channels_zscore_and_complete_tumour(tmp_path):
 
 def test_context_clamped_and_targets(tmp_path):
     make_brats(tmp_path)
-    ds = BraTS(tmp_path, "all", normalize="none", modalities=("Flair",), context=1)
+    ds = BraTS(tmp_path, "all", normalise="none", modalities=("Flair",), context=1)
     assert ds.in_channels == 3
     first = ds[0]["image"]
     assert torch.equal(first[0], first[1])

@@ -98,14 +98,14 @@ def test_padding_uses_mean_and_void(tmp_path):
     assert np.array_equal(item["label"][:30, :40].numpy(), masks["a1"])
     # without mean/std normalisation the padding is the ImageNet mean colour
     raw = VOCSegmentation(voc, "train", crop_size=48, scale_range=None, flip=False, seed=0,
-                          normalize="none")[0]
+                          normalise="none")[0]
     assert torch.allclose(raw["image"][:, 40, 45], torch.tensor(IMAGENET_MEAN))
 
 
 def test_augment_flip_and_crop_keep_pairs_aligned(tmp_path):
     voc, masks, _ = make_voc(tmp_path, ["a1"], ["b1"], size=(40, 40))
     ds = VOCSegmentation(voc, "train", crop_size=24, scale_range=None, flip=True, seed=0,
-                         normalize="none")
+                         normalise="none")
     for epoch in range(6):
         ds.set_epoch(epoch)
         item = ds[0]
