@@ -25,6 +25,18 @@ Some datasets add keys (``"case"``/``"slice"`` for volumes, ``"bias"`` for synth
 list-valued items use :func:`collate_keep_lists` (or batch size 1).
 
 Every dataset has the attributes ``num_classes``, ``in_channels`` and ``ignore_index``.
+
+Look a dataset up by name with :func:`dataset_class` (aliases resolved by
+:func:`canonical_dataset_name`) or build one with :func:`build_dataset`.
+
+Bad data is refused
+-------------------
+Indices follow Python's rule (``-len(ds) <= index < len(ds)``, otherwise IndexError);
+sizes (``crop_size``, ``image_size``, ``eval_pad_to``) must be positive integers and
+``scale_range`` must satisfy ``0 < low <= high`` (ValueError naming the argument). Label
+values outside a dataset's set (checked on the file's own dtype), BSDS500 region labels
+below 1, NaN/Inf voxels, empty split lists and damaged files (truncated JPEG, ``.mat``,
+``.nii.gz``, ``.mha``) raise a one-line ValueError naming the file.
 """
 from __future__ import annotations
 

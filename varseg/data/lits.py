@@ -127,7 +127,7 @@ class LiTS(Dataset):
         construction).
     cache_size : int
         Volumes kept in memory (LRU); iterating slices in order loads each scan once. With
-        random shuffling use :class:`varseg.data.sampling.GroupedShuffleSampler`.
+        random shuffling use :class:`varseg.data.GroupedShuffleSampler`.
     reorient : bool
         Reorient volume and mask to the closest canonical (RAS) frame before slicing.
     transform : callable or None

@@ -57,6 +57,7 @@ def as_size(size: int | Sequence[int] | None, name: str = "size") -> tuple[int, 
     Returns
     -------
     tuple of int or None
+        ``(H, W)``, or ``None`` when ``size`` is ``None``.
 
     Raises
     ------
@@ -114,6 +115,11 @@ def normalise_rgb(image_uint8: np.ndarray, mode="imagenet") -> torch.Tensor:
         the Caffe-converted DeepLab-v2 weights used by AdvSemi.
         ``(mean, std)``: custom per-channel statistics for ``x / 255``.
 
+    Returns
+    -------
+    torch.Tensor
+        Float32 ``(3, H, W)``.
+
     Notes
     -----
     Kim & Ye, IEEE TIP 2019, Sec. IV-B1 uses DeepLab-v2 backbones for VOC, whose
@@ -144,6 +150,18 @@ def normalize_rgb(image_uint8: np.ndarray, mode="imagenet") -> torch.Tensor:
 
     .. deprecated:: 0.2
         Use :func:`normalise_rgb`; this alias will be removed in the next release.
+
+    Parameters
+    ----------
+    image_uint8 : numpy.ndarray
+        RGB image, values 0-255.
+    mode : {"imagenet", "none", "caffe"} or (mean, std)
+        As in :func:`normalise_rgb`.
+
+    Returns
+    -------
+    torch.Tensor
+        Float32 ``(3, H, W)``.
     """
     warnings.warn("normalize_rgb is deprecated, use normalise_rgb", DeprecationWarning,
                   stacklevel=2)

@@ -76,6 +76,16 @@ def read_voc_mask(path: str | os.PathLike) -> np.ndarray:
     2010). They are checked on the file's own dtype, so a 16-bit PNG holding 276 or 256
     is refused rather than wrapped to class 20 or 0 by the cast to ``uint8``.
 
+    Parameters
+    ----------
+    path : path
+        ``SegmentationClass/<id>.png`` or ``SegmentationClassAug/<id>.png``.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(H, W)`` uint8 labels in {0-20, 255}.
+
     Raises
     ------
     FileNotFoundError
@@ -104,6 +114,23 @@ def read_sbd_mat(path: str | os.PathLike) -> np.ndarray:
 
     ``loadmat(p)['GTcls'][0]['Segmentation'][0]`` (Hariharan et al., "Semantic contours
     from inverse detectors", ICCV 2011); SBD has no void (255) label.
+
+    Parameters
+    ----------
+    path : path
+        ``cls/<id>.mat`` of the SBD release.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(H, W)`` uint8 class map, values 0-20.
+
+    Raises
+    ------
+    FileNotFoundError
+        If the file does not exist.
+    ValueError
+        Naming the file: damaged, no ``GTcls`` struct, or values outside {0-20, 255}.
     """
     from scipy.io import loadmat
 
