@@ -273,7 +273,7 @@ def test_voc_16bit_mask_checked_on_raw_values(voc6):
     bad[10:20] = 256  # would wrap to class 0
     _write_png16(voc / "SegmentationClass" / f"{ids[2]}.png", bad)
     ds = VOCSegmentation(voc, "val")
-    with pytest.raises(ValueError, match=rf"{ids[2]}\.png.*256, 276"):
+    with pytest.raises(ValueError, match=rf"{ids[2]}\.png.*276"):
         ds[2]
     # a 16-bit mask holding valid classes is still read, value for value
     good = np.zeros((30, 40), np.uint16)
@@ -328,7 +328,7 @@ def test_voc_truncated_jpeg_names_file(voc6):
     jpg.write_bytes(data[: len(data) // 2])
     ds = VOCSegmentation(voc, "val")
     assert ds[0]["name"] == ids[0]  # other items still load
-    with pytest.raises(ValueError, match=rf"could not read VOC image .*{ids[1]}\.jpg"):
+    with pytest.raises(ValueError, match=rf"could not read .*{ids[1]}\.jpg"):
         ds[1]
 
 
