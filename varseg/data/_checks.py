@@ -64,8 +64,10 @@ def check_index(index, length: int, dataset: str) -> int:
     except TypeError:
         raise TypeError(f"{dataset} index must be an integer; got {index!r}") from None
     if not -length <= i < length:
-        raise IndexError(f"{dataset} index {i} is out of range for {length} items: expected "
-                         f"{-length} <= index < {length}")
+        raise IndexError(
+            f"{dataset} index {i} is out of range for {length} items: expected "
+            f"{-length} <= index < {length}"
+        )
     return i + length if i < 0 else i
 
 
@@ -115,18 +117,15 @@ def check_scale_range(scale_range, name: str = "scale_range") -> tuple[float, fl
     if scale_range is None:
         return None
     if isinstance(scale_range, (str, bytes)) or not isinstance(
-            scale_range, (abc.Sequence, np.ndarray)
+        scale_range, (abc.Sequence, np.ndarray)
     ):
-        raise ValueError(f"{name} must be (low, high) with 0 < low <= high; got "
-                         f"{scale_range!r}")
+        raise ValueError(f"{name} must be (low, high) with 0 < low <= high; got {scale_range!r}")
     pair = tuple(scale_range)
     if len(pair) != 2:
-        raise ValueError(f"{name} must be (low, high) with 0 < low <= high; got "
-                         f"{scale_range!r}")
+        raise ValueError(f"{name} must be (low, high) with 0 < low <= high; got {scale_range!r}")
     low, high = (check_positive(v, name) for v in pair)
     if low > high:
-        raise ValueError(f"{name} must be (low, high) with 0 < low <= high; got "
-                         f"{scale_range!r}")
+        raise ValueError(f"{name} must be (low, high) with 0 < low <= high; got {scale_range!r}")
     return low, high
 
 
@@ -142,8 +141,10 @@ def check_finite_volume(volume: np.ndarray, path: str | os.PathLike, what: str) 
     finite = np.isfinite(arr)
     if not finite.all():
         n_bad = int(arr.size - np.count_nonzero(finite))
-        raise ValueError(f"{what} {path} has {n_bad} NaN or Inf voxel(s) of {arr.size}: "
-                         "expected finite intensities")
+        raise ValueError(
+            f"{what} {path} has {n_bad} NaN or Inf voxel(s) of {arr.size}: "
+            "expected finite intensities"
+        )
 
 
 def check_positive_labels(labels: np.ndarray, path: str | os.PathLike, what: str) -> None:
@@ -159,13 +160,13 @@ def check_positive_labels(labels: np.ndarray, path: str | os.PathLike, what: str
         if not np.isfinite(arr).all() or not np.array_equal(arr, np.round(arr)):
             raise ValueError(f"{what} {path} has non-integer labels: expected integers >= 1")
     elif not np.issubdtype(arr.dtype, np.integer):
-        raise ValueError(f"{what} {path} has labels of dtype {arr.dtype}: expected integers "
-                         ">= 1")
+        raise ValueError(f"{what} {path} has labels of dtype {arr.dtype}: expected integers >= 1")
     low = arr.min()
     if low < 1:
         bad = np.unique(arr[arr < 1])[:5].tolist()
-        raise ValueError(f"{what} {path} has labels {bad} below 1: expected region labels "
-                         "numbered from 1")
+        raise ValueError(
+            f"{what} {path} has labels {bad} below 1: expected region labels numbered from 1"
+        )
 
 
 def check_wide_png_values(path: str | os.PathLike, allowed: Sequence[int], what: str) -> None:
@@ -221,7 +222,9 @@ def renamed_argument(new_value, old_value, *, new: str, old: str, default):
     if old_value is None:
         return new_value
     if new_value != default and new_value != old_value:
-        raise TypeError(f"pass only {new}= ({old}= is its deprecated spelling); got "
-                        f"{new}={new_value!r} and {old}={old_value!r}")
+        raise TypeError(
+            f"pass only {new}= ({old}= is its deprecated spelling); got "
+            f"{new}={new_value!r} and {old}={old_value!r}"
+        )
     warnings.warn(f"{old}= is deprecated, use {new}=", DeprecationWarning, stacklevel=3)
     return old_value

@@ -31,8 +31,7 @@ __all__ = [
 ]
 
 warnings.warn(
-    "varseg.data.sampling is deprecated, import from varseg.data (or "
-    "varseg.data.semi_supervised)",
+    "varseg.data.sampling is deprecated, import from varseg.data (or varseg.data.semi_supervised)",
     DeprecationWarning,
     stacklevel=2,
 )
