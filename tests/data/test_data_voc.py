@@ -351,6 +351,8 @@ def test_normalize_spelling_is_a_deprecated_alias(tmp_path):
     with pytest.warns(DeprecationWarning, match="normalize= is deprecated"):
         old = VOCSegmentation(voc, "val", normalize="none")
     assert old.normalise == new.normalise == "none"
+    with pytest.warns(DeprecationWarning, match="normalize attribute"):
+        assert new.normalize == "none"
     assert torch.equal(old[0]["image"], new[0]["image"])
     assert float(new[0]["image"].max()) <= 1.0  # 'none': RGB in [0, 1]
     rgb = np.arange(2 * 3 * 3, dtype=np.uint8).reshape(2, 3, 3)

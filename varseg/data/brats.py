@@ -12,6 +12,7 @@ Benchmark (BRATS)", IEEE Trans. Med. Imag. 34(10), 2015.
 from __future__ import annotations
 
 import re
+import warnings
 from pathlib import Path
 from typing import Sequence
 
@@ -298,7 +299,9 @@ class BraTS(Dataset):
 
     @property
     def normalize(self):
-        """Deprecated spelling of :attr:`normalise`."""
+        """Deprecated spelling of :attr:`normalise` (DeprecationWarning)."""
+        warnings.warn("the normalize attribute is deprecated, use normalise",
+                      DeprecationWarning, stacklevel=2)
         return self.normalise
 
     def _depth(self, path: Path) -> int:

@@ -11,6 +11,7 @@ Hierarchical Image Segmentation", IEEE TPAMI 33(5), 2011.
 from __future__ import annotations
 
 import os
+import warnings
 from pathlib import Path
 from typing import Sequence
 
@@ -190,7 +191,9 @@ class BSDS500(Dataset):
 
     @property
     def normalize(self):
-        """Deprecated spelling of :attr:`normalise`."""
+        """Deprecated spelling of :attr:`normalise` (DeprecationWarning)."""
+        warnings.warn("the normalize attribute is deprecated, use normalise",
+                      DeprecationWarning, stacklevel=2)
         return self.normalise
 
     def __len__(self) -> int:

@@ -400,7 +400,9 @@ class VOCSegmentation(Dataset):
 
     @property
     def normalize(self):
-        """Deprecated spelling of :attr:`normalise`."""
+        """Deprecated spelling of :attr:`normalise` (DeprecationWarning)."""
+        warnings.warn("the normalize attribute is deprecated, use normalise",
+                      DeprecationWarning, stacklevel=2)
         return self.normalise
 
     # ------------------------------------------------------------------
