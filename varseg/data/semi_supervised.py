@@ -21,6 +21,7 @@ import torch
 from torch.utils.data import Dataset, Sampler
 
 from .._atomic import atomic_write_text
+from .._json import json_default
 from .._validation import check_int
 from ._checks import check_index
 
@@ -243,7 +244,7 @@ def save_split(path: str | os.PathLike, indices, meta: dict | None = None) -> Pa
     idx = [int(i) for i in np.asarray(indices).reshape(-1)]
     payload = {"version": 1, "n_labeled": len(idx), "labeled_indices": idx,
                "meta": dict(meta or {})}
-    atomic_write_text(path, json.dumps(payload, indent=1, default=_json_default))
+    atomic_write_text(path, json.dumps(payload, indent=1, default=json_default))
     return path
 
 
@@ -267,12 +268,3 @@ def load_split(path: str | os.PathLike) -> tuple[np.ndarray, dict]:
                          "file written by varseg.data.save_split")
     return np.asarray(payload["labeled_indices"], dtype=np.int64), payload.get("meta", {})
 
-
-def _json_default(obj):
-    if isinstance(obj, np.generic):
-        return obj.item()
-    if isinstance(obj, np.ndarray):
-        return obj.tolist()
-    if isinstance(obj, (Path, Fraction)):
-        return str(obj)
-    raise TypeError(f"cannot store {type(obj).__name__} in a split file")
