@@ -185,3 +185,20 @@ def test_missing_medical_extra_says_install(tmp_path, monkeypatch):
         with pytest.raises(ImportError, match=r"install varseg\[medical\]") as exc:
             load_image(tmp_path / name)
         assert "\n" not in str(exc.value)
+
+
+def test_training_loaders_share_the_reader(tmp_path):
+    """varseg.data's readers are the same functions: same array, same one-line errors."""
+    from varseg.data._io import read_mha, read_nifti
+
+    vol = _volume()
+    sitk.WriteImage(_sitk_image(vol), str(tmp_path / "v.mha"))
+    sitk.WriteImage(_sitk_image(vol), str(tmp_path / "v.nii.gz"))
+    np.testing.assert_array_equal(read_mha(tmp_path / "v.mha"), read_image(tmp_path / "v.mha")[0])
+    data, img = read_nifti(tmp_path / "v.nii.gz")
+    np.testing.assert_array_equal(data.T, read_image(tmp_path / "v.nii.gz")[0])
+    raw = (tmp_path / "v.nii.gz").read_bytes()
+    (tmp_path / "t.nii.gz").write_bytes(raw[: len(raw) // 2])
+    with pytest.raises(ValueError, match=r"could not read BraTS file .*t\.nii\.gz") as exc:
+        read_nifti(tmp_path / "t.nii.gz", what="BraTS file")
+    assert "\n" not in str(exc.value)

@@ -125,7 +125,7 @@ class Segmentation:
         arrays = {}
         for k in _ARRAYS:
             if getattr(self, k) is not None:
-                arrays[k] = _storable_array(getattr(self, k), k)
+                arrays[k] = _storable_array(getattr(self, k), k, tensors=True)
         arrays_extra, scalars, np_scalars = _split_extras(self.extras)
         arrays.update(arrays_extra)
         meta = {
@@ -217,8 +217,15 @@ def _read_npz(path):
     return meta, arrays
 
 
-def _storable_array(value, key):
-    """``value`` as an array that ``np.load(allow_pickle=False)`` gives back exactly."""
+def _storable_array(value, key, *, tensors=False):
+    """``value`` as an array that ``np.load(allow_pickle=False)`` gives back exactly.
+
+    A CPU tensor in a main field (``tensors=True``) is stored as its NumPy array (those
+    fields are documented as arrays); in ``extras`` it is refused, as it would come back as
+    an ndarray instead of a tensor.
+    """
+    if _is_tensor(value) and tensors:
+        value = value.detach().cpu().numpy()
     if _is_tensor(value):
         raise TypeError(f"cannot save {key!r}: a {type(value).__module__}."
                         f"{type(value).__name__}; convert it with .cpu().numpy() first")

@@ -269,3 +269,31 @@ def test_subprocess_corrupt_image_one_line_no_traceback(tmp_path):
     assert "Traceback" not in proc.stderr and proc.stderr.count("\n") == 1, proc.stderr
     assert "corrupt.jpg" in proc.stderr
     assert not (tmp_path / "out").exists()
+
+
+def test_spacing_hook_only_for_methods_that_document_it(caplog):
+    from varseg.commands.segment import spacing_keyword
+    from varseg.io import ImageMeta
+
+    def with_spacing(image, n_phases, spacing=None):
+        """Segment.
+
+        Parameters
+        ----------
+        spacing : tuple of float
+            Voxel size (dz, dy, dx).
+        """
+
+    def without(image, n_phases, mu=0.1):
+        """Segment."""
+
+    meta = ImageMeta(spacing=(3.0, 1.0, 0.5), source_format="nifti")
+    vol = np.zeros((4, 5, 6))
+    assert spacing_keyword(with_spacing, {}, vol, None, meta) == {"spacing": (3.0, 1.0, 0.5)}
+    assert spacing_keyword(with_spacing, {"spacing": [1, 1, 1]}, vol, None, meta) == {
+        "spacing": [1, 1, 1]
+    }
+    assert spacing_keyword(with_spacing, {}, np.zeros((5, 6)), None, meta) == {}
+    with caplog.at_level("WARNING", logger="varseg.commands.segment"):
+        assert spacing_keyword(without, {"mu": 1}, vol, None, meta) == {"mu": 1}
+    assert "spacing (3.0, 1.0, 0.5)" in caplog.text
