@@ -297,3 +297,17 @@ def test_spacing_hook_only_for_methods_that_document_it(caplog):
     with caplog.at_level("WARNING", logger="varseg.commands.segment"):
         assert spacing_keyword(without, {"mu": 1}, vol, None, meta) == {"mu": 1}
     assert "spacing (3.0, 1.0, 0.5)" in caplog.text
+
+
+def test_2d_nifti_gets_a_label_nifti(tmp_path):
+    nib = pytest.importorskip("nibabel")
+    data = np.zeros((20, 16), np.float32)  # (x, y)
+    data[5:15, 4:12] = 1.0
+    affine = np.diag([0.5, 0.6, 1.0, 1.0])
+    nib.save(nib.Nifti1Image(data, affine), tmp_path / "slice.nii")
+    out = tmp_path / "out"
+    assert main(["segment", str(tmp_path / "slice.nii"), "--method", "otsu", "-o", str(out)]) == 0
+    lab = nib.load(out / "otsu_labels.nii.gz")
+    assert lab.shape == (20, 16)
+    np.testing.assert_array_equal(lab.affine, nib.load(tmp_path / "slice.nii").affine)
+    np.testing.assert_array_equal(np.asarray(lab.dataobj) == lab.dataobj[10, 8], data == 1)

@@ -2,8 +2,9 @@
 
 Outputs in the ``-o`` folder, for ``--method M``:
 
-* ``M_labels.png`` (2D) or ``M_labels.nii.gz`` (3D): the label map as index values
-  ``0 .. K-1`` (uint8, uint16 when K > 256) that napari, ITK-SNAP or Fiji read as labels.
+* ``M_labels.png`` (2D) or ``M_labels.nii.gz`` (3D, or any medical input): the label map
+  as index values ``0 .. K-1`` (uint8, uint16 when K > 256) that napari, ITK-SNAP or Fiji
+  read as labels.
   The NIfTI keeps the input's affine and header when the input was NIfTI; MetaImage, NRRD
   and DICOM inputs get a NIfTI whose affine is built from their spacing, origin and
   direction (:func:`varseg.io.save_label_nifti`).
@@ -30,7 +31,8 @@ logger = logging.getLogger(__name__)
 
 
 def add_arguments(p):
-    p.add_argument("image", help="image file path, .npy array, or sample:NAME (skimage.data)")
+    p.add_argument("image", help="image (PNG, JPEG, TIFF, .npy), volume (.nii, .nii.gz, .mha, "
+                   ".mhd, .nrrd), DICOM series folder, or sample:NAME (skimage.data)")
     p.add_argument("--method", default="chan-vese", choices=method_names(),
                    help="segmentation method (default: chan-vese)")
     p.add_argument("--phases", "-k", type=int, default=2, help="number of phases K")
@@ -159,7 +161,7 @@ def _write_outputs(image, result, meta, out, stem):
     labels = np.asarray(result.labels)
     k = max(result.n_phases, int(labels.max()) + 1 if labels.size else 1)
     paths = []
-    if labels.ndim == 3:
+    if labels.ndim == 3 or meta.is_medical:
         paths.append(save_label_nifti(out / f"{stem}_labels.nii.gz", labels, meta, k))
     else:
         paths.append(save_label_png(out / f"{stem}_labels.png", labels, k))
