@@ -104,3 +104,17 @@ def test_index_png_reader_refuses_values_above_255(tmp_path):
         read_index_png(tmp_path / "m16.png")
     Image.fromarray(np.array([[20, 255], [0, 1]], dtype=np.uint16)).save(tmp_path / "ok.png")
     np.testing.assert_array_equal(read_index_png(tmp_path / "ok.png"), [[20, 255], [0, 1]])
+
+
+def test_multipage_tiff_is_a_volume(tmp_path):
+    from varseg.io import read_image
+
+    pages = (np.arange(3 * 5 * 7).reshape(3, 5, 7) * 3).astype(np.uint8)
+    first, *rest = [Image.fromarray(p) for p in pages]
+    first.save(tmp_path / "stack.tif", save_all=True, append_images=rest)
+    img, ax = load_image(tmp_path / "stack.tif")
+    assert ax is None and img.shape == (3, 5, 7)
+    np.testing.assert_allclose(img, pages / 255.0)
+    assert read_image(tmp_path / "stack.tif")[1].spacing == (1.0, 1.0, 1.0)
+    Image.fromarray(pages[0]).save(tmp_path / "one.tif")
+    assert load_image(tmp_path / "one.tif")[0].shape == (5, 7)

@@ -165,7 +165,8 @@ def read_picture(path, *, mode=None, what="image") -> np.ndarray:
     mode : str, optional
         Convert to this Pillow mode first (``"RGB"``, ``"L"`` …); by default the stored
         pixels are returned: ``(H, W)`` gray, ``(H, W, 2)`` gray+alpha, ``(H, W, 3|4)``
-        colour, palette images as RGB(A). 16-bit gray stays ``uint16``.
+        colour, palette images as RGB(A). 16-bit gray stays ``uint16``. A multi-page TIFF
+        is read as a ``(z, y, x)`` stack of its pages.
     what : str
         Name of the file in error messages (e.g. ``"VOC image"``).
 
@@ -188,19 +189,32 @@ def read_picture(path, *, mode=None, what="image") -> np.ndarray:
     path = _existing_file(path, what)
     try:
         with Image.open(path) as im:
-            im.load()
-            if mode is not None:
-                im = im.convert(mode)
-            elif im.mode == "P":
-                im = im.convert("RGBA" if "transparency" in im.info else "RGB")
-            elif im.mode == "PA":
-                im = im.convert("RGBA")
-            arr = np.array(im)
-    except (OSError, ValueError, SyntaxError) as err:  # UnidentifiedImageError is an OSError
+            n_frames = getattr(im, "n_frames", 1) if im.format == "TIFF" else 1
+            frames = []
+            for index in range(n_frames):
+                im.seek(index)
+                frames.append(_decoded_frame(im, mode))
+    except (OSError, ValueError, SyntaxError, EOFError) as err:  # incl. UnidentifiedImageError
         raise ValueError(f"could not read {what} {path}: {_one_line(err)}") from None
+    if len({f.shape for f in frames}) > 1:
+        raise ValueError(f"{what} {path} is a multi-page TIFF whose pages differ in shape: "
+                         "expected a stack of equal slices")
+    arr = frames[0] if n_frames == 1 else np.stack(frames)
     if arr.dtype == np.int32 and arr.size and 0 <= arr.min() and arr.max() <= 65535:
         arr = arr.astype(np.uint16)  # Pillow's "I" mode for 16-bit PNG
     return arr
+
+
+def _decoded_frame(im, mode):
+    """The current frame of a Pillow image as an array (palette images as RGB(A))."""
+    im.load()
+    if mode is not None:
+        im = im.convert(mode)
+    elif im.mode == "P":
+        im = im.convert("RGBA" if "transparency" in im.info else "RGB")
+    elif im.mode == "PA":
+        im = im.convert("RGBA")
+    return np.array(im)
 
 
 def read_nifti_raw(path, *, labels=False, reorient=False, what="NIfTI file"):
@@ -424,7 +438,9 @@ def read_image(path):
         return arr, ImageMeta((1.0,) * min(arr.ndim, 3), source_format="npy", path=str(path))
     if suffix in PICTURE_SUFFIXES or suffix == "":
         arr = read_picture(path)
-        return arr, ImageMeta((1.0, 1.0), source_format="picture", path=str(path))
+        stack = suffix in (".tif", ".tiff") and arr.ndim >= 3 and arr.shape[-1] not in (2, 3, 4)
+        spacing = (1.0,) * (3 if stack else 2)
+        return arr, ImageMeta(spacing, source_format="picture", path=str(path))
     known = ", ".join(PICTURE_SUFFIXES + (".npy",) + NIFTI_SUFFIXES + SITK_SUFFIXES)
     raise ValueError(f"unsupported image format {suffix!r} for {path}: expected one of "
                      f"{known}, or a DICOM series folder")
