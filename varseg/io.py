@@ -532,7 +532,17 @@ def load_image(spec, *, as_float=True, return_meta=False):
 # writers
 # --------------------------------------------------------------------------------------
 def label_dtype(n_labels):
-    """Smallest unsigned dtype holding labels ``0 .. n_labels - 1`` (uint8 or uint16)."""
+    """Smallest unsigned dtype holding labels ``0 .. n_labels - 1`` (uint8 or uint16).
+
+    Parameters
+    ----------
+    n_labels : int
+        K.
+
+    Returns
+    -------
+    numpy.dtype
+    """
     n_labels = int(n_labels)
     if n_labels <= 256:
         return np.dtype(np.uint8)
@@ -586,6 +596,11 @@ def save_preview_png(path, labels):
 
     Colours from :func:`skimage.color.label2rgb` (label 0 included); for viewing only, the
     values are not the labels (use :func:`save_label_png` for that).
+
+    Parameters
+    ----------
+    path : str or Path
+    labels : array_like of int, shape (H, W) or (Z, Y, X)
 
     Returns
     -------

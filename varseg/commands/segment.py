@@ -89,6 +89,15 @@ def _params(args):
 def check_output_dir(out) -> Path:
     """Check that ``out`` is, or can be created as, a writable folder; create nothing.
 
+    Parameters
+    ----------
+    out : str or Path
+        The ``-o/--out`` folder.
+
+    Returns
+    -------
+    Path
+
     Raises
     ------
     ValueError
@@ -112,7 +121,18 @@ def check_output_dir(out) -> Path:
 
 
 def check_device(device):
-    """Refuse an unknown device name, or CUDA on a machine without it, in one line."""
+    """Refuse an unknown device name, or CUDA on a machine without it, in one line.
+
+    Parameters
+    ----------
+    device : str or None
+        ``auto``, ``cpu``, ``cuda`` or ``cuda:N`` (None: the method's default).
+
+    Raises
+    ------
+    ValueError
+        Unknown name, torch missing, or CUDA unavailable.
+    """
     if device is None:
         return
     name = str(device)
@@ -137,6 +157,20 @@ def spacing_keyword(method, kw, image, channel_axis, meta):
     only when its signature has a ``spacing`` parameter described in its docstring, and
     the user did not pass one (``--param spacing=[...]``). Otherwise a non-unit spacing is
     reported in the log and the voxels are treated as cubes.
+
+    Parameters
+    ----------
+    method : callable
+    kw : dict
+        Keywords for ``method``.
+    image : ndarray
+    channel_axis : int or None
+    meta : varseg.io.ImageMeta
+
+    Returns
+    -------
+    dict
+        ``kw``, with ``spacing`` added when it applies.
     """
     if "spacing" in kw or image.ndim - (channel_axis is not None) != 3:
         return kw
@@ -176,6 +210,17 @@ def _write_outputs(image, result, meta, out, stem):
 
 def write_outputs(image, result, meta, out, stem):
     """Write every output into ``out``; on a failure remove what this call wrote.
+
+    Parameters
+    ----------
+    image : ndarray
+        The segmented image (for the overlay).
+    result : varseg.Segmentation
+    meta : varseg.io.ImageMeta
+        Geometry for the label NIfTI.
+    out : Path
+    stem : str
+        File name prefix (the method name).
 
     Returns
     -------
