@@ -112,6 +112,15 @@ class Segmentation:
         :func:`os.replace`, so a crash or kill during the save leaves any previous file
         intact.
 
+        Parameters
+        ----------
+        path : str or Path
+
+        Returns
+        -------
+        Path
+            The file written.
+
         Raises
         ------
         TypeError
@@ -147,6 +156,14 @@ class Segmentation:
     @classmethod
     def load(cls, path) -> Segmentation:
         """Load a result written by :meth:`save`.
+
+        Parameters
+        ----------
+        path : str or Path
+
+        Returns
+        -------
+        Segmentation
 
         Raises
         ------
