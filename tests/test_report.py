@@ -34,9 +34,9 @@ def test_dataset_report_writes_markdown_and_html(tmp_path):
     table = compare_dataset([("a", img, gt), ("b", img[::-1], gt[::-1])], ["otsu"],
                             progress=False)
     written = write_dataset_report(table, tmp_path, source="two images")
-    page = written["html"].read_text()
+    page = written["html"].read_text(encoding="utf-8")
     assert "Per image" in page and page.count("<tr>") >= 4 and "https://" not in page
-    assert "| otsu |" in written["report"].read_text().replace("  ", " ")
+    assert "| otsu |" in written["report"].read_text(encoding="utf-8").replace("  ", " ")
 
 
 @pytest.mark.skipif(BROWSER is None, reason="no Chromium installed")

@@ -34,6 +34,7 @@ import numpy as np
 from varseg._atomic import atomic_path, atomic_write_bytes
 
 __all__ = [
+    "read_ground_truth",
     "ImageMeta",
     "MEDICAL_HINT",
     "label_dtype",
@@ -659,3 +660,55 @@ def save_label_nifti(path, labels, meta=None, n_labels=None):
         data = gzip.compress(data, compresslevel=6, mtime=0)
     atomic_write_bytes(path, data)
     return path
+
+
+def read_ground_truth(path):
+    """Read a ground truth file: a label-map ``.png``/``.tif``/``.npy``, or a BSDS ``.mat``.
+
+    A palette / gray PNG gives its indices; an RGB(A) PNG is converted to one label per
+    distinct colour. A BSDS500 ``.mat`` gives the list of human segmentations.
+
+    Returns
+    -------
+    ndarray of int64, or list of ndarray
+
+    Raises
+    ------
+    FileNotFoundError
+        No such file.
+    ValueError
+        Unreadable file, or not an integer label map (one line naming the file).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"ground truth file not found: {path}")
+    suffix = path.suffix.lower()
+    if suffix == ".mat":
+        from .data import load_bsds_ground_truth
+
+        return [np.asarray(g, dtype=np.int64) for g in load_bsds_ground_truth(path)]
+    try:
+        if suffix == ".npy":
+            arr = np.asarray(np.load(path, allow_pickle=False))
+        else:
+            from PIL import Image
+
+            with Image.open(path) as im:
+                arr = np.array(im)
+    except (OSError, ValueError, SyntaxError) as err:
+        raise ValueError(f"cannot read ground truth {path}: {err}") from None
+    return _as_label_map(arr, path)
+
+
+def _as_label_map(arr, path):
+    if arr.ndim == 3:  # colour-coded label map: one label per distinct colour
+        _, inv = np.unique(arr.reshape(-1, arr.shape[-1]), axis=0, return_inverse=True)
+        arr = inv.reshape(arr.shape[:2])
+    if not (np.issubdtype(arr.dtype, np.integer) or arr.dtype == bool):
+        if not (
+            np.issubdtype(arr.dtype, np.floating)
+            and np.all(np.isfinite(arr))
+            and np.all(np.mod(arr, 1) == 0)
+        ):
+            raise ValueError(f"ground truth {path} is not an integer label map (dtype {arr.dtype})")
+    return arr.astype(np.int64)

@@ -31,7 +31,9 @@ _ENERGY_NOTE = (
 
 
 def save_segmentation_outputs(image, result, out_dir, stem="segmentation"):
-    """Write ``<stem>_labels.png``, ``<stem>_overlay.png`` and ``<stem>.npz`` into ``out_dir``.
+    """Write ``<stem>_labels.png`` (index values 0..K-1, for napari / ITK-SNAP / Fiji),
+    ``<stem>_preview.png`` (coloured), ``<stem>_overlay.png`` (boundaries on the image) and
+    ``<stem>.npz`` (:meth:`varseg.Segmentation.save`) into ``out_dir``.
 
     Returns
     -------
@@ -39,20 +41,22 @@ def save_segmentation_outputs(image, result, out_dir, stem="segmentation"):
     """
     from PIL import Image
 
-    from .io import save_label_png
+    from .io import save_label_png, save_preview_png
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     lab = result.labels if result.labels.ndim == 2 else result.labels[result.labels.shape[0] // 2]
     p_lab = out / f"{stem}_labels.png"
     save_label_png(p_lab, lab)
+    p_prev = out / f"{stem}_preview.png"
+    save_preview_png(p_prev, lab)
     p_ov = out / f"{stem}_overlay.png"
     with atomic_path(p_ov) as tmp:
         Image.fromarray((overlay_image(image, result.labels) * 255).astype(np.uint8)).save(
             tmp, format="PNG"
         )
     p_npz = result.save(out / f"{stem}.npz")
-    return [p_lab, p_ov, p_npz]
+    return [p_lab, p_prev, p_ov, p_npz]
 
 
 def _safe_stem(name):

@@ -33,7 +33,7 @@ def test_compare_command_writes_report(tmp_path, image_file, capsys):
                  "energy_iteration.png", "energy_time.png", "kmeans.npz", "otsu.npz",
                  "otsu_labels.png", "otsu_overlay.png"):
         assert (out / name).is_file(), name
-    report = (out / "report.md").read_text()
+    report = (out / "report.md").read_text(encoding="utf-8")
     assert "| method | energy" in report and "![" in report and "comparison.png" in report
     assert "λ = 0.2" in report
     with open(out / "results.csv") as f:
@@ -58,7 +58,7 @@ def test_compare_command_params_and_max_size(tmp_path, image_file):
     assert res.labels.shape == (17, 20)  # downscaled: largest side 20
     assert res.params["max_iter"] == 3 and res.n_phases == 3
     assert not (out / "comparison.png").exists()
-    assert "Downscaled" in (out / "report.md").read_text()
+    assert "Downscaled" in (out / "report.md").read_text(encoding="utf-8")
 
 
 def test_compare_command_errors(tmp_path, image_file, capsys):
@@ -140,7 +140,7 @@ def test_compare_command_writes_html_report(tmp_path, image_file):
     out = tmp_path / "html"
     assert main(["compare", str(img), "--gt", str(gt), "--methods", "kmeans", "otsu", "-q",
                  "-o", str(out)]) == 0
-    page = (out / "report.html").read_text()
+    page = (out / "report.html").read_text(encoding="utf-8")
     assert page.startswith("<!DOCTYPE html>") and "</html>" in page
     assert "http://" not in page and "https://" not in page  # self-contained
     assert page.count('src="data:image/png;base64,') >= 3  # figures inlined
