@@ -272,22 +272,14 @@ def test_subprocess_corrupt_image_one_line_no_traceback(tmp_path):
     assert not (tmp_path / "out").exists()
 
 
-def test_spacing_hook_only_for_methods_that_document_it(caplog):
+def test_spacing_hook_only_for_methods_that_declare_it(caplog):
     from varseg.commands.segment import spacing_keyword
     from varseg.io import ImageMeta
+    from varseg.methods import MethodSpec
 
-    def with_spacing(image, n_phases, spacing=None):
-        """Segment.
-
-        Parameters
-        ----------
-        spacing : tuple of float
-            Voxel size (dz, dy, dx).
-        """
-
-    def without(image, n_phases, mu=0.1):
-        """Segment."""
-
+    with_spacing = MethodSpec("a", lambda image, n_phases, spacing=None: None,
+                              options=("spacing",))
+    without = MethodSpec("b", lambda image, n_phases, mu=0.1: None, options=("mu",))
     meta = ImageMeta(spacing=(3.0, 1.0, 0.5), source_format="nifti")
     vol = np.zeros((4, 5, 6))
     assert spacing_keyword(with_spacing, {}, vol, None, meta) == {"spacing": (3.0, 1.0, 0.5)}
@@ -312,3 +304,26 @@ def test_2d_nifti_gets_a_label_nifti(tmp_path):
     assert lab.shape == (20, 16)
     np.testing.assert_array_equal(lab.affine, nib.load(tmp_path / "slice.nii").affine)
     np.testing.assert_array_equal(np.asarray(lab.dataobj) == lab.dataobj[10, 8], data == 1)
+
+
+def test_method_kwargs_follow_the_declared_metadata():
+    import argparse
+
+    from varseg.commands.segment import method_kwargs
+    from varseg.methods import get_spec
+
+    def args(**kw):
+        base = dict(lam=None, max_iter=None, mu=None, seed=None, device=None, param=[])
+        return argparse.Namespace(**{**base, **kw})
+
+    cv = get_spec("chan-vese")
+    assert method_kwargs(cv, args(lam=0.1, max_iter=7)) == {"mu": pytest.approx(0.2),
+                                                          "max_iter": 7}
+    lic = get_spec("lic")
+    assert method_kwargs(lic, args(max_iter=5))[lic.iteration_param] == 5
+    with pytest.raises(ValueError, match="'otsu' is not iterative"):
+        method_kwargs(get_spec("otsu"), args(max_iter=3))
+    with pytest.raises(ValueError, match="does not take option 'nope'"):
+        method_kwargs(cv, args(param=["nope=1"]))
+    assert method_kwargs(cv, args(param=["init=\"kmeans\"", "tol=0.01"])) == {
+        "init": "kmeans", "tol": 0.01}

@@ -16,7 +16,6 @@ the command exits 2 with one line on stderr and leaves no file behind.
 """
 from __future__ import annotations
 
-import inspect
 import json
 import logging
 import os
@@ -48,41 +47,42 @@ def add_arguments(p):
                    help="output folder (created if missing; must not be a file)")
 
 
-_ALIASES = {"max_iter": ("n_outer", "fit_steps")}  # names of the same idea in other methods
+def _option(spec, key, value, kw):
+    if not spec.accepts(key):
+        raise ValueError(f"method {spec.name!r} does not take option {key!r}; it takes "
+                         f"{sorted(spec.options)}")
+    kw[key] = value
 
 
-def _fit_to(method, kw, name):
-    """Keep only keywords ``method`` accepts, renaming aliases; unknown ones are an error."""
-    import inspect
+def method_kwargs(spec, args):
+    """Keywords for the method, as its :class:`~varseg.methods.MethodSpec` declares them.
 
-    accepted = inspect.signature(method).parameters
-    out = {}
-    for key, value in kw.items():
-        if key in accepted:
-            out[key] = value
-            continue
-        alias = next((a for a in _ALIASES.get(key, ()) if a in accepted), None)
-        if alias is None:
-            raise ValueError(f"method {name!r} does not take option {key!r}; it takes "
-                             f"{sorted(k for k in accepted if k not in ('image', 'n_phases'))}")
-        out[alias] = value
-    return out
-
-
-def _params(args):
+    ``--lam`` is the shared λ of Kim & Ye Eq. 1, given as the method's declared length
+    weight (``mu = 2λ`` for Chan–Vese); ``--max-iter`` goes to its declared iteration
+    budget; ``--mu``, ``--seed``, ``--device`` and ``--param KEY=VALUE`` must be declared
+    options, else a one-line error names the option and lists the accepted ones.
+    """
     kw = {}
-    for name in ("mu", "lam", "max_iter", "seed", "device"):
-        v = getattr(args, name)
-        if v is not None:
-            kw[name] = v
+    if args.lam is not None:
+        if spec.length_param is None:
+            raise ValueError(f"method {spec.name!r} has no length weight for --lam")
+        kw.update(spec.shared_kwargs(lam=args.lam))
+    if args.max_iter is not None:
+        if spec.iteration_param is None:
+            raise ValueError(f"method {spec.name!r} is not iterative: --max-iter does not apply")
+        kw[spec.iteration_param] = args.max_iter
+    for key in ("mu", "seed", "device"):
+        if getattr(args, key) is not None:
+            _option(spec, key, getattr(args, key), kw)
     for item in args.param:
         if "=" not in item:
             raise ValueError(f"--param expects KEY=VALUE; got {item!r}")
         key, val = item.split("=", 1)
         try:
-            kw[key.replace("-", "_")] = json.loads(val)
+            value = json.loads(val)
         except json.JSONDecodeError:
-            kw[key.replace("-", "_")] = val
+            value = val
+        _option(spec, key.replace("-", "_"), value, kw)
     return kw
 
 
@@ -150,19 +150,19 @@ def check_device(device):
                          "--device cpu or --device auto")
 
 
-def spacing_keyword(method, kw, image, channel_axis, meta):
-    """Add ``spacing=meta.spacing`` to ``kw`` for a volume when ``method`` documents it.
+def spacing_keyword(spec, kw, image, channel_axis, meta):
+    """Add ``spacing=meta.spacing`` to ``kw`` for a volume when the method takes it.
 
     The hook for anisotropic voxels: a method gets the file's voxel spacing ``(dz, dy, dx)``
-    only when its signature has a ``spacing`` parameter described in its docstring, and
-    the user did not pass one (``--param spacing=[...]``). Otherwise a non-unit spacing is
+    only when its :class:`~varseg.methods.MethodSpec` declares a ``spacing`` option and the
+    user did not pass one (``--param spacing=[...]``). Otherwise a non-unit spacing is
     reported in the log and the voxels are treated as cubes.
 
     Parameters
     ----------
-    method : callable
+    spec : varseg.methods.MethodSpec
     kw : dict
-        Keywords for ``method``.
+        Keywords for the method.
     image : ndarray
     channel_axis : int or None
     meta : varseg.io.ImageMeta
@@ -175,12 +175,11 @@ def spacing_keyword(method, kw, image, channel_axis, meta):
     if "spacing" in kw or image.ndim - (channel_axis is not None) != 3:
         return kw
     spacing = tuple(float(s) for s in meta.spacing)
-    takes = "spacing" in inspect.signature(method).parameters
-    if takes and "spacing" in (inspect.getdoc(method) or ""):
+    if spec.accepts("spacing"):
         return {**kw, "spacing": spacing}
     if any(s != 1.0 for s in spacing):
         logger.warning("%s takes no voxel spacing; the spacing %s of the input is ignored",
-                       getattr(method, "__name__", method), spacing)
+                       spec.name, spacing)
     return kw
 
 
@@ -243,14 +242,15 @@ def write_outputs(image, result, meta, out, stem):
 def main(args):
     """Run ``varseg segment``: check everything, segment, write the outputs."""
     from varseg.io import load_image
-    from varseg.methods import get_method
+    from varseg.methods import get_spec
 
-    method = get_method(args.method)
-    kw = _fit_to(method, _params(args), args.method)
+    spec = get_spec(args.method)
+    method = spec.load()
+    kw = method_kwargs(spec, args)
     check_device(kw.get("device"))
     out = check_output_dir(args.out)
     image, channel_axis, meta = load_image(args.image, return_meta=True)
-    kw = spacing_keyword(method, kw, image, channel_axis, meta)
+    kw = spacing_keyword(spec, kw, image, channel_axis, meta)
     result = method(image, args.phases, channel_axis=channel_axis, **kw)
     paths = write_outputs(image, result, meta, out, stem=args.method)
     print(result.summary())
