@@ -10,10 +10,12 @@ from scipy import ndimage
 from scipy.optimize import linear_sum_assignment
 from skimage.filters import threshold_multiotsu
 
-from varseg.energy import energy_from_labels, gaussian_kernel, lic_energy
+from varseg.compare import shared_energy
+from varseg.energy import gaussian_kernel, lic_energy
 from varseg.levelset import _lic_kernels as kern
 from varseg.levelset import lic as lic_mod
 from varseg.levelset.heaviside import dirac, heaviside
+from varseg.levelset.init import kmeans_partition
 from varseg.levelset.lic import bias_field_levelset
 from varseg.result import Segmentation
 
@@ -96,7 +98,7 @@ def test_two_phase_segmentation_beats_chan_vese(two):
     d_cv = dice(t, chan_vese(img, 2).labels, 2)
     assert d_lic >= 0.95, d_lic  # measured 1.000
     assert d_cv < 0.85, d_cv  # measured 0.73: the ramp defeats one constant per phase
-    assert seg.converged and seg.n_iter < seg.params["n_outer"]
+    assert seg.converged and seg.n_iter < seg.params["max_iter"]
 
 
 def test_three_phase_segmentation_beats_global_clustering(three):
@@ -149,20 +151,22 @@ def test_lic_energy_history(case, request):
     # the recorded value is the shared Eq. 6 of varseg.energy for the returned state
     k = seg.n_phases
     memb = lic_mod._memberships(seg.level_sets, seg.params["eps"], k)
-    ref = lic_energy(img, memb, seg.bias, sigma=seg.params["sigma"], means=seg.means)
+    s = img.max()  # non-negative image: the solver works on img / max (offset 0)
+    assert seg.extras["offset"] == 0.0 and seg.extras["scale"] == pytest.approx(255 / s)
+    ref = lic_energy(img / s, memb, seg.bias, sigma=seg.params["sigma"], means=seg.means / s)
     assert e[-1] == pytest.approx(ref, rel=1e-9)
     np.testing.assert_allclose(seg.memberships, memb, atol=1e-6)
-    # the shared piecewise-constant energy of the hard labels, with the documented lam
-    assert seg.params["lam"] == pytest.approx(0.001 * np.abs(img).max() ** 2 / 2)
-    ms = energy_from_labels(img, seg.labels, seg.params["lam"], n_phases=k).total
-    assert seg.energy[-1] == pytest.approx(ms, rel=1e-12)
-    assert np.all(np.diff(seg.times) >= 0)
+    # the recorded energy is the shared ruler: Eq. 1 on the [0, 1] min-max image, lam 0.125
+    assert seg.params["lam"] == 0.125
+    ref_ms = shared_energy(img, seg.labels, 0.125, n_phases=k).total
+    assert seg.energy[-1] == pytest.approx(ref_ms, rel=1e-12)
 
 
-def _setup(x, memb, b, sigma):
-    k1 = gaussian_kernel(sigma, 1, 2.0)
-    kb, kb2 = lic_mod._smooth(b, k1), lic_mod._smooth(b * b, k1)
-    return k1, kb, kb2
+def _setup(x, memb, b, sigma, inside=None):
+    """The solver's fixed data for image x (C,) + S (no mask by default) and K*b, K*b^2."""
+    data = lic_mod._Data(x, np.ones(x.shape[1:], bool) if inside is None else inside, sigma)
+    kb, kb2 = data.moments(b)
+    return data, kb, kb2
 
 
 def _random_state(rng, shape=(24, 28), k=3, channels=1):
@@ -185,12 +189,13 @@ def test_center_and_bias_updates_never_increase_energy(k, channels):
         def energy(c, bb, xe=xe, memb=memb):
             return lic_energy(xe, memb, bb, sigma=sigma, means=c[:, 0] if channels == 1 else c)
 
-        k1, kb, kb2 = _setup(x, memb, b, sigma)
+        data, kb, kb2 = _setup(x, memb, b, sigma)
         e0 = energy(c0, b)
-        c1 = lic_mod._update_means(x, memb, kb, kb2)  # Li 2011 Eq. 21/34
+        c1 = lic_mod._update_means(data, memb, kb, kb2)  # Li Eq. 21/34
         e1 = energy(c1, b)
-        b1 = lic_mod._update_bias(x, memb, c1, k1)  # Li 2011 Eq. 22/35
-        e2 = energy(c1, b1)
+        b1, c2 = lic_mod._update_bias(data, memb, c1)  # Li Eq. 22/35, then the gauge
+        e2 = energy(c2, b1)
+        assert b1.mean() == pytest.approx(1.0, rel=1e-12)
         assert e1 <= e0 * (1 + 1e-12)
         assert e2 <= e1 * (1 + 1e-12)
         # c1 is also what lic_energy computes when it is not given means
@@ -204,11 +209,11 @@ def test_updates_on_solver_state_never_increase_energy(two):
     memb = lic_mod._memberships(seg.level_sets, seg.params["eps"], 2)
     x = img[None]
     e0 = lic_energy(img, memb, seg.bias, sigma=sigma, means=seg.means)
-    k1, kb, kb2 = _setup(x, memb, seg.bias, sigma)
-    c1 = lic_mod._update_means(x, memb, kb, kb2)
+    data, kb, kb2 = _setup(x, memb, seg.bias, sigma)
+    c1 = lic_mod._update_means(data, memb, kb, kb2)
     e1 = lic_energy(img, memb, seg.bias, sigma=sigma, means=c1[:, 0])
-    b1 = lic_mod._update_bias(x, memb, c1, k1)
-    e2 = lic_energy(img, memb, b1, sigma=sigma, means=c1[:, 0])
+    b1, c2 = lic_mod._update_bias(data, memb, c1)
+    e2 = lic_energy(img, memb, b1, sigma=sigma, means=c2[:, 0])
     assert e1 <= e0 * (1 + 1e-12) and e2 <= e1 * (1 + 1e-12)
 
 
@@ -216,11 +221,11 @@ def test_updates_are_minimisers_finite_perturbations():
     rng = np.random.default_rng(3)
     sigma = 2.0
     x, memb, b = _random_state(rng, k=3)
-    k1, kb, kb2 = _setup(x, memb, b, sigma)
-    c = lic_mod._update_means(x, memb, kb, kb2)
-    bb = lic_mod._update_bias(x, memb, c, k1)
-    kb, kb2 = lic_mod._smooth(bb, k1), lic_mod._smooth(bb * bb, k1)
-    c = lic_mod._update_means(x, memb, kb, kb2)  # optimal for bb ...
+    data, kb, kb2 = _setup(x, memb, b, sigma)
+    c = lic_mod._update_means(data, memb, kb, kb2)
+    bb, c = lic_mod._update_bias(data, memb, c)
+    kb, kb2 = data.moments(bb)
+    c = lic_mod._update_means(data, memb, kb, kb2)  # optimal for bb ...
 
     def energy(cc, bias):
         return lic_energy(x[0], memb, bias, sigma=sigma, means=cc[:, 0])
@@ -231,7 +236,8 @@ def test_updates_are_minimisers_finite_perturbations():
             cp = c.copy()
             cp[i, 0] += h
             assert energy(cp, bb) > e_c
-    b_opt = lic_mod._update_bias(x, memb, c, k1)  # ... and the bias optimal for c
+    b_opt, c_opt = lic_mod._update_bias(data, memb, c)  # ... and the bias optimal for c
+    b_opt, c = b_opt * (c_opt[0, 0] / c[0, 0]), c  # undo the gauge (b/a, a c) -> (b, c)
     e_b = energy(c, b_opt)
     for _ in range(5):
         bump = np.zeros_like(b_opt)
@@ -264,17 +270,20 @@ def test_center_and_bias_formulas_by_hand():
     kb, kb2 = conv(b), conv(b * b)
     c_hand = np.array([np.sum(kb * x * memb[i]) / np.sum(kb2 * memb[i]) for i in range(k)])
     k1 = gaussian_kernel(sigma, 1, 2.0)
-    kb_s, kb2_s = lic_mod._smooth(b, k1), lic_mod._smooth(b * b, k1)
+    data, kb_s, kb2_s = _setup(x[None], memb, b, sigma)
     np.testing.assert_allclose(kb_s, kb, rtol=1e-12)
-    c = lic_mod._update_means(x[None], memb, kb_s, kb2_s)[:, 0]
+    np.testing.assert_allclose(lic_mod._smooth(b, k1), kb, rtol=1e-12)
+    c = lic_mod._update_means(data, memb, kb_s, kb2_s)[:, 0]
     np.testing.assert_allclose(c, c_hand, rtol=1e-12)
     j1 = c_hand[0] * memb[0] + c_hand[1] * memb[1]
     j2 = c_hand[0] ** 2 * memb[0] + c_hand[1] ** 2 * memb[1]
     b_hand = conv(x * j1) / conv(j2)
-    b_new = lic_mod._update_bias(x[None], memb, c_hand[:, None], k1)
-    np.testing.assert_allclose(b_new, b_hand, rtol=1e-12)
+    b_new, c_new = lic_mod._update_bias(data, memb, c_hand[:, None])
+    alpha = b_hand.mean()  # the gauge: unit-mean bias, centres times alpha
+    np.testing.assert_allclose(b_new, b_hand / alpha, rtol=1e-12)
+    np.testing.assert_allclose(c_new[:, 0], alpha * c_hand, rtol=1e-12)
     # e_i (the data force) against Eq. 6 written as a double sum
-    e = lic_mod._residuals(x[None], c_hand[:, None], conv(np.ones((H, W))), kb, kb2)
+    e = lic_mod._residuals(data, c_hand[:, None], kb, kb2)
     e_hand = np.zeros((k, H, W))
     for i in range(k):
         for p in np.ndindex(H, W):
@@ -394,10 +403,11 @@ def test_scale_invariance(two):
     np.testing.assert_allclose(s255.means, 255 * seg.means, rtol=1e-2)
     np.testing.assert_allclose(s255.bias[None] * s255.means[:, None, None],
                                255 * seg.bias[None] * seg.means[:, None, None], rtol=2e-2)
-    assert s255.params["lam"] == pytest.approx(255**2 * seg.params["lam"])
-    assert s255.energy[-1] == pytest.approx(255**2 * seg.energy[-1], rel=1e-9)
-    assert s255.extras["lic_energy"][-1] == pytest.approx(
-        255**2 * seg.extras["lic_energy"][-1], rel=1e-3)
+    # energies are on the normalised image: the same numbers at both scales
+    assert s255.params["lam"] == seg.params["lam"] == 0.125
+    assert s255.energy[-1] == pytest.approx(seg.energy[-1], rel=1e-9)
+    assert s255.extras["lic_energy"][-1] == pytest.approx(seg.extras["lic_energy"][-1],
+                                                          rel=1e-3)
     assert seg.params["nu"] == s255.params["nu"] == pytest.approx(0.001 * 255**2)
 
 
@@ -422,22 +432,38 @@ def test_result_contract(three):
 
 def test_inits():
     img, t, _ = two_phase_image(n=48)
-    a = bias_field_levelset(img, 2, init="regions", n_outer=3)
-    b = bias_field_levelset(img, 2, init="checkerboard", n_outer=3)
+    a = bias_field_levelset(img, 2, init="regions", max_iter=3)
+    with pytest.warns(DeprecationWarning, match="'regions'"):
+        b = bias_field_levelset(img, 2, init="checkerboard", max_iter=3)
     np.testing.assert_array_equal(a.level_sets, b.level_sets)
-    r1 = bias_field_levelset(img, 2, init="random", seed=5, n_outer=3)
-    r2 = bias_field_levelset(img, 2, init="random", seed=5, n_outer=3)
+    assert b.params["init"] == "regions"
+    with pytest.warns(DeprecationWarning, match="max_iter"):
+        c = bias_field_levelset(img, 2, n_outer=3)
+    assert c.params["max_iter"] == 3 and c.n_iter <= 3
+    np.testing.assert_array_equal(c.level_sets, a.level_sets)
+    # k-means start: the optimal 1D 2-means partition (labels ranked by intensity)
+    data = lic_mod._Data(img[None], np.ones(img.shape, bool), 4.0)
+    np.testing.assert_array_equal(lic_mod._label_init("kmeans", data, 2, None),
+                                  kmeans_partition(img[None], 2))
+    inside = np.zeros(img.shape, bool)
+    inside[:, : img.shape[1] // 2] = True  # with a mask only the mask's pixels are clustered
+    data = lic_mod._Data(img[None], inside, 4.0)
+    lab = lic_mod._label_init("kmeans", data, 2, None)
+    np.testing.assert_array_equal(lab[inside], kmeans_partition(img[None][:, inside], 2))
+    assert np.all(lab[~inside] == 0)
+    r1 = bias_field_levelset(img, 2, init="random", seed=5, max_iter=3)
+    r2 = bias_field_levelset(img, 2, init="random", seed=5, max_iter=3)
     np.testing.assert_array_equal(r1.level_sets, r2.level_sets)
     assert r1.params["seed"] == 5
-    o = bias_field_levelset(img, 2, init="otsu", n_outer=3)
+    o = bias_field_levelset(img, 2, init="otsu", max_iter=3)
     assert o.params["init"] == "otsu"
     # a label map, boolean or integer, and level sets (with or without the leading axis)
     for init in (t, t.astype(bool), np.where(t == 0, 2.0, -2.0),
                  np.where(t == 0, 2.0, -2.0)[None]):
-        s = bias_field_levelset(img, 2, init=init, n_outer=1, n_inner=1)
+        s = bias_field_levelset(img, 2, init=init, max_iter=1, n_inner=1)
         assert s.params["init"] == "array"
     s3 = bias_field_levelset(img, 3, init=np.arange(img.size).reshape(img.shape) % 3,
-                             n_outer=1)
+                             max_iter=1)
     assert s3.level_sets.shape == (2,) + img.shape
 
 
@@ -454,7 +480,8 @@ def test_three_dimensional_volume():
     assert dice(t, seg.labels, 2) >= 0.95
     assert pearson(seg.bias.ravel(), bias.ravel()) >= 0.9
     memb = lic_mod._memberships(seg.level_sets, 1.0, 2)
-    ref = lic_energy(img, memb, seg.bias, sigma=4.0, means=seg.means)
+    s = img.max()
+    ref = lic_energy(img / s, memb, seg.bias, sigma=4.0, means=seg.means / s)
     assert seg.extras["lic_energy"][-1] == pytest.approx(ref, rel=1e-9)
 
 
@@ -468,7 +495,9 @@ def test_multichannel():
     # one bias for both channels: the second channel's centres are half the first's
     np.testing.assert_allclose(seg.means[:, 1], 0.5 * seg.means[:, 0], rtol=0.05)
     memb = lic_mod._memberships(seg.level_sets, 1.0, 2)
-    ref = lic_energy(np.moveaxis(x, -1, 0), memb, seg.bias, sigma=4.0, means=seg.means)
+    s = x.max()
+    ref = lic_energy(np.moveaxis(x, -1, 0) / s, memb, seg.bias, sigma=4.0,
+                     means=seg.means / s)
     assert seg.extras["lic_energy"][-1] == pytest.approx(ref, rel=1e-9)
 
 
@@ -491,7 +520,14 @@ def test_multichannel():
     (dict(mu=-1.0), "mu"),
     (dict(nu=-1.0), "nu"),
     (dict(lam=-1.0), "lam"),
-    (dict(n_outer=0), "n_outer"),
+    (dict(max_iter=0), "max_iter"),
+    (dict(sigma=5.0), "wider than the image"),  # 2*round(10)+1 = 21 px > 8 px
+    (dict(sigma=1e6), "wider than the image"),
+    (dict(dt=1e6), "dt must satisfy mu\\*dt <= 1/\\(2\\*ndim\\) = 0.25"),
+    (dict(dt=0.3), "dt"),
+    (dict(mask=np.ones((8, 7), bool)), "mask must have"),
+    (dict(mask=np.zeros((8, 8), bool)), "at least 2 pixels"),
+    (dict(mask=np.full((8, 8), 0.5)), "mask must be boolean"),
     (dict(n_inner=1.5), "n_inner"),
     (dict(tol="x"), "tol"),
     (dict(init="disk"), "init"),
@@ -504,7 +540,7 @@ def test_multichannel():
     (dict(image=np.zeros((8, 8, 3)), channel_axis=5), "channel_axis"),
 ])
 def test_bad_input_raises(kwargs, match):
-    args = dict(image=np.random.default_rng(0).random((8, 8)), n_phases=2)
+    args = dict(image=np.random.default_rng(0).random((8, 8)), n_phases=2, sigma=1.0)
     args.update(kwargs)
     with pytest.raises(ValueError, match=match):
         bias_field_levelset(args.pop("image"), args.pop("n_phases"), **args)
@@ -516,7 +552,7 @@ def test_constant_image(value, shape, k):
     img = np.full(shape, value)
     with warnings.catch_warnings(), np.errstate(all="raise"):
         warnings.simplefilter("error")
-        seg = bias_field_levelset(img, k)
+        seg = bias_field_levelset(img, k, sigma=1.0)
     assert seg.n_iter == 0 and seg.converged
     assert np.all(seg.labels == 0)
     np.testing.assert_array_equal(seg.bias, np.ones(shape))
