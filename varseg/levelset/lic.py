@@ -21,7 +21,7 @@ import time
 import warnings
 
 import numpy as np
-from scipy import ndimage
+from scipy import ndimage, signal
 
 from .._validation import (
     as_channels_first,
@@ -51,6 +51,7 @@ _BLOCK = 8  # block width (pixels) of the "regions" and "random" initialisations
 _C0 = 2.0  # initial level sets are binary steps ±_C0·ε
 _BIAS_FLOOR = 1e-6  # the returned bias is clipped below here so that image / bias is finite
 _COMPILE_S = 6  # rough Numba compile time of the kernels on one core, for the log line
+_FFT_TAPS = 41  # kernels longer than this (sigma > 10) are applied by FFT
 _WARM = []  # non-empty once the kernels were compiled (or loaded) in this process
 
 
@@ -65,6 +66,16 @@ def _smooth(u, k1):
     outer product of its normalised 1D factor, so this equals the full nD correlation.
     """
     out = np.asarray(u, dtype=np.float64)
+    if out.ndim == 2 and k1.size <= _FFT_TAPS and min(out.shape) >= k1.size:
+        res = np.empty_like(out)
+        _lic_kernels.smooth_2d(out, k1, np.empty_like(out), res)
+        return res
+    if k1.size > _FFT_TAPS:  # wide kernel: FFT per axis (O(n log n) instead of O(n r))
+        for ax in range(out.ndim):
+            shape = [1] * out.ndim
+            shape[ax] = k1.size
+            out = signal.fftconvolve(out, k1.reshape(shape), mode="same", axes=ax)
+        return out
     for ax in range(out.ndim):
         out = ndimage.correlate1d(out, k1, axis=ax, mode="constant", cval=0.0)
     return out
@@ -146,10 +157,12 @@ def _update_bias(data, memb, c):
     the bias has unit mean inside the mask. :math:`b = 1` outside the mask and where the
     denominator vanishes (there :math:`b` does not enter the energy). Returns ``(b, c)``.
     """
-    j1 = np.tensordot(c.T, memb, axes=(1, 0))  # (C,) + S
-    j2 = np.tensordot((c * c).sum(1), memb, axes=(0, 0))
-    num = _smooth(data.w * np.einsum("c...,c...->...", data.x, j1), data.k1)
-    den = _smooth(data.w * j2, data.k1)
+    shape, n = memb.shape[1:], data.w.size
+    num, den = np.empty(shape), np.empty(shape)
+    _lic_kernels.bias_sources(data.x.reshape(-1, n), np.ascontiguousarray(c),
+                              memb.reshape(-1, n), data.w.reshape(-1), num.reshape(-1),
+                              den.reshape(-1))
+    num, den = _smooth(num, data.k1), _smooth(den, data.k1)
     ok = data.inside & (den > 1e-12 * float(den.max()))
     b = np.where(ok, num / np.where(ok, den, 1.0), 1.0)
     alpha = float(b[data.inside].mean())
@@ -166,11 +179,11 @@ def _residuals(data, c, kb, kb2):
 
     summed over channels; zero outside the mask, so the background exerts no force.
     """
-    cx = np.tensordot(c, data.x, axes=(1, 0))  # (K,) + S
-    cc = (c * c).sum(1).reshape((-1,) + (1,) * kb.ndim)
-    e = data.sx2 * data.k1w - 2.0 * cx * kb + cc * kb2
-    if data.masked:
-        e *= data.w
+    n = data.w.size
+    e = np.empty((c.shape[0],) + kb.shape)
+    _lic_kernels.residuals(data.x.reshape(-1, n), np.ascontiguousarray(c),
+                           data.sx2.reshape(-1), data.k1w.reshape(-1), kb.reshape(-1),
+                           kb2.reshape(-1), data.w.reshape(-1), e.reshape(c.shape[0], -1))
     return e
 
 
@@ -307,7 +320,11 @@ def _warm_up():
     for m, k in ((1, 2), (2, 4)):
         phi = np.ones((m, 1, 6, 6))
         _lic_kernels.evolve(phi, np.zeros((k, 1, 6, 6)), 1.0, 1.0, 0.1, 1.0, 1)
-    heaviside(np.zeros(2), 1.0)
+    data = _Data(np.ones((1, 6, 6)), np.ones((6, 6), bool), 0.5)  # smooth_2d
+    memb = _memberships(np.ones((1, 6, 6)), 1.0, 2)
+    kb, kb2 = data.moments(np.ones((6, 6)))
+    _update_bias(data, memb, _update_means(data, memb, kb, kb2))
+    _residuals(data, np.ones((2, 1)), kb, kb2)
     energy_from_labels(np.zeros((6, 6)), np.zeros((6, 6), np.int64), 0.1, n_phases=2)
     _WARM.append(time.perf_counter() - t)
     logger.debug("Numba kernels ready in %.1f s", _WARM[0])
