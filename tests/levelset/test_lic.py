@@ -679,3 +679,20 @@ def test_brats_flair_slice_beats_chan_vese():
     tv = (np.abs(np.diff(seg.bias, axis=0))[brain[1:] & brain[:-1]].sum()
           + np.abs(np.diff(seg.bias, axis=1))[brain[:, 1:] & brain[:, :-1]].sum())
     assert tv < 20  # smooth: measured 6.3 (a 0.98-1.03 field)
+
+
+def test_bias_figure_robust_scaling_and_contours():
+    """A few pixels with a tiny bias (x / b huge) do not darken the corrected panel."""
+    mpl = pytest.importorskip("matplotlib")
+    mpl.use("Agg")
+    from varseg import plot
+
+    img, t, bias = two_phase_image(n=48)
+    seg = bias_field_levelset(img, 2, max_iter=20)
+    seg.bias[:2, :2] = 1e-6  # the floor: corrected values ~1e5 there
+    seg.extras["corrected"] = img / seg.bias
+    fig = plot.plot_bias_field(seg, img)
+    shown = np.asarray(fig.axes[2].images[0].get_array())
+    assert shown.mean() > 0.2  # min-max scaling would give ~1e-5
+    assert len(fig.axes[0].collections) >= 1 and len(fig.axes[2].collections) >= 1
+    assert fig.axes[2].title.get_fontsize() >= 11
