@@ -1,6 +1,6 @@
 r"""Bias-field level set of Li et al. 2011 (local intensity clustering, LIC).
 
-Image model (Eq. 5 of Kim & Ye 2019; Eq. 1 of Li et al. 2011): :math:`x(r) = b(r)\,t(r) +
+Image model (Eq. 5 of Kim & Ye 2019; Li Eq. 1): :math:`x(r) = b(r)\,t(r) +
 \text{noise}` with a smooth, positive bias field :math:`b` and a piecewise-constant true
 image :math:`t = c_i` on region :math:`\Omega_i`. :func:`bias_field_levelset` minimises Li's
 energy
@@ -11,7 +11,7 @@ energy
     \text{ (Eq. 6)}} + \nu \sum_j \int \delta_\varepsilon(\phi_j)|\nabla\phi_j|\,dr
     + \mu \sum_j \int \tfrac12(|\nabla\phi_j| - 1)^2\,dr
 
-by alternating (Li 2011, Section III-C / IV) a few gradient-descent steps of the level sets
+by alternating (Li et al. 2011, Section III-C / IV) a few gradient-descent steps of the level sets
 :math:`\phi`, then the closed-form centres :math:`c`, then the closed-form bias :math:`b`.
 """
 from __future__ import annotations
