@@ -662,6 +662,7 @@ def _best_class_dice(labels, tumour):
                for k in np.unique(labels))
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not BRATS.is_dir(), reason="needs ../shared/data/brats2015-sample")
 def test_brats_flair_slice_beats_chan_vese():
     nib = pytest.importorskip("nibabel")
