@@ -23,7 +23,8 @@ from numba import njit
 
 from .heaviside import dirac_scalar, heaviside_scalar
 
-__all__ = ["neumann_bc", "curvature", "data_forces", "evolve"]
+__all__ = ["neumann_bc", "curvature", "data_forces", "evolve", "smooth_2d", "bias_sources",
+           "residuals"]
 
 _TINY = 1e-10  # inside the square root of |grad u|, as in Li's curvature_central
 
