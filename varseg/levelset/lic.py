@@ -594,6 +594,12 @@ def bias_field_levelset(image, n_phases=2, *, mask=None, sigma=4.0, nu=None, mu=
         Bad argument (named in the message), a kernel wider than the image, ``mu*dt`` above
         the stability bound, a mask of the wrong shape.
 
+    See Also
+    --------
+    varseg.levelset.chan_vese.chan_vese : the piecewise-constant model without a bias.
+    varseg.energy.lic_energy : :math:`E_{LIC}` (Eq. 6) of any memberships and bias.
+    varseg.compare.shared_energy : the ruler of the recorded ``energy``.
+
     Notes
     -----
     Steps 2 and 3 are exact minimisers (neither increases :math:`E_{LIC}` for fixed
