@@ -596,9 +596,9 @@ def bias_field_levelset(image, n_phases=2, *, mask=None, sigma=4.0, nu=None, mu=
 
     See Also
     --------
-    varseg.levelset.chan_vese.chan_vese : the piecewise-constant model without a bias.
+    varseg.levelset.chan_vese.chan_vese : The piecewise-constant model without a bias.
     varseg.energy.lic_energy : :math:`E_{LIC}` (Eq. 6) of any memberships and bias.
-    varseg.compare.shared_energy : the ruler of the recorded ``energy``.
+    varseg.compare.shared_energy : The ruler of the recorded ``energy``.
 
     Notes
     -----
