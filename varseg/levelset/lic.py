@@ -50,7 +50,7 @@ _DEPRECATED_INITS = {"checkerboard": "regions"}
 _BLOCK = 8  # block width (pixels) of the "regions" and "random" initialisations
 _C0 = 2.0  # initial level sets are binary steps ±_C0·ε
 _BIAS_FLOOR = 1e-6  # the returned bias is clipped below here so that image / bias is finite
-_COMPILE_S = 6  # rough Numba compile time of the kernels on one core, for the log line
+_COMPILE_S = 30  # cold-cache compile of the kernels: 61 s measured at load 5 on 2 cores
 _FFT_TAPS = 41  # kernels longer than this (sigma > 10) are applied by FFT
 _WARM = []  # non-empty once the kernels were compiled (or loaded) in this process
 
@@ -315,7 +315,8 @@ def _warm_up():
     """Compile (or load from Numba's cache) the kernels once per process, before any clock."""
     if _WARM:
         return
-    logger.info("compiling Numba kernels once, about %d s", _COMPILE_S)
+    logger.info("compiling Numba kernels once, about %d s (much less from a warm Numba cache)",
+                _COMPILE_S)
     t = time.perf_counter()
     for m, k in ((1, 2), (2, 4)):
         phi = np.ones((m, 1, 6, 6))
