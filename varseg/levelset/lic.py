@@ -163,11 +163,16 @@ def _update_bias(data, memb, c):
                               memb.reshape(-1, n), data.w.reshape(-1), num.reshape(-1),
                               den.reshape(-1))
     num, den = _smooth(num, data.k1), _smooth(den, data.k1)
-    ok = data.inside & (den > 1e-12 * float(den.max()))
+    ok = den > 1e-12 * float(den.max())
+    if data.masked:
+        ok &= data.inside
     b = np.where(ok, num / np.where(ok, den, 1.0), 1.0)
-    alpha = float(b[data.inside].mean())
+    alpha = float(b[data.inside].mean()) if data.masked else float(b.mean())
     if alpha > 0:
-        b[data.inside] /= alpha
+        if data.masked:
+            b[data.inside] /= alpha
+        else:
+            b /= alpha
         c = c * alpha
     return b, c
 
@@ -374,7 +379,7 @@ def _iterate(data, phi, cfg, xn):
         # 1. level sets: n_inner steps with c, b (hence e_i) fixed (Li Eq. 20 / 33)
         _lic_kernels.evolve(phi4, e.reshape((k,) + phi4.shape[1:]), cfg["nu"], cfg["mu"],
                             cfg["dt"], eps, cfg["n_inner"])
-        if not np.isfinite(phi4).all():
+        if not np.isfinite(phi4.sum()):  # NaN or Inf anywhere (|phi| never nears 1e308)
             raise ValueError(f"level sets became NaN/Inf at iteration {it}: reduce dt "
                              f"(dt={cfg['dt']!r})")
         phi = phi4.reshape((m,) + shape)
@@ -387,7 +392,7 @@ def _iterate(data, phi, cfg, xn):
         change = float(np.count_nonzero((new != labels) & data.inside)) / n_in
         labels = new
         hist["energy"].append(energy_from_labels(xn, labels, cfg["lam"], n_phases=k).total)
-        hist["lic"].append(float(np.sum(e * memb)) / _INTERNAL_MAX**2)
+        hist["lic"].append(float(np.vdot(e, memb)) / _INTERNAL_MAX**2)
         hist["change"].append(change)
         hist["times"].append(time.perf_counter() - cfg["t0"])
         if change <= cfg["tol"]:
