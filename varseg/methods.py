@@ -46,6 +46,9 @@ class MethodSpec:
     options : tuple of str
         Every keyword the method accepts besides ``image``, ``n_phases``, ``channel_axis``
         (the command line's ``--param KEY=VALUE`` is checked against it).
+    deprecated : tuple of str
+        Old spellings the function still accepts with a ``DeprecationWarning`` (not
+        offered by the command line).
     cli_defaults : dict
         Keywords the command line sets unless overridden, chosen so that ``varseg compare
         sample:camera`` finishes in seconds on a CPU.
@@ -64,6 +67,7 @@ class MethodSpec:
     needs_torch: bool = False
     jit: bool = False
     options: tuple = ()
+    deprecated: tuple = ()
     cli_defaults: dict = field(default_factory=dict)
     summary: str = ""
 
@@ -137,22 +141,23 @@ METHODS = {
         MethodSpec(
             "lic",
             "varseg.levelset.lic:bias_field_levelset",
-            iteration_param="n_outer",
             jit=True,
             options=(
+                "mask",
                 "sigma",
                 "nu",
                 "mu",
                 "dt",
                 "eps",
-                "n_outer",
+                "max_iter",
                 "n_inner",
                 "init",
                 "lam",
                 "seed",
                 "tol",
             ),
-            cli_defaults={"n_outer": 50},
+            deprecated=("n_outer",),
+            cli_defaults={"max_iter": 50},
             summary="Li et al. 2011 bias-field level set (local intensity clustering)",
         ),
         MethodSpec(

@@ -129,7 +129,7 @@ def _warm_up(func, image, channel_axis, n_phases, kw):
     """Call ``func`` once on a small crop (compiles Numba kernels); failures are ignored
     here and reported by the timed call."""
     ax = None if channel_axis is None else channel_axis % image.ndim
-    crop = tuple(slice(None) if i == ax else slice(0, 16) for i in range(image.ndim))
+    crop = tuple(slice(None) if i == ax else slice(0, 32) for i in range(image.ndim))
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -287,7 +287,7 @@ def compare(
     progress : bool
         Show a tqdm progress bar over the methods.
     warmup : bool
-        Run each method with Numba kernels once, untimed, on a 16-pixel crop first, so
+        Run each method with Numba kernels once, untimed, on a 32-pixel crop first, so
         that just-in-time compilation is not charged to its time.
 
     Returns
