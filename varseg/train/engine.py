@@ -116,7 +116,7 @@ class _DeferredSigint:
         if self.requested:
             raise KeyboardInterrupt
         self.requested = True
-        logger.warning("SIGINT: stopping at the end of this step (press Ctrl-C again to "
+        logger.info("SIGINT: stopping at the end of this step (press Ctrl-C again to "
                        "abort without a checkpoint)")
 
     def __enter__(self):

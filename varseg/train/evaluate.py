@@ -299,7 +299,7 @@ def _results(scores: _Scores, name: str, dataset, seconds: float) -> dict:
     if scores.skipped:
         res["n_skipped"] = len(scores.skipped)
         res["skipped"] = scores.skipped
-        logger.warning("skipped %d image(s) without ground truth: %s", len(scores.skipped),
+        logger.info("skipped %d image(s) without ground truth: %s", len(scores.skipped),
                        ", ".join(scores.skipped[:5]))
     if n == 0:
         raise ValueError(f"no image of the {name} evaluation set has ground truth")
