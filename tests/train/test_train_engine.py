@@ -6,10 +6,9 @@ import pytest
 import torch
 from train_fixtures import run_cli
 
-from varseg.losses import semi_supervised_loss
+from varseg.losses import masked_cross_entropy, semi_supervised_loss
 from varseg.train import TrainConfig, train
 from varseg.train.builders import LRSchedule
-from varseg.losses import masked_cross_entropy
 from varseg.train.sampling import IndexStream, StepBatchSampler
 
 TINY_UNET = {"base_channels": 4, "depth": 2}

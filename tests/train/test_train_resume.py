@@ -20,11 +20,40 @@ TINY = '{"base_channels": 4, "depth": 1}'
 
 
 def _args(out, steps=4, *extra):
-    return ["--dataset", "synthetic", "--dataset-kw", '{"n_images": 6, "image_size": 16}',
-            "--model", "unet", "--model-kw", TINY, "--mode", "semi", "--labeled-fraction",
-            "1/2", "--ms-weight", "0.5", "--max-steps", str(steps), "--batch-size", "2",
-            "--seed", "3", "--device", "cpu", "--lr", "0.01", "--log-every", "1",
-            "--checkpoint-every", "1", "--no-progress", "--out", str(out), *extra]
+    return [
+        "--dataset",
+        "synthetic",
+        "--dataset-kw",
+        '{"n_images": 6, "image_size": 16}',
+        "--model",
+        "unet",
+        "--model-kw",
+        TINY,
+        "--mode",
+        "semi",
+        "--labeled-fraction",
+        "1/2",
+        "--ms-weight",
+        "0.5",
+        "--max-steps",
+        str(steps),
+        "--batch-size",
+        "2",
+        "--seed",
+        "3",
+        "--device",
+        "cpu",
+        "--lr",
+        "0.01",
+        "--log-every",
+        "1",
+        "--checkpoint-every",
+        "1",
+        "--no-progress",
+        "--out",
+        str(out),
+        *extra,
+    ]
 
 
 def _one_error_line(capsys):
@@ -48,16 +77,19 @@ def _copy(run, dest):
     return dest
 
 
-@pytest.mark.parametrize("flags,keys", [
-    (["--lr", "0.02"], "lr"),
-    (["--labeled-fraction", "1/3"], "labeled_fraction"),
-    (["--batch-size", "3"], "batch_size"),
-    (["--seed", "4"], "seed"),
-    (["--max-steps", "1"], "max_steps"),
-    (["--model-kw", '{"depth": 2}'], "model_kw"),
-    (["--model", "kanezaki", "--set", "model_kw={}"], "model"),
-    (["--config", "synthetic-sweep"], "batch_size"),
-])
+@pytest.mark.parametrize(
+    "flags,keys",
+    [
+        (["--lr", "0.02"], "lr"),
+        (["--labeled-fraction", "1/3"], "labeled_fraction"),
+        (["--batch-size", "3"], "batch_size"),
+        (["--seed", "4"], "seed"),
+        (["--max-steps", "1"], "max_steps"),
+        (["--model-kw", '{"depth": 2}'], "model_kw"),
+        (["--model", "kanezaki", "--set", "model_kw={}"], "model"),
+        (["--config", "synthetic-sweep"], "batch_size"),
+    ],
+)
 def test_resume_refuses_a_changed_run_definition(run2, tmp_path, capsys, flags, keys):
     run = _copy(run2, tmp_path / "run")
     before = (run / "config.json").read_text(), (run / "last.pt").read_bytes()
@@ -69,16 +101,31 @@ def test_resume_refuses_a_changed_run_definition(run2, tmp_path, capsys, flags, 
 
 def test_resume_accepts_the_extendable_keys(run2, tmp_path):
     run = _copy(run2, tmp_path / "run")
-    assert run_cli("train", ["--out", run, "--resume", "--no-progress", "--max-steps", "3",
-                             "--eval-every", "0", "--num-workers", "0"]) == 0
+    assert (
+        run_cli(
+            "train",
+            [
+                "--out",
+                run,
+                "--resume",
+                "--no-progress",
+                "--max-steps",
+                "3",
+                "--eval-every",
+                "0",
+                "--num-workers",
+                "0",
+            ],
+        )
+        == 0
+    )
     assert load_checkpoint(run / "last.pt")["step"] == 3
     assert json.loads((run / "config.json").read_text())["max_steps"] == 3
 
 
 def test_resume_changes_rules():
     base = {"lr": 0.1, "max_steps": 10, "epochs": None, "eval_every": 0, "num_workers": 0}
-    assert resume_changes(base, {**base, "max_steps": 20, "eval_every": 2,
-                                 "num_workers": 3}) == []
+    assert resume_changes(base, {**base, "max_steps": 20, "eval_every": 2, "num_workers": 3}) == []
     assert resume_changes(base, {**base, "max_steps": 5}) == ["max_steps"]
     assert resume_changes(base, {**base, "epochs": 3, "lr": 0.2}) == ["epochs", "lr"]
     assert resume_changes(base, {**base, "max_steps": 20}, step=30) == ["max_steps"]
@@ -88,10 +135,19 @@ def test_resume_changes_rules():
 
 def test_resume_of_a_single_run_from_the_sweep_config_resumes_that_run(tmp_path):
     out = tmp_path / "single"
-    common = ["--dataset-kw", '{"n_images": 6, "image_size": 16}', "--model-kw", TINY,
-              "--no-progress", "--out", out]
-    assert run_cli("train", ["--config", "synthetic-sweep", "--no-sweep", "--max-steps", "1",
-                             *common]) == 0
+    common = [
+        "--dataset-kw",
+        '{"n_images": 6, "image_size": 16}',
+        "--model-kw",
+        TINY,
+        "--no-progress",
+        "--out",
+        out,
+    ]
+    assert (
+        run_cli("train", ["--config", "synthetic-sweep", "--no-sweep", "--max-steps", "1", *common])
+        == 0
+    )
     assert run_cli("train", ["--out", out, "--resume", "--max-steps", "2", "--no-progress"]) == 0
     assert load_checkpoint(out / "last.pt")["step"] == 2
     assert not (out / "runs").exists() and not (out / "sweep.md").exists()
@@ -111,8 +167,7 @@ def test_damaged_checkpoint_is_refused_in_one_line(run2, tmp_path, capsys, damag
     else:
         data = os.urandom(len(data))
     ck.write_bytes(bytes(data))
-    assert run_cli("train", ["--out", run, "--resume", "--max-steps", "3",
-                             "--no-progress"]) == 2
+    assert run_cli("train", ["--out", run, "--resume", "--max-steps", "3", "--no-progress"]) == 2
     assert "checkpoint" in _one_error_line(capsys)
     assert run_cli("evaluate", ["--checkpoint", ck, "--no-progress"]) == 2
     assert str(ck) in _one_error_line(capsys)
@@ -214,7 +269,12 @@ def test_killed_training_resumes_to_the_uninterrupted_weights(tmp_path, one_thre
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     proc = subprocess.Popen(
         [sys.executable, "-c", _SLOW_CHILD, *_args(out, steps, "--checkpoint-every", "3")],
-        env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        env=env,
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     _wait_for_step(out, 4, proc)
     proc.send_signal(sig)
     _, err = proc.communicate(timeout=120)

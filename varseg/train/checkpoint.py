@@ -98,13 +98,16 @@ def verify_checkpoint(path) -> None:
     path = Path(path)
     listed = _listed_digests(path)
     if not listed:
-        raise ValueError(f"checkpoint {path} has no checksum file {checksum_path(path).name}: "
-                         "expected a checkpoint written by varseg train")
+        raise ValueError(
+            f"checkpoint {path} has no checksum file {checksum_path(path).name}: "
+            "expected a checkpoint written by varseg train"
+        )
     if path.stat().st_size == 0:
         raise ValueError(f"checkpoint {path} is empty: expected a varseg training checkpoint")
     if sha256_file(path) not in listed:
-        raise ValueError(f"checkpoint {path} is corrupt: its SHA-256 does not match "
-                         f"{checksum_path(path).name}")
+        raise ValueError(
+            f"checkpoint {path} is corrupt: its SHA-256 does not match {checksum_path(path).name}"
+        )
 
 
 def load_checkpoint(path, map_location="cpu", *, verify: bool = True) -> dict:
@@ -140,11 +143,20 @@ def load_checkpoint(path, map_location="cpu", *, verify: bool = True) -> dict:
         verify_checkpoint(path)
     try:
         ck = torch.load(path, map_location=map_location, weights_only=True)
-    except (RuntimeError, EOFError, OSError, pickle.UnpicklingError, zipfile.BadZipFile,
-            ValueError, TypeError, AttributeError) as err:
+    except (
+        RuntimeError,
+        EOFError,
+        OSError,
+        pickle.UnpicklingError,
+        zipfile.BadZipFile,
+        ValueError,
+        TypeError,
+        AttributeError,
+    ) as err:
         msg = str(err).splitlines()[0] if str(err) else type(err).__name__
-        raise ValueError(f"checkpoint {path} cannot be read ({msg}): expected a varseg "
-                         "training checkpoint") from None
+        raise ValueError(
+            f"checkpoint {path} cannot be read ({msg}): expected a varseg training checkpoint"
+        ) from None
     missing = [k for k in _REQUIRED if not isinstance(ck, dict) or k not in ck]
     if missing:
         raise ValueError(f"checkpoint {path} lacks {missing}: not a varseg training checkpoint")
@@ -175,8 +187,9 @@ def resolve_device(spec: str = "auto", local_rank: int = 0) -> torch.device:
         spec = "cuda" if torch.cuda.is_available() else "cpu"
     if spec.startswith("cuda"):
         if not torch.cuda.is_available():
-            raise ValueError(f"device {spec!r} requested but CUDA is not available; use "
-                             "--device cpu or auto")
+            raise ValueError(
+                f"device {spec!r} requested but CUDA is not available; use --device cpu or auto"
+            )
         if spec == "cuda":
             spec = f"cuda:{local_rank}"
     try:
@@ -184,8 +197,9 @@ def resolve_device(spec: str = "auto", local_rank: int = 0) -> torch.device:
     except RuntimeError as err:
         raise ValueError(f"unknown device {spec!r}; use auto, cpu, cuda or cuda:N") from err
     if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
-        raise ValueError(f"device {spec!r} requested but only {torch.cuda.device_count()} "
-                         "CUDA device(s) exist")
+        raise ValueError(
+            f"device {spec!r} requested but only {torch.cuda.device_count()} CUDA device(s) exist"
+        )
     if dev.type not in ("cpu", "cuda"):
         raise ValueError(f"unknown device {spec!r}; use auto, cpu, cuda or cuda:N")
     return dev

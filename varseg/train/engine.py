@@ -66,7 +66,6 @@ from .builders import (
 )
 from .checkpoint import CHECKPOINT_NAME, load_checkpoint, resolve_device, save_checkpoint
 from .config import TrainConfig, resume_changes
-from .steps import StepState, make_step, unwrap
 from .sampling import (
     EpochItems,
     IndexStream,
@@ -74,6 +73,7 @@ from .sampling import (
     collate_train,
     steps_for_epochs,
 )
+from .steps import StepState, make_step, unwrap
 
 __all__ = [
     "CHECKPOINT_NAME",

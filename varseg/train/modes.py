@@ -7,8 +7,8 @@ from __future__ import annotations
 
 from varseg.losses import masked_cross_entropy
 
-from .steps import StepState, SupervisedStep, UnsupervisedStep, kmeans_targets, unwrap
 from .steps import Step as Mode
+from .steps import StepState, SupervisedStep, UnsupervisedStep, kmeans_targets, unwrap
 from .steps import make_step as make_mode
 
 CrossEntropyMSStep = SupervisedStep

@@ -6,15 +6,22 @@ above both and wires them (MONAI's ``ValidationHandler`` pattern).
 
 from __future__ import annotations
 
-from . import engine
 from .config import TrainConfig
+from .engine import train as train_with_validator
 from .evaluate import ValidationHandler
 
 __all__ = ["train"]
 
 
-def train(config: TrainConfig, out_dir, *, resume: bool = False, progress: bool | None = None,
-          callbacks=(), validator=None) -> dict:
+def train(
+    config: TrainConfig,
+    out_dir,
+    *,
+    resume: bool = False,
+    progress: bool | None = None,
+    callbacks=(),
+    validator=None,
+) -> dict:
     """Train ``config`` into ``out_dir`` (Kim & Ye, IEEE TIP 2019, Sec. III-C, Eq. 12-20).
 
     Parameters
@@ -52,5 +59,11 @@ def train(config: TrainConfig, out_dir, *, resume: bool = False, progress: bool 
     >>> train(cfg, "run")["step"]          # doctest: +SKIP
     2
     """
-    return engine.train(config, out_dir, resume=resume, progress=progress, callbacks=callbacks,
-                        validator=ValidationHandler() if validator is None else validator)
+    return train_with_validator(
+        config,
+        out_dir,
+        resume=resume,
+        progress=progress,
+        callbacks=callbacks,
+        validator=ValidationHandler() if validator is None else validator,
+    )

@@ -41,7 +41,8 @@ logger = logging.getLogger(__name__)
 #: File that marks a sweep folder (``varseg train --out DIR --resume`` resumes the sweep).
 SWEEP_CONFIG_NAME = "sweep_config.json"
 
-__all__ = ["SWEEP_CONFIG_NAME", "SWEEP_DEFAULTS", "sweep_settings", "run_sweep", "summarise", "format_markdown"]
+__all__ = ["SWEEP_CONFIG_NAME", "SWEEP_DEFAULTS", "sweep_settings", "run_sweep", "summarise",
+           "format_markdown"]
 
 #: Settings of :func:`run_sweep` (the ``sweep`` object of a config overrides them).
 SWEEP_DEFAULTS = {
@@ -78,7 +79,8 @@ def _run_name(frac, lam, seed) -> str:
     return f"{_frac_label(frac).replace('/', '-')}_lam{lam:g}_seed{seed}"
 
 
-def run_sweep(config: TrainConfig, out_dir, *, progress: bool | None = False, log=logger.info) -> dict:
+def run_sweep(config: TrainConfig, out_dir, *, progress: bool | None = False,
+              log=logger.info) -> dict:
     """Train and evaluate every (fraction, λ, seed) of the sweep; write the tables.
 
     Parameters
@@ -209,9 +211,9 @@ def _write(out: Path, records, summary, md, settings, config) -> dict:
         w.writeheader()
         w.writerows(summary)
     atomic_write_text(paths["markdown"], md)
-    atomic_write_text(paths["json"], json.dumps({"settings": settings, "config": config.to_dict(),
-                                         "runs": records, "summary": summary}, indent=1,
-                                        default=_nan_safe) + "\n")
+    atomic_write_text(paths["json"], json.dumps(
+        {"settings": settings, "config": config.to_dict(), "runs": records, "summary": summary},
+        indent=1, default=_nan_safe) + "\n")
     return {k: str(v) for k, v in paths.items()}
 
 

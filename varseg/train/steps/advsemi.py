@@ -30,6 +30,7 @@ References
 .. [2] B. Kim and J. C. Ye, "Mumford-Shah Loss Functional for Image Segmentation with Deep
        Learning", IEEE Trans. Image Process. 29, 2019, Sec. IV-B1.
 """
+
 from __future__ import annotations
 
 import torch
@@ -70,9 +71,13 @@ class AdvSemiStep(Step):
         s = advsemi_settings(cfg.advsemi)
         self.settings = s
         self.weights = AdvSemiLossWeights(
-            lambda_adv=float(s["lambda_adv"]), lambda_semi=float(s["lambda_semi"]),
-            lambda_semi_adv=float(s["lambda_semi_adv"]), mask_T=float(s["mask_T"]),
-            semi_start=int(s["semi_start"]), semi_start_adv=int(s["semi_start_adv"]))
+            lambda_adv=float(s["lambda_adv"]),
+            lambda_semi=float(s["lambda_semi"]),
+            lambda_semi_adv=float(s["lambda_semi_adv"]),
+            mask_T=float(s["mask_T"]),
+            semi_start=int(s["semi_start"]),
+            semi_start_adv=int(s["semi_start_adv"]),
+        )
         self.discriminator = Discriminator(task.num_classes, ndf=int(s["ndf"]))
         self.d_model = self.discriminator
         self.d_optimizer = None
@@ -83,8 +88,10 @@ class AdvSemiStep(Step):
         self.discriminator.to(device)
         self.d_model = wrap(self.discriminator)
         self.d_optimizer = torch.optim.Adam(
-            self.discriminator.parameters(), lr=float(self.settings["d_lr"]),
-            betas=tuple(float(b) for b in self.settings["d_betas"]))
+            self.discriminator.parameters(),
+            lr=float(self.settings["d_lr"]),
+            betas=tuple(float(b) for b in self.settings["d_betas"]),
+        )
         for g in self.d_optimizer.param_groups:
             g["initial_lr"] = g["lr"]
 
@@ -92,27 +99,35 @@ class AdvSemiStep(Step):
         return [self.d_optimizer]
 
     def state_dict(self) -> dict:
-        return {"discriminator": self.discriminator.state_dict(),
-                "d_optimizer": self.d_optimizer.state_dict()}
+        return {
+            "discriminator": self.discriminator.state_dict(),
+            "d_optimizer": self.d_optimizer.state_dict(),
+        }
 
     def load_state_dict(self, state: dict) -> None:
         self.discriminator.load_state_dict(state["discriminator"])
         self.d_optimizer.load_state_dict(state["d_optimizer"])
 
-    def __call__(self, state: StepState, batch: dict, step: int) -> dict:
-        x, y, labeled = state.to_device(batch)
+    def _unlabeled_loss(self, logits, d_pred, step: int, logs: dict):
+        """AdvSemi's losses of the unlabelled images (active after their start steps)."""
         w = self.weights
-        ignore = self.task.ignore_index
-        n = x.shape[0]
-        state.optimizer.zero_grad(set_to_none=True)
-        self.d_optimizer.zero_grad(set_to_none=True)
-        d_plain = unwrap(self.d_model)
-        logs = {k: 0.0 for k in ("ce", "adv", "semi_adv", "semi", "loss")}
-        if self.cfg.ms_weight > 0:
-            logs["ms"] = 0.0
+        loss = logits.sum() * 0.0
+        if w.semi_adv_active(step):
+            semi_adv = adversarial_loss(d_pred, True)
+            loss = loss + w.lambda_semi_adv * semi_adv
+            logs["semi_adv"] = semi_adv.detach()
+        if w.semi_active(step):
+            semi = semi_supervised_self_training_loss(
+                logits, d_pred, w.mask_T, ignore_index=self._pseudo_ignore
+            )
+            loss = loss + w.lambda_semi * semi
+            logs["semi"] = semi.detach()
+        return loss
 
-        # ---- segmentation network, D frozen (called as a plain module: no DDP hooks).
-        # Unlabelled images first, then labelled ones, in separate passes as in AdvSemi.
+    def _segmentation_passes(self, state, x, y, labeled, step: int, logs: dict) -> list:
+        """S on the unlabelled, then the labelled images, D frozen; returns the softmaxes."""
+        n = x.shape[0]
+        d_plain = unwrap(self.d_model)  # a plain module while frozen: no DDP hooks
         probs = []
         _requires_grad(d_plain, False)
         for is_labeled in (False, True):
@@ -127,21 +142,12 @@ class AdvSemiStep(Step):
             with state.autocast():
                 d_pred = d_plain(prob).float()
             if is_labeled:
-                ce = masked_cross_entropy(logits, y[sel], labeled[sel], ignore)
+                ce = masked_cross_entropy(logits, y[sel], labeled[sel], self.task.ignore_index)
                 adv = adversarial_loss(d_pred, True)
-                loss = ce + w.lambda_adv * adv
+                loss = ce + self.weights.lambda_adv * adv
                 logs["ce"], logs["adv"] = ce.detach(), adv.detach()
             else:
-                loss = logits.sum() * 0.0
-                if w.semi_adv_active(step):
-                    semi_adv = adversarial_loss(d_pred, True)
-                    loss = loss + w.lambda_semi_adv * semi_adv
-                    logs["semi_adv"] = semi_adv.detach()
-                if w.semi_active(step):
-                    semi = semi_supervised_self_training_loss(
-                        logits, d_pred, w.mask_T, ignore_index=self._pseudo_ignore)
-                    loss = loss + w.lambda_semi * semi
-                    logs["semi"] = semi.detach()
+                loss = self._unlabeled_loss(logits, d_pred, step, logs)
             if self.cfg.ms_weight > 0:
                 share = xs.shape[0] / n if self.cfg.ms_reduction == "mean" else 1.0
                 ms = self.ms_loss(logits, xs) * share
@@ -151,21 +157,37 @@ class AdvSemiStep(Step):
             logs["loss"] = logs["loss"] + loss.detach()
             probs.append(prob.detach())
         _requires_grad(d_plain, True)
+        return probs
 
-        # ---- discriminator: predictions are fake, one-hot ground truth is real
+    def _discriminator_loss(self, state, probs, y, labeled):
+        """D's loss: predictions are fake, one-hot ground truth is real (void ignored)."""
+        ignore = self.task.ignore_index
         d_in = torch.cat(probs, dim=0)
         n_fake = d_in.shape[0]
         has_l = bool(labeled.any())
         if has_l:
-            gt = one_hot_label_map(y[labeled], self.task.num_classes, ignore_index=ignore,
-                                   dtype=d_in.dtype)
+            gt = one_hot_label_map(
+                y[labeled], self.task.num_classes, ignore_index=ignore, dtype=d_in.dtype
+            )
             d_in = torch.cat([d_in, gt], dim=0)
         with state.autocast():
             d_all = self.d_model(d_in).float()
         d_loss = 0.5 * adversarial_loss(d_all[:n_fake], False)
         if has_l:
-            d_loss = d_loss + 0.5 * adversarial_loss(d_all[n_fake:], True,
-                                                     ignore_mask=(y[labeled] == ignore))
+            d_loss = d_loss + 0.5 * adversarial_loss(
+                d_all[n_fake:], True, ignore_mask=(y[labeled] == ignore)
+            )
+        return d_loss
+
+    def __call__(self, state: StepState, batch: dict, step: int) -> dict:
+        x, y, labeled = state.to_device(batch)
+        state.optimizer.zero_grad(set_to_none=True)
+        self.d_optimizer.zero_grad(set_to_none=True)
+        logs = {k: 0.0 for k in ("ce", "adv", "semi_adv", "semi", "loss")}
+        if self.cfg.ms_weight > 0:
+            logs["ms"] = 0.0
+        probs = self._segmentation_passes(state, x, y, labeled, step, logs)
+        d_loss = self._discriminator_loss(state, probs, y, labeled)
         state.backward(d_loss)
         state.step(state.optimizer, unwrap(state.model))
         state.step(self.d_optimizer, None)

@@ -79,9 +79,11 @@ class StepState:
     def to_device(self, batch: dict):
         """``(image, label, labeled)`` of a batch on the device."""
         nb = self.device.type == "cuda"
-        return (batch["image"].to(self.device, non_blocking=nb).float(),
-                batch["label"].to(self.device, non_blocking=nb),
-                batch["labeled"].to(self.device, non_blocking=nb))
+        return (
+            batch["image"].to(self.device, non_blocking=nb).float(),
+            batch["label"].to(self.device, non_blocking=nb),
+            batch["labeled"].to(self.device, non_blocking=nb),
+        )
 
 
 class Step:
@@ -120,8 +122,7 @@ class Step:
     def ms_loss(self, logits: torch.Tensor, image: torch.Tensor) -> torch.Tensor:
         """Mumford–Shah loss of Eq. 12-13 with the configured length weight."""
         c = self.cfg
-        return mumford_shah_loss(logits, image, c.length_weight, tv=c.tv,
-                                 reduction=c.ms_reduction)
+        return mumford_shah_loss(logits, image, c.length_weight, tv=c.tv, reduction=c.ms_reduction)
 
     def __call__(self, state: StepState, batch: dict, step: int) -> dict:
         raise NotImplementedError

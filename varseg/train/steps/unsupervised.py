@@ -46,15 +46,23 @@ class UnsupervisedStep(Step):
             return {"loss": loss.detach(), "ce": loss.detach()}
         if c.bias_field:
             if bias is None:
-                raise ValueError(f"model {c.model!r} returned no bias field; it must be built "
-                                 "with bias_field=True")
+                raise ValueError(
+                    f"model {c.model!r} returned no bias field; it must be built "
+                    "with bias_field=True"
+                )
             bias = bias.float()
             if c.bias_sigma > 0:  # smooth by construction: cannot absorb region boundaries
                 bias = smooth_bias(bias, c.bias_sigma)
             # unit-mean bias: Eq. 19's beta TV(b) would otherwise shrink b towards 0
-            loss = bias_field_mumford_shah_loss(logits, unit_mean_bias(bias), x,
-                                                c.length_weight, c.beta, tv=c.tv,
-                                                reduction=c.ms_reduction)
+            loss = bias_field_mumford_shah_loss(
+                logits,
+                unit_mean_bias(bias),
+                x,
+                c.length_weight,
+                c.beta,
+                tv=c.tv,
+                reduction=c.ms_reduction,
+            )
         else:
             loss = self.ms_loss(logits, x)
         state.backward(loss)
@@ -72,6 +80,10 @@ def kmeans_targets(x: torch.Tensor, k: int) -> torch.Tensor:
     from varseg.levelset.init import kmeans_partition, lloyd_partition
 
     arr = x.detach().cpu().double().numpy()
-    out = [lloyd_partition(a, k, np.random.default_rng(0)) if a.shape[0] > 1
-           else kmeans_partition(a, k) for a in arr]
+    out = [
+        lloyd_partition(a, k, np.random.default_rng(0))
+        if a.shape[0] > 1
+        else kmeans_partition(a, k)
+        for a in arr
+    ]
     return torch.as_tensor(np.stack(out), device=x.device)
