@@ -47,6 +47,7 @@ import torch
 import torch.nn.functional as F
 
 from varseg._atomic import atomic_write_text
+from varseg.metrics.overlap import scores_from_confusion
 from varseg.models import split_output
 
 from .builders import TaskInfo, dataset_kwargs, rebuild_model
@@ -158,25 +159,6 @@ def _nan_to_none(x):
     if isinstance(x, float) and not math.isfinite(x):
         return None
     return x
-
-
-def _class_scores(cm: np.ndarray, c: int) -> dict:
-    """Dice / precision / recall / IoU of class ``c`` from pooled counts, with the binary
-    conventions of :mod:`varseg.metrics.overlap` (both empty -> 1, one empty -> 0)."""
-    tp = float(cm[c, c])
-    fp = float(cm[:, c].sum()) - tp
-    fn = float(cm[c, :].sum()) - tp
-
-    n_pred, n_true = tp + fp, tp + fn
-    both_empty = n_pred == 0 and n_true == 0
-
-    def ratio(num, den):
-        if den == 0:  # P (precision) or T (recall) empty: 1 if both are, else 0
-            return 1.0 if both_empty else 0.0
-        return num / den
-
-    return {"dice": ratio(2 * tp, 2 * tp + fp + fn), "precision": ratio(tp, n_pred),
-            "recall": ratio(tp, n_true), "iou": ratio(tp, tp + fp + fn)}
 
 
 def _items(batch: dict):
@@ -324,7 +306,7 @@ def _results(scores: _Scores, name: str, dataset, seconds: float) -> dict:
         })
         return res
     matrix = r["confusion_matrix"]
-    per = {names[c]: _class_scores(matrix, c) for c in range(1, k)}
+    per = {names[c]: scores_from_confusion(matrix, c) for c in range(1, k)}
     for key in ("dice", "precision", "recall", "iou"):
         res[key] = float(np.mean([v[key] for v in per.values()])) if per else None
     res["accuracy"] = _nan_to_none(float(r["accuracy"]))
