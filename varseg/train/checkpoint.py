@@ -29,6 +29,7 @@ __all__ = [
     "resolve_device",
     "save_checkpoint",
     "sha256_file",
+    "verify_checkpoint",
 ]
 
 CHECKPOINT_NAME = "last.pt"
@@ -100,7 +101,7 @@ def verify_checkpoint(path) -> None:
     if not listed:
         raise ValueError(
             f"checkpoint {path} has no checksum file {checksum_path(path).name}: "
-            "expected a checkpoint written by varseg train"
+            "expected a checkpoint written by varseg train (or load it with verify=False)"
         )
     if path.stat().st_size == 0:
         raise ValueError(f"checkpoint {path} is empty: expected a varseg training checkpoint")
