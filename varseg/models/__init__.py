@@ -23,7 +23,7 @@ import inspect
 from torch import nn
 
 from ._common import BIAS_EPS, BiasFieldHead, load_checkpoint
-from .advsemi_losses import (
+from .adversarial import (
     AdvSemiLossWeights,
     adversarial_loss,
     one_hot_label_map,
