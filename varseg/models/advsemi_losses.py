@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 from .adversarial import (
     AdvSemiLossWeights,
     adversarial_loss,
@@ -15,3 +17,9 @@ __all__ = [
     "one_hot_label_map",
     "semi_supervised_self_training_loss",
 ]
+
+warnings.warn(
+    "varseg.models.advsemi_losses is deprecated; use varseg.models.adversarial",
+    DeprecationWarning,
+    stacklevel=2,
+)

@@ -5,6 +5,8 @@ Kept for one release; every name re-exports its new home.
 
 from __future__ import annotations
 
+import warnings
+
 from varseg.losses import masked_cross_entropy
 
 from .steps import Step as Mode
@@ -23,3 +25,7 @@ __all__ = [
     "masked_cross_entropy",
     "unwrap",
 ]
+
+warnings.warn(
+    "varseg.train.modes is deprecated; use varseg.train.steps", DeprecationWarning, stacklevel=2
+)
