@@ -27,13 +27,14 @@ def train(
     Parameters
     ----------
     config : TrainConfig
+        The run's settings.
     out_dir : path
         Run folder (created).
     resume : bool
         Continue the run in ``out_dir`` from its ``last.pt`` (checksum verified; only
         :data:`~varseg.train.config.EXTENDABLE` keys may differ).
     progress : bool or None
-        tqdm progress bar (default: only on a terminal).
+        Tqdm progress bar (default: only on a terminal).
     callbacks : sequence of callables
         Called as ``callback(trainer)`` after each step.
     validator : callable or None

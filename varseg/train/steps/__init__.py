@@ -46,7 +46,9 @@ def make_step(cfg, task) -> Step:
     Parameters
     ----------
     cfg : varseg.train.config.TrainConfig
+        The run's configuration (its ``mode`` picks the step).
     task : varseg.train.builders.TaskInfo
+        Input channels, classes and ignore label of the training set.
 
     Returns
     -------
