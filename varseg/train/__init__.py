@@ -17,11 +17,11 @@ BMVC 2018) + Mumford–Shah on PASCAL VOC.
 * :mod:`~varseg.train.evaluate` -- :func:`evaluate_checkpoint` with the paper's metrics and
   the :class:`~varseg.train.evaluate.ValidationHandler` the trainer is given.
 * :mod:`~varseg.train.run` -- :func:`train`: the engine with that validator.
+* :mod:`~varseg.train.sweep` -- :func:`run_sweep`, the labelled-fraction sweep (CE vs.
+  CE + λ·MS) on synthetic images.
 
 Layers (imports point down only): ``config`` -> ``builders``, ``checkpoint``, ``sampling``
 -> ``steps`` -> ``engine``, ``evaluate`` -> ``run`` -> ``sweep``.
-* :mod:`~varseg.train.sweep` -- :func:`run_sweep`, the labelled-fraction sweep (CE vs.
-  CE + λ·MS) on synthetic images.
 
 Command line: ``varseg train`` and ``varseg evaluate``.
 """
