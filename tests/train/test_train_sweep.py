@@ -35,6 +35,10 @@ def test_synthetic_sweep_cli_writes_tables(tmp_path, capsys):
     before = (runs_dir / "1-4_lam0_seed0" / "last.pt").stat().st_mtime_ns
     assert run_cli("train", args) == 0
     assert (runs_dir / "1-4_lam0_seed0" / "last.pt").stat().st_mtime_ns == before
+    # ``--resume`` on the sweep folder resumes the sweep (not a single run in it)
+    assert run_cli("train", ["--out", out, "--resume", "--no-progress"]) == 0
+    assert (runs_dir / "1-4_lam0_seed0" / "last.pt").stat().st_mtime_ns == before
+    assert not (out / "last.pt").exists() and "| 1/4 |" in capsys.readouterr().out
 
 
 def test_shipped_sweep_config_compares_ce_with_ce_plus_ms():
