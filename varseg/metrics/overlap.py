@@ -63,7 +63,7 @@ from .._validation import check_int
 from ._inputs import label_pair
 
 __all__ = ["confusion_matrix", "ConfusionMatrix", "iou", "mean_iou", "dice", "precision",
-           "recall", "pixel_accuracy"]
+           "recall", "pixel_accuracy", "scores_from_confusion"]
 
 _METRICS = ("iou", "dice", "precision", "recall")
 
@@ -187,6 +187,66 @@ def _binary_scores(p, t, metric, positive, ignore_index, empty_score):
         score = _ratio(tp, n_t)
     score = np.where(np.isnan(score), 0.0, score)  # one-sided 0/0 (precision/recall) → 0
     return np.where(both_empty, float(empty_score), score)
+
+
+def scores_from_confusion(cm, c, *, empty_score=1.0):
+    r"""Dice, precision, recall and IoU of class ``c`` from a confusion matrix.
+
+    With :math:`TP = M_{cc}`, :math:`FP = \sum_i M_{ic} - TP`, :math:`FN = \sum_j M_{cj} - TP`
+    (rows: target, columns: prediction, as :func:`confusion_matrix`):
+
+    .. math::
+
+        \mathrm{Dice} = \frac{2TP}{2TP + FP + FN}, \quad
+        \mathrm{precision} = \frac{TP}{TP + FP}, \quad
+        \mathrm{recall} = \frac{TP}{TP + FN}, \quad
+        \mathrm{IoU} = \frac{TP}{TP + FP + FN}
+
+    with the conventions of :func:`dice` and friends: both masks empty gives
+    ``empty_score``; one empty side (precision or recall 0/0) gives 0. The counts may be
+    pooled over a whole data set (Kim & Ye 2019, Tables IV-V).
+
+    Parameters
+    ----------
+    cm : array_like, shape (K, K)
+        Confusion counts.
+    c : int
+        Class index in ``0 .. K-1``.
+    empty_score : float
+        Score when class ``c`` is absent from both prediction and target.
+
+    Returns
+    -------
+    dict
+        ``dice``, ``precision``, ``recall``, ``iou`` (floats).
+
+    Raises
+    ------
+    ValueError
+        ``cm`` not square, or ``c`` out of range.
+
+    Examples
+    --------
+    >>> scores_from_confusion([[5, 1], [2, 2]], 1)["dice"]
+    0.5714285714285714
+    """
+    cm = np.asarray(cm, dtype=np.float64)
+    if cm.ndim != 2 or cm.shape[0] != cm.shape[1]:
+        raise ValueError(f"cm must be a square (K, K) matrix; got shape {cm.shape}")
+    c = _check_int(c, "c", minimum=0)
+    if c >= cm.shape[0]:
+        raise ValueError(f"c must be in 0..{cm.shape[0] - 1}; got {c}")
+    tp = cm[c, c]
+    n_pred, n_true = cm[:, c].sum(), cm[c, :].sum()
+    if n_pred == 0 and n_true == 0:
+        e = float(empty_score)
+        return {"dice": e, "precision": e, "recall": e, "iou": e}
+
+    def ratio(num, den):
+        return float(num / den) if den > 0 else 0.0
+
+    return {"dice": ratio(2 * tp, n_pred + n_true), "precision": ratio(tp, n_pred),
+            "recall": ratio(tp, n_true), "iou": ratio(tp, n_pred + n_true - tp)}
 
 
 def _score(metric, pred, target, num_classes, positive, ignore_index, average, per_sample,
