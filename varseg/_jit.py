@@ -25,7 +25,7 @@ log = logging.getLogger(__name__)
 
 #: Seconds a first call may take before :func:`ensure_compiled` logs that it is compiling
 #: (loading kernels from Numba's cache takes well under this).
-ANNOUNCE_AFTER = 0.5
+ANNOUNCE_AFTER = 1.0
 
 _DONE: dict = {}
 _LOCK = threading.Lock()

@@ -517,9 +517,10 @@ def _step_range(b0, b1, nb, x, phi, out, lab, lab_out, m_lab, m_evo, lam, mu, dt
 
 
 def _finish_step(xtot, pc, ps, pcc, pcs, pnd, pd, pdata, plen):
-    """Reduce the block partials of a step in block order."""
+    """Reduce the block partials of a step in block order; the means of the new iterate."""
     nb, m = pd.shape
     cnt, sums, ccnt, csums = _reduce_blocks(pc, ps, pcc, pcs, xtot)
+    m_lab, m_evo = means_from_sums(cnt, sums, ccnt, csums)
     dsq = np.zeros(m)
     data = 0.0
     length = 0.0
@@ -528,7 +529,7 @@ def _finish_step(xtot, pc, ps, pcc, pcs, pnd, pd, pdata, plen):
         length += plen[q]
         for l in range(m):
             dsq[l] += pd[q, l]
-    return cnt, sums, ccnt, csums, pnd.sum(), dsq, data, length
+    return m_lab, m_evo, pnd.sum(), dsq, data, length
 
 
 def _row_change(lr, rr, ld, lz):
@@ -620,8 +621,8 @@ class Stepper:
 
     with :math:`\phi_i` the edge-replicated neighbours and the data force
     :math:`f_j = -\lambda_{s_0}\|x - c_{s_0}\|^2 + \lambda_{s_1}\|x - c_{s_1}\|^2`
-    (:math:`s_0, s_1`: the pixel's phase with bit j cleared / set). It returns ``cnt, sums,
-    ccnt, csums`` (phase counts/sums of ``out`` and their ``phi > 0`` corrections), ``ndiff``
+    (:math:`s_0, s_1`: the pixel's phase with bit j cleared / set). It returns ``m_lab,
+    m_evo`` (the means of the labels of ``out`` and of its ``phi > 0`` partition), ``ndiff``
     (pixels where the two conventions differ), ``dsq`` (per level set, the sum of
     :math:`(\phi^{new}_j - \phi_j)^2`) and the ``data, length`` terms of ``lab`` (0 unless
     ``record``). ``fast``: use the :data:`FAST` family (fast-math update, float32 working

@@ -207,7 +207,8 @@ def chan_vese(image, n_phases=2, *, mu=0.25, lambdas=1.0, dt=0.5, eps=1.0, max_i
         Image not 2D/3D (with or without channel axis), NaN/Inf, ``n_phases`` not a power of
         two or larger than 8, unknown ``init`` name, ``init`` array of the wrong shape,
         ``dt``/``eps`` not positive, negative ``mu``/``tol``/``lambdas``, unsupported
-        ``dtype``, negative ``max_iter``.
+        ``dtype``, negative ``max_iter``; a 3D image whose last axis has 3 or 4 entries
+        without ``channel_axis`` (an RGB(A) image: pass ``channel_axis=-1``).
 
     Notes
     -----
@@ -280,6 +281,12 @@ def chan_vese(image, n_phases=2, *, mu=0.25, lambdas=1.0, dt=0.5, eps=1.0, max_i
     threads that sleep while waiting, rather than ``parallel=True``, whose OpenMP barrier spins:
     on a machine shared with other busy processes a spinning barrier can cost more than the
     iteration. Results do not depend on the number of threads.
+
+    **Compilation.** The first call in a process for a working precision compiles the Numba
+    kernels (or loads them from Numba's on-disk cache) by running them on a tiny image
+    *before* the clock starts (:func:`varseg._jit.ensure_compiled`; a real compilation logs
+    one ``INFO`` line, about 20 s): ``elapsed`` and ``times`` never include JIT compilation.
+    ``varseg warmup`` (:func:`varseg._jit.warmup`) compiles every kernel ahead of time.
 
     Phase means use the sharp :math:`\phi > 0` (scikit-image); ``labels`` use
     :math:`\phi \ge 0` for phase bit 0 (:func:`phase_labels`): the two differ only on pixels
@@ -531,13 +538,10 @@ class _State:
         cnt, sums, ccnt, csums, self.ndiff = classify(x4, self.phi, self.lab, self.xtot)
         self.m_lab, self.m_evo = means_from_sums(cnt, sums, ccnt, csums)
 
-    def swap(self, cnt, sums, ccnt, csums, ndiff):
-        from ._cv_kernels import means_from_sums
-
+    def swap(self, m_lab, m_evo, ndiff):
         self.phi, self.phi_next = self.phi_next, self.phi
         self.lab, self.lab_next = self.lab_next, self.lab
-        self.m_lab, self.m_evo = means_from_sums(cnt, sums, ccnt, csums)
-        self.ndiff = ndiff
+        self.m_lab, self.m_evo, self.ndiff = m_lab, m_evo, ndiff
 
 
 def _iterate(run, x4, phi0, rule, threads):
@@ -558,12 +562,12 @@ def _iterate(run, x4, phi0, rule, threads):
     n_iter = 0
     rule.start(st.lab)
     while n_iter < cfg["max_iter"]:
-        *sums, ndiff, dsq, data, length = stepper.step(
+        m_lab, m_evo, ndiff, dsq, data, length = stepper.step(
             st.phi, st.phi_next, st.lab, st.lab_next, st.m_lab, st.m_evo, run.record,
             st.ndiff == 0)
         if run.record:
             energies.append(data + lam_ms * length)  # energy of the iterate before this step
-        st.swap(*sums, ndiff)
+        st.swap(m_lab, m_evo, ndiff)
         n_iter += 1
         times.append(time.perf_counter() - run.t_start)
         if snaps is not None and n_iter % cfg["every"] == 0:
