@@ -314,7 +314,8 @@ def test_recorded_energy_is_shared_energy(K, shape, channel_axis):
 
 
 @pytest.mark.parametrize("has_z", [False, True])
-def test_fast_float32_update_matches_ieee(has_z):
+@pytest.mark.parametrize("spacing", [None, (2.0, 1.0, 0.5)])
+def test_fast_float32_update_matches_ieee(has_z, spacing):
     from varseg.levelset import _cv_kernels as kern
 
     rng = np.random.default_rng(2)
@@ -323,6 +324,7 @@ def test_fast_float32_update_matches_ieee(has_z):
     f = (0.1 * rng.standard_normal(257)).astype(np.float32)
     args = (rows[0], rows[1], rows[2], rows[3], rows[4], has_z, f)
     consts = tuple(np.float32(v) for v in (0.25, 0.5, 1.0, 1e-16))
+    consts += (kern.spacing_weights(spacing, np.float32),)
     a = np.empty(257, np.float32)
     b = np.empty(257, np.float32)
     kern.IEEE._update_row(*args, a, *consts)

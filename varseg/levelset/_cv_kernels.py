@@ -265,9 +265,57 @@ def _upd3(p, pxp, pxm, pyp, pym, pzp, pzm, f, mu, dt, mudt, eps, eta, one, half)
     return (p + (dt * dl) * (mu * kk + f)) / (one + mudt * dl * sc)
 
 
-def _update_row(r, rp, rm, rzp, rzm, has_z, f, o, mu, dt, eps, eta):
+def _upd3s(p, pxp, pxm, pyp, pym, pzp, pzm, f, mu, dt, mudt, eps, eta, one, half, sp):
+    r""":func:`_upd3` on an anisotropic grid, ``sp = (1/dx, 1/dy, 1/dz, 1/dx^2, 1/dy^2,
+    1/dz^2)``: differences divided by the spacing inside :math:`C_i`, and each axis' pair
+    weighted by :math:`1/h_a^2` (the divergence of :math:`\nabla\phi/|\nabla\phi|`);
+    2D: ``pzp = pzm = p`` and ``sp[5] = 0``."""
+    dxp = (pxp - p) * sp[0]
+    dxm = (p - pxm) * sp[0]
+    dx0 = (pxp - pxm) * half * sp[0]
+    dyp = (pyp - p) * sp[1]
+    dym = (p - pym) * sp[1]
+    dy0 = (pyp - pym) * half * sp[1]
+    dzp = (pzp - p) * sp[2]
+    dzm = (p - pzm) * sp[2]
+    dz0 = (pzp - pzm) * half * sp[2]
+    x2 = dx0 * dx0
+    y2 = dy0 * dy0
+    z2 = dz0 * dz0
+    c1 = sp[3] / math.sqrt(eta + dxp * dxp + y2 + z2)
+    c2 = sp[3] / math.sqrt(eta + dxm * dxm + y2 + z2)
+    c3 = sp[4] / math.sqrt(eta + x2 + dyp * dyp + z2)
+    c4 = sp[4] / math.sqrt(eta + x2 + dym * dym + z2)
+    c5 = sp[5] / math.sqrt(eta + x2 + y2 + dzp * dzp)
+    c6 = sp[5] / math.sqrt(eta + x2 + y2 + dzm * dzm)
+    kk = pxp * c1 + pxm * c2 + pyp * c3 + pym * c4 + pzp * c5 + pzm * c6
+    sc = c1 + c2 + c3 + c4 + c5 + c6
+    dl = dirac_pi(p, eps)
+    return (p + (dt * dl) * (mu * kk + f)) / (one + mudt * dl * sc)
+
+
+def _update_row_spaced(r, rp, rm, rzp, rzm, has_z, f, o, mu, dt, eps, eta, sp):
+    """:func:`_update_row` on an anisotropic grid (``sp``: see :func:`_upd3s`)."""
+    W = r.shape[0]
+    one = eps / eps
+    half = one / (one + one)
+    mudt = mu * dt
+    for j in range(W):
+        jp = j + 1 if j + 1 < W else j
+        jm = j - 1 if j > 0 else j
+        p = r[j]
+        zp = rzp[j] if has_z else p
+        zm = rzm[j] if has_z else p
+        o[j] = _upd3s(p, r[jp], r[jm], rp[j], rm[j], zp, zm, f[j], mu, dt, mudt, eps, eta,
+                      one, half, sp)
+
+
+def _update_row(r, rp, rm, rzp, rzm, has_z, f, o, mu, dt, eps, eta, sp):
     """New values of one row ``o`` from the row ``r``, its neighbours rows (edge-replicated)
-    and the data force ``f``."""
+    and the data force ``f``; ``sp`` empty: unit spacing, else see :func:`_upd3s`."""
+    if sp.shape[0] > 0:
+        _update_row_spaced(r, rp, rm, rzp, rzm, has_z, f, o, mu, dt, eps, eta, sp)
+        return
     W = r.shape[0]
     one = eps / eps
     half = one / (one + one)
@@ -454,7 +502,8 @@ def _energy_row(x, lab, z, i, m_lab, e, same):
     return _energyk(lr, ld, lz, e.reshape(K * W))
 
 
-def _step_block(blk, nb, x, phi, out, lab, lab_out, m_lab, m_evo, lam, mu, dt, eps, eta, record,
+def _step_block(blk, nb, x, phi, out, lab, lab_out, m_lab, m_evo, lam, mu, dt, eps, eta, sp,
+                record,
                 same, pc, ps, pcc, pcs, pnd, pd, pdata, plen):
     """Rows ``blk * rows // nb`` to ``(blk + 1) * rows // nb`` of one step (:class:`Stepper`);
     writes the block's partial sums at index ``blk``."""
@@ -481,7 +530,7 @@ def _step_block(blk, nb, x, phi, out, lab, lab_out, m_lab, m_evo, lam, mu, dt, e
             lacc += ll
         for l in range(m):
             _update_row(phi[l, z, i], phi[l, z, ip], phi[l, z, im], phi[l, zp, i],
-                        phi[l, zm, i], has_z, f[l], out[l, z, i], mu, dt, eps, eta)
+                        phi[l, zm, i], has_z, f[l], out[l, z, i], mu, dt, eps, eta, sp)
         lo = lab_out[z, i]
         if m == 1:
             sq, n1, s1, nz = _post1(out[0, z, i], phi[0, z, i], x[0, z, i], lo)
@@ -501,7 +550,7 @@ def _step_block(blk, nb, x, phi, out, lab, lab_out, m_lab, m_evo, lam, mu, dt, e
     plen[blk] = lacc
 
 
-def _step_range(b0, b1, nb, x, phi, out, lab, lab_out, m_lab, m_evo, lam, mu, dt, eps, eta,
+def _step_range(b0, b1, nb, x, phi, out, lab, lab_out, m_lab, m_evo, lam, mu, dt, eps, eta, sp,
                 record, same, pc, ps, pcc, pcs, pnd, pd, pdata, plen):
     """Blocks ``b0 .. b1 - 1`` of one step (releases the GIL: the blocks of one step run in
     several Python threads at once)."""
@@ -512,7 +561,7 @@ def _step_range(b0, b1, nb, x, phi, out, lab, lab_out, m_lab, m_evo, lam, mu, dt
         pcs[blk] = 0.0
         pnd[blk] = 0
         pd[blk] = 0.0
-        _step_block(blk, nb, x, phi, out, lab, lab_out, m_lab, m_evo, lam, mu, dt, eps, eta,
+        _step_block(blk, nb, x, phi, out, lab, lab_out, m_lab, m_evo, lam, mu, dt, eps, eta, sp,
                     record, same, pc, ps, pcc, pcs, pnd, pd, pdata, plen)
 
 
@@ -599,6 +648,16 @@ def _pool(workers):
         return _POOL
 
 
+def spacing_weights(spacing, dtype):
+    """The ``sp`` argument of the update: empty for unit (or no) spacing, else ``(1/dx, 1/dy,
+    1/dz, 1/dx^2, 1/dy^2, 1/dz^2)`` for ``spacing = (dz, dy, dx)`` (``1/dz = 0`` in 2D)."""
+    if spacing is None or all(float(h) == 1.0 for h in spacing):
+        return np.empty(0, dtype=dtype)
+    dz, dy, dx = (float(h) for h in spacing)
+    inv = [1.0 / dx, 1.0 / dy, 0.0 if dz == 0 else 1.0 / dz]
+    return np.array(inv + [v * v for v in inv], dtype=dtype)
+
+
 class Stepper:
     r"""One Jacobi step of the semi-implicit scheme for all m level sets, run in ``threads``
     threads (the GIL-free kernel :func:`_step_range` on contiguous groups of row blocks; the
@@ -633,11 +692,11 @@ class Stepper:
     compilation is several times shorter.
     """
 
-    def __init__(self, x, xtot, lam, mu, dt, eps, eta, m, threads, fast=False):
+    def __init__(self, x, xtot, lam, mu, dt, eps, eta, m, threads, fast=False, spacing=None):
         C, D, H, W = x.shape
         K = lam.shape[0]
         self.x, self.xtot, self.lam = x, xtot, lam
-        self.consts = (mu, dt, eps, eta)
+        self.consts = (mu, dt, eps, eta, spacing_weights(spacing, type(mu)))
         self.fast = bool(fast)
         self.kernels = FAST if fast else IEEE
         self.nb = nb = n_blocks(D * H)
@@ -666,10 +725,10 @@ class Stepper:
 # ------------------------------------------------------------------------------------------
 _KERNELS = {name: obj for name, obj in list(globals().items())
             if isinstance(obj, types.FunctionType) and obj.__module__ == __name__
-            and name not in ("_pool",)}
+            and name not in ("_pool", "spacing_weights")}
 _KERNELS["dirac_pi"] = dirac_pi_expr  # the one definition of scikit-image's Dirac
 _REDUCTIONS = ("_masked_sum", "_masked_count_sum", "_sq_diff", "_post1", "_energy2", "_energyk")
-_UPDATE = ("_upd2", "_upd3", "_update_row", "dirac_pi")
+_UPDATE = ("_upd2", "_upd3", "_upd3s", "_update_row", "_update_row_spaced", "dirac_pi")
 _OPTIONS = {"cache": True, "error_model": "numpy", "nogil": True}
 
 

@@ -79,7 +79,7 @@ def _jsonable(v):
 def chan_vese(image, n_phases=2, *, mu=0.25, lambdas=1.0, dt=0.5, eps=1.0, max_iter=500,
               tol=None, stop="partition", window=STOP_WINDOW, init="checkerboard",
               channel_axis=None, dtype=np.float32, seed=None,
-              record_energy=True, return_history=False, snapshot_every=None):
+              record_energy=True, return_history=False, snapshot_every=None, spacing=None):
     r"""Multiphase Chan–Vese segmentation (Vese & Chan 2002) of a gray, colour, 2D or 3D image.
 
     :math:`m = \log_2 K` level sets :math:`\phi_1..\phi_m` represent :math:`K = 2^m` phases
@@ -189,6 +189,13 @@ def chan_vese(image, n_phases=2, *, mu=0.25, lambdas=1.0, dt=0.5, eps=1.0, max_i
         ``extras["snapshot_iters"]``.
     snapshot_every : int, optional
         Snapshot period; setting it implies ``return_history=True``.
+    spacing : sequence of float, optional
+        Pixel / voxel spacing ``(dy, dx)`` or ``(dz, dy, dx)`` (positive): the differences
+        inside :math:`C_i` are divided by the spacing of their axis and each axis' pair of
+        neighbours is weighted by :math:`1/h_a^2`, so the curvature term is that of the
+        physical surface (an anisotropic volume evolves like its isotropic resampling). Default
+        isotropic 1 (scikit-image's scheme, unchanged). The recorded energy stays on the
+        voxel grid (unit spacing).
 
     Returns
     -------
@@ -317,6 +324,7 @@ def chan_vese(image, n_phases=2, *, mu=0.25, lambdas=1.0, dt=0.5, eps=1.0, max_i
     cfg = _check_args(n_phases, mu, lambdas, dt, eps, max_iter, tol, stop, window, init,
                       dtype, snapshot_every, return_history)
     _check_layout(image, channel_axis)
+    cfg["spacing"] = _check_spacing(spacing, np.ndim(image) - (channel_axis is not None))
     ensure_compiled(("chan_vese", cfg["wdtype"].name), lambda: _run_tiny(cfg["wdtype"]),
                     estimate=COMPILE_SECONDS)
     t_start = time.perf_counter()  # after the (one-time) compilation: never in the timings
@@ -363,6 +371,23 @@ def _check_args(n_phases, mu, lambdas, dt, eps, max_iter, tol, stop, window, ini
     return cfg
 
 
+def _check_spacing(spacing, nd):
+    """``spacing`` as ``(dz, dy, dx)`` for the kernels (``dz = 0`` in 2D), or None for unit."""
+    if spacing is None:
+        return None
+    try:
+        sp = [float(h) for h in spacing]
+    except (TypeError, ValueError):
+        raise ValueError(f"spacing must be a sequence of {nd} positive floats; got "
+                         f"{spacing!r}") from None
+    if len(sp) != nd or not all(math.isfinite(h) and h > 0 for h in sp):
+        raise ValueError(f"spacing must be {nd} positive finite floats (one per spatial "
+                         f"axis); got {spacing!r}")
+    if all(h == 1.0 for h in sp):
+        return None
+    return tuple(sp) if nd == 3 else (0.0, sp[0], sp[1])
+
+
 def _check_layout(image, channel_axis):
     """An ``(H, W, 3)`` / ``(H, W, 4)`` image without ``channel_axis`` is a colour image, not
     a 3-slice volume: refuse it (as scikit-image does) instead of segmenting it as a volume."""
@@ -383,6 +408,8 @@ def _params(cfg, init, channel_axis, seed, record_energy):
         "record_energy": bool(record_energy), "return_history": cfg["history"],
         "snapshot_every": cfg["every"] if cfg["history"] else None,
         "lam": cfg["lam_ms"], "tv": "isotropic", "eta": ETA, "normalised": True,
+        "spacing": None if cfg.get("spacing") is None else
+        [h for h in cfg["spacing"] if h != 0.0],
     }
 
 
@@ -553,7 +580,8 @@ def _iterate(run, x4, phi0, rule, threads):
     st = _State(x4, phi0, m, wdtype)
     T = wdtype.type
     stepper = Stepper(x4, st.xtot, cfg["lam"], T(cfg["mu"]), T(cfg["dt"]), T(cfg["eps"]),
-                      T(ETA), m, threads, fast=wdtype == np.float32)
+                      T(ETA), m, threads, fast=wdtype == np.float32,
+                      spacing=cfg.get("spacing"))
     energies: list[float] = []
     times = [time.perf_counter() - run.t_start]
     snaps = [(0, st.phi.reshape((m,) + spatial).copy())] if cfg["history"] else None
