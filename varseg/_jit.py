@@ -7,7 +7,7 @@
   the parallel and serial hard-partition energy, all from one undecorated source.
 * :func:`ensure_compiled` runs a small warm-up function once per process before a solver
   starts its clock, so that reported times never contain JIT compilation; a compilation that
-  takes long is announced by one ``INFO`` log line.
+  actually happens (not a cache load) is announced by one ``INFO`` log line.
 * :func:`warmup` compiles (or loads from the cache) every Chan–Vese and energy kernel ahead of
   time (``varseg warmup``).
 """
@@ -19,13 +19,11 @@ import threading
 import time
 import types
 
-__all__ = ["jit_family", "ensure_compiled", "compiled_keys", "warmup", "ANNOUNCE_AFTER"]
+from numba.core import event as _event
+
+__all__ = ["jit_family", "ensure_compiled", "compiled_keys", "warmup"]
 
 log = logging.getLogger(__name__)
-
-#: Seconds a first call may take before :func:`ensure_compiled` logs that it is compiling
-#: (loading kernels from Numba's cache takes well under this).
-ANNOUNCE_AFTER = 1.0
 
 _DONE: dict = {}
 _LOCK = threading.Lock()
@@ -95,9 +93,10 @@ def jit_family(functions, suffix, *, overrides=None, **options):
 def ensure_compiled(key, fn, *, estimate=20.0):
     """Run ``fn()`` once per process for ``key`` (compiling or loading its kernels).
 
-    Call it before a solver starts its clock. When the first run of ``fn`` takes longer than
-    :data:`ANNOUNCE_AFTER` seconds (a real compilation, not a cache load), one ``INFO`` line
-    "compiling Numba kernels once, about N s" is logged on the ``varseg._jit`` logger.
+    Call it before a solver starts its clock. When Numba really compiles during the first run
+    of ``fn`` (not when it loads the kernels from its cache), one ``INFO`` line "compiling
+    Numba kernels once, about N s" is logged on the ``varseg._jit`` logger as the compilation
+    starts.
 
     Parameters
     ----------
@@ -111,7 +110,7 @@ def ensure_compiled(key, fn, *, estimate=20.0):
     Returns
     -------
     float
-        Seconds spent now (0.0 when ``key`` was already compiled in this process).
+        Seconds spent now (0.0 when ``key`` was already run in this process).
     """
     if key in _DONE:
         return 0.0
@@ -119,19 +118,27 @@ def ensure_compiled(key, fn, *, estimate=20.0):
         if key in _DONE:
             return 0.0
         t0 = time.perf_counter()
-        timer = threading.Timer(
-            ANNOUNCE_AFTER,
-            log.info,
-            ("compiling Numba kernels once, about %.0f s (%s)", estimate, key),
-        )
-        timer.daemon = True
-        timer.start()
-        try:
+        listener = _Announce(key, estimate)
+        with _event.install_listener("numba:compile", listener):
             fn()
-        finally:
-            timer.cancel()
         _DONE[key] = time.perf_counter() - t0
         return _DONE[key]
+
+
+class _Announce(_event.Listener):
+    """Numba event listener: logs once when the first real compilation starts (Numba emits
+    ``numba:compile`` only when it compiles, not when it loads from its cache)."""
+
+    def __init__(self, key, estimate):
+        self.key, self.estimate, self.done = key, estimate, False
+
+    def on_start(self, event):
+        if not self.done:
+            self.done = True
+            log.info("compiling Numba kernels once, about %.0f s (%s)", self.estimate, self.key)
+
+    def on_end(self, event):
+        pass
 
 
 def compiled_keys():

@@ -4,7 +4,6 @@ See :func:`chan_vese`.
 """
 from __future__ import annotations
 
-import logging
 import math
 import time
 from dataclasses import dataclass
@@ -27,8 +26,6 @@ from .init import INIT_NAMES, initial_level_sets
 
 __all__ = ["chan_vese", "normalise_image", "interface_edges", "warm_kernels", "ETA",
            "SERIAL_BELOW", "STOP_RULES", "STOP_WINDOW", "COMPILE_SECONDS"]
-
-log = logging.getLogger(__name__)
 
 #: Regularisation of the curvature coefficients :math:`C_i = (\eta + |\nabla\phi|^2)^{-1/2}`,
 #: the value of ``skimage.segmentation._chan_vese._cv_calculate_variation`` (scikit-image 0.26).
@@ -440,8 +437,15 @@ def _run_tiny(wdtype):
 
 
 def warm_kernels():
-    """Compile (or load) the Chan–Vese kernels of both working precisions and the
-    hard-partition energy kernels; returns the seconds spent per key."""
+    """Compile (or load from Numba's cache) the kernels of :func:`chan_vese` for both working
+    precisions and the hard-partition energy kernels (:func:`varseg._jit.ensure_compiled`).
+
+    Returns
+    -------
+    dict
+        Seconds spent per key, e.g. ``("chan_vese", "float32")``; 0.0 for kernels already
+        run in this process.
+    """
     from .._energy_kernels import warm as warm_energy
 
     out = {}
