@@ -249,8 +249,8 @@ def chan_vese(image, n_phases=2, *, mu=0.25, lambdas=1.0, dt=0.5, eps=1.0, max_i
     at which iterate k was available. The energy of iterate k is evaluated inside step k + 1
     from the same per-pixel terms as :func:`varseg._energy_kernels.hard_energy` (squared
     residuals to the phase means, the isotropic-TV value of its ``_pixel_length``) summed in
-    another order (equal to about 1e-15 relative, tested), the last one by
-    :func:`varseg.energy_from_labels` itself.
+    another order (equal to about 1e-15 relative, tested), the last one by the same row
+    helpers after the loop (``means`` are that partition's own means).
 
     **The recorded energy is not a Lyapunov function of the scheme**, which descends the
     regularised functional F above, not the shared energy of the hard partition:
