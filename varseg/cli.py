@@ -20,6 +20,7 @@ COMMANDS = {
     "evaluate": ("varseg.commands.evaluate", "evaluate a trained checkpoint on a dataset"),
     "reproduce": ("varseg.commands.reproduce",
                   "reproduce a table of the paper on real data (bsds500: Table VI)"),
+    "warmup": ("varseg.commands.warmup", "compile the Numba kernels ahead of time"),
 }
 
 
