@@ -122,6 +122,7 @@ _CV_OPTIONS = (
     "record_energy",
     "return_history",
     "snapshot_every",
+    "spacing",
 )
 
 #: method name -> :class:`MethodSpec`.
