@@ -2,7 +2,7 @@
 harness (every entry returns :class:`varseg.Segmentation`)."""
 from __future__ import annotations
 
-from importlib import import_module
+from varseg._optional import import_deep
 
 __all__ = ["METHODS", "get_method", "method_names"]
 
@@ -31,10 +31,12 @@ def get_method(name):
     ------
     ValueError
         Unknown method name (the message lists the known ones).
+    ImportError
+        The method needs torch and torch is missing (one line: ``pip install 'varseg[deep]'``).
     """
     if callable(name):
         return name
     if name not in METHODS:
         raise ValueError(f"unknown method {name!r}; expected one of {method_names()}")
     mod, fn = METHODS[name].split(":")
-    return getattr(import_module(mod), fn)
+    return getattr(import_deep(mod, f"method {name!r}"), fn)
