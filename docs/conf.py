@@ -137,5 +137,50 @@ def _unknown_sections_to_rubrics(app, what, name, obj, options, lines):
                 lines[i : i + 2] = [f"{indent}.. rubric:: {title}", ""]
 
 
+# -- shapes written ``(B, K, *S)`` ----------------------------------------------------------
+# A bare ``*S`` starts reST emphasis (a docutils warning, an error with -W). Until those
+# docstrings write the shape as a literal (``(B, K, *S)``), escape a ``*`` that follows
+# "(" or ", " and precedes a name, outside literals, roles and math.
+def _escape_shape_star(text):
+    out, i, n = [], 0, len(text)
+    while i < n:
+        ch = text[i]
+        if ch == "`":  # copy a literal, role target or interpreted text unchanged
+            ticks = 2 if text.startswith("``", i) else 1
+            end = text.find("`" * ticks, i + ticks)
+            end = n if end < 0 else end + ticks
+            out.append(text[i:end])
+            i = end
+            continue
+        after_open = (
+            i > 0 and text[i - 1] in "( " and (text[i - 1] == "(" or text[i - 2 : i] == ", ")
+        )
+        if ch == "*" and after_open and i + 1 < n and (text[i + 1].isalpha() or text[i + 1] == "_"):
+            out.append("\\*")
+        else:
+            out.append(ch)
+        i += 1
+    return "".join(out)
+
+
+def _escape_shape_stars(app, what, name, obj, options, lines):
+    math_indent = None  # indentation of the enclosing ``.. math::`` directive, if any
+    for i, line in enumerate(lines):
+        indent = len(line) - len(line.lstrip())
+        if math_indent is not None and line.strip() and indent <= math_indent:
+            math_indent = None
+        if line.lstrip().startswith(".. math::"):
+            math_indent = indent
+            continue
+        if "*" in line and math_indent is None and ":math:" not in line:
+            lines[i] = _escape_shape_star(line)
+
+
+# numpydoc turns a References section into citations; a reference list that the text does
+# not cite ([1] Kim & Ye, ...) is normal in a numpydoc docstring, not a mistake.
+suppress_warnings = ["ref.citation"]
+
+
 def setup(app):
     app.connect("autodoc-process-docstring", _unknown_sections_to_rubrics, priority=400)
+    app.connect("autodoc-process-docstring", _escape_shape_stars, priority=600)

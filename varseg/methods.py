@@ -1,5 +1,8 @@
-"""Registry of segmentation methods by name, shared by the command line and the comparison
-harness (every entry returns :class:`varseg.Segmentation`)."""
+"""Registry of segmentation methods by name.
+
+Shared by the command line and the comparison harness; every entry returns
+:class:`varseg.Segmentation`.
+"""
 from __future__ import annotations
 
 from varseg._optional import import_deep
