@@ -97,6 +97,8 @@ sphinx_gallery_conf = {
     "matplotlib_animations": False,
     "min_reported_time": 1,
     "show_memory": False,
+    # the computation-times pages load jQuery/DataTables from CDNs: not built (offline docs)
+    "write_computation_times": False,
     "abort_on_example_error": False,  # every failing tutorial is reported, then -W fails
     # figures at 150 dpi, titles at 12 pt (reset before every tutorial)
     "reset_modules": ("matplotlib", "_gallery_style.reset_matplotlib"),
@@ -172,7 +174,7 @@ def _escape_shape_stars(app, what, name, obj, options, lines):
         if line.lstrip().startswith(".. math::"):
             math_indent = indent
             continue
-        if "*" in line and math_indent is None and ":math:" not in line:
+        if "*" in line and math_indent is None:
             lines[i] = _escape_shape_star(line)
 
 

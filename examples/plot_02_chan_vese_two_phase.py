@@ -78,7 +78,7 @@ print(
     " λ of the recorded energy:",
     res.params["lam"],
 )
-fig = plot_evolution(res, image, ncols=3)
+fig = plot_evolution(res, image, ncols=4)
 fig.suptitle("zero level set during the evolution")
 plt.show()
 
