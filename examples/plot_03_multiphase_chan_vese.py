@@ -54,7 +54,7 @@ print("phase means:", np.round(res4.means, 3))
 # The zero lines of :math:`\phi_1` (red) and :math:`\phi_2` (blue) cross; the four sign
 # patterns are the four phases. The memberships returned are the regularised products
 # :math:`H_\varepsilon(\phi_1) H_\varepsilon(\phi_2)`, …, which sum to one.
-fig, axes = plt.subplots(2, 3, figsize=(9.6, 7))
+fig, axes = plt.subplots(2, 3, figsize=(9.6, 8))
 axes = axes.ravel()
 axes[0].imshow(gray, cmap="gray")
 for phi, colour in zip(res4.level_sets, ("r", "b"), strict=True):
@@ -76,7 +76,7 @@ print("memberships sum to one:", np.allclose(res4.memberships.sum(0), 1, atol=1e
 snaps = res4.extras["snapshots"]
 iters = res4.extras["snapshot_iters"]
 every = max(1, len(snaps) // 6)
-fig, axes = plt.subplots(2, 3, figsize=(9.6, 7))
+fig, axes = plt.subplots(2, 3, figsize=(9.6, 8))
 for ax in axes.flat:
     ax.set_axis_off()
 for ax, s, it in zip(axes.flat, snaps[::every], iters[::every], strict=False):
@@ -138,7 +138,7 @@ c8 = chan_vese(colour, 8, mu=0.1, init="disk", channel_axis=-1, max_iter=200)
 print(c4.summary())
 print(c8.summary(), "level sets:", c8.level_sets.shape)
 
-fig, axes = plt.subplots(2, 3, figsize=(9.6, 7.4))
+fig, axes = plt.subplots(2, 3, figsize=(9.6, 8.2))
 axes[0, 0].imshow(colour)
 axes[0, 0].set_title("image")
 for row, r in zip(axes, (c4, c8), strict=True):

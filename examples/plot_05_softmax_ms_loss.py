@@ -147,7 +147,7 @@ print(
 )
 print(f"start at z ~ 0: L_MS = {soft0[-1]:.2f}, hard energy = {hard0[-1]:.2f}")
 
-fig, axes = plt.subplots(2, 3, figsize=(9.6, 7))
+fig, axes = plt.subplots(2, 3, figsize=(9.6, 8))
 axes = axes.ravel()
 axes[0].imshow(image, cmap="gray")
 axes[0].set_title("image")
