@@ -120,23 +120,42 @@ html_theme_options = {
 
 # -- docstring headings numpydoc does not know ------------------------------------------
 # numpydoc drops a section it does not know ("Shape", "Pooling", "The shared ruler", ...)
-# with a warning. Until those docstrings use ``.. rubric::`` (or Notes), such a heading is
-# turned into a rubric before numpydoc parses the docstring (priority 400 < numpydoc's 500).
-def _is_underline(line, title):
-    text = line.strip()
-    return len(text) >= max(3, len(title.strip())) and set(text) == {"-"}
+# with a warning. Until those docstrings use ``.. rubric::`` (or Notes), such a section is
+# taken out before numpydoc parses the docstring (priority 400 < numpydoc's 500) and put
+# back, as a rubric and its text, at the end of numpydoc's output (priority 550).
+_UNKNOWN_SECTIONS = {}
 
 
-def _unknown_sections_to_rubrics(app, what, name, obj, options, lines):
+def _is_header(lines, i):
+    title = lines[i].strip()
+    under = lines[i + 1].strip() if i + 1 < len(lines) else ""
+    return bool(title) and len(under) >= max(3, len(title)) and set(under) == {"-"}
+
+
+def _take_unknown_sections(app, what, name, obj, options, lines):
     from numpydoc.docscrape import NumpyDocString
 
     known = set(NumpyDocString.sections)
-    for i in range(len(lines) - 1):
-        title = lines[i].strip()
-        if title and title not in known and _is_underline(lines[i + 1], title):
-            if i == 0 or not lines[i - 1].strip():
-                indent = lines[i][: len(lines[i]) - len(lines[i].lstrip())]
-                lines[i : i + 2] = [f"{indent}.. rubric:: {title}", ""]
+    kept, taken, i = [], [], 0
+    while i < len(lines):
+        if _is_header(lines, i) and lines[i].strip() not in known:
+            block = [f".. rubric:: {lines[i].strip()}", ""]
+            i += 2
+            while i < len(lines) and not _is_header(lines, i):
+                block.append(lines[i])
+                i += 1
+            taken.append(block)
+            continue
+        kept.append(lines[i])
+        i += 1
+    if taken:
+        lines[:] = kept
+        _UNKNOWN_SECTIONS[(what, name)] = taken
+
+
+def _restore_unknown_sections(app, what, name, obj, options, lines):
+    for block in _UNKNOWN_SECTIONS.pop((what, name), []):
+        lines.extend(["", *block])
 
 
 # -- shapes written ``(B, K, *S)`` ----------------------------------------------------------
@@ -184,5 +203,6 @@ suppress_warnings = ["ref.citation"]
 
 
 def setup(app):
-    app.connect("autodoc-process-docstring", _unknown_sections_to_rubrics, priority=400)
+    app.connect("autodoc-process-docstring", _take_unknown_sections, priority=400)
+    app.connect("autodoc-process-docstring", _restore_unknown_sections, priority=550)
     app.connect("autodoc-process-docstring", _escape_shape_stars, priority=600)
