@@ -153,8 +153,23 @@ def _take_unknown_sections(app, what, name, obj, options, lines):
         _UNKNOWN_SECTIONS[(what, name)] = taken
 
 
+def _citation_labels(lines):
+    """Map "1" -> "R1a2b3c-1" for the references numpydoc renamed (``.. [R1a2b3c-1]``)."""
+    labels = {}
+    for line in lines:
+        text = line.strip()
+        if text.startswith(".. [") and "]" in text:
+            label = text[4 : text.index("]")]
+            if "-" in label:
+                labels[label.rsplit("-", 1)[1]] = label
+    return labels
+
+
 def _restore_unknown_sections(app, what, name, obj, options, lines):
+    labels = _citation_labels(lines)
     for block in _UNKNOWN_SECTIONS.pop((what, name), []):
+        for num, label in labels.items():  # cite as numpydoc renamed: [1]_ -> [R...-1]_
+            block = [ln.replace(f"[{num}]_", f"[{label}]_") for ln in block]
         lines.extend(["", *block])
 
 
