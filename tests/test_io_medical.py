@@ -202,3 +202,14 @@ def test_training_loaders_share_the_reader(tmp_path):
     with pytest.raises(ValueError, match=r"could not read BraTS file .*t\.nii\.gz") as exc:
         read_nifti(tmp_path / "t.nii.gz", what="BraTS file")
     assert "\n" not in str(exc.value)
+
+
+def test_reading_dicom_keeps_the_locale(tmp_path):
+    """GDCM resets the C locale; reading a series must not turn Python's text I/O ASCII."""
+    import locale
+
+    before = locale.getpreferredencoding(False)
+    _write_dicom_series(tmp_path, np.zeros((3, 4, 5), np.int16), (1.0, 1.0, 2.0), (0, 0, 0))
+    arr, _ = read_image(tmp_path)
+    assert arr.shape == (3, 4, 5)
+    assert locale.getpreferredencoding(False) == before

@@ -21,7 +21,7 @@ import types
 
 from numba.core import event as _event
 
-__all__ = ["jit_family", "ensure_compiled", "compiled_keys", "warmup"]
+__all__ = ["jit_family", "ensure_compiled", "compiled_keys"]
 
 log = logging.getLogger(__name__)
 
@@ -144,20 +144,3 @@ class _Announce(_event.Listener):
 def compiled_keys():
     """Keys already run by :func:`ensure_compiled` in this process, with their seconds."""
     return dict(_DONE)
-
-
-def warmup():
-    """Compile (or load from Numba's cache) every Chan–Vese and hard-energy kernel.
-
-    Covers :func:`varseg.levelset.chan_vese.chan_vese` in float32 and float64 (2D and 3D, any
-    number of phases and channels: the kernels are the same) and
-    :func:`varseg.energy.energy_from_labels`. Later calls in this process start at once.
-
-    Returns
-    -------
-    dict
-        Seconds spent per key (0.0 for kernels that were already loaded).
-    """
-    from varseg.levelset.chan_vese import warm_kernels
-
-    return warm_kernels()

@@ -25,7 +25,9 @@ are imported only when a medical file is read or written.
 from __future__ import annotations
 
 import gzip
+import locale
 import logging
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -348,10 +350,21 @@ def read_sitk(path, *, what="image file"):
     path = _existing_file(path, what)
     fmt = "nrrd" if _suffix(path) in (".nrrd", ".nhdr") else "metaimage"
     try:
-        img = sitk.ReadImage(str(path))
+        with _keep_locale():
+            img = sitk.ReadImage(str(path))
     except RuntimeError as err:
         raise ValueError(f"could not read {what} {path}: {_one_line(err)}") from None
     return _from_sitk(img, fmt, path)
+
+
+@contextmanager
+def _keep_locale():
+    """Restore every locale category after a call into a C++ library that changes it."""
+    saved = locale.setlocale(locale.LC_ALL)
+    try:
+        yield
+    finally:
+        locale.setlocale(locale.LC_ALL, saved)
 
 
 def read_dicom_series(folder, *, what="DICOM folder"):
@@ -378,15 +391,16 @@ def read_dicom_series(folder, *, what="DICOM folder"):
         raise FileNotFoundError(f"{what} not found: {folder}")
     reader = sitk.ImageSeriesReader()
     try:
-        ids = reader.GetGDCMSeriesIDs(str(folder))
-        if not ids:
-            raise ValueError(f"{what} {folder} holds no DICOM series")
-        if len(ids) > 1:
-            logger.warning("%s %s holds %d DICOM series; reading %s (others: %s)", what,
-                           folder, len(ids), ids[0], ", ".join(ids[1:]))
-        files = reader.GetGDCMSeriesFileNames(str(folder), ids[0])
-        reader.SetFileNames(files)
-        img = reader.Execute()
+        with _keep_locale():  # GDCM resets the C locale (Python's text files turn ASCII)
+            ids = reader.GetGDCMSeriesIDs(str(folder))
+            if not ids:
+                raise ValueError(f"{what} {folder} holds no DICOM series")
+            if len(ids) > 1:
+                logger.warning("%s %s holds %d DICOM series; reading %s (others: %s)", what,
+                               folder, len(ids), ids[0], ", ".join(ids[1:]))
+            files = reader.GetGDCMSeriesFileNames(str(folder), ids[0])
+            reader.SetFileNames(files)
+            img = reader.Execute()
     except RuntimeError as err:
         raise ValueError(f"could not read {what} {folder}: {_one_line(err)}") from None
     return _from_sitk(img, "dicom", folder, {"series_uid": ids[0], "files": tuple(files)})

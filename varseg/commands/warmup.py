@@ -12,10 +12,10 @@ def add_arguments(p):
 
 
 def main(args):
-    """Run :func:`varseg._jit.warmup` and print the seconds spent per kernel group."""
+    """Run :func:`varseg.levelset.warmup.warmup` and print the seconds spent per kernel group."""
     import time
 
-    from varseg._jit import warmup
+    from varseg.levelset.warmup import warmup
 
     t0 = time.perf_counter()
     spent = warmup()

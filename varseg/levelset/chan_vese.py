@@ -290,7 +290,7 @@ def chan_vese(image, n_phases=2, *, mu=0.25, lambdas=1.0, dt=0.5, eps=1.0, max_i
     kernels (or loads them from Numba's on-disk cache) by running them on a tiny image
     *before* the clock starts (:func:`varseg._jit.ensure_compiled`; a real compilation logs
     one ``INFO`` line, about 20 s): ``elapsed`` and ``times`` never include JIT compilation.
-    ``varseg warmup`` (:func:`varseg._jit.warmup`) compiles every kernel ahead of time.
+    ``varseg warmup`` (:func:`varseg.levelset.warmup.warmup`) compiles every kernel ahead of time.
 
     Phase means use the sharp :math:`\phi > 0` (scikit-image); ``labels`` use
     :math:`\phi \ge 0` for phase bit 0 (:func:`phase_labels`): the two differ only on pixels

@@ -316,7 +316,7 @@ def _initial_level_sets(init, data, n_phases, eps, rng):
     return _array_init(np.asarray(init), data.inside.shape, n_phases, c0)
 
 
-def _warm_up():
+def warm_kernels():
     """Compile (or load from Numba's cache) the kernels once per process, before any clock."""
     if _WARM:
         return
@@ -659,7 +659,7 @@ def bias_field_levelset(image, n_phases=2, *, mask=None, sigma=4.0, nu=None, mu=
     data = _Data(y, inside, cfg["sigma"])
     phi = _initial_level_sets(init, data, cfg["n_phases"], cfg["eps"], resolve_rng(seed))
     xn = normalise_image(x_in[0] if gray else x_in)  # the shared ruler's image
-    _warm_up()
+    warm_kernels()
     cfg["t0"] = time.perf_counter()  # after the checks and the one-off compilation
     if span == 0:
         out = _constant_solution(data, x_in, phi.shape, cfg, xn)

@@ -233,7 +233,7 @@ def scores_from_confusion(cm, c, *, empty_score=1.0):
     cm = np.asarray(cm, dtype=np.float64)
     if cm.ndim != 2 or cm.shape[0] != cm.shape[1]:
         raise ValueError(f"cm must be a square (K, K) matrix; got shape {cm.shape}")
-    c = _check_int(c, "c", minimum=0)
+    c = check_int(c, "c", minimum=0)
     if c >= cm.shape[0]:
         raise ValueError(f"c must be in 0..{cm.shape[0] - 1}; got {c}")
     tp = cm[c, c]

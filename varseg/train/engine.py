@@ -116,8 +116,8 @@ class _DeferredSigint:
         if self.requested:
             raise KeyboardInterrupt
         self.requested = True
-        logger.info("SIGINT: stopping at the end of this step (press Ctrl-C again to "
-                       "abort without a checkpoint)")
+        logger.debug("SIGINT: stopping at the end of this step (press Ctrl-C again to "
+                     "abort without a checkpoint)")
 
     def __enter__(self):
         if threading.current_thread() is threading.main_thread():
