@@ -2,12 +2,13 @@ r"""Numba kernels of the Eq. 15 fixed-point iteration (Kim & Ye 2019) behind
 :func:`varseg.unrolled.ms_fixed_point`.
 
 One iteration is two fused passes over the (K, D, H, W) logits, rows split into a fixed
-number of blocks run with ``prange`` (the result does not depend on the thread count):
+number of blocks run on a few threads (:class:`Runner`; the result does not depend on the
+thread count):
 
-* :func:`softmax_pass` — memberships :math:`y = \mathrm{softmax}(z)`, their change since the
+* :func:`softmax_blocks` — memberships :math:`y = \mathrm{softmax}(z)`, their change since the
   previous call, the hard labels :math:`\arg\max_n y_n`, and per-block partial sums for the
   soft means (Eq. 13) and for the means of the hard partition;
-* :func:`update_pass` — curvature :math:`\kappa_n = \mathrm{div}(\nabla^+ y_n /
+* :func:`update_blocks` — curvature :math:`\kappa_n = \mathrm{div}(\nabla^+ y_n /
   \sqrt{|\nabla^+ y_n|^2 + \epsilon^2})` (backward-difference divergence, the adjoint of the
   forward differences), force :math:`g_n = \|x - c_n\|^2 - \lambda \kappa_n`, the weighting
   (``paper``: :math:`\delta_\varepsilon(z_n) g_n`; ``softmax-gradient``: :math:`y_n (g_n -
@@ -23,10 +24,10 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from numba import njit, prange
+from numba import njit
 
-__all__ = ["Workspace", "softmax_pass", "reduce_means", "update_pass", "UPDATE_CODES",
-           "n_blocks"]
+__all__ = ["Workspace", "Runner", "softmax_blocks", "reduce_means", "update_blocks",
+           "UPDATE_CODES", "n_blocks"]
 
 #: Integer codes of the two weightings passed to the kernels.
 UPDATE_CODES = {"softmax-gradient": 0, "paper": 1}
@@ -177,18 +178,13 @@ def _softmax_block(b, nb, z, x, y, lab, part, first, scratch):
         _softmax_row(z, x, y, lab, q // h, q % h, acc, scratch[b], first)
 
 
-@njit(cache=True, error_model="numpy", parallel=True)
-def softmax_pass(z, x, y, lab, part, first, scratch):
-    """:math:`y = \mathrm{softmax}(z)` over axis 0, labels, partial sums; returns the mean
-    absolute change of ``y`` (0 when ``first``). ``scratch``: (nb, k + 2, W) work array."""
-    k, dd, h, w = z.shape
+@njit(cache=True, error_model="numpy", nogil=True)
+def softmax_blocks(b0, b1, z, x, y, lab, part, first, scratch):
+    r""":math:`y = \mathrm{softmax}(z)` over axis 0, labels and partial sums of the row
+    blocks ``b0 .. b1 - 1`` (GIL released; ``scratch``: (nb, k + 2, W) work array)."""
     nb = part.shape[0]
-    for b in prange(nb):
+    for b in range(b0, b1):
         _softmax_block(b, nb, z, x, y, lab, part, first, scratch)
-    change = 0.0
-    for b in range(nb):
-        change += part[b, part.shape[1] - 1]
-    return change / (k * dd * h * w)
 
 
 @njit(cache=True, error_model="numpy")
@@ -214,7 +210,7 @@ def reduce_means(part, k, c, soft, hard):
 
 @njit(cache=True, error_model="numpy", fastmath=_FM)
 def _p_row(y, d, i, eps2, out, slot, want_z):
-    """:math:`\nabla^+ y_n / \sqrt{|\nabla^+ y_n|^2 + \epsilon^2}` of row (d, i), every
+    r""":math:`\nabla^+ y_n / \sqrt{|\nabla^+ y_n|^2 + \epsilon^2}` of row (d, i), every
     class, into ``out[slot, axis, n, :]`` (axis 0: along W, 1: along H, 2: along D)."""
     k, dd, h, w = y.shape
     one = y.dtype.type(1.0)
@@ -253,7 +249,7 @@ def _p_row(y, d, i, eps2, out, slot, want_z):
 
 @njit(cache=True, error_model="numpy", fastmath=_FM)
 def _force_row(x, d, i, p, cur, prev, g, soft, lam, has_z):
-    """:math:`g_n = \|x - c_n\|^2 - \lambda \kappa_n` of row (d, i), every class, into g."""
+    r""":math:`g_n = \|x - c_n\|^2 - \lambda \kappa_n` of row (d, i), every class, into g."""
     k = p.shape[2]
     w = g.shape[1]
     c = x.shape[0]
@@ -289,7 +285,7 @@ def _force_row(x, d, i, p, cur, prev, g, soft, lam, has_z):
 
 @njit(cache=True, error_model="numpy", fastmath=_FM)
 def _step_row(z, y, d, i, g, sbar, step, mode, deps):
-    """:math:`z \leftarrow z - \eta w` of row (d, i) (``mode`` 0: softmax-gradient, 1: paper)."""
+    r""":math:`z \leftarrow z - \eta w` of row (d, i) (``mode`` 0: softmax-gradient, 1: paper)."""
     k = z.shape[0]
     w = g.shape[1]
     if mode == 0:
@@ -378,18 +374,50 @@ def _update_block(b, nb, z, x, y, lab, soft, hard, prow, grow, energy, lam, step
     energy[b, 1] = length
 
 
-@njit(cache=True, error_model="numpy", parallel=True)
-def update_pass(z, x, y, lab, soft, hard, prow, grow, energy, lam, step, mode, ceps, deps):
-    """One step of Eq. 15 on ``z`` in place from ``y = softmax(z)`` (computed by
-    :func:`softmax_pass`); returns the data and length terms of the hard partition ``lab``."""
+@njit(cache=True, error_model="numpy", nogil=True)
+def update_blocks(b0, b1, z, x, y, lab, soft, hard, prow, grow, energy, lam, step, mode,
+                  ceps, deps):
+    """One step of Eq. 15 in place on the row blocks ``b0 .. b1 - 1`` of ``z``, from
+    ``y = softmax(z)`` (:func:`softmax_blocks`); the data and length terms of the hard
+    partition ``lab`` of each block go to ``energy[b]`` (GIL released)."""
     nb = prow.shape[0]
     eps2 = ceps * ceps
-    for b in prange(nb):
+    for b in range(b0, b1):
         _update_block(b, nb, z, x, y, lab, soft, hard, prow, grow, energy, lam, step, mode,
                       eps2, deps)
-    data = 0.0
-    length = 0.0
-    for b in range(nb):
-        data += energy[b, 0]
-        length += energy[b, 1]
-    return data, length
+
+
+class Runner:
+    """Run a block kernel over all row blocks on ``threads`` threads (contiguous ranges).
+
+    Python threads that wait on a future sleep instead of spinning, which on a machine shared
+    with other busy processes costs less than an OpenMP-style barrier (``parallel=True``
+    measured slower than one thread there); results do not depend on ``threads``.
+    """
+
+    _pools = {}
+
+    def __init__(self, nb, threads):
+        self.nb = nb
+        self.threads = max(1, min(int(threads), nb))
+        cuts = [(t * nb) // self.threads for t in range(self.threads + 1)]
+        self.ranges = list(zip(cuts[:-1], cuts[1:], strict=True))
+        self.pool = None
+        if self.threads > 1:
+            from concurrent.futures import ThreadPoolExecutor
+
+            pool = Runner._pools.get(self.threads)
+            if pool is None:
+                pool = Runner._pools.setdefault(
+                    self.threads, ThreadPoolExecutor(self.threads, "varseg-fixed-point"))
+            self.pool = pool
+
+    def __call__(self, kernel, *args):
+        if self.pool is None:
+            kernel(0, self.nb, *args)
+            return
+        futures = [self.pool.submit(kernel, b0, b1, *args) for b0, b1 in self.ranges[1:]]
+        b0, b1 = self.ranges[0]
+        kernel(b0, b1, *args)
+        for f in futures:
+            f.result()

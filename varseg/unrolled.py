@@ -193,34 +193,47 @@ def _check_fixed_point_args(n_phases, lam, step, max_iter, tol, update, curvatur
 
 
 def _iterate_fixed_point(ws, z, lam, step, mode, curvature_eps, dirac_eps, max_iter, tol,
-                         t0):
+                         t0, threads=1):
     """The Numba loop of :func:`ms_fixed_point`: (n_iter, converged, energy, times).
 
     ``energy[k]`` (k < n_iter) is computed inside the step that leaves iterate k; the last
     record is appended by the caller with :func:`varseg.energy_from_labels`."""
-    from varseg._fixed_point_kernels import reduce_means, softmax_pass, update_pass
+    from varseg._fixed_point_kernels import Runner, reduce_means, softmax_blocks, update_blocks
 
     x = ws.x
-    softmax_pass(z, x, ws.y, ws.lab, ws.part, True, ws.grow)
+    run = Runner(ws.nb, threads)
+    per_entry = 1.0 / ws.y.size
+    run(softmax_blocks, z, x, ws.y, ws.lab, ws.part, True, ws.grow)
     energy, times = [], [time.perf_counter() - t0]
     converged = False
     it = 0
     for it in range(1, max_iter + 1):  # noqa: B007 - it is the count run
         reduce_means(ws.part, ws.k, x.shape[0], ws.soft, ws.hard)
-        data, length = update_pass(z, x, ws.y, ws.lab, ws.soft, ws.hard, ws.prow, ws.grow,
-                                   ws.energy, lam, step, mode, curvature_eps, dirac_eps)
-        energy.append(data + lam * length)
-        change = softmax_pass(z, x, ws.y, ws.lab, ws.part, False, ws.grow)
+        run(update_blocks, z, x, ws.y, ws.lab, ws.soft, ws.hard, ws.prow, ws.grow, ws.energy,
+            lam, step, mode, curvature_eps, dirac_eps)
+        data, length = ws.energy.sum(axis=0)
+        energy.append(float(data + lam * length))
+        run(softmax_blocks, z, x, ws.y, ws.lab, ws.part, False, ws.grow)
         times.append(time.perf_counter() - t0)
-        if change < tol:
+        if float(ws.part[:, -1].sum()) * per_entry < tol:
             converged = True
             break
     return it, converged, energy, times
 
 
+#: Below this many logit entries (K x pixels) the solver runs in the calling thread.
+SERIAL_BELOW = 1 << 15
+
+
+def _thread_count(n_entries):
+    import numba
+
+    return 1 if n_entries < SERIAL_BELOW else numba.get_num_threads()
+
+
 _WARMED = set()
-#: Seconds a cold compilation of the fixed-point kernels took on the 2-core machine.
-_COMPILE_ESTIMATE_S = 15
+#: Seconds a cold compilation of the fixed-point kernels takes on a 2-core machine.
+_COMPILE_ESTIMATE_S = 10
 
 
 def _kernels_cached():
@@ -229,7 +242,7 @@ def _kernels_cached():
 
     try:
         return all(bool(getattr(fk, name)._cache._cache_file._load_index())
-                   for name in ("softmax_pass", "update_pass", "reduce_means"))
+                   for name in ("softmax_blocks", "update_blocks", "reduce_means"))
     except Exception:  # noqa: BLE001 - Numba internals: assume not cached
         return False
 
@@ -330,12 +343,12 @@ def ms_fixed_point(image, n_phases=2, *, lam=0.125, step=2.0, max_iter=300, tol=
     spatial = x.shape[1:]
     shape4 = (1,) * (4 - x.ndim)
     x4 = np.ascontiguousarray(x.reshape((x.shape[0],) + shape4 + spatial), dtype=np_dtype)
-    z = np.ascontiguousarray(z0.reshape((k,) + shape4 + spatial), dtype=np_dtype)
+    z = np.array(z0.reshape((k,) + shape4 + spatial), dtype=np_dtype)  # a copy: updated in place
     ws = Workspace(x4, k)
     T = np_dtype
     n_iter, converged, energy, times = _iterate_fixed_point(
         ws, z, T(lam), T(step), UPDATE_CODES[update], T(curvature_eps), T(dirac_eps),
-        max_iter, tol, t0)
+        max_iter, tol, t0, _thread_count(z.size))
     labels = ws.lab.reshape(spatial).astype(np.int64)
     terms = energy_from_labels(x, labels, lam, n_phases=k)
     energy.append(terms.total)
@@ -369,17 +382,25 @@ class UnrolledMumfordShah(nn.Module):
     n_phases : int
         Number of classes K.
     in_channels : int
-        Image channels C.
+        Image channels C ≥ 1.
     n_iter : int
-        Number T of unrolled iterations.
+        Number T ≥ 1 of unrolled iterations.
     lam : float
-        λ of Eq. 12 (fixed).
+        λ ≥ 0 of Eq. 12 (fixed).
     step : float
-        Initial step size η.
+        Initial step size η > 0.
     learn_step, learn_kernels : bool
         Which parts are trainable (prototypes and β always are).
     update : {"softmax-gradient", "paper"}
     curvature_eps : float
+        ε > 0 of the smoothed curvature.
+    sharpness : float
+        Initial β > 0 of the start :math:`z^{(0)}`.
+
+    Raises
+    ------
+    ValueError
+        An argument out of range (one line naming it).
 
     Shape
     -----
@@ -393,6 +414,12 @@ class UnrolledMumfordShah(nn.Module):
         super().__init__()
         k = check_n_phases(n_phases)
         check_choice(update, set(_UPDATES), "update")
+        check_int(in_channels, "in_channels")
+        check_int(n_iter, "n_iter")
+        lam = check_positive(lam, "lam", allow_zero=True)
+        step = check_positive(step, "step")
+        sharpness = check_positive(sharpness, "sharpness")
+        curvature_eps = check_positive(curvature_eps, "curvature_eps")
         self.n_phases, self.in_channels, self.n_iter = k, int(in_channels), int(n_iter)
         self.lam, self.update, self.curvature_eps = float(lam), update, float(curvature_eps)
         levels = (torch.arange(k, dtype=torch.float32) + 0.5) / k
@@ -463,18 +490,19 @@ def unrolled_segment(image, n_phases=2, *, model=None, lam=0.125, n_iter=20, fit
     model : UnrolledMumfordShah, optional
         A (trained) network; default: a new one with ``n_iter``, ``lam``, ``learn_kernels``.
     lam : float
-        λ for the recorded energy and the fitting loss.
+        λ ≥ 0 for the recorded energy and the fitting loss.
     n_iter : int
-        Unrolled iterations of a new network.
+        Unrolled iterations (≥ 1) of a new network.
     fit_steps : int
-        Adam steps fitting the network to this image.
+        Adam steps (≥ 0) fitting the network to this image.
     lr : float
+        Adam's learning rate (> 0).
     learn_kernels : bool
     channel_axis : int, optional
     seed : int, optional
         Seeds torch for the fit.
     device : str
-        "cpu", "cuda" or "auto".
+        "cpu", "cuda" or "auto" (ValueError for "cuda" without CUDA).
     progress : bool
         tqdm bar over the fitting steps.
 
@@ -488,6 +516,10 @@ def unrolled_segment(image, n_phases=2, *, model=None, lam=0.125, n_iter=20, fit
     t0 = time.perf_counter()
     x, _ = as_channels_first(image, channel_axis)
     k = check_n_phases(n_phases)
+    lam = check_positive(lam, "lam", allow_zero=True)
+    n_iter = check_int(n_iter, "n_iter")
+    fit_steps = check_int(fit_steps, "fit_steps", minimum=0)
+    lr = check_positive(lr, "lr")
     x = normalise_image(x)
     dev = _device(device)
     if seed is not None:
@@ -525,8 +557,18 @@ def unrolled_segment(image, n_phases=2, *, model=None, lam=0.125, n_iter=20, fit
 
 
 def _device(device):
-    if device in (None, "auto"):
+    """A torch device from "cpu", "cuda[:i]", "auto"/None or a torch.device; one-line
+    ValueError for a name torch does not know or CUDA requested without CUDA."""
+    if device is None or (isinstance(device, str) and device == "auto"):
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise ValueError(f"device must be 'cpu', 'cuda', 'cuda:N' or 'auto'; got {device!r}"
+                         ) from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device={device!r}: CUDA is not available on this machine; use "
+                         f"device='cpu' or 'auto'")
+    return dev
 
 
