@@ -38,7 +38,7 @@ __all__ = ["add_arguments", "main", "run", "format_table"]
 
 #: Columns of the printed table: (key, header, width, format).
 COLUMNS = (
-    ("solver", "solver", 22, "s"),
+    ("solver", "solver", 27, "s"),
     ("varseg_ms", "varseg ms/it", 12, ".3f"),
     ("peer", "peer", 26, "s"),
     ("peer_ms", "peer ms/it", 11, ".3f"),
