@@ -65,8 +65,8 @@ class Workspace:
         self.part = np.zeros((self.nb, 2 * k * (c + 1) + 1))
         # per block: p rows (2 slots + 1 for the previous slice) x 3 components x k x W
         self.prow = np.zeros((self.nb, 3, 3, k, w), dtype=dt)
-        # per block: k rows of forces / exponentials and two more rows
-        self.grow = np.zeros((self.nb, k + 2, w), dtype=dt)
+        # per block: k rows of forces / exponentials and three more rows
+        self.grow = np.zeros((self.nb, k + 3, w), dtype=dt)
         self.soft = np.zeros((k, c), dtype=dt)
         self.hard = np.zeros((k, c), dtype=dt)
         self.energy = np.zeros((self.nb, 2))
@@ -77,13 +77,63 @@ def _block_rows(b, nb, rows):
     return (b * rows) // nb, ((b + 1) * rows) // nb
 
 
+@njit(cache=True, error_model="numpy")
+def _exp_row(a, b, out, bits):
+    r"""``out = exp(a - b)`` for ``a <= b`` (clamped at the smallest normal exponent), in loops
+    that vectorise (IEEE arithmetic: no reassociation, which would undo the reduction):
+    Cody–Waite reduction :math:`v = t \ln 2 + r`, :math:`|r| \le \ln 2 / 2`, the Taylor
+    polynomial of :math:`e^r` (degree 7 in float32, 13 in float64: below an ulp of the
+    type) and :math:`2^t` built from exponent bits (``bits``: a work row). The four rows must
+    not overlap (else the loops do not vectorise)."""
+    w = a.shape[0]
+    T = a.dtype.type
+    if a.itemsize == 4:
+        ib = bits.view(np.int32)
+        for j in range(w):
+            x = max(a[j] - b[j], T(-87.0))
+            t = np.floor(x * T(1.4426950408889634) + T(0.5))
+            r = (x - t * T(0.693359375)) - t * T(-2.12194440e-4)
+            p = T(1 / 5040) * r + T(1 / 720)
+            p = p * r + T(1 / 120)
+            p = p * r + T(1 / 24)
+            p = p * r + T(1 / 6)
+            p = p * r + T(0.5)
+            p = p * r + T(1.0)
+            out[j] = p * r + T(1.0)
+            ib[j] = (np.int32(t) + np.int32(127)) << np.int32(23)
+    else:
+        ib = bits.view(np.int64)
+        for j in range(w):
+            x = max(a[j] - b[j], T(-708.0))
+            t = np.floor(x * T(1.4426950408889634) + T(0.5))
+            r = (x - t * T(6.93147180369123816490e-01)) - t * T(1.90821492927058770002e-10)
+            p = T(1 / 6227020800) * r + T(1 / 479001600)
+            p = p * r + T(1 / 39916800)
+            p = p * r + T(1 / 3628800)
+            p = p * r + T(1 / 362880)
+            p = p * r + T(1 / 40320)
+            p = p * r + T(1 / 5040)
+            p = p * r + T(1 / 720)
+            p = p * r + T(1 / 120)
+            p = p * r + T(1 / 24)
+            p = p * r + T(1 / 6)
+            p = p * r + T(0.5)
+            p = p * r + T(1.0)
+            out[j] = p * r + T(1.0)
+            ib[j] = (np.int64(t) + np.int64(1023)) << np.int64(52)
+    for j in range(w):
+        out[j] *= bits[j]
+
+
 @njit(cache=True, error_model="numpy", fastmath=_FM)
 def _row_max_exp(z, d, i, tmp):
-    """``tmp[n] = exp(z_n - max_m z_m)`` and ``tmp[k + 1] = 1 / sum_n tmp[n]`` of one row."""
+    """``tmp[n] = exp(z_n - max_m z_m)`` and ``tmp[k + 1] = 1 / sum_n tmp[n]`` of one row
+    (``tmp[k + 2]``: work row)."""
     k = z.shape[0]
     w = z.shape[3]
     mx = tmp[k]
     s = tmp[k + 1]
+    bits = tmp[k + 2]
     z0 = z[0, d, i]
     for j in range(w):
         mx[j] = z0[j]
@@ -97,11 +147,9 @@ def _row_max_exp(z, d, i, tmp):
     for n in range(k):
         zn = z[n, d, i]
         en = tmp[n]
+        _exp_row(zn, mx, en, bits)
         for j in range(w):
-            v = zn[j] - mx[j]
-            e = one if v == 0 else math.exp(v)  # the largest logit: exp(0) without a call
-            en[j] = e
-            s[j] += e
+            s[j] += en[j]
     for j in range(w):
         s[j] = one / s[j]
 
@@ -181,7 +229,7 @@ def _softmax_block(b, nb, z, x, y, lab, part, first, scratch):
 @njit(cache=True, error_model="numpy", nogil=True)
 def softmax_blocks(b0, b1, z, x, y, lab, part, first, scratch):
     r""":math:`y = \mathrm{softmax}(z)` over axis 0, labels and partial sums of the row
-    blocks ``b0 .. b1 - 1`` (GIL released; ``scratch``: (nb, k + 2, W) work array)."""
+    blocks ``b0 .. b1 - 1`` (GIL released; ``scratch``: (nb, k + 3, W) work array)."""
     nb = part.shape[0]
     for b in range(b0, b1):
         _softmax_block(b, nb, z, x, y, lab, part, first, scratch)
@@ -323,12 +371,15 @@ def _hard_row(x, lab, d, i, hard):
     lad = lab[d, i + 1] if i + 1 < h else labr
     laz = lab[d + 1, i] if d + 1 < dd else labr
     data = 0.0
+    for ch in range(c):
+        xr = x[ch, d, i]
+        hc = hard[:, ch]
+        for j in range(w):
+            r = xr[j] - hc[labr[j]]
+            data += r * r
     length = 0.0
     for j in range(w):
         lv = labr[j]
-        for ch in range(c):
-            r = x[ch, d, i, j] - hard[lv, ch]
-            data += r * r
         n2 = labr[j + 1] if j + 1 < w else lv
         n1 = lad[j]
         n0 = laz[j]
