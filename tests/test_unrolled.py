@@ -178,3 +178,163 @@ def test_unrolled_segment_result_and_fit():
         mumford_shah_energy(x, np.eye(4)[res.labels].transpose(2, 0, 1), 0.125), rel=1e-10)
     with pytest.raises(ValueError, match="n_phases"):
         unrolled_segment(img, 3, model=UnrolledMumfordShah(4))
+
+
+# --------------------------------------------------------------------------------------
+# The Numba solver of ms_fixed_point against the torch fixed_point_step
+# --------------------------------------------------------------------------------------
+def _numba_step(z, x, lam, step, update, ceps=0.1, deps=1.0):
+    """One step of the Numba kernels on (K, *S) logits and (C, *S) image (float64)."""
+    from varseg._fixed_point_kernels import (
+        UPDATE_CODES,
+        Workspace,
+        reduce_means,
+        softmax_blocks,
+        update_blocks,
+    )
+
+    spatial = z.shape[1:]
+    pad = (1,) * (3 - len(spatial))
+    z4 = np.ascontiguousarray(z.reshape((z.shape[0],) + pad + spatial))
+    x4 = np.ascontiguousarray(x.reshape((x.shape[0],) + pad + spatial))
+    ws = Workspace(x4, z.shape[0])
+    softmax_blocks(0, ws.nb, z4, x4, ws.y, ws.lab, ws.part, True, ws.grow)
+    reduce_means(ws.part, ws.k, x.shape[0], ws.soft, ws.hard)
+    update_blocks(0, ws.nb, z4, x4, ws.y, ws.lab, ws.soft, ws.hard, ws.prow, ws.grow,
+                  ws.energy, lam, step, UPDATE_CODES[update], ceps, deps)
+    data, length = ws.energy.sum(0)
+    return z4.reshape(z.shape), data, length, ws.lab.reshape(spatial)
+
+
+@pytest.mark.parametrize("update", ["softmax-gradient", "paper"])
+@pytest.mark.parametrize("spatial, channels, k", [((7, 9), 1, 2), ((12, 10), 3, 5),
+                                                   ((3, 5, 6), 2, 3), ((1, 8), 1, 4)])
+def test_numba_step_agrees_with_torch(update, spatial, channels, k):
+    rng = np.random.default_rng(k)
+    z = rng.normal(size=(k,) + spatial) * 2
+    x = rng.random((channels,) + spatial)
+    new, data, length, lab = _numba_step(z.copy(), x, 0.3, 0.7, update, 0.2, 0.8)
+    ref = fixed_point_step(torch.tensor(z)[None], torch.tensor(x)[None], 0.3, 0.7,
+                           update=update, curvature_eps=0.2, dirac_eps=0.8)[0].numpy()
+    np.testing.assert_allclose(new, ref, atol=1e-10, rtol=0)
+    # the fused hard energy is that of the argmax partition of softmax(z)
+    labels = z.argmax(0)
+    assert (lab == labels).all()
+    terms = energy_from_labels(x, labels, 0.3, n_phases=k)
+    assert data == pytest.approx(terms.data, rel=1e-12, abs=1e-12)
+    assert length == pytest.approx(terms.length, rel=1e-12, abs=1e-12)
+
+
+@pytest.mark.parametrize("update", ["softmax-gradient", "paper"])
+def test_ms_fixed_point_follows_torch_iterates(update):
+    img, _ = four_regions(40)
+    x = (img - img.min()) / (img.max() - img.min())
+    z0 = np.random.default_rng(3).normal(size=(3,) + img.shape)
+    n = 30
+    res = ms_fixed_point(img, 3, init=z0, max_iter=n, tol=0.0, update=update,
+                         dtype=torch.float64)
+    z = torch.tensor(z0)[None]
+    xt = torch.tensor(x)[None, None]
+    energies = [energy_from_labels(x, z[0].argmax(0).numpy(), 0.125, n_phases=3).total]
+    for _ in range(n):
+        z = fixed_point_step(z, xt, 0.125, 2.0, update=update)
+        energies.append(energy_from_labels(x, torch.softmax(z, 1)[0].argmax(0).numpy(), 0.125,
+                                           n_phases=3).total)
+    y = torch.softmax(z, 1)[0].numpy()
+    assert res.n_iter == n and not res.converged
+    np.testing.assert_allclose(res.memberships, y, atol=1e-6)  # stored as float32
+    assert (res.labels == y.argmax(0)).all()
+    np.testing.assert_allclose(res.energy, energies, rtol=1e-10)
+    assert res.params["dtype"] == "float64" and len(res.times) == n + 1
+
+
+def test_ms_fixed_point_float32_and_thread_count_independence():
+    import numba
+
+    img, _ = four_regions(128)
+    ref = ms_fixed_point(img, 2, max_iter=20, tol=0.0, dtype=torch.float64)
+    f32 = ms_fixed_point(img, 2, max_iter=20, tol=0.0)
+    assert (f32.labels != ref.labels).mean() < 1e-3
+    assert f32.energy[-1] == pytest.approx(ref.energy[-1], rel=1e-3)
+    before = numba.get_num_threads()
+    try:
+        numba.set_num_threads(1)
+        one = ms_fixed_point(img, 2, max_iter=20, tol=0.0)
+        numba.set_num_threads(min(2, numba.config.NUMBA_NUM_THREADS))
+        two = ms_fixed_point(img, 2, max_iter=20, tol=0.0)
+    finally:
+        numba.set_num_threads(before)
+    np.testing.assert_array_equal(one.memberships, two.memberships)
+    np.testing.assert_array_equal(one.energy, two.energy)
+
+
+def test_ms_fixed_point_stops_at_tol():
+    img, _ = four_regions(32)
+    res = ms_fixed_point(img, 4, max_iter=500, tol=1e-3)
+    assert res.converged and res.n_iter < 500 and len(res.energy) == res.n_iter + 1
+
+
+def test_warm_up_logs_once(monkeypatch, caplog):
+    import logging
+
+    import varseg.unrolled as mod
+
+    monkeypatch.setattr(mod, "_WARMED", set())
+    monkeypatch.setattr(mod, "_kernels_cached", lambda: False)
+    with caplog.at_level(logging.INFO, logger="varseg.unrolled"):
+        ms_fixed_point(np.eye(8), 2, max_iter=2)
+        ms_fixed_point(np.eye(8), 2, max_iter=2)
+    lines = [r.getMessage() for r in caplog.records if "compiling Numba" in r.getMessage()]
+    assert len(lines) == 1 and lines[0].startswith("compiling Numba kernels once, about ")
+
+
+# --------------------------------------------------------------------------------------
+# Bad arguments: one-line errors naming the argument
+# --------------------------------------------------------------------------------------
+def test_ms_fixed_point_bad_arguments():
+    img = np.random.default_rng(0).random((16, 16))
+    with pytest.raises(TypeError, match="dtype must be torch.float32 or torch.float64"):
+        ms_fixed_point(img, dtype=torch.int64)
+    with pytest.raises(TypeError, match="dtype"):
+        ms_fixed_point(img, dtype=np.int32)
+    for kw, name in [({"curvature_eps": 0}, "curvature_eps"),
+                     ({"update": "paper", "dirac_eps": 0}, "dirac_eps"),
+                     ({"lam": -1}, "lam"), ({"lam": float("nan")}, "lam"),
+                     ({"step": 0}, "step"), ({"max_iter": 0}, "max_iter"),
+                     ({"tol": -1}, "tol")]:
+        with pytest.raises(ValueError, match=name):
+            ms_fixed_point(img, **kw)
+
+
+@pytest.mark.parametrize("kw, name", [({"n_iter": -1}, "n_iter"), ({"n_iter": 0}, "n_iter"),
+                                      ({"step": -1}, "step"), ({"sharpness": -1}, "sharpness"),
+                                      ({"lam": float("nan")}, "lam"),
+                                      ({"curvature_eps": 0}, "curvature_eps"),
+                                      ({"in_channels": 0}, "in_channels")])
+def test_unrolled_network_bad_arguments(kw, name):
+    with pytest.raises(ValueError, match=name):
+        UnrolledMumfordShah(2, **kw)
+
+
+def test_unrolled_segment_bad_arguments():
+    img = np.random.default_rng(0).random((8, 8))
+    for kw, name in [({"lam": -1}, "lam"), ({"lam": float("nan")}, "lam"),
+                     ({"n_iter": 0}, "n_iter"), ({"fit_steps": -1}, "fit_steps"),
+                     ({"lr": 0}, "lr"), ({"device": "tpu9"}, "device")]:
+        with pytest.raises(ValueError, match=name):
+            unrolled_segment(img, 2, **kw)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
+def test_unrolled_segment_cuda_without_cuda():
+    with pytest.raises(ValueError, match="CUDA is not available") as err:
+        unrolled_segment(np.eye(8), 2, device="cuda")
+    assert "\n" not in str(err.value)
+
+
+def test_ms_fixed_point_leaves_init_array_alone():
+    img, _ = four_regions(16)
+    z0 = np.random.default_rng(0).normal(size=(2, 16, 16))
+    keep = z0.copy()
+    ms_fixed_point(img, 2, init=z0, max_iter=3, dtype=torch.float64)
+    np.testing.assert_array_equal(z0, keep)
