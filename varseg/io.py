@@ -283,11 +283,11 @@ def read_nifti(path, *, what="NIfTI file"):
 
 
 def sitk_affine(spacing, origin, direction) -> np.ndarray:
-    """NIfTI (RAS+) affine of a SimpleITK image from its spacing, origin and direction.
+    r"""NIfTI (RAS+) affine of a SimpleITK image from its spacing, origin and direction.
 
     ITK maps the index :math:`(i, j, k)` to the LPS point
-    :math:`p = o + D\\,\\mathrm{diag}(s)\\,(i, j, k)^T`; RAS flips the first two world axes:
-    :math:`A = \\mathrm{diag}(-1, -1, 1)\\,[D\\,\\mathrm{diag}(s) \\mid o]`. 2D images are padded
+    :math:`p = o + D\,\mathrm{diag}(s)\,(i, j, k)^T`; RAS flips the first two world axes:
+    :math:`A = \mathrm{diag}(-1, -1, 1)\,[D\,\mathrm{diag}(s) \mid o]`. 2D images are padded
     to 3D with unit spacing.
 
     Parameters

@@ -209,7 +209,7 @@ def plot_comparison(image, results, ground_truth=None, *, channel_axis=None, mat
 # energy curves
 # --------------------------------------------------------------------------------------
 def _iterations_of(r):
-    """x values for the energy history: iteration numbers, last = n_iter."""
+    """X values for the energy history: iteration numbers, last = n_iter."""
     e = np.asarray(r.energy)
     offset = max(int(r.n_iter) - len(e) + 1, 0)
     return np.arange(len(e)) + offset

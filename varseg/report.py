@@ -1,6 +1,7 @@
 """Writing results to disk: a segmentation's label PNG, boundary overlay PNG and ``.npz``
 result, and the reports of ``varseg compare`` (single image or data set) as Markdown and as
-one self-contained HTML page (figures inlined, no external URL)."""
+one self-contained HTML page (figures inlined, no external URL).
+"""
 
 from __future__ import annotations
 

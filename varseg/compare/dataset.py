@@ -1,5 +1,6 @@
 """Comparisons over a data set: items from folders, datasets or iterables; worker processes;
-shards over the ranks of a ``torchrun`` launch, and their merge."""
+shards over the ranks of a ``torchrun`` launch, and their merge.
+"""
 
 from __future__ import annotations
 
@@ -34,7 +35,8 @@ _GT_SUFFIXES = (".png", ".npy", ".mat", ".tif", ".tiff", ".bmp")
 
 def shard_info(rank=None, world_size=None):
     """``(rank, world_size)`` from the arguments or the ``RANK``/``WORLD_SIZE`` environment
-    variables set by ``torchrun`` (``(0, 1)`` when absent)."""
+    variables set by ``torchrun`` (``(0, 1)`` when absent).
+    """
     r = int(os.environ.get("RANK", 0)) if rank is None else int(rank)
     w = int(os.environ.get("WORLD_SIZE", 1)) if world_size is None else int(world_size)
     if w < 1 or not 0 <= r < w:
@@ -164,7 +166,8 @@ def _run_one(index, name, image, gt, ca, cfg):
 def init_worker(n_threads=1):
     """Initialiser of a data-set worker process: ``n_threads`` CPU threads
     (:func:`varseg._threads.limit_threads`), and the per-method failure warnings silenced
-    (failures are in the table)."""
+    (failures are in the table).
+    """
     limit_threads(n_threads)
     warnings.filterwarnings("ignore", category=RuntimeWarning, message="compare: method")
 

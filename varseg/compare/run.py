@@ -127,7 +127,8 @@ def _describe(kw):
 
 def _warm_up(func, image, channel_axis, n_phases, kw):
     """Call ``func`` once on a small crop (compiles Numba kernels); failures are ignored
-    here and reported by the timed call."""
+    here and reported by the timed call.
+    """
     ax = None if channel_axis is None else channel_axis % image.ndim
     crop = tuple(slice(None) if i == ax else slice(0, 32) for i in range(image.ndim))
     try:

@@ -153,7 +153,8 @@ def label_scores(labels, ground_truth, *, ignore_index=None):
 
 def score_result(res, image_n, channel_axis, lam, ground_truth, ignore_index, n_phases):
     """Table columns of one :class:`varseg.Segmentation`: the shared energy on the
-    normalised image ``image_n`` and, with ground truth, :func:`label_scores`."""
+    normalised image ``image_n`` and, with ground truth, :func:`label_scores`.
+    """
     lab = np.asarray(res.labels)
     spatial = spatial_shape(image_n.shape, channel_axis)
     if lab.shape != spatial:

@@ -1,5 +1,6 @@
 """:class:`ComparisonTable`: the rows of a comparison, and their exports (Markdown, text,
-CSV, JSON, pandas, HTML for notebooks)."""
+CSV, JSON, pandas, HTML for notebooks).
+"""
 
 from __future__ import annotations
 
@@ -154,7 +155,8 @@ class ComparisonTable:
     @property
     def all_failed(self):
         """True when the table has rows and every one of them is a failure (for a data-set
-        table: every method on every image)."""
+        table: every method on every image).
+        """
         if self.per_image is not None:
             return self.per_image.all_failed
         return bool(self.rows) and all(r.get("error") for r in self.rows)
@@ -239,7 +241,8 @@ class ComparisonTable:
 
     def to_csv(self, path):
         """Write all columns of all rows as CSV (floats at full precision, atomically);
-        returns the path. Read it back with :meth:`from_csv`."""
+        returns the path. Read it back with :meth:`from_csv`.
+        """
         buf = io.StringIO()
         w = csv.writer(buf)
         cols = self.columns

@@ -387,7 +387,8 @@ def _check_spacing(spacing, nd):
 
 def _check_layout(image, channel_axis):
     """An ``(H, W, 3)`` / ``(H, W, 4)`` image without ``channel_axis`` is a colour image, not
-    a 3-slice volume: refuse it (as scikit-image does) instead of segmenting it as a volume."""
+    a 3-slice volume: refuse it (as scikit-image does) instead of segmenting it as a volume.
+    """
     shape = np.shape(image)
     if channel_axis is None and len(shape) == 3 and shape[-1] in (3, 4):
         raise ValueError(f"image of shape {shape} looks like an RGB(A) image; pass "
@@ -426,7 +427,8 @@ class _Run:
 
 def _run_tiny(wdtype):
     """Run every kernel of the working precision ``wdtype`` once, on a tiny image (used by
-    :func:`varseg._jit.ensure_compiled` before the clock starts)."""
+    :func:`varseg._jit.ensure_compiled` before the clock starts).
+    """
     img = np.add.outer(np.arange(6.0), np.arange(7.0)) % 4
     cfg = _check_args(2, 0.2, 1.0, 0.5, 1.0, 2, 0.0, "partition", 1, "checkerboard", wdtype,
                       None, False)
@@ -480,7 +482,8 @@ def _solve(run, phi0):
 
 def _result(run, phi, labels, energies, times, n_iter, converged, snaps, final):
     """The :class:`~varseg.result.Segmentation` of a run; ``final = (energy, means)`` of the
-    last partition."""
+    last partition.
+    """
     total, means = final
     energies = list(energies) + [total] if run.record else [total]
     times = list(times) + [time.perf_counter() - run.t_start]
@@ -511,14 +514,16 @@ def _result(run, phi, labels, energies, times, n_iter, converged, snaps, final):
 
 def interface_edges(labels):
     """Number of pairs of axis-neighbours with different labels (the size of the interface,
-    in edges, of a partition; any dimension)."""
+    in edges, of a partition; any dimension).
+    """
     lab = np.asarray(labels)
     return sum(int(np.count_nonzero(np.diff(lab, axis=a))) for a in range(lab.ndim))
 
 
 class _PartitionStop:
     """The ``"partition"`` rule: stop when at most ``tol`` of the interface moved per
-    iteration over the last ``window`` iterations (see :func:`chan_vese`, Notes)."""
+    iteration over the last ``window`` iterations (see :func:`chan_vese`, Notes).
+    """
 
     def __init__(self, tol, window):
         self.tol, self.window = tol, window

@@ -38,14 +38,16 @@ def heaviside_expr(z, eps):
 
 def dirac_expr(z, eps):
     r"""The one definition of :math:`\delta_\varepsilon(z) = H_\varepsilon'(z) =
-    \frac{\varepsilon/\pi}{\varepsilon^2 + z^2}`; valid for floats, arrays and tensors."""
+    \frac{\varepsilon/\pi}{\varepsilon^2 + z^2}`; valid for floats, arrays and tensors.
+    """
     return (eps / math.pi) / (eps * eps + z * z)
 
 
 def dirac_pi_expr(z, eps):
     r"""scikit-image's Dirac :math:`\pi\,\delta_\varepsilon(z) = \varepsilon / (\varepsilon^2
     + z^2)` (``skimage.segmentation.chan_vese``; the factor :math:`\pi` is absorbed in the time
-    step), in its order of operations; used by the Chan–Vese kernels."""
+    step), in its order of operations; used by the Chan–Vese kernels.
+    """
     return eps / (eps * eps + z * z)
 
 

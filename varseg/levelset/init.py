@@ -107,7 +107,8 @@ def _disk_offsets(j, nd, m):
 def _signed_distance(inside, scale=2.0):
     """``(d - 1/2) / scale`` inside, ``-(d - 1/2) / scale`` outside, d the Euclidean distance to
     the nearest pixel of the other side (so neighbours across the boundary get +-1/4); +-1 when
-    one side is empty."""
+    one side is empty.
+    """
     from scipy.ndimage import distance_transform_edt
 
     if inside.all() or not inside.any():
@@ -254,7 +255,8 @@ def lloyd_partition(image, K, rng=None, max_iter=30):
 
 def _gray_code_phases(image, K, bins=256):
     """Phase of every pixel: the Gray code of its :func:`kmeans_partition` rank (see the
-    module docstring)."""
+    module docstring).
+    """
     rank = kmeans_partition(image, K, bins)
     return rank ^ (rank >> 1)
 

@@ -82,9 +82,10 @@ def _smooth(u, k1):
 
 
 class _Data:
-    """Fixed data of one solve: internal image ``x`` (C,) + S on [0, 255] (0 outside the
+    r"""Fixed data of one solve: internal image ``x`` (C,) + S on [0, 255] (0 outside the
     mask), mask ``inside`` (bool S) and its weights ``w``, 1D kernel ``k1``, ``k1w = K * w``
-    (``K * 1`` without a mask) and ``sx2`` = :math:`\\sum_{ch} x^2`."""
+    (``K * 1`` without a mask) and ``sx2`` = :math:`\sum_{ch} x^2`.
+    """
 
     def __init__(self, x, inside, sigma):
         self.x, self.inside = x, inside
@@ -340,10 +341,10 @@ def _warm_up():
 # Image scaling and the iteration
 # --------------------------------------------------------------------------------------
 def _internal_image(x_in, inside):
-    """``(y, x0, span)``: ``y = 255 (x - x0) / span`` inside the mask, 0 outside.
+    r"""``(y, x0, span)``: ``y = 255 (x - x0) / span`` inside the mask, 0 outside.
 
-    :math:`x_0 = \\min(0, \\min_\\Omega x)` (a non-negative image is only divided, which keeps
-    the model :math:`x = b\\,c` intact), ``span`` the largest :math:`x - x_0` in the mask;
+    :math:`x_0 = \min(0, \min_\Omega x)` (a non-negative image is only divided, which keeps
+    the model :math:`x = b\,c` intact), ``span`` the largest :math:`x - x_0` in the mask;
     ``span = 0`` for an image constant in the mask (every channel).
     """
     vals = x_in[:, inside]

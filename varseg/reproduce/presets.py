@@ -108,7 +108,8 @@ def bsds_features(image, space="lab", chroma_weight=2.0, smooth=0.0):
 
 def level_set_segment(image, preset=None):
     """Multiphase Chan–Vese (Vese–Chan 2002) on the preset's BSDS features of ``image``
-    (:data:`LEVEL_SET_PRESET` unless ``preset`` is given)."""
+    (:data:`LEVEL_SET_PRESET` unless ``preset`` is given).
+    """
     from varseg.levelset.chan_vese import chan_vese
 
     p = LEVEL_SET_PRESET if preset is None else preset

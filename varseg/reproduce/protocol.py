@@ -1,5 +1,6 @@
 """The BSDS500 benchmark protocol shared by the reproduction and the preset search:
-image ids, loading, 1-based label PNGs, region scores in both conventions, summaries."""
+image ids, loading, 1-based label PNGs, region scores in both conventions, summaries.
+"""
 from __future__ import annotations
 
 import warnings
@@ -52,7 +53,8 @@ def data_dir(root):
 
 def write_label_png(path, labels):
     """Write a 0-based label map as a 1-based index PNG (uint8, or uint16 above 254 labels),
-    atomically."""
+    atomically.
+    """
     from PIL import Image
 
     lab = np.asarray(labels, dtype=np.int64) + 1

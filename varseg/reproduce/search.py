@@ -93,5 +93,6 @@ def search_level_set(root, grid, *, split="train", step=5, jobs=1, progress=True
 
 def load_level_set_search():
     """The search that chose the preset: ``{"protocol", "rows", "choice"}`` (rows with
-    ``K, mu, features, init, smooth, n_images, covering, pri, vi, converged``)."""
+    ``K, mu, features, init, smooth, n_images, covering, pri, vi, converged``).
+    """
     return json.loads(_SEARCH_FILE.read_text(encoding="utf-8"))

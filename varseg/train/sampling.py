@@ -187,7 +187,8 @@ def steps_for_epochs(epochs: int, per_epoch: int, batch_size: int, aligned: bool
 
 class EpochItems(Dataset):
     """Read ``(index, epoch)`` requests: sets the dataset's epoch (if it has ``set_epoch``),
-    then returns ``dataset[index]``."""
+    then returns ``dataset[index]``.
+    """
 
     def __init__(self, dataset):
         self.dataset = dataset
