@@ -224,6 +224,7 @@ class LRSchedule:
 
     @classmethod
     def from_config(cls, cfg: TrainConfig, total_steps: int, steps_per_epoch: float):
+        """Build the schedule of ``cfg`` (its schedule, step and power options)."""
         return cls(cfg.schedule, total_steps, steps_per_epoch, step_epochs=cfg.lr_step_epochs,
                    gamma=cfg.lr_gamma, power=cfg.poly_power)
 
@@ -244,8 +245,10 @@ class LRSchedule:
         return f
 
     def state_dict(self) -> dict:
+        """Return the schedule's attributes (for checkpoints)."""
         return dict(vars(self))
 
     def load_state_dict(self, state: dict) -> None:
+        """Restore the attributes saved by :meth:`state_dict`."""
         for k, v in state.items():
             setattr(self, k, v)

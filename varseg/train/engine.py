@@ -142,13 +142,16 @@ class DistContext:
 
     @property
     def is_main(self) -> bool:
+        """Return True on rank 0."""
         return self.rank == 0
 
     @property
     def distributed(self) -> bool:
+        """Return True when more than one process takes part."""
         return self.world_size > 1
 
     def barrier(self) -> None:
+        """Wait for every process (no-op outside a distributed run)."""
         if self.distributed:
             dist.barrier()
 
@@ -246,10 +249,12 @@ class MetricsLog:
 
     @property
     def csv_path(self) -> Path:
+        """Return the path of ``metrics.csv``."""
         return self.out_dir / "metrics.csv"
 
     @property
     def json_path(self) -> Path:
+        """Return the path of ``metrics.json``."""
         return self.out_dir / "metrics.json"
 
     def load(self, up_to_step: int) -> None:
@@ -259,10 +264,12 @@ class MetricsLog:
             self.rows = [r for r in rows if int(r.get("step", 0)) <= up_to_step]
 
     def append(self, row: dict) -> None:
+        """Add a row and write the files."""
         self.rows.append(row)
         self.write()
 
     def write(self) -> None:
+        """Write the rows to ``metrics.json`` and ``metrics.csv`` (if enabled)."""
         if not self.enabled:
             return
         self.out_dir.mkdir(parents=True, exist_ok=True)

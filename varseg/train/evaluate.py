@@ -423,6 +423,7 @@ class ValidationHandler:
         self.split, self.dataset_kw, self.max_images = split, dataset_kw, max_images
 
     def __call__(self, model, cfg: TrainConfig, task: TaskInfo, device) -> dict:
+        """Score ``model`` with :func:`evaluate_training_model`."""
         return evaluate_training_model(model, cfg, task, device=device, split=self.split,
                                        dataset_kw=self.dataset_kw, max_images=self.max_images)
 

@@ -32,6 +32,7 @@ class UnsupervisedStep(Step):
     name = "unsupervised Mumford-Shah"
 
     def __call__(self, state: StepState, batch: dict, step: int) -> dict:
+        """Run one training step; returns the logged losses."""
         x = batch["image"].to(state.device, non_blocking=state.device.type == "cuda").float()
         state.optimizer.zero_grad(set_to_none=True)
         with state.autocast():
