@@ -135,7 +135,7 @@ def require_simpleitk():
 
 
 def _one_line(err, limit=200) -> str:
-    """An exception's message on one line (ITK messages span many lines)."""
+    """Return an exception's message on one line (ITK messages span many lines)."""
     text = " ".join(str(err).split()) or type(err).__name__
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
@@ -207,7 +207,7 @@ def read_picture(path, *, mode=None, what="image") -> np.ndarray:
 
 
 def _decoded_frame(im, mode):
-    """The current frame of a Pillow image as an array (palette images as RGB(A))."""
+    """Return the current frame of a Pillow image as an array (palette images as RGB(A))."""
     im.load()
     if mode is not None:
         im = im.convert(mode)
