@@ -1,5 +1,6 @@
-r"""BSDS500 region benchmark: segmentation covering, probabilistic Rand index, variation of
-information — the RC / PRI / VI columns of Kim & Ye, TIP 2019, Table VI.
+r"""BSDS500 region benchmark: the RC / PRI / VI columns of Kim & Ye, TIP 2019, Table VI.
+
+Segmentation covering, probabilistic Rand index, variation of information.
 
 Definitions follow the Berkeley benchmark code (``match_segmentations.m``,
 ``match_segmentations2.m``, ``evaluation_reg_image.m``, ``collect_eval_reg.m``) of
