@@ -353,7 +353,7 @@ class Trainer:
         self._setup()
 
     def _read_resume_checkpoint(self) -> dict | None:
-        """The verified checkpoint to resume from (``None`` for a new run)."""
+        """Return the verified checkpoint to resume from (``None`` for a new run)."""
         if not self.resume:
             if self.ckpt_path.is_file():
                 raise ValueError(f"{self.out_dir} already holds a run ({self.ckpt_path}); pass "
@@ -418,7 +418,7 @@ class Trainer:
         return DDP(module, device_ids=ids)
 
     def _streams(self):
-        """``(main, extra, aligned)`` index streams of the training items."""
+        """Build the ``(main, extra, aligned)`` index streams of the training items."""
         cfg, ctx, d = self.cfg, self.ctx, self.data
         paired = cfg.mode == "advsemi" or (cfg.mode == "semi" and cfg.semi_sampling == "paired")
         kw = dict(rank=ctx.rank, world_size=ctx.world_size)

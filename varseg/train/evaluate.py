@@ -137,7 +137,7 @@ def eval_dataset_kwargs(dataset: str, train_cfg: TrainConfig | None = None,
 
 def build_eval_dataset(dataset: str, root=None, split: str | None = None,
                        train_cfg: TrainConfig | None = None, dataset_kw: dict | None = None):
-    """The evaluation dataset (see :func:`eval_dataset_kwargs`)."""
+    """Build the evaluation dataset (see :func:`eval_dataset_kwargs`)."""
     from varseg.data import build_dataset
 
     dataset = _canonical(dataset)

@@ -21,7 +21,7 @@ __all__ = ["Step", "StepState", "unwrap"]
 
 
 def unwrap(module: nn.Module) -> nn.Module:
-    """The module inside a :class:`~torch.nn.parallel.DistributedDataParallel` wrapper."""
+    """Return the module inside a :class:`~torch.nn.parallel.DistributedDataParallel` wrapper."""
     return getattr(module, "module", module)
 
 

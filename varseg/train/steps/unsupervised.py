@@ -1,5 +1,7 @@
-"""Unsupervised step: the Mumford–Shah loss alone (Kim & Ye, IEEE TIP 2019, Eq. 12-13) or
-its bias-field form (Eq. 19-20).
+"""Unsupervised step.
+
+The Mumford–Shah loss alone (Kim & Ye, IEEE TIP 2019, Eq. 12-13) or its bias-field form
+(Eq. 19-20).
 """
 
 from __future__ import annotations
@@ -74,9 +76,11 @@ class UnsupervisedStep(Step):
 
 
 def kmeans_targets(x: torch.Tensor, k: int) -> torch.Tensor:
-    """Per-image k-means partitions ``(B, *S)`` of a batch ``(B, C, *S)``: Lloyd's k-means of
-    the colours (:func:`varseg.levelset.init.lloyd_partition`, seed 0) for C > 1, the optimal
-    1D clustering (:func:`~varseg.levelset.init.kmeans_partition`) for gray images.
+    """Compute per-image k-means partitions ``(B, *S)`` of a batch ``(B, C, *S)``.
+
+    Lloyd's k-means of the colours (:func:`varseg.levelset.init.lloyd_partition`, seed 0) for
+    C > 1, the optimal 1D clustering (:func:`~varseg.levelset.init.kmeans_partition`) for gray
+    images.
     """
     import numpy as np
 
