@@ -137,7 +137,7 @@ def require_simpleitk():
 
 
 def _one_line(err, limit=200) -> str:
-    """An exception's message on one line (ITK messages span many lines)."""
+    """Return an exception's message on one line (ITK messages span many lines)."""
     text = " ".join(str(err).split()) or type(err).__name__
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
@@ -209,7 +209,7 @@ def read_picture(path, *, mode=None, what="image") -> np.ndarray:
 
 
 def _decoded_frame(im, mode):
-    """The current frame of a Pillow image as an array (palette images as RGB(A))."""
+    """Return the current frame of a Pillow image as an array (palette images as RGB(A))."""
     im.load()
     if mode is not None:
         im = im.convert(mode)
@@ -285,11 +285,11 @@ def read_nifti(path, *, what="NIfTI file"):
 
 
 def sitk_affine(spacing, origin, direction) -> np.ndarray:
-    """NIfTI (RAS+) affine of a SimpleITK image from its spacing, origin and direction.
+    r"""NIfTI (RAS+) affine of a SimpleITK image from its spacing, origin and direction.
 
     ITK maps the index :math:`(i, j, k)` to the LPS point
-    :math:`p = o + D\\,\\mathrm{diag}(s)\\,(i, j, k)^T`; RAS flips the first two world axes:
-    :math:`A = \\mathrm{diag}(-1, -1, 1)\\,[D\\,\\mathrm{diag}(s) \\mid o]`. 2D images are padded
+    :math:`p = o + D\,\mathrm{diag}(s)\,(i, j, k)^T`; RAS flips the first two world axes:
+    :math:`A = \mathrm{diag}(-1, -1, 1)\,[D\,\mathrm{diag}(s) \mid o]`. 2D images are padded
     to 3D with unit spacing.
 
     Parameters

@@ -73,7 +73,7 @@ class MethodSpec:
     summary: str = ""
 
     def load(self):
-        """The method's function (imported on first use)."""
+        """Return the method's function (imported on first use)."""
         if callable(self.func):
             return self.func
         module, name = str(self.func).split(":")
@@ -255,7 +255,7 @@ def method_names():
 
 
 def get_spec(name):
-    """The :class:`MethodSpec` registered under ``name``.
+    """Return the :class:`MethodSpec` registered under ``name``.
 
     Raises
     ------
@@ -270,8 +270,9 @@ def get_spec(name):
 
 
 def get_method(name):
-    """Return the segmentation function registered under ``name`` (or ``name`` itself when
-    it is a callable).
+    """Return the segmentation function registered under ``name``.
+
+    ``name`` itself is returned when it is a callable.
 
     Raises
     ------

@@ -209,7 +209,7 @@ def plot_comparison(image, results, ground_truth=None, *, channel_axis=None, mat
 # energy curves
 # --------------------------------------------------------------------------------------
 def _iterations_of(r):
-    """x values for the energy history: iteration numbers, last = n_iter."""
+    """X values for the energy history: iteration numbers, last = n_iter."""
     e = np.asarray(r.energy)
     offset = max(int(r.n_iter) - len(e) + 1, 0)
     return np.arange(len(e)) + offset
@@ -298,7 +298,7 @@ def _robust_scale(x, percentiles):
 
 
 def _contours(ax, labels):
-    """The boundary of every class of ``labels`` (2D) drawn over ``ax`` in its label colour."""
+    """Draw the boundary of every class of ``labels`` (2D) over ``ax`` in its label colour."""
     ks = np.unique(labels)
     if ks.size < 2:
         return
@@ -310,7 +310,7 @@ def _contours(ax, labels):
 
 def plot_bias_field(result, image, *, channel_axis=None, figsize=(13, 3.6),
                     percentiles=(1, 99)):
-    """The bias field of Li's model (Eq. 5): image, bias, corrected image, segmentation.
+    """Plot the bias field of Li's model (Eq. 5): image, bias, corrected image, segmentation.
 
     The image and the corrected image are shown with robust contrast (their ``percentiles``,
     1 and 99 % by default, mapped to black and white), so that a few pixels where the bias is

@@ -1,6 +1,9 @@
-"""Writing results to disk: a segmentation's label PNG, boundary overlay PNG and ``.npz``
-result, and the reports of ``varseg compare`` (single image or data set) as Markdown and as
-one self-contained HTML page (figures inlined, no external URL)."""
+"""Writing results to disk.
+
+A segmentation's label PNG, boundary overlay PNG and ``.npz`` result, and the reports of
+``varseg compare`` (single image or data set) as Markdown and as one self-contained HTML page
+(figures inlined, no external URL).
+"""
 
 from __future__ import annotations
 
@@ -31,9 +34,11 @@ _ENERGY_NOTE = (
 
 
 def save_segmentation_outputs(image, result, out_dir, stem="segmentation"):
-    """Write ``<stem>_labels.png`` (index values 0..K-1, for napari / ITK-SNAP / Fiji),
+    """Write the label, preview and overlay PNGs and the ``.npz`` result into ``out_dir``.
+
+    The files are ``<stem>_labels.png`` (index values 0..K-1, for napari / ITK-SNAP / Fiji),
     ``<stem>_preview.png`` (coloured), ``<stem>_overlay.png`` (boundaries on the image) and
-    ``<stem>.npz`` (:meth:`varseg.Segmentation.save`) into ``out_dir``.
+    ``<stem>.npz`` (:meth:`varseg.Segmentation.save`).
 
     Returns
     -------
@@ -390,8 +395,10 @@ def write_comparison_report(
 def write_dataset_report(
     table, out_dir, *, title="varseg comparison (data set)", source=None, notes=()
 ):
-    """Write ``report.md``, ``report.html``, ``results.csv`` (aggregated), ``per_image.csv``
-    and ``results.json`` for a :func:`varseg.compare.compare_dataset` table.
+    """Write the report files of a :func:`varseg.compare.compare_dataset` table.
+
+    The files are ``report.md``, ``report.html``, ``results.csv`` (aggregated),
+    ``per_image.csv`` and ``results.json``.
 
     Returns
     -------

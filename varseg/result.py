@@ -83,7 +83,7 @@ class Segmentation:
         return float(self.energy[-1]) if len(self.energy) else float("nan")
 
     def __array__(self, dtype=None, copy=None):
-        """The hard labels as an array (NumPy protocol): ``np.asarray(result)``.
+        """Return the hard labels as an array (NumPy protocol): ``np.asarray(result)``.
 
         ``dtype`` converts; ``copy=True`` always copies, ``copy=False`` raises ValueError
         when a conversion would need a copy (NumPy 2 semantics).

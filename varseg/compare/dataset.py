@@ -1,5 +1,8 @@
-"""Comparisons over a data set: items from folders, datasets or iterables; worker processes;
-shards over the ranks of a ``torchrun`` launch, and their merge."""
+"""Comparisons over a data set.
+
+Items from folders, datasets or iterables; worker processes; shards over the ranks of a
+``torchrun`` launch, and their merge.
+"""
 
 from __future__ import annotations
 
@@ -33,8 +36,11 @@ _GT_SUFFIXES = (".png", ".npy", ".mat", ".tif", ".tiff", ".bmp")
 
 
 def shard_info(rank=None, world_size=None):
-    """``(rank, world_size)`` from the arguments or the ``RANK``/``WORLD_SIZE`` environment
-    variables set by ``torchrun`` (``(0, 1)`` when absent)."""
+    """Return ``(rank, world_size)`` from the arguments or the environment.
+
+    The environment variables are ``RANK``/``WORLD_SIZE``, set by ``torchrun``
+    (``(0, 1)`` when absent).
+    """
     r = int(os.environ.get("RANK", 0)) if rank is None else int(rank)
     w = int(os.environ.get("WORLD_SIZE", 1)) if world_size is None else int(world_size)
     if w < 1 or not 0 <= r < w:
@@ -162,9 +168,11 @@ def _run_one(index, name, image, gt, ca, cfg):
 
 
 def init_worker(n_threads=1):
-    """Initialiser of a data-set worker process: ``n_threads`` CPU threads
-    (:func:`varseg._threads.limit_threads`), and the per-method failure warnings silenced
-    (failures are in the table)."""
+    """Initialise a data-set worker process.
+
+    Limits it to ``n_threads`` CPU threads (:func:`varseg._threads.limit_threads`) and silences
+    the per-method failure warnings (failures are in the table).
+    """
     limit_threads(n_threads)
     warnings.filterwarnings("ignore", category=RuntimeWarning, message="compare: method")
 

@@ -1,5 +1,6 @@
-"""Run several segmentation methods on one image and score them with one ruler
-(:mod:`varseg.compare.scoring`).
+"""Run several segmentation methods on one image and score them with one ruler.
+
+The ruler is :mod:`varseg.compare.scoring`.
 
 By default (``normalise=True``) the methods are *run* on the image scaled to [0, 1], and each
 receives the shared λ as its :class:`varseg.methods.MethodSpec` declares it (``lam=λ``;
@@ -34,7 +35,7 @@ DEFAULT_METHODS = ("chan-vese", "lic", "fixed-point", "neural", "kmeans", "otsu"
 
 
 def _callable_spec(name, fn):
-    """The contract of a user callable: ``fn(image, n_phases, *, lam, channel_axis, **kw)``."""
+    """Return the spec of a user callable: ``fn(image, n_phases, *, lam, channel_axis, **kw)``."""
     return MethodSpec(name, fn, length_param="lam", iteration_param=None, takes_seed=False)
 
 
@@ -126,8 +127,10 @@ def _describe(kw):
 
 
 def _warm_up(func, image, channel_axis, n_phases, kw):
-    """Call ``func`` once on a small crop (compiles Numba kernels); failures are ignored
-    here and reported by the timed call."""
+    """Call ``func`` once on a small crop (compiles Numba kernels).
+
+    Failures are ignored here and reported by the timed call.
+    """
     ax = None if channel_axis is None else channel_axis % image.ndim
     crop = tuple(slice(None) if i == ax else slice(0, 32) for i in range(image.ndim))
     try:

@@ -44,7 +44,7 @@ _CLASS_KEYS = ("dice", "iou", "pixel_accuracy")
 
 
 def spatial_shape(shape, channel_axis):
-    """The spatial part of an image shape (``shape`` without ``channel_axis``)."""
+    """Return the spatial part of an image shape (``shape`` without ``channel_axis``)."""
     shape = tuple(shape)
     if channel_axis is None:
         return shape
@@ -55,7 +55,7 @@ def spatial_shape(shape, channel_axis):
 def shared_energy(
     image, labels, lam=DEFAULT_LAM, *, channel_axis=None, n_phases=None, normalise=True
 ):
-    """The shared Mumford–Shah energy (Kim & Ye Eq. 1) of a hard partition.
+    """Compute the shared Mumford–Shah energy (Kim & Ye Eq. 1) of a hard partition.
 
     Parameters
     ----------
@@ -97,7 +97,7 @@ def shared_energy(
 
 
 def is_label_list(ground_truth, spatial):
-    """True for a list/tuple of label maps or a stack ``(K,) + spatial``."""
+    """Return True for a list/tuple of label maps or a stack ``(K,) + spatial``."""
     if isinstance(ground_truth, (list, tuple)):
         return True
     gt = np.asarray(ground_truth)
@@ -152,8 +152,11 @@ def label_scores(labels, ground_truth, *, ignore_index=None):
 
 
 def score_result(res, image_n, channel_axis, lam, ground_truth, ignore_index, n_phases):
-    """Table columns of one :class:`varseg.Segmentation`: the shared energy on the
-    normalised image ``image_n`` and, with ground truth, :func:`label_scores`."""
+    """Return the table columns of one :class:`varseg.Segmentation`.
+
+    They are the shared energy on the normalised image ``image_n`` and, with ground truth,
+    :func:`label_scores`.
+    """
     lab = np.asarray(res.labels)
     spatial = spatial_shape(image_n.shape, channel_axis)
     if lab.shape != spatial:
@@ -176,7 +179,7 @@ def score_result(res, image_n, channel_axis, lam, ground_truth, ignore_index, n_
 
 
 def nan_scores(ground_truth, spatial):
-    """The score columns of a failed method, all NaN."""
+    """Return the score columns of a failed method, all NaN."""
     row = dict.fromkeys(("energy", "data", "length", "recorded_energy"), float("nan"))
     if ground_truth is not None:
         keys = _REGION_KEYS if is_label_list(ground_truth, spatial) else _CLASS_KEYS

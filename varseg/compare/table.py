@@ -1,5 +1,7 @@
-""":class:`ComparisonTable`: the rows of a comparison, and their exports (Markdown, text,
-CSV, JSON, pandas, HTML for notebooks)."""
+""":class:`ComparisonTable`: the rows of a comparison, and their exports.
+
+Exports: Markdown, text, CSV, JSON, pandas, HTML for notebooks.
+"""
 
 from __future__ import annotations
 
@@ -153,8 +155,10 @@ class ComparisonTable:
 
     @property
     def all_failed(self):
-        """True when the table has rows and every one of them is a failure (for a data-set
-        table: every method on every image)."""
+        """Return True when the table has rows and every one of them is a failure.
+
+        For a data-set table: every method on every image.
+        """
         if self.per_image is not None:
             return self.per_image.all_failed
         return bool(self.rows) and all(r.get("error") for r in self.rows)
@@ -164,7 +168,7 @@ class ComparisonTable:
         return [r.get(name) for r in self.rows]
 
     def row(self, method, image=None):
-        """The row of ``method`` (and ``image`` for per-image tables)."""
+        """Return the row of ``method`` (and ``image`` for per-image tables)."""
         for r in self.rows:
             if r["method"] == method and (image is None or r.get("image") == image):
                 return r
@@ -194,7 +198,7 @@ class ComparisonTable:
 
     # -- export ----------------------------------------------------------------------
     def to_dict(self):
-        """A JSON-serialisable dict: ``rows``, ``lam``, ``meta`` (and ``per_image``)."""
+        """Return a JSON-serialisable dict: ``rows``, ``lam``, ``meta`` (and ``per_image``)."""
         d = {"lam": self.lam, "meta": to_builtin(self.meta), "rows": to_builtin(self.rows)}
         if self.per_image is not None:
             d["per_image"] = self.per_image.to_dict()["rows"]
@@ -238,8 +242,10 @@ class ComparisonTable:
             raise ValueError(f"{path} is not a comparison table JSON: {err}") from None
 
     def to_csv(self, path):
-        """Write all columns of all rows as CSV (floats at full precision, atomically);
-        returns the path. Read it back with :meth:`from_csv`."""
+        """Write all columns of all rows as CSV (floats at full precision, atomically).
+
+        Returns the path. Read it back with :meth:`from_csv`.
+        """
         buf = io.StringIO()
         w = csv.writer(buf)
         cols = self.columns
@@ -250,8 +256,9 @@ class ComparisonTable:
 
     @classmethod
     def from_csv(cls, path, lam=None):
-        """Read a table written by :meth:`to_csv` (rows only; values are parsed as int,
-        float, bool or str, an empty cell is None).
+        """Read a table written by :meth:`to_csv`.
+
+        Rows only; values are parsed as int, float, bool or str, an empty cell is None.
 
         Raises
         ------
@@ -273,7 +280,7 @@ class ComparisonTable:
         return cls(rows=rows, lam=lam)
 
     def to_pandas(self):
-        """The rows as a :class:`pandas.DataFrame` (needs pandas), all columns."""
+        """Return the rows as a :class:`pandas.DataFrame` (needs pandas), all columns."""
         try:
             import pandas as pd
         except ImportError:
@@ -283,7 +290,7 @@ class ComparisonTable:
         return pd.DataFrame([{c: r.get(c) for c in self.columns} for r in self.rows])
 
     def to_markdown(self, floatfmt=".6g", columns=None):
-        """A GitHub-flavoured Markdown table of the display columns."""
+        """Return a GitHub-flavoured Markdown table of the display columns."""
         cols = list(columns) if columns is not None else self.display_columns
         lines = [
             "| " + " | ".join(cols) + " |",
@@ -298,7 +305,7 @@ class ComparisonTable:
         return "\n".join(lines)
 
     def to_html(self, floatfmt=".4g", columns=None):
-        """An HTML ``<table>`` of the display columns (escaped; no styles, no scripts)."""
+        """Return an HTML ``<table>`` of the display columns (escaped; no styles, no scripts)."""
         cols = list(columns) if columns is not None else self.display_columns
         head = "".join(f"<th>{html.escape(c)}</th>" for c in cols)
         body = "".join(
@@ -320,7 +327,7 @@ class ComparisonTable:
         return f"<p>ComparisonTable: λ = {self.lam:g}, {len(self.rows)} rows</p>" + self.to_html()
 
     def to_string(self, floatfmt=".5g", columns=None):
-        """A plain-text, column-aligned rendering (used by ``repr``)."""
+        """Return a plain-text, column-aligned rendering (used by ``repr``)."""
         cols = list(columns) if columns is not None else self.display_columns
         cells = [cols] + [[_fmt(r.get(c), floatfmt, c) for c in cols] for r in self.rows]
         widths = [max(len(row[i]) for row in cells) for i in range(len(cols))]

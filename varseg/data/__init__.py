@@ -142,7 +142,7 @@ def canonical_dataset_name(name: str) -> str:
 
 
 def dataset_class(name: str) -> type:
-    """The dataset class registered under ``name`` (a name or alias, case-insensitive).
+    """Return the dataset class registered under ``name`` (a name or alias, case-insensitive).
 
     The public way to look up a loader (instead of reading the private registry), e.g.
     to check which keyword arguments a dataset takes before building it.

@@ -1,5 +1,7 @@
-"""Semi-supervised data: labelled subsets, the label-hiding wrapper, split files, and a
-case-grouped sampler for volume data.
+"""Semi-supervised data.
+
+Labelled subsets, the label-hiding wrapper, split files, and a case-grouped sampler for
+volume data.
 
 Kim & Ye, "Mumford–Shah Loss Functional for Image Segmentation with Deep Learning",
 IEEE TIP 2019, Sec. III-C1 (Eq. 16: cross-entropy on labelled items, Mumford–Shah loss on
@@ -73,7 +75,7 @@ def _n_labeled(n_items: int, fraction) -> int:
 
 
 def labeled_subset(n_items: int, fraction: float | str = 1.0, seed: int = 0) -> np.ndarray:
-    """Indices of the labelled items for a semi-supervised run.
+    """Return the indices of the labelled items for a semi-supervised run.
 
     ``k = max(1, floor(n_items * fraction))`` items (AdvSemi's ``int(fraction * n)``, at
     least one) are the first ``k`` of ``np.random.default_rng(seed).permutation(n_items)``.

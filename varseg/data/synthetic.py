@@ -64,7 +64,7 @@ def _shape_mask(rng: np.random.Generator, h: int, w: int, kind: str) -> np.ndarr
 
 
 def _smooth_field(rng: np.random.Generator, h: int, w: int, kind: str) -> np.ndarray:
-    """A smooth random field scaled to [-1, 1]."""
+    """Return a smooth random field scaled to [-1, 1]."""
     yy, xx = np.meshgrid(np.linspace(-1, 1, h), np.linspace(-1, 1, w), indexing="ij")
     if kind == "polynomial":
         terms = [xx, yy, xx * yy, xx**2, yy**2]
@@ -213,7 +213,7 @@ class SyntheticShapes(Dataset):
         return self.n_images
 
     def rng_seed(self, index: int) -> list[int]:
-        """The ``default_rng`` seed of item ``index``."""
+        """Return the ``default_rng`` seed of item ``index``."""
         return [self.seed & 0xFFFFFFFF, zlib.crc32(self.split.encode()) & 0xFFFFFFFF, int(index)]
 
     def __getitem__(self, index: int) -> dict:

@@ -146,7 +146,7 @@ def normalise_rgb(image_uint8: np.ndarray, mode="imagenet") -> torch.Tensor:
 
 
 def normalize_rgb(image_uint8: np.ndarray, mode="imagenet") -> torch.Tensor:
-    """Deprecated spelling of :func:`normalise_rgb` (same arguments and result).
+    """Normalise like :func:`normalise_rgb` (deprecated spelling; same arguments and result).
 
     .. deprecated:: 0.2
         Use :func:`normalise_rgb`; this alias will be removed in the next release.

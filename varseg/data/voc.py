@@ -339,7 +339,7 @@ class VOCSegmentation(Dataset):
             self._check_files()
 
     def _resolve_split(self, split: str, use_sbd, sbd_root) -> tuple[str, Path]:
-        """The list name actually read and the mask folder (building SBD files if asked)."""
+        """Return the list name actually read and the mask folder (building SBD files if asked)."""
         sets = self.root / "ImageSets" / "Segmentation"
         aug_dir = self.root / "SegmentationClassAug"
         aug_list = sets / "train_aug.txt"

@@ -386,8 +386,11 @@ def _check_spacing(spacing, nd):
 
 
 def _check_layout(image, channel_axis):
-    """An ``(H, W, 3)`` / ``(H, W, 4)`` image without ``channel_axis`` is a colour image, not
-    a 3-slice volume: refuse it (as scikit-image does) instead of segmenting it as a volume."""
+    """Refuse an ``(H, W, 3)`` / ``(H, W, 4)`` image without ``channel_axis``.
+
+    Such an image is a colour image, not a 3-slice volume: refuse it (as scikit-image does)
+    instead of segmenting it as a volume.
+    """
     shape = np.shape(image)
     if channel_axis is None and len(shape) == 3 and shape[-1] in (3, 4):
         raise ValueError(f"image of shape {shape} looks like an RGB(A) image; pass "
@@ -395,7 +398,7 @@ def _check_layout(image, channel_axis):
 
 
 def _params(cfg, init, channel_axis, seed, record_energy):
-    """The ``params`` dict of the result (JSON-compatible)."""
+    """Return the ``params`` dict of the result (JSON-compatible)."""
     return {
         "n_phases": cfg["K"], "mu": cfg["mu"], "lambdas": cfg["lam"].tolist(), "dt": cfg["dt"],
         "eps": cfg["eps"], "max_iter": cfg["max_iter"], "tol": cfg["tol"],
@@ -425,8 +428,10 @@ class _Run:
 
 
 def _run_tiny(wdtype):
-    """Run every kernel of the working precision ``wdtype`` once, on a tiny image (used by
-    :func:`varseg._jit.ensure_compiled` before the clock starts)."""
+    """Run every kernel of the working precision ``wdtype`` once, on a tiny image.
+
+    Used by :func:`varseg._jit.ensure_compiled` before the clock starts.
+    """
     img = np.add.outer(np.arange(6.0), np.arange(7.0)) % 4
     cfg = _check_args(2, 0.2, 1.0, 0.5, 1.0, 2, 0.0, "partition", 1, "checkerboard", wdtype,
                       None, False)
@@ -437,8 +442,10 @@ def _run_tiny(wdtype):
 
 
 def warm_kernels():
-    """Compile (or load from Numba's cache) the kernels of :func:`chan_vese` for both working
-    precisions and the hard-partition energy kernels (:func:`varseg._jit.ensure_compiled`).
+    """Compile (or load from Numba's cache) the kernels of :func:`chan_vese`.
+
+    Both working precisions, and the hard-partition energy kernels
+    (:func:`varseg._jit.ensure_compiled`).
 
     Returns
     -------
@@ -479,8 +486,10 @@ def _solve(run, phi0):
 
 
 def _result(run, phi, labels, energies, times, n_iter, converged, snaps, final):
-    """The :class:`~varseg.result.Segmentation` of a run; ``final = (energy, means)`` of the
-    last partition."""
+    """Return the :class:`~varseg.result.Segmentation` of a run.
+
+    ``final = (energy, means)`` of the last partition.
+    """
     total, means = final
     energies = list(energies) + [total] if run.record else [total]
     times = list(times) + [time.perf_counter() - run.t_start]
@@ -510,15 +519,20 @@ def _result(run, phi, labels, energies, times, n_iter, converged, snaps, final):
 
 
 def interface_edges(labels):
-    """Number of pairs of axis-neighbours with different labels (the size of the interface,
-    in edges, of a partition; any dimension)."""
+    """Count the pairs of axis-neighbours with different labels.
+
+    This is the size of the interface, in edges, of a partition (any dimension).
+    """
     lab = np.asarray(labels)
     return sum(int(np.count_nonzero(np.diff(lab, axis=a))) for a in range(lab.ndim))
 
 
 class _PartitionStop:
-    """The ``"partition"`` rule: stop when at most ``tol`` of the interface moved per
-    iteration over the last ``window`` iterations (see :func:`chan_vese`, Notes)."""
+    """The ``"partition"`` stopping rule (see :func:`chan_vese`, Notes).
+
+    Stop when at most ``tol`` of the interface moved per iteration over the last ``window``
+    iterations.
+    """
 
     def __init__(self, tol, window):
         self.tol, self.window = tol, window
@@ -576,7 +590,7 @@ class _State:
 
 
 def _iterate(run, x4, phi0, rule, threads):
-    """The solver loop of :func:`chan_vese` (arguments already validated)."""
+    """Run the solver loop of :func:`chan_vese` (arguments already validated)."""
     from ._cv_kernels import Stepper
 
     cfg, spatial = run.cfg, run.spatial
@@ -614,7 +628,7 @@ def _iterate(run, x4, phi0, rule, threads):
 
 
 def _finish(run, x4, st, energies, times, n_iter, converged, snaps):
-    """Final energy (the shared energy of the last partition, its own means) and result."""
+    """Return the final energy (shared energy of the last partition, own means) and result."""
     from ._cv_kernels import final_energy
 
     m, spatial = run.cfg["m"], run.spatial

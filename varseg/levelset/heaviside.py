@@ -27,8 +27,10 @@ _atan = math.atan  # rebound to numpy.arctan / torch.atan in the array and tenso
 
 
 def heaviside_expr(z, eps):
-    r"""The one definition of :math:`H_\varepsilon(z) = \frac12(1 + \frac2\pi
-    \arctan(z/\varepsilon))` (Chan & Vese 2001, Eq. 7 of Kim & Ye 2019), for a Python float.
+    r"""Evaluate the regularised Heaviside for a Python float (the one definition).
+
+    :math:`H_\varepsilon(z) = \frac12(1 + \frac2\pi \arctan(z/\varepsilon))`
+    (Chan & Vese 2001, Eq. 7 of Kim & Ye 2019).
 
     The same code object is compiled for Numba kernels (:data:`heaviside_scalar`) and bound
     to ``numpy.arctan`` (:func:`heaviside`) and ``torch.atan`` (:func:`heaviside_torch`).
@@ -37,15 +39,21 @@ def heaviside_expr(z, eps):
 
 
 def dirac_expr(z, eps):
-    r"""The one definition of :math:`\delta_\varepsilon(z) = H_\varepsilon'(z) =
-    \frac{\varepsilon/\pi}{\varepsilon^2 + z^2}`; valid for floats, arrays and tensors."""
+    r"""Evaluate the regularised Dirac (the one definition).
+
+    :math:`\delta_\varepsilon(z) = H_\varepsilon'(z) =
+    \frac{\varepsilon/\pi}{\varepsilon^2 + z^2}`; valid for floats, arrays and tensors.
+    """
     return (eps / math.pi) / (eps * eps + z * z)
 
 
 def dirac_pi_expr(z, eps):
-    r"""scikit-image's Dirac :math:`\pi\,\delta_\varepsilon(z) = \varepsilon / (\varepsilon^2
-    + z^2)` (``skimage.segmentation.chan_vese``; the factor :math:`\pi` is absorbed in the time
-    step), in its order of operations; used by the Chan–Vese kernels."""
+    r"""Evaluate scikit-image's Dirac, in its order of operations.
+
+    :math:`\pi\,\delta_\varepsilon(z) = \varepsilon / (\varepsilon^2 + z^2)`
+    (``skimage.segmentation.chan_vese``; the factor :math:`\pi` is absorbed in the time
+    step); used by the Chan–Vese kernels.
+    """
     return eps / (eps * eps + z * z)
 
 
@@ -69,8 +77,9 @@ dirac_scalar = _SCALAR.dirac_scalar
 
 
 def heaviside(z, eps):
-    r"""Regularised Heaviside, :math:`H_\varepsilon(z) = \frac12(1 + \frac2\pi
-    \arctan(z/\varepsilon))` (Chan & Vese 2001; Eq. 7 of Kim & Ye 2019).
+    r"""Regularised Heaviside (Chan & Vese 2001; Eq. 7 of Kim & Ye 2019).
+
+    :math:`H_\varepsilon(z) = \frac12(1 + \frac2\pi \arctan(z/\varepsilon))`.
 
     Parameters
     ----------
@@ -87,8 +96,9 @@ def heaviside(z, eps):
 
 
 def dirac(z, eps):
-    r"""Regularised Dirac :math:`\delta_\varepsilon(z) = (\varepsilon/\pi)/(\varepsilon^2 +
-    z^2)`, the derivative of :func:`heaviside`.
+    r"""Regularised Dirac, the derivative of :func:`heaviside`.
+
+    :math:`\delta_\varepsilon(z) = (\varepsilon/\pi)/(\varepsilon^2 + z^2)`.
 
     Parameters
     ----------

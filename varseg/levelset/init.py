@@ -105,9 +105,11 @@ def _disk_offsets(j, nd, m):
 
 
 def _signed_distance(inside, scale=2.0):
-    """``(d - 1/2) / scale`` inside, ``-(d - 1/2) / scale`` outside, d the Euclidean distance to
-    the nearest pixel of the other side (so neighbours across the boundary get +-1/4); +-1 when
-    one side is empty."""
+    """Return a signed distance: ``(d - 1/2) / scale`` inside, ``-(d - 1/2) / scale`` outside.
+
+    d is the Euclidean distance to the nearest pixel of the other side (so neighbours across
+    the boundary get +-1/4); +-1 when one side is empty.
+    """
     from scipy.ndimage import distance_transform_edt
 
     if inside.all() or not inside.any():
@@ -203,8 +205,9 @@ def kmeans_partition(image, K, bins=256):
 
 
 def lloyd_partition(image, K, rng=None, max_iter=30):
-    r"""k-means (Lloyd) partition of the pixel vectors into K clusters, ranked along the
-    first principal axis of the data.
+    r"""Partition the pixel vectors into K clusters with k-means (Lloyd).
+
+    The clusters are ranked along the first principal axis of the data.
 
     Unlike :func:`kmeans_partition`, which clusters a 1D projection, this clusters the full
     C-dimensional colours, so two colours of equal brightness (a blue sky and a green meadow)
@@ -253,14 +256,16 @@ def lloyd_partition(image, K, rng=None, max_iter=30):
 
 
 def _gray_code_phases(image, K, bins=256):
-    """Phase of every pixel: the Gray code of its :func:`kmeans_partition` rank (see the
-    module docstring)."""
+    """Return the phase of every pixel: the Gray code of its :func:`kmeans_partition` rank.
+
+    See the module docstring.
+    """
     rank = kmeans_partition(image, K, bins)
     return rank ^ (rank >> 1)
 
 
 def initial_level_sets(shape, m, init="checkerboard", rng=None, image=None):
-    """Initial level sets ``(m,) + shape`` (float64) for the Chan–Vese solver.
+    """Build initial level sets ``(m,) + shape`` (float64) for the Chan–Vese solver.
 
     Parameters
     ----------

@@ -82,9 +82,12 @@ def _smooth(u, k1):
 
 
 class _Data:
-    """Fixed data of one solve: internal image ``x`` (C,) + S on [0, 255] (0 outside the
-    mask), mask ``inside`` (bool S) and its weights ``w``, 1D kernel ``k1``, ``k1w = K * w``
-    (``K * 1`` without a mask) and ``sx2`` = :math:`\\sum_{ch} x^2`."""
+    r"""Fixed data of one solve.
+
+    Internal image ``x`` (C,) + S on [0, 255] (0 outside the mask), mask ``inside`` (bool S)
+    and its weights ``w``, 1D kernel ``k1``, ``k1w = K * w`` (``K * 1`` without a mask) and
+    ``sx2`` = :math:`\sum_{ch} x^2`.
+    """
 
     def __init__(self, x, inside, sigma):
         self.x, self.inside = x, inside
@@ -309,7 +312,7 @@ def _array_init(arr, shape, n_phases, c0):
 
 
 def _initial_level_sets(init, data, n_phases, eps, rng):
-    """Initial level sets (m,) + S for the named initialisations or a user array."""
+    """Return initial level sets (m,) + S for the named initialisations or a user array."""
     c0 = _C0 * eps
     if isinstance(init, str):
         return _level_sets_from_labels(_label_init(init, data, n_phases, rng), n_phases, c0)
@@ -340,10 +343,10 @@ def warm_kernels():
 # Image scaling and the iteration
 # --------------------------------------------------------------------------------------
 def _internal_image(x_in, inside):
-    """``(y, x0, span)``: ``y = 255 (x - x0) / span`` inside the mask, 0 outside.
+    r"""``(y, x0, span)``: ``y = 255 (x - x0) / span`` inside the mask, 0 outside.
 
-    :math:`x_0 = \\min(0, \\min_\\Omega x)` (a non-negative image is only divided, which keeps
-    the model :math:`x = b\\,c` intact), ``span`` the largest :math:`x - x_0` in the mask;
+    :math:`x_0 = \min(0, \min_\Omega x)` (a non-negative image is only divided, which keeps
+    the model :math:`x = b\,c` intact), ``span`` the largest :math:`x - x_0` in the mask;
     ``span = 0`` for an image constant in the mask (every channel).
     """
     vals = x_in[:, inside]
@@ -360,7 +363,7 @@ def _internal_image(x_in, inside):
 
 
 def _iterate(data, phi, cfg, xn):
-    """The alternating minimisation (Li Section III-C): level sets, centres, bias."""
+    """Run the alternating minimisation (Li Section III-C): level sets, centres, bias."""
     k, eps, shape = cfg["n_phases"], cfg["eps"], data.inside.shape
     m = phi.shape[0]
     phi4 = np.ascontiguousarray(phi.reshape((m,) + (1,) * (4 - phi.ndim) + shape))
@@ -402,7 +405,7 @@ def _iterate(data, phi, cfg, xn):
 
 
 def _constant_solution(data, x_in, phi_shape, cfg, xn):
-    """The trivial minimiser of an image constant in the mask: one phase, unit bias."""
+    """Return the trivial minimiser of an image constant in the mask: one phase, unit bias."""
     k, eps = cfg["n_phases"], cfg["eps"]
     phi = np.full(phi_shape, _C0 * eps)
     memb = _memberships(phi, eps, k)
@@ -450,7 +453,7 @@ def _result(out, data, x_in, gray, x0, span, cfg, channel_axis, ndim_in):
 
 def _config(n_phases, sigma, nu, mu, dt, eps, max_iter, n_inner, init, lam, seed, tol,
             channel_axis, shape, masked):
-    """Validated parameters (the JSON-serialisable ``params`` of the result)."""
+    """Validate the parameters (the JSON-serialisable ``params`` of the result)."""
     k = check_n_phases(n_phases, max_phases=4)
     sigma = check_positive(sigma, "sigma")
     dt = check_positive(dt, "dt")

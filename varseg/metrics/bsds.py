@@ -1,32 +1,33 @@
-"""BSDS500 region benchmark: segmentation covering, probabilistic Rand index, variation of
-information — the RC / PRI / VI columns of Kim & Ye, TIP 2019, Table VI.
+r"""BSDS500 region benchmark: the RC / PRI / VI columns of Kim & Ye, TIP 2019, Table VI.
+
+Segmentation covering, probabilistic Rand index, variation of information.
 
 Definitions follow the Berkeley benchmark code (``match_segmentations.m``,
 ``match_segmentations2.m``, ``evaluation_reg_image.m``, ``collect_eval_reg.m``) of
 Arbeláez et al., TPAMI 2011. For one image with machine segmentation S and K human
 segmentations G_1 … G_K, all over the same N pixels, with contingency table
-:math:`n_{uv} = |S_u \\cap G_v|`, row sums :math:`n_u = |S_u|` and column sums
+:math:`n_{uv} = |S_u \cap G_v|`, row sums :math:`n_u = |S_u|` and column sums
 :math:`n_v = |G_v|`:
 
-* Rand index of one pair (exact count over the :math:`\\binom{N}{2}` unordered pixel pairs)
+* Rand index of one pair (exact count over the :math:`\binom{N}{2}` unordered pixel pairs)
 
-  .. math:: \\mathrm{RI}(S, G) = 1 - \\frac{\\tfrac12 \\left(\\sum_u n_u^2 + \\sum_v n_v^2
-            \\right) - \\sum_{uv} n_{uv}^2}{\\binom{N}{2}}
+  .. math:: \mathrm{RI}(S, G) = 1 - \frac{\tfrac12 \left(\sum_u n_u^2 + \sum_v n_v^2
+            \right) - \sum_{uv} n_{uv}^2}{\binom{N}{2}}
 
   (the numerator is exactly the number of pairs on which S and G disagree); the
   probabilistic Rand index (Unnikrishnan et al., TPAMI 2007) is
-  :math:`\\mathrm{PRI} = \\frac1K \\sum_k \\mathrm{RI}(S, G_k)`.
+  :math:`\mathrm{PRI} = \frac1K \sum_k \mathrm{RI}(S, G_k)`.
 * Variation of information (Meilă, JMVA 2007), in **bits** (log base 2, as
   ``match_segmentations2.m`` and ``skimage.metrics.variation_of_information``)
 
-  .. math:: \\mathrm{VI}(S, G) = H(S) + H(G) - 2 I(S; G) = H(S|G) + H(G|S),
+  .. math:: \mathrm{VI}(S, G) = H(S) + H(G) - 2 I(S; G) = H(S|G) + H(G|S),
 
-  reported as :math:`\\frac1K \\sum_k \\mathrm{VI}(S, G_k)` (lower is better).
+  reported as :math:`\frac1K \sum_k \mathrm{VI}(S, G_k)` (lower is better).
 * Segmentation covering of the human segmentations by S (the "GT covering" / RC):
 
-  .. math:: \\mathrm{C}(G_k \\to S) = \\frac1N \\sum_{R \\in G_k} |R| \\max_{R' \\in S}
-            \\frac{|R \\cap R'|}{|R \\cup R'|}, \\qquad
-            \\mathrm{C} = \\frac{\\sum_k N\\,\\mathrm{C}(G_k \\to S)}{\\sum_k N}
+  .. math:: \mathrm{C}(G_k \to S) = \frac1N \sum_{R \in G_k} |R| \max_{R' \in S}
+            \frac{|R \cap R'|}{|R \cup R'|}, \qquad
+            \mathrm{C} = \frac{\sum_k N\,\mathrm{C}(G_k \to S)}{\sum_k N}
 
   i.e. a pixel-weighted pooling over the K human segmentations (``cntR / sumR`` of
   ``evaluation_reg_image.m``; equal to the mean over k because all G_k have N pixels).
@@ -181,12 +182,12 @@ def _image_scores(seg, ground_truths, which=("ri", "vi", "cover")):
 # public API
 # --------------------------------------------------------------------------------------------
 def rand_index(seg, ground_truth):
-    """Rand index of two segmentations, by exact pixel-pair counting.
+    r"""Rand index of two segmentations, by exact pixel-pair counting.
 
-    .. math:: \\mathrm{RI}(S, G) = 1 - \\frac{\\tfrac12\\left(\\sum_u n_u^2 +
-              \\sum_v n_v^2\\right) - \\sum_{uv} n_{uv}^2}{N(N-1)/2}
+    .. math:: \mathrm{RI}(S, G) = 1 - \frac{\tfrac12\left(\sum_u n_u^2 +
+              \sum_v n_v^2\right) - \sum_{uv} n_{uv}^2}{N(N-1)/2}
 
-    the fraction of the :math:`\\binom{N}{2}` unordered pixel pairs on which S and G agree
+    the fraction of the :math:`\binom{N}{2}` unordered pixel pairs on which S and G agree
     (same region in both, or different regions in both) — the ``rand_index`` of
     ``match_segmentations2.m``. Labels are region ids taken as given (label 0 included,
     no connected-component relabelling).
@@ -217,11 +218,11 @@ def rand_index(seg, ground_truth):
 
 
 def probabilistic_rand_index(seg, ground_truths):
-    """Probabilistic Rand index of a segmentation against K human segmentations (BSDS).
+    r"""Probabilistic Rand index of a segmentation against K human segmentations (BSDS).
 
-    .. math:: \\mathrm{PRI}(S, \\{G_k\\}) = \\frac1K \\sum_{k=1}^K \\mathrm{RI}(S, G_k),\\quad
-              \\mathrm{RI} = 1 - \\frac{\\tfrac12(\\sum_u n_u^2 + \\sum_v n_v^2)
-              - \\sum_{uv} n_{uv}^2}{\\binom N2}
+    .. math:: \mathrm{PRI}(S, \{G_k\}) = \frac1K \sum_{k=1}^K \mathrm{RI}(S, G_k),\quad
+              \mathrm{RI} = 1 - \frac{\tfrac12(\sum_u n_u^2 + \sum_v n_v^2)
+              - \sum_{uv} n_{uv}^2}{\binom N2}
 
     (``match_segmentations2.m``: the mean over the K human maps of the exact pair-count
     Rand index). Labels are region ids taken as given: label 0 is an ordinary region and no
@@ -250,10 +251,10 @@ def probabilistic_rand_index(seg, ground_truths):
 
 
 def variation_of_information(seg, ground_truths):
-    """Variation of information between a segmentation and K human segmentations, in bits.
+    r"""Variation of information between a segmentation and K human segmentations, in bits.
 
-    .. math:: \\mathrm{VI}(S, \\{G_k\\}) = \\frac1K \\sum_k \\left[H(S) + H(G_k)
-              - 2 I(S; G_k)\\right],\\quad H(S) = -\\sum_u \\tfrac{n_u}{N}\\log_2\\tfrac{n_u}{N}
+    .. math:: \mathrm{VI}(S, \{G_k\}) = \frac1K \sum_k \left[H(S) + H(G_k)
+              - 2 I(S; G_k)\right],\quad H(S) = -\sum_u \tfrac{n_u}{N}\log_2\tfrac{n_u}{N}
 
     (``match_segmentations2.m``, which uses ``log2``; equals the sum of the two conditional
     entropies returned by ``skimage.metrics.variation_of_information``). Labels are region ids
@@ -282,10 +283,10 @@ def variation_of_information(seg, ground_truths):
 
 
 def covering_counts(seg, ground_truths):
-    """Numerator and denominator of the segmentation covering of the humans by ``seg``.
+    r"""Numerator and denominator of the segmentation covering of the humans by ``seg``.
 
-    .. math:: \\mathrm{num} = \\sum_{k=1}^K \\sum_{R \\in G_k} |R| \\max_{R' \\in S}
-              \\frac{|R \\cap R'|}{|R \\cup R'|}, \\qquad \\mathrm{den} = K N
+    .. math:: \mathrm{num} = \sum_{k=1}^K \sum_{R \in G_k} |R| \max_{R' \in S}
+              \frac{|R \cap R'|}{|R \cup R'|}, \qquad \mathrm{den} = K N
 
     (``cntR`` and ``sumR`` of ``evaluation_reg_image.m`` for one segmentation). Pool them over
     a data set as Σ num / Σ den (``collect_eval_reg.m``). Labels are region ids taken as
@@ -313,10 +314,10 @@ def covering_counts(seg, ground_truths):
 
 
 def segmentation_covering(seg, ground_truths):
-    """Segmentation covering of the human segmentations by ``seg`` (BSDS "GT covering", RC).
+    r"""Segmentation covering of the human segmentations by ``seg`` (BSDS "GT covering", RC).
 
-    .. math:: \\mathrm{C} = \\frac{\\sum_k \\sum_{R \\in G_k} |R| \\max_{R' \\in S}
-              \\mathrm{IoU}(R, R')}{\\sum_k N}
+    .. math:: \mathrm{C} = \frac{\sum_k \sum_{R \in G_k} |R| \max_{R' \in S}
+              \mathrm{IoU}(R, R')}{\sum_k N}
 
     Each human region is matched to its best-overlapping region of ``seg`` and weighted by
     its area; the K human segmentations are pooled pixel-weighted (= their mean, since all
@@ -375,11 +376,11 @@ def region_scores(seg, ground_truths):
 
 
 def bsds_region_scores(segs, ground_truth_lists):
-    """Data-set region scores, aggregated as the BSDS benchmark does.
+    r"""Data-set region scores, aggregated as the BSDS benchmark does.
 
-    .. math:: \\mathrm{C} = \\frac{\\sum_i \\mathrm{num}_i}{\\sum_i \\mathrm{den}_i},\\qquad
-              \\mathrm{PRI} = \\frac1M\\sum_i \\mathrm{PRI}_i,\\qquad
-              \\mathrm{VI} = \\frac1M\\sum_i \\mathrm{VI}_i
+    .. math:: \mathrm{C} = \frac{\sum_i \mathrm{num}_i}{\sum_i \mathrm{den}_i},\qquad
+              \mathrm{PRI} = \frac1M\sum_i \mathrm{PRI}_i,\qquad
+              \mathrm{VI} = \frac1M\sum_i \mathrm{VI}_i
 
     over M images (``collect_eval_reg.m`` with one segmentation per image, where ODS and OIS
     coincide): covering is pooled over images (pixel-weighted), PRI and VI are plain means of

@@ -26,12 +26,12 @@ __all__ = ["match_labels", "hungarian_dice"]
 
 
 def match_labels(pred, target, *, ignore_index=None, unmatched="new", return_mapping=False):
-    """Relabel predicted clusters with ground-truth classes by Hungarian matching.
+    r"""Relabel predicted clusters with ground-truth classes by Hungarian matching.
 
     Solves
 
-    .. math:: \\max_{\\pi} \\sum_{c} |\\{x : \\mathrm{pred}(x) = c\\} \\cap
-              \\{x : \\mathrm{target}(x) = \\pi(c)\\}|
+    .. math:: \max_{\pi} \sum_{c} |\{x : \mathrm{pred}(x) = c\} \cap
+              \{x : \mathrm{target}(x) = \pi(c)\}|
 
     over one-to-one assignments π of predicted clusters to target classes (rectangular
     ``linear_sum_assignment`` on the overlap table, ``maximize=True``). With more clusters
@@ -116,14 +116,14 @@ def match_labels(pred, target, *, ignore_index=None, unmatched="new", return_map
 
 
 def hungarian_dice(pred, target, *, ignore_index=None, unmatched="new"):
-    """Per-class Dice after Hungarian matching of clusters to classes.
+    r"""Per-class Dice after Hungarian matching of clusters to classes.
 
     :func:`match_labels` relabels ``pred``, then for every class c present in the
     (non-ignored) target
 
-    .. math:: \\mathrm{Dice}_c = \\frac{2|\\hat P_c \\cap T_c|}{|\\hat P_c| + |T_c|}
+    .. math:: \mathrm{Dice}_c = \frac{2|\hat P_c \cap T_c|}{|\hat P_c| + |T_c|}
 
-    over the non-ignored pixels, :math:`\\hat P_c` being the pixels relabelled c.
+    over the non-ignored pixels, :math:`\hat P_c` being the pixels relabelled c.
 
     Parameters
     ----------

@@ -108,9 +108,9 @@ def _confusion(p, t, k, ignore_index):
 
 
 def confusion_matrix(pred, target, num_classes, ignore_index=None):
-    """Confusion matrix of two label maps, by one ``np.bincount``.
+    r"""Confusion matrix of two label maps, by one ``np.bincount``.
 
-    .. math:: C_{ij} = \\#\\{x : \\mathrm{target}(x) = i,\\ \\mathrm{pred}(x) = j\\}
+    .. math:: C_{ij} = \#\{x : \mathrm{target}(x) = i,\ \mathrm{pred}(x) = j\}
 
     Parameters
     ----------
@@ -311,14 +311,15 @@ _PARAMS_DOC = """
 
 def iou(pred, target, num_classes=None, *, positive=1, ignore_index=None, average=None,
         per_sample=False, empty_score=1.0):
-    """Intersection over union (Jaccard index), binary or per class.
+    r"""Intersection over union (Jaccard index), binary or per class.
 
-    .. math:: \\mathrm{IoU} = \\frac{|P \\cap T|}{|P \\cup T|}
-              = \\frac{TP}{TP + FP + FN}
+    .. math:: \mathrm{IoU} = \frac{|P \cap T|}{|P \cup T|}
+              = \frac{TP}{TP + FP + FN}
 
     A class absent from both pred and target gives NaN in multi-class mode (excluded from
     ``average="macro"``); a target class that is never predicted gives 0.
     {params}
+
     References
     ----------
     M. Everingham et al., "The PASCAL Visual Object Classes (VOC) Challenge", IJCV 2010;
@@ -330,13 +331,14 @@ def iou(pred, target, num_classes=None, *, positive=1, ignore_index=None, averag
 
 def dice(pred, target, num_classes=None, *, positive=1, ignore_index=None, average=None,
          per_sample=False, empty_score=1.0):
-    """Dice coefficient (F1 score of the pixel classification), binary or per class.
+    r"""Dice coefficient (F1 score of the pixel classification), binary or per class.
 
-    .. math:: \\mathrm{Dice} = \\frac{2 |P \\cap T|}{|P| + |T|} = \\frac{2TP}{2TP + FP + FN}
+    .. math:: \mathrm{Dice} = \frac{2 |P \cap T|}{|P| + |T|} = \frac{2TP}{2TP + FP + FN}
 
     Two empty masks have Dice ``empty_score`` = 1.0 in binary mode (perfect agreement);
     in multi-class mode a class absent from both gives NaN.
     {params}
+
     References
     ----------
     L. R. Dice, "Measures of the amount of ecologic association between species", Ecology
@@ -348,13 +350,14 @@ def dice(pred, target, num_classes=None, *, positive=1, ignore_index=None, avera
 
 def precision(pred, target, num_classes=None, *, positive=1, ignore_index=None, average=None,
               per_sample=False, empty_score=1.0):
-    """Precision (positive predictive value), binary or per class.
+    r"""Precision (positive predictive value), binary or per class.
 
-    .. math:: \\mathrm{precision} = \\frac{|P \\cap T|}{|P|} = \\frac{TP}{TP + FP}
+    .. math:: \mathrm{precision} = \frac{|P \cap T|}{|P|} = \frac{TP}{TP + FP}
 
     Binary mode: empty prediction with a non-empty target → 0.0; both empty →
     ``empty_score``. Multi-class mode: a never-predicted class → NaN.
     {params}
+
     References
     ----------
     B. Kim and J. C. Ye, IEEE TIP 2019, Tables IV-V (LiTS/BraTS precision).
@@ -365,14 +368,15 @@ def precision(pred, target, num_classes=None, *, positive=1, ignore_index=None, 
 
 def recall(pred, target, num_classes=None, *, positive=1, ignore_index=None, average=None,
            per_sample=False, empty_score=1.0):
-    """Recall (sensitivity; per-class accuracy in VOC tables), binary or per class.
+    r"""Recall (sensitivity; per-class accuracy in VOC tables), binary or per class.
 
-    .. math:: \\mathrm{recall} = \\frac{|P \\cap T|}{|T|} = \\frac{TP}{TP + FN}
+    .. math:: \mathrm{recall} = \frac{|P \cap T|}{|T|} = \frac{TP}{TP + FN}
 
     Binary mode: empty target with a non-empty prediction → 0.0; both empty →
     ``empty_score``. Multi-class mode: a class absent from target → NaN, so
     ``average="macro"`` is the usual mean class accuracy.
     {params}
+
     References
     ----------
     M. Everingham et al., IJCV 2010; B. Kim and J. C. Ye, IEEE TIP 2019, Tables II, IV, V.
@@ -394,12 +398,12 @@ def _infer_num_classes(p, t, ignore_index):
 
 
 def mean_iou(pred, target, num_classes=None, *, ignore_index=None):
-    """Mean intersection over union over classes (PASCAL VOC mIoU).
+    r"""Mean intersection over union over classes (PASCAL VOC mIoU).
 
-    .. math:: \\mathrm{mIoU} = \\frac{1}{|\\mathcal{K}|} \\sum_{c \\in \\mathcal{K}}
-              \\frac{C_{cc}}{\\sum_j C_{cj} + \\sum_i C_{ic} - C_{cc}}
+    .. math:: \mathrm{mIoU} = \frac{1}{|\mathcal{K}|} \sum_{c \in \mathcal{K}}
+              \frac{C_{cc}}{\sum_j C_{cj} + \sum_i C_{ic} - C_{cc}}
 
-    where C is the confusion matrix and :math:`\\mathcal{K}` the classes present in target
+    where C is the confusion matrix and :math:`\mathcal{K}` the classes present in target
     or pred. Classes absent from both are excluded (their IoU is NaN); a class present in
     the target but never predicted counts with IoU 0. (AdvSemi's evaluation skips classes
     without true positives, which inflates the mean — deliberately not reproduced.) All
@@ -435,10 +439,10 @@ def mean_iou(pred, target, num_classes=None, *, ignore_index=None):
 
 
 def pixel_accuracy(pred, target, *, ignore_index=None, per_sample=False):
-    """Pixel accuracy: the fraction of (non-ignored) pixels whose label is right.
+    r"""Pixel accuracy: the fraction of (non-ignored) pixels whose label is right.
 
-    .. math:: \\mathrm{acc} = \\frac{\\sum_c C_{cc}}{\\sum_{ij} C_{ij}}
-              = \\frac{\\#\\{x : \\mathrm{pred}(x) = \\mathrm{target}(x)\\}}{N}
+    .. math:: \mathrm{acc} = \frac{\sum_c C_{cc}}{\sum_{ij} C_{ij}}
+              = \frac{\#\{x : \mathrm{pred}(x) = \mathrm{target}(x)\}}{N}
 
     Parameters
     ----------

@@ -71,7 +71,7 @@ MODEL_NAMES: tuple[str, ...] = tuple(_REGISTRY)
 
 
 def model_class(name: str) -> type[nn.Module]:
-    """The model class registered under ``name``.
+    """Return the model class registered under ``name``.
 
     Parameters
     ----------

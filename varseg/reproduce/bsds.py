@@ -78,7 +78,7 @@ def _cached_unet(checkpoint, device):
 
 
 def unet_runner(checkpoint, device="cpu"):
-    """A ``model(image) -> Segmentation`` function for a trained U-Net checkpoint.
+    """Return a ``model(image) -> Segmentation`` function for a trained U-Net checkpoint.
 
     The image is scaled to [0, 1] and resized to the training ``image_size`` (as the
     :class:`varseg.data.BSDS500` loader did during training), segmented, and the softmax
@@ -249,8 +249,10 @@ def _write_outputs(out, rows, meta):
 
 
 def find_bsds500(start=None):
-    """Locate a BSDS500 folder: ``$VARSEG_BSDS500``, else ``shared/data/bsds500`` in or beside
-    a parent of ``start`` (default: the working directory and this package's folder).
+    """Locate a BSDS500 folder.
+
+    ``$VARSEG_BSDS500``, else ``shared/data/bsds500`` in or beside a parent of ``start``
+    (default: the working directory and this package's folder).
 
     Returns
     -------

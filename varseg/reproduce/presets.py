@@ -64,7 +64,7 @@ NEURAL_PRESETS = {
 
 
 def bsds_features(image, space="lab", chroma_weight=2.0, smooth=0.0):
-    r"""The colour features the BSDS500 presets segment: CIELAB with weighted chroma.
+    r"""Compute the colour features the BSDS500 presets segment: CIELAB with weighted chroma.
 
     :math:`(L^*/100,\ \tfrac12 + w\,a^*/100,\ \tfrac12 + w\,b^*/100)` with :math:`w` =
     ``chroma_weight`` (``space="lab"``; the grey axis sits at 1/2, so the features of
@@ -107,8 +107,10 @@ def bsds_features(image, space="lab", chroma_weight=2.0, smooth=0.0):
 
 
 def level_set_segment(image, preset=None):
-    """Multiphase Chan–Vese (Vese–Chan 2002) on the preset's BSDS features of ``image``
-    (:data:`LEVEL_SET_PRESET` unless ``preset`` is given)."""
+    """Run multiphase Chan–Vese (Vese–Chan 2002) on the preset's BSDS features of ``image``.
+
+    The preset is :data:`LEVEL_SET_PRESET` unless ``preset`` is given.
+    """
     from varseg.levelset.chan_vese import chan_vese
 
     p = LEVEL_SET_PRESET if preset is None else preset
@@ -124,7 +126,7 @@ def _kmeans(image, preset=None):
 
 
 def _work_image(image, work_size):
-    """The image resized (anti-aliased) so that its longest side is ``work_size``."""
+    """Resize the image (anti-aliased) so that its longest side is ``work_size``."""
     from skimage.transform import resize
 
     x = np.asarray(image)

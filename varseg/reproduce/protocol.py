@@ -1,5 +1,7 @@
-"""The BSDS500 benchmark protocol shared by the reproduction and the preset search:
-image ids, loading, 1-based label PNGs, region scores in both conventions, summaries."""
+"""The BSDS500 benchmark protocol shared by the reproduction and the preset search.
+
+Image ids, loading, 1-based label PNGs, region scores in both conventions, summaries.
+"""
 from __future__ import annotations
 
 import warnings
@@ -19,8 +21,9 @@ _SCORE_KEYS = ("covering_num", "covering_den", "PRI", "VI")
 
 
 def bsds_ids(root, split):
-    """Sorted image ids of ``<root>/data/images/<split>/*.jpg`` (``root`` may also be the
-    ``BSR/BSDS500`` folder or its ``data`` folder).
+    """Return the sorted image ids of ``<root>/data/images/<split>/*.jpg``.
+
+    ``root`` may also be the ``BSR/BSDS500`` folder or its ``data`` folder.
 
     Raises
     ------
@@ -41,7 +44,10 @@ def bsds_ids(root, split):
 
 
 def data_dir(root):
-    """The BSDS500 ``data`` folder under ``root`` (``root``, ``root/BSDS500``, ``root/BSR/…``)."""
+    """Return the BSDS500 ``data`` folder under ``root``.
+
+    It may be ``root``, ``root/BSDS500`` or ``root/BSR/…``.
+    """
     root = Path(root)
     for cand in (root / "data", root / "BSDS500" / "data", root / "BSR" / "BSDS500" / "data",
                  root):
@@ -51,8 +57,10 @@ def data_dir(root):
 
 
 def write_label_png(path, labels):
-    """Write a 0-based label map as a 1-based index PNG (uint8, or uint16 above 254 labels),
-    atomically."""
+    """Write a 0-based label map as a 1-based index PNG, atomically.
+
+    The PNG is uint8, or uint16 above 254 labels.
+    """
     from PIL import Image
 
     lab = np.asarray(labels, dtype=np.int64) + 1
@@ -72,8 +80,9 @@ def read_label_png(path):
 
 
 def score_labels(labels, ground_truths):
-    """Region scores of one label map, with regions = label values and with regions =
-    connected components (4-connectivity).
+    """Compute the region scores of one label map in both conventions.
+
+    With regions = label values and with regions = connected components (4-connectivity).
 
     Returns
     -------
@@ -122,7 +131,7 @@ def summarise(method, records):
 
 
 def load_gt(base, split, iid):
-    """The human segmentations of image ``iid`` (list of 0-based label maps)."""
+    """Load the human segmentations of image ``iid`` (list of 0-based label maps)."""
     from varseg.data.bsds import load_bsds_ground_truth
 
     return load_bsds_ground_truth(base / "groundTruth" / split / f"{iid}.mat")

@@ -52,8 +52,11 @@ def _search_section():
 
 
 def render_report(rows, meta):
-    """Markdown text: the measured table beside Kim & Ye's Table VI, the connected-component
-    variant, the protocol, the presets and how the level-set preset was chosen."""
+    """Return the Markdown text of the reproduction report.
+
+    The measured table beside Kim & Ye's Table VI, the connected-component variant, the
+    protocol, the presets and how the level-set preset was chosen.
+    """
     parts = [
         f"# Kim & Ye 2019, Table VI, reproduced on BSDS500 {meta['split']}",
         "",

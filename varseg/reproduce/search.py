@@ -1,5 +1,6 @@
-"""How the level-set preset of ``varseg reproduce bsds500`` was chosen: a grid search on the
-BSDS500 **train** split (never val or test).
+"""How the level-set preset of ``varseg reproduce bsds500`` was chosen.
+
+A grid search on the BSDS500 **train** split (never val or test).
 
 :func:`search_level_set` scores candidate settings with the benchmark's protocol (regions =
 label values, covering pooled, PRI and VI means); :func:`load_level_set_search` returns the
@@ -20,7 +21,7 @@ _SEARCH_FILE = Path(__file__).with_name("level_set_search.json")
 
 def candidate_preset(K, mu, chroma_weight=2.0, init="lloyd", smooth=0.0, max_iter=1000,
                      tol=5e-3):
-    """A level-set preset (the structure of ``LEVEL_SET_PRESET``) from search parameters."""
+    """Build a level-set preset (the structure of ``LEVEL_SET_PRESET``) from search parameters."""
     features = {"space": "lab", "chroma_weight": float(chroma_weight), "smooth": float(smooth)}
     if chroma_weight == 0:
         features = {"space": "rgb", "chroma_weight": 1.0, "smooth": float(smooth)}
@@ -92,6 +93,8 @@ def search_level_set(root, grid, *, split="train", step=5, jobs=1, progress=True
 
 
 def load_level_set_search():
-    """The search that chose the preset: ``{"protocol", "rows", "choice"}`` (rows with
-    ``K, mu, features, init, smooth, n_images, covering, pri, vi, converged``)."""
+    """Load the search that chose the preset: ``{"protocol", "rows", "choice"}``.
+
+    Rows with ``K, mu, features, init, smooth, n_images, covering, pri, vi, converged``.
+    """
     return json.loads(_SEARCH_FILE.read_text(encoding="utf-8"))

@@ -1,5 +1,8 @@
-"""Deprecated location of the AdvSemi step: use :mod:`varseg.train.steps.advsemi` and
-:func:`varseg.train.config.advsemi_settings`. Kept for one release."""
+"""Deprecated location of the AdvSemi step.
+
+Use :mod:`varseg.train.steps.advsemi` and :func:`varseg.train.config.advsemi_settings`.
+Kept for one release.
+"""
 
 from __future__ import annotations
 

@@ -1,5 +1,6 @@
-"""Build what a :class:`~varseg.train.config.TrainConfig` describes: datasets, the labelled
-split, the network, the optimiser and the learning-rate schedule.
+"""Build what a :class:`~varseg.train.config.TrainConfig` describes.
+
+Datasets, the labelled split, the network, the optimiser and the learning-rate schedule.
 
 Small adapters over :mod:`varseg.data` and :mod:`varseg.models` live here so that the
 engine (:mod:`varseg.train.engine`) only orchestrates.
@@ -151,7 +152,7 @@ def build_train_data(cfg: TrainConfig, out_dir=None, *, resume: bool = False,
 
 # ---------------------------------------------------------------------------------- models
 def build_network(cfg: TrainConfig, task: TaskInfo) -> nn.Module:
-    """The segmentation network of ``cfg`` (with the bias-field output if requested)."""
+    """Build the segmentation network of ``cfg`` (with the bias-field output if requested)."""
     from varseg.models import build_model
 
     kw = dict(cfg.model_kw)
@@ -161,7 +162,7 @@ def build_network(cfg: TrainConfig, task: TaskInfo) -> nn.Module:
 
 
 def model_constructor_config(model: nn.Module) -> dict:
-    """Constructor keyword arguments of ``model`` (``model.config``), JSON-safe."""
+    """Return the constructor keyword arguments of ``model`` (``model.config``), JSON-safe."""
     cfg = getattr(model, "config", None)
     if not isinstance(cfg, dict):
         raise ValueError(f"{type(model).__name__} has no `config` dict of constructor arguments")
@@ -224,6 +225,7 @@ class LRSchedule:
 
     @classmethod
     def from_config(cls, cfg: TrainConfig, total_steps: int, steps_per_epoch: float):
+        """Build the schedule of ``cfg`` (its schedule, step and power options)."""
         return cls(cfg.schedule, total_steps, steps_per_epoch, step_epochs=cfg.lr_step_epochs,
                    gamma=cfg.lr_gamma, power=cfg.poly_power)
 
@@ -244,8 +246,10 @@ class LRSchedule:
         return f
 
     def state_dict(self) -> dict:
+        """Return the schedule's attributes (for checkpoints)."""
         return dict(vars(self))
 
     def load_state_dict(self, state: dict) -> None:
+        """Restore the attributes saved by :meth:`state_dict`."""
         for k, v in state.items():
             setattr(self, k, v)

@@ -38,7 +38,7 @@ _REQUIRED = ("model", "model_name", "model_config", "step")
 
 
 def checksum_path(path) -> Path:
-    """The checksum file beside checkpoint ``path`` (``last.pt`` -> ``last.pt.sha256``)."""
+    """Return the checksum file beside checkpoint ``path`` (``last.pt`` -> ``last.pt.sha256``)."""
     path = Path(path)
     return path.with_name(path.name + CHECKSUM_SUFFIX)
 
@@ -165,7 +165,7 @@ def load_checkpoint(path, map_location="cpu", *, verify: bool = True) -> dict:
 
 
 def resolve_device(spec: str = "auto", local_rank: int = 0) -> torch.device:
-    """The torch device of ``spec``: ``"auto"`` is CUDA (device ``local_rank``) when present.
+    """Return the torch device of ``spec``: ``"auto"`` is CUDA (device ``local_rank``) when present.
 
     Parameters
     ----------

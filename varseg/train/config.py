@@ -116,7 +116,7 @@ def advsemi_settings(overrides: dict | None = None) -> dict:
 
 
 def _renamed(data: dict) -> dict:
-    """``data`` with deprecated keys renamed (one ``DeprecationWarning`` per key)."""
+    """Return ``data`` with deprecated keys renamed (one ``DeprecationWarning`` per key)."""
     data = dict(data)
     for old, new in DEPRECATED_KEYS.items():
         if old in data:
@@ -302,7 +302,7 @@ class TrainConfig:
         return json.loads(json.dumps(asdict(self)))
 
     def replace(self, *, validate: bool = True, **changes) -> TrainConfig:
-        """A validated copy with ``changes`` applied (``None`` values are ignored).
+        """Return a validated copy with ``changes`` applied (``None`` values are ignored).
 
         ``validate=False`` skips the validation (for a sequence of changes validated once).
         """
@@ -315,7 +315,7 @@ class TrainConfig:
         return new.validate() if validate else new
 
     def set_option(self, key: str, value, *, validate: bool = True) -> TrainConfig:
-        """A copy with one (possibly nested, dotted) option set: ``"advsemi.mask_T"``."""
+        """Return a copy with one (possibly nested, dotted) option set: ``"advsemi.mask_T"``."""
         head, _, rest = key.replace("-", "_").partition(".")
         if head in DEPRECATED_KEYS and not rest:
             return self.replace(validate=validate, **{head: value})
@@ -465,15 +465,16 @@ class TrainConfig:
 
 
 def dataset_class(name: str):
-    """The dataset class of ``name`` (:func:`varseg.data.dataset_class`)."""
+    """Return the dataset class of ``name`` (:func:`varseg.data.dataset_class`)."""
     from varseg.data import dataset_class as _lookup
 
     return _lookup(name)
 
 
 def canonical_dataset(name: str) -> str:
-    """The canonical :data:`varseg.data.DATASET_NAMES` entry of ``name`` or an alias
-    (:func:`varseg.data.canonical_dataset_name`).
+    """Return the canonical :data:`varseg.data.DATASET_NAMES` entry of a name or an alias.
+
+    See :func:`varseg.data.canonical_dataset_name`.
 
     Raises
     ------
@@ -576,7 +577,7 @@ def list_configs() -> list[str]:
 
 
 def config_path(name: str):
-    """The packaged JSON file of configuration ``name``."""
+    """Return the packaged JSON file of configuration ``name``."""
     if name not in list_configs():
         raise ValueError(f"unknown config {name!r}; choose one of {', '.join(list_configs())}")
     return _config_dir() / f"{name}.json"

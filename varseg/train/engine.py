@@ -142,13 +142,16 @@ class DistContext:
 
     @property
     def is_main(self) -> bool:
+        """Return True on rank 0."""
         return self.rank == 0
 
     @property
     def distributed(self) -> bool:
+        """Return True when more than one process takes part."""
         return self.world_size > 1
 
     def barrier(self) -> None:
+        """Wait for every process (no-op outside a distributed run)."""
         if self.distributed:
             dist.barrier()
 
@@ -246,10 +249,12 @@ class MetricsLog:
 
     @property
     def csv_path(self) -> Path:
+        """Return the path of ``metrics.csv``."""
         return self.out_dir / "metrics.csv"
 
     @property
     def json_path(self) -> Path:
+        """Return the path of ``metrics.json``."""
         return self.out_dir / "metrics.json"
 
     def load(self, up_to_step: int) -> None:
@@ -259,10 +264,12 @@ class MetricsLog:
             self.rows = [r for r in rows if int(r.get("step", 0)) <= up_to_step]
 
     def append(self, row: dict) -> None:
+        """Add a row and write the files."""
         self.rows.append(row)
         self.write()
 
     def write(self) -> None:
+        """Write the rows to ``metrics.json`` and ``metrics.csv`` (if enabled)."""
         if not self.enabled:
             return
         self.out_dir.mkdir(parents=True, exist_ok=True)
@@ -346,7 +353,7 @@ class Trainer:
         self._setup()
 
     def _read_resume_checkpoint(self) -> dict | None:
-        """The verified checkpoint to resume from (``None`` for a new run)."""
+        """Return the verified checkpoint to resume from (``None`` for a new run)."""
         if not self.resume:
             if self.ckpt_path.is_file():
                 raise ValueError(f"{self.out_dir} already holds a run ({self.ckpt_path}); pass "
@@ -411,7 +418,7 @@ class Trainer:
         return DDP(module, device_ids=ids)
 
     def _streams(self):
-        """``(main, extra, aligned)`` index streams of the training items."""
+        """Build the ``(main, extra, aligned)`` index streams of the training items."""
         cfg, ctx, d = self.cfg, self.ctx, self.data
         paired = cfg.mode == "advsemi" or (cfg.mode == "semi" and cfg.semi_sampling == "paired")
         kw = dict(rank=ctx.rank, world_size=ctx.world_size)

@@ -137,7 +137,7 @@ def eval_dataset_kwargs(dataset: str, train_cfg: TrainConfig | None = None,
 
 def build_eval_dataset(dataset: str, root=None, split: str | None = None,
                        train_cfg: TrainConfig | None = None, dataset_kw: dict | None = None):
-    """The evaluation dataset (see :func:`eval_dataset_kwargs`)."""
+    """Build the evaluation dataset (see :func:`eval_dataset_kwargs`)."""
     from varseg.data import build_dataset
 
     dataset = _canonical(dataset)
@@ -423,6 +423,7 @@ class ValidationHandler:
         self.split, self.dataset_kw, self.max_images = split, dataset_kw, max_images
 
     def __call__(self, model, cfg: TrainConfig, task: TaskInfo, device) -> dict:
+        """Score ``model`` with :func:`evaluate_training_model`."""
         return evaluate_training_model(model, cfg, task, device=device, split=self.split,
                                        dataset_kw=self.dataset_kw, max_images=self.max_images)
 

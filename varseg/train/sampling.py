@@ -1,5 +1,6 @@
-"""Resumable, distributed data order: the batch of every training step is a pure function of
-``(seed, step, rank, world_size)``.
+"""Resumable, distributed data order.
+
+The batch of every training step is a pure function of ``(seed, step, rank, world_size)``.
 
 Each epoch's order is the permutation :class:`torch.utils.data.DistributedSampler` draws for
 that epoch (``torch.randperm`` seeded with ``seed + epoch``, then the rank's slice), so a
@@ -143,7 +144,7 @@ class StepBatchSampler(Sampler):
         return epoch_of(step, self.main.per_epoch, self.batch_size, self.aligned)
 
     def batch(self, step: int) -> list[tuple[int, int]]:
-        """The ``(index, epoch)`` pairs of step ``step`` on this rank."""
+        """Return the ``(index, epoch)`` pairs of step ``step`` on this rank."""
         b = self.batch_size
         if self.aligned:
             spe = int(self.steps_per_epoch)
@@ -165,7 +166,7 @@ class StepBatchSampler(Sampler):
 
 
 def steps_per_epoch(per_epoch: int, batch_size: int, aligned: bool) -> float:
-    """Steps in one epoch of a stream with ``per_epoch`` items per rank."""
+    """Return the steps in one epoch of a stream with ``per_epoch`` items per rank."""
     if aligned:
         return float(max(1, per_epoch // batch_size))
     return per_epoch / batch_size
@@ -179,15 +180,17 @@ def epoch_of(step: int, per_epoch: int, batch_size: int, aligned: bool) -> int:
 
 
 def steps_for_epochs(epochs: int, per_epoch: int, batch_size: int, aligned: bool) -> int:
-    """Number of steps that make ``epochs`` epochs."""
+    """Return the number of steps that make ``epochs`` epochs."""
     if aligned:
         return int(epochs * steps_per_epoch(per_epoch, batch_size, True))
     return int(math.ceil(epochs * per_epoch / batch_size))
 
 
 class EpochItems(Dataset):
-    """Read ``(index, epoch)`` requests: sets the dataset's epoch (if it has ``set_epoch``),
-    then returns ``dataset[index]``."""
+    """Read ``(index, epoch)`` requests.
+
+    Sets the dataset's epoch (if it has ``set_epoch``), then returns ``dataset[index]``.
+    """
 
     def __init__(self, dataset):
         self.dataset = dataset

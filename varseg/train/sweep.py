@@ -1,5 +1,6 @@
-"""The paper's claim in miniature: cross-entropy alone vs. cross-entropy + λ·Mumford–Shah
-over labelled fractions (Kim & Ye, IEEE TIP 2019, Eq. 16; Fig. 5 / Table III in spirit).
+"""The paper's claim in miniature: cross-entropy alone vs. cross-entropy + λ·Mumford–Shah.
+
+Over labelled fractions (Kim & Ye, IEEE TIP 2019, Eq. 16; Fig. 5 / Table III in spirit).
 
 :func:`run_sweep` trains one network per (labelled fraction, λ, seed) with the settings of a
 :class:`~varseg.train.config.TrainConfig` (the shipped ``synthetic-sweep`` config: small U-Net

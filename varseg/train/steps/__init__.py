@@ -41,7 +41,7 @@ STEPS = {
 
 
 def make_step(cfg, task) -> Step:
-    """The step object of ``cfg.mode``.
+    """Build the step object of ``cfg.mode``.
 
     Parameters
     ----------

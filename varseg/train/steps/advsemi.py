@@ -85,6 +85,7 @@ class AdvSemiStep(Step):
         self._pseudo_ignore = max(255, task.num_classes)
 
     def setup(self, device, wrap) -> None:
+        """Move the discriminator to ``device``, wrap it and create its optimiser."""
         self.discriminator.to(device)
         self.d_model = wrap(self.discriminator)
         self.d_optimizer = torch.optim.Adam(
@@ -96,15 +97,18 @@ class AdvSemiStep(Step):
             g["initial_lr"] = g["lr"]
 
     def optimizers(self) -> list:
+        """Return the discriminator's optimiser."""
         return [self.d_optimizer]
 
     def state_dict(self) -> dict:
+        """Return the discriminator and optimiser states."""
         return {
             "discriminator": self.discriminator.state_dict(),
             "d_optimizer": self.d_optimizer.state_dict(),
         }
 
     def load_state_dict(self, state: dict) -> None:
+        """Restore the states saved by :meth:`state_dict`."""
         self.discriminator.load_state_dict(state["discriminator"])
         self.d_optimizer.load_state_dict(state["d_optimizer"])
 
@@ -180,6 +184,7 @@ class AdvSemiStep(Step):
         return d_loss
 
     def __call__(self, state: StepState, batch: dict, step: int) -> dict:
+        """Run one training step of S and D; returns the logged losses."""
         x, y, labeled = state.to_device(batch)
         state.optimizer.zero_grad(set_to_none=True)
         self.d_optimizer.zero_grad(set_to_none=True)

@@ -21,7 +21,7 @@ __all__ = ["Step", "StepState", "unwrap"]
 
 
 def unwrap(module: nn.Module) -> nn.Module:
-    """The module inside a :class:`~torch.nn.parallel.DistributedDataParallel` wrapper."""
+    """Return the module inside a :class:`~torch.nn.parallel.DistributedDataParallel` wrapper."""
     return getattr(module, "module", module)
 
 
@@ -125,4 +125,5 @@ class Step:
         return mumford_shah_loss(logits, image, c.length_weight, tv=c.tv, reduction=c.ms_reduction)
 
     def __call__(self, state: StepState, batch: dict, step: int) -> dict:
+        """Run one training step; returns the logged losses."""
         raise NotImplementedError

@@ -27,6 +27,7 @@ class SupervisedStep(Step):
         return [None]
 
     def __call__(self, state: StepState, batch: dict, step: int) -> dict:
+        """Run one training step; returns the logged losses."""
         x, y, labeled = state.to_device(batch)
         state.optimizer.zero_grad(set_to_none=True)
         n = x.shape[0]

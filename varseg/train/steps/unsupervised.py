@@ -1,5 +1,8 @@
-"""Unsupervised step: the Mumford–Shah loss alone (Kim & Ye, IEEE TIP 2019, Eq. 12-13) or
-its bias-field form (Eq. 19-20)."""
+"""Unsupervised step.
+
+The Mumford–Shah loss alone (Kim & Ye, IEEE TIP 2019, Eq. 12-13) or its bias-field form
+(Eq. 19-20).
+"""
 
 from __future__ import annotations
 
@@ -31,6 +34,7 @@ class UnsupervisedStep(Step):
     name = "unsupervised Mumford-Shah"
 
     def __call__(self, state: StepState, batch: dict, step: int) -> dict:
+        """Run one training step; returns the logged losses."""
         x = batch["image"].to(state.device, non_blocking=state.device.type == "cuda").float()
         state.optimizer.zero_grad(set_to_none=True)
         with state.autocast():
@@ -72,9 +76,12 @@ class UnsupervisedStep(Step):
 
 
 def kmeans_targets(x: torch.Tensor, k: int) -> torch.Tensor:
-    """Per-image k-means partitions ``(B, *S)`` of a batch ``(B, C, *S)``: Lloyd's k-means of
-    the colours (:func:`varseg.levelset.init.lloyd_partition`, seed 0) for C > 1, the optimal
-    1D clustering (:func:`~varseg.levelset.init.kmeans_partition`) for gray images."""
+    """Compute per-image k-means partitions ``(B, *S)`` of a batch ``(B, C, *S)``.
+
+    Lloyd's k-means of the colours (:func:`varseg.levelset.init.lloyd_partition`, seed 0) for
+    C > 1, the optimal 1D clustering (:func:`~varseg.levelset.init.kmeans_partition`) for gray
+    images.
+    """
     import numpy as np
 
     from varseg.levelset.init import kmeans_partition, lloyd_partition
