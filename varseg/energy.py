@@ -64,6 +64,7 @@ __all__ = [
     "labels_to_memberships",
     "batched_terms",
     "batched_means",
+    "forward_difference",
     "batched_residual",
     "batched_tv",
     "normalise_image",
@@ -319,6 +320,23 @@ def _batched_tv(ops, y, tv):
             sq = d * d if sq is None else sq + d * d
         tot = ops.sqrt0(sq)
     return ops.sum(ops.reshape(tot, (y.shape[0], -1)), -1)
+
+
+def forward_difference(u, axis):
+    r"""Forward difference :math:`u(r + e_a) - u(r)` along ``axis`` with a Neumann boundary
+    (0 on the last slice), NumPy or torch: the discrete gradient of every length term here
+    (Kim & Ye Eq. 12, Vese–Chan's curvature).
+
+    Parameters
+    ----------
+    u : array or tensor
+    axis : int
+
+    Returns
+    -------
+    array or tensor, same shape as ``u``
+    """
+    return _Ops(_is_torch(u)).fdiff(u, axis)
 
 
 def batched_means(x, y, bias=None):

@@ -43,12 +43,14 @@ from varseg._validation import (
     resolve_rng,
 )
 from varseg.energy import (
-    _batched_means,
-    _batched_residual,
-    _Ops,
+    DEFAULT_LAM,
+    batched_means,
+    batched_residual,
     energy_from_labels,
+    forward_difference,
     normalise_image,
 )
+from varseg.levelset.heaviside import dirac_torch
 from varseg.result import Segmentation
 
 __all__ = ["ms_fixed_point", "fixed_point_step", "curvature", "UnrolledMumfordShah",
@@ -57,7 +59,6 @@ __all__ = ["ms_fixed_point", "fixed_point_step", "curvature", "UnrolledMumfordSh
 logger = logging.getLogger(__name__)
 
 _UPDATES = ("softmax-gradient", "paper")
-_OPS = _Ops(True)
 
 
 def curvature(y, eps=0.1):
@@ -77,7 +78,7 @@ def curvature(y, eps=0.1):
     Tensor, shape (B, K, *S)
     """
     axes = range(2, y.ndim)
-    grads = [_OPS.fdiff(y, a) for a in axes]
+    grads = [forward_difference(y, a) for a in axes]
     norm = torch.sqrt(sum(g * g for g in grads) + eps * eps)
     div = torch.zeros_like(y)
     for a, g in zip(axes, grads, strict=True):
@@ -86,10 +87,6 @@ def curvature(y, eps=0.1):
                              p.narrow(a, 0, p.shape[a] - 1)], dim=a)
         div = div + p - shifted
     return div
-
-
-def _dirac(z, eps):
-    return (eps / np.pi) / (eps * eps + z * z)
 
 
 def fixed_point_step(z, x, lam, step, *, update="softmax-gradient", curvature_eps=0.1,
@@ -117,11 +114,11 @@ def fixed_point_step(z, x, lam, step, *, update="softmax-gradient", curvature_ep
         Updated logits.
     """
     y = torch.softmax(z, 1)
-    means = _batched_means(_OPS, x, y)
+    means = batched_means(x, y)
     k = curvature(y, curvature_eps) if kappa is None else kappa(y)
-    g = _batched_residual(_OPS, x, means) - lam * k
+    g = batched_residual(x, means) - lam * k
     if update == "paper":
-        w = _dirac(z, dirac_eps) * g
+        w = dirac_torch(z, dirac_eps) * g
     else:
         w = y * (g - (y * g).sum(1, keepdim=True))
     return z - step * w
@@ -275,7 +272,7 @@ def _warm_up(np_dtype):
     _WARMED.add(np_dtype)
 
 
-def ms_fixed_point(image, n_phases=2, *, lam=0.125, step=2.0, max_iter=300, tol=1e-4,
+def ms_fixed_point(image, n_phases=2, *, lam=DEFAULT_LAM, step=2.0, max_iter=300, tol=1e-4,
                    init="quantiles", update="softmax-gradient", curvature_eps=0.1,
                    dirac_eps=1.0, channel_axis=None, dtype=torch.float32, seed=None):
     r"""Segment an image with the fixed-point iteration of Eq. 15 (Kim & Ye 2019).
@@ -413,7 +410,7 @@ class UnrolledMumfordShah(nn.Module):
     (``learn_kernels`` needs 2D; the fixed curvature also works on ``(B, C, D, H, W)``).
     """
 
-    def __init__(self, n_phases, in_channels=1, n_iter=10, *, lam=0.125, step=2.0,
+    def __init__(self, n_phases, in_channels=1, n_iter=10, *, lam=DEFAULT_LAM, step=2.0,
                  learn_step=True, learn_kernels=False, update="softmax-gradient",
                  curvature_eps=0.1, sharpness=20.0):
         super().__init__()
@@ -477,7 +474,7 @@ class UnrolledMumfordShah(nn.Module):
         return out if return_all else z
 
 
-def unrolled_segment(image, n_phases=2, *, model=None, lam=0.125, n_iter=20, fit_steps=0,
+def unrolled_segment(image, n_phases=2, *, model=None, lam=DEFAULT_LAM, n_iter=20, fit_steps=0,
                      lr=0.05, learn_kernels=False, channel_axis=None, seed=None,
                      device="cpu", progress=False):
     r"""Segment one image with :class:`UnrolledMumfordShah`, optionally fitted to it first.
