@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 import torch.nn.functional as F
+from torch.overrides import TorchFunctionMode
 
 from varseg._validation import (
     as_channels_first,
@@ -38,8 +39,9 @@ from varseg._validation import (
     check_int,
     check_n_phases,
     check_positive,
+    resolve_device,
 )
-from varseg.energy import energy_from_labels
+from varseg.energy import energy_from_labels, normalise_image
 from varseg.levelset.init import kmeans_partition
 from varseg.losses import (
     bias_field_mumford_shah_loss,
@@ -48,7 +50,6 @@ from varseg.losses import (
     unit_mean_bias,
 )
 from varseg.result import Segmentation
-from varseg.unrolled import _device, normalise_image
 
 __all__ = ["neural_segment", "with_coordinates",
            "PolynomialBias", "NEURAL_INITS", "WARM_CE"]
@@ -66,6 +67,47 @@ WARM_CE = 0.05
 
 #: Learning-rate multiplier of the :class:`PolynomialBias` coefficients.
 BIAS_LR_MULT = 10.0
+
+
+#: Random functions that take a ``generator`` keyword (:class:`_LocalGenerator`).
+_RANDOM_FUNCS = frozenset({
+    "uniform_", "normal_", "random_", "bernoulli_", "exponential_", "cauchy_", "log_normal_",
+    "geometric_", "rand", "randn", "randint", "randperm", "multinomial", "bernoulli", "normal",
+})
+
+
+class _LocalGenerator(TorchFunctionMode):
+    """Draw every random number of the torch calls made inside it from ``generator``.
+
+    A torch function mode (thread-local) that passes ``generator=`` to the random functions
+    and to the :mod:`torch.nn.init` initialisers (their ``generator=None`` default), so that
+    a network built inside it is initialised from a local :class:`torch.Generator`: the
+    caller's global random state is neither read nor changed, and concurrent calls from
+    several threads cannot interleave their draws.
+    """
+
+    def __init__(self, generator):
+        super().__init__()
+        self.generator = generator
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = dict(kwargs or {})
+        name = getattr(func, "__name__", "")
+        if kwargs.get("generator", 0) is None or (name in _RANDOM_FUNCS
+                                                  and "generator" not in kwargs):
+            kwargs["generator"] = self.generator
+        return func(*args, **kwargs)
+
+
+def _generator(seed):
+    """A local CPU :class:`torch.Generator` seeded with ``seed`` (a fresh random seed for
+    None)."""
+    g = torch.Generator()
+    if seed is None:
+        g.seed()
+    else:
+        g.manual_seed(int(seed))
+    return g
 
 
 def _superpixel_refine(labels, segments, n_segments):
@@ -411,10 +453,11 @@ def neural_segment(image, n_phases=2, *, lam=0.125, bias_field=False, beta=0.01,
     min_labels : int, optional
         Kanezaki's stop: when the argmax uses at most this many labels.
     seed : int, optional
-        Seed of the network's weights (and of everything random). The caller's global torch
-        random state is left as it was.
-    device : {"auto", "cpu", "cuda"}
-        "auto" picks CUDA when available.
+        Seed of the network's weights (and of everything random), drawn from a local
+        :class:`torch.Generator`: the caller's global torch random state is neither used nor
+        changed, and calls from several threads give the results of serial calls.
+    device : {"auto", "cpu", "cuda", "cuda:N"} or torch.device
+        "auto" picks CUDA when available (:func:`varseg._validation.resolve_device`).
     progress : bool
         Show a tqdm progress bar.
     channel_axis : int, optional
@@ -447,8 +490,10 @@ def neural_segment(image, n_phases=2, *, lam=0.125, bias_field=False, beta=0.01,
     Raises
     ------
     ValueError
-        Bad image, ``n_phases``, ``lam``, ``lr``, ``init``, ``optimizer``, counts that are not
-        positive, or a model output of the wrong shape.
+        Bad image (also one with fewer than ``max(2, n_phases)`` pixels), ``n_phases``,
+        ``lam``, ``lr``, ``init``, ``optimizer``, counts that are not positive (``superpixels``
+        included), a CUDA ``device`` on a machine without CUDA, or a model output of the
+        wrong shape.
 
     References
     ----------
@@ -473,11 +518,16 @@ def neural_segment(image, n_phases=2, *, lam=0.125, bias_field=False, beta=0.01,
                   hidden_channels, progress, bias_model, bias_degree, bias_sigma,
                   min(x.shape[1:]))
     restarts = check_int(restarts, "restarts")
+    if superpixels is not None:
+        superpixels = check_int(superpixels, "superpixels")
+    if seed is not None:
+        seed = check_int(seed, "seed", minimum=0)
+    _check_size(x, cfg.k)
     if model is not None and restarts > 1:
         raise ValueError("restarts > 1 needs the default model (a given model is trained "
                          "in place)")
     x = normalise_image(x)
-    dev = _device(device)
+    dev = resolve_device(device)
     xt = torch.as_tensor(x, dtype=torch.float32, device=dev)[None]
     coords = cfg.bias_field and cfg.bias_model == "network" and model is None
     inp = with_coordinates(xt) if coords else xt
@@ -486,16 +536,24 @@ def neural_segment(image, n_phases=2, *, lam=0.125, bias_field=False, beta=0.01,
     fits = []
     for r in range(restarts):
         s = None if seed is None else int(seed) + r
-        with torch.random.fork_rng(devices=[dev] if dev.type == "cuda" else []):
-            if s is not None:
-                torch.manual_seed(s)
-            net = model if model is not None else _default_model(inp.shape[1], cfg,
-                                                                   x.shape[1:])
-            fits.append(_fit_once(net.to(dev).train(), x, xt, inp, cfg, target, segments, t0,
-                                  s))
+        if model is not None:
+            net = model
+        else:
+            with _LocalGenerator(_generator(s)):
+                net = _default_model(inp.shape[1], cfg, x.shape[1:])
+        fits.append(_fit_once(net.to(dev).train(), x, xt, inp, cfg, target, segments, t0, s))
     best = min(fits, key=lambda f: f.final_energy)
     return _result(best, fits, x, cfg, dev, t0, superpixels, seed, restarts,
                    model if model is not None else net)
+
+
+def _check_size(x, k):
+    """The network's batch norm needs two values per channel, and K classes need K pixels."""
+    n = int(np.prod(x.shape[1:]))
+    if n < max(2, k):
+        raise ValueError(f"image is too small for neural_segment: {n} pixel(s) (shape "
+                         f"{tuple(x.shape[1:])}); need at least {max(2, k)} for "
+                         f"n_phases={k}")
 
 
 def _default_model(in_channels, cfg, shape):
