@@ -387,7 +387,8 @@ def mumford_shah_terms(image, memberships, lam, *, bias=None, tv="isotropic", re
     _check_options(tv=tv, reduction=reduction)
     _check_lam(lam)
     ops, x, y, b = _prepare(image, memberships, bias)
-    data, length, means = batched_terms(x, y, bias=b, tv=tv)
+    with np.errstate(over="ignore", invalid="ignore"):  # an overflow is refused below
+        data, length, means = batched_terms(x, y, bias=b, tv=tv)
     n_pix = int(np.prod(y.shape[2:]))
     d = _reduce(ops, data, reduction, n_pix)
     ln = _reduce(ops, length, reduction, n_pix)

@@ -528,23 +528,45 @@ def neural_segment(image, n_phases=2, *, lam=0.125, bias_field=False, beta=0.01,
                          "in place)")
     x = normalise_image(x)
     dev = resolve_device(device)
+    if float(x.max()) == 0.0:  # constant image: the one-region partition is the minimiser
+        fits = [_constant_fit(x, cfg, seed)]
+        name = "none" if model is None else type(model).__name__
+    else:
+        fits, name = _fits(x, cfg, model, dev, superpixels, seed, restarts, t0)
+    best = min(fits, key=lambda f: f.final_energy)
+    return _result(best, fits, x, cfg, dev, t0, superpixels, seed, restarts, name)
+
+
+def _fits(x, cfg, model, dev, superpixels, seed, restarts, t0):
+    """Every restart's fit (seeds ``seed``, ``seed + 1``, …, each model initialised from its
+    own local generator) and the model's class name."""
     xt = torch.as_tensor(x, dtype=torch.float32, device=dev)[None]
     coords = cfg.bias_field and cfg.bias_model == "network" and model is None
     inp = with_coordinates(xt) if coords else xt
     target = kmeans_partition(x, cfg.k) if cfg.init == "kmeans" else None
-    segments = _superpixels(x, superpixels) if (kanezaki_ce and superpixels) else None
+    segments = _superpixels(x, superpixels) if (cfg.kanezaki_ce and superpixels) else None
     fits = []
     for r in range(restarts):
-        s = None if seed is None else int(seed) + r
+        s = None if seed is None else seed + r
         if model is not None:
             net = model
         else:
             with _LocalGenerator(_generator(s)):
                 net = _default_model(inp.shape[1], cfg, x.shape[1:])
         fits.append(_fit_once(net.to(dev).train(), x, xt, inp, cfg, target, segments, t0, s))
-    best = min(fits, key=lambda f: f.final_energy)
-    return _result(best, fits, x, cfg, dev, t0, superpixels, seed, restarts,
-                   model if model is not None else net)
+    return fits, type(net).__name__
+
+
+def _constant_fit(x, cfg, seed):
+    """The trivial minimiser of a constant image: every pixel in class 0, energy 0."""
+    spatial = x.shape[1:]
+    labels = np.zeros(spatial, dtype=np.int64)
+    memberships = np.zeros((cfg.k,) + spatial, dtype=np.float32)
+    memberships[0] = 1
+    bias = np.ones(spatial) if cfg.bias_field else None
+    return _Fit(labels=labels, memberships=memberships, bias=bias, stalled=True,
+                final_energy=energy_from_labels(x, labels, cfg.lam, n_phases=cfg.k).total,
+                seed=seed)
 
 
 def _check_size(x, k):
@@ -600,7 +622,7 @@ def _config(n_phases, lam, bias_field, beta, kanezaki_ce, ms_loss, max_iter, lr,
         bias_sigma=check_positive(bias_sigma, "bias_sigma", allow_zero=True))
 
 
-def _result(best, fits, x, cfg, dev, t0, superpixels, seed, restarts, model):
+def _result(best, fits, x, cfg, dev, t0, superpixels, seed, restarts, model_name):
     final = energy_from_labels(x, best.labels, cfg.lam, n_phases=cfg.k, tv=cfg.tv)
     params = dict(n_phases=cfg.k, lam=cfg.lam, bias_field=cfg.bias_field, beta=cfg.beta,
                   kanezaki_ce=cfg.kanezaki_ce, ms_loss=cfg.ms_loss, superpixels=superpixels,
@@ -609,7 +631,7 @@ def _result(best, fits, x, cfg, dev, t0, superpixels, seed, restarts, model):
                   patience=cfg.patience, min_labels=cfg.min_labels, seed=seed,
                   device=str(dev), tv=cfg.tv, hidden_channels=cfg.hidden_channels,
                   bias_sigma=cfg.bias_sigma if cfg.bias_field else None,
-                  model=type(model).__name__)
+                  model=model_name)
     return Segmentation(
         labels=best.labels, memberships=best.memberships,
         means=final.means[:, 0] if x.shape[0] == 1 else final.means,
