@@ -270,7 +270,7 @@ def test_neural_threads_match_serial(one_thread):
 
     with ThreadPoolExecutor(2) as pool:
         got = list(pool.map(run, seeds))
-    for s, m in zip(seeds, got):
+    for s, m in zip(seeds, got, strict=True):
         np.testing.assert_array_equal(m, serial[s])
 
 

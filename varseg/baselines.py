@@ -173,7 +173,9 @@ def kmeans_segment(image, n_phases=2, *, channel_axis=None, seed=None, max_iter=
         on the [0, 1]-normalised image (module docstring), means on that scale.
         :func:`~scipy.cluster.vq.kmeans2` is run in chunks of 5 iterations, restarted from
         the previous centroids, until a chunk leaves the labels unchanged (``converged``
-        True) or ``max_iter`` iterations were run; ``n_iter`` counts them.
+        True) or ``max_iter`` iterations were run; ``n_iter`` counts them. An image with at
+        most K distinct pixel values gets one cluster per value (the exact minimiser, some
+        classes empty) with ``n_iter = 0``.
 
     Raises
     ------
@@ -190,7 +192,11 @@ def kmeans_segment(image, n_phases=2, *, channel_axis=None, seed=None, max_iter=
     data = x.reshape(x.shape[0], -1).T  # (N, C)
     if data.shape[0] < k:
         raise ValueError(f"n_phases={k} exceeds the number of pixels {data.shape[0]}")
-    _, lab, n_iter, converged = _lloyd(data, k, max_iter, seed)
+    uniq, inverse = np.unique(data, axis=0, return_inverse=True)
+    if len(uniq) <= k:  # at most K distinct colours: one cluster each is the exact minimiser
+        lab, n_iter, converged = inverse.reshape(-1), 0, True
+    else:
+        _, lab, n_iter, converged = _lloyd(data, k, max_iter, seed)
     labels = sort_labels_by_intensity(x, lab.reshape(spatial), k)
     params = {"n_phases": k, "seed": seed if isinstance(seed, (int, type(None))) else None,
               "max_iter": max_iter, "channel_axis": channel_axis}
@@ -254,7 +260,9 @@ def otsu_segment(image, n_phases=2, *, channel_axis=None, lam=None, nbins=None):
     else:
         lum = x.mean(axis=0)
     try:
-        thresholds = threshold_multiotsu(lum, classes=k, nbins=nbins)
+        with warnings.catch_warnings():  # lum is one channel: a (D, H, 3) volume is no RGB
+            warnings.filterwarnings("ignore", message=".*looks like that of an RGB image")
+            thresholds = threshold_multiotsu(lum, classes=k, nbins=nbins)
     except ValueError as err:
         raise ValueError(f"otsu_segment: cannot find {k - 1} thresholds for this image "
                          f"({err})") from err

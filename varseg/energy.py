@@ -626,8 +626,10 @@ def energy_from_labels(image, labels, lam, *, n_phases=None, tv="isotropic", red
     elif not (x.ndim == lab.ndim + 1 and x.shape[1:] == lab.shape):
         raise ValueError(f"image shape {x.shape} does not match labels shape {lab.shape}")
     lab, k = check_labels(lab, n_phases)
-    lab3 = lab.reshape((1,) * (3 - lab.ndim) + lab.shape)
-    x4 = x.reshape((x.shape[0],) + lab3.shape)
+    _check_kernel_memory(x, lab, k)
+    # C order always: one compiled signature per dtype (no recompilation for views)
+    lab3 = np.ascontiguousarray(lab.reshape((1,) * (3 - lab.ndim) + lab.shape))
+    x4 = np.ascontiguousarray(x.reshape((x.shape[0],) + lab3.shape))
     kernel = hard_energy if lab.size >= _PARALLEL_MIN_PIXELS else hard_energy_serial
     data, length, means = kernel(x4, lab3, k, tv == "isotropic")
     n_pix = lab.size
@@ -636,6 +638,21 @@ def energy_from_labels(image, labels, lam, *, n_phases=None, tv="isotropic", red
     total = data + lam * length
     _check_overflow(_Ops(False), total)
     return MumfordShahTerms(total, data, length, means)
+
+
+#: Largest per-row work array of the hard-energy kernel, in float64 values (1 GiB).
+_KERNEL_MAX_VALUES = 1 << 27
+
+
+def _check_kernel_memory(x, lab, k):
+    """The kernel keeps per-row sums of shape (rows, K, C + 1): refuse a K that would not fit
+    (e.g. labels up to 10**6 with ``n_phases=None``) instead of exhausting memory."""
+    rows = lab.size // lab.shape[-1]
+    need = rows * k * (x.shape[0] + 1)
+    if need > _KERNEL_MAX_VALUES:
+        raise ValueError(f"labels give K = {k} classes (n_phases), too many for this "
+                         f"image ({need * 8 / 2**30:.1f} GiB of work arrays); relabel to "
+                         f"0..K-1 with a small K")
 
 
 # --------------------------------------------------------------------------------------

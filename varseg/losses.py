@@ -49,7 +49,9 @@ __all__ = [
 
 _REDUCTIONS = ("mean", "sum", "none")
 
-#: Tolerance of the ``probabilities=True`` check: every value ≥ −tol, sums within tol of 1.
+#: Tolerance of the ``probabilities=True`` check: every value ≥ −tol, sums within tol of 1
+#: (widened to K times the machine epsilon for half-precision input, whose rounding alone
+#: moves a sum of K probabilities by up to that much).
 PROBABILITY_TOL = 1e-4
 
 
@@ -92,7 +94,7 @@ def _memberships(input, probabilities):
     if not probabilities:
         return torch.softmax(z, dim=1)
     p = z.detach()
-    tol = PROBABILITY_TOL
+    tol = max(PROBABILITY_TOL, input.shape[1] * torch.finfo(input.dtype).eps)
     if not bool(torch.isfinite(p).all()):
         raise ValueError("input (probabilities=True) contains NaN or Inf values")
     if bool((p < -tol).any()):
@@ -111,6 +113,14 @@ def _reduce(per_sample, reduction, n_pix):
     if reduction == "sum":
         return per_sample.sum()
     return per_sample.sum() / (per_sample.shape[0] * n_pix)
+
+
+def _check_overflow(out, input):
+    """A non-finite loss from finite logits is an overflow of the weights or the image."""
+    if not bool(torch.isfinite(out.detach()).all()) and bool(torch.isfinite(input.detach()).all()):
+        raise ValueError(f"lam/beta or image too large: the loss overflows {out.dtype}; lower "
+                         f"the weights or rescale the image")
+    return out
 
 
 def _n_pix(t):
@@ -175,7 +185,7 @@ def mumford_shah_loss(input, image, lam, *, probabilities=False, tv="isotropic",
     lam = check_nonnegative(lam, "lam")
     y = _memberships(input, probabilities)
     data, length, _ = batched_terms(image.to(y.dtype), y, tv=tv)
-    return _reduce(data + lam * length, reduction, _n_pix(y))
+    return _check_overflow(_reduce(data + lam * length, reduction, _n_pix(y)), input)
 
 
 class MumfordShahLoss(nn.Module):
@@ -322,7 +332,8 @@ def bias_field_mumford_shah_loss(input, bias, image, lam, beta, *, probabilities
     y = _memberships(input, probabilities)
     data, length, _ = batched_terms(image.to(y.dtype), y, bias=bias.to(y.dtype), tv=tv)
     bias_tv = _batched_tv(_Ops(True), bias.to(y.dtype), tv)
-    return _reduce(data + lam * length + beta * bias_tv, reduction, _n_pix(y))
+    return _check_overflow(_reduce(data + lam * length + beta * bias_tv, reduction, _n_pix(y)),
+                           input)
 
 
 class BiasFieldMumfordShahLoss(nn.Module):
