@@ -10,6 +10,7 @@ numba or torch internals is a failure.
 Bounded: tiny images, a few iterations, ``max_examples`` per property, so the whole file runs
 in well under a minute on one core.
 """
+
 import math
 import os
 
@@ -26,8 +27,14 @@ from varseg.compare import shared_energy
 from varseg.energy import energy_from_labels, labels_to_memberships, mumford_shah_energy
 from varseg.losses import mumford_shah_loss
 
-PROPS = settings(max_examples=40, deadline=None, derandomize=True,
-                 suppress_health_check=[HealthCheck.too_slow])
+# VARSEG_PROPERTY_EXAMPLES=500 explores further (random seeds); the default run is fixed
+_EXPLORE = int(os.environ.get("VARSEG_PROPERTY_EXAMPLES", "0"))
+PROPS = settings(
+    max_examples=_EXPLORE or 40,
+    deadline=None,
+    derandomize=not _EXPLORE,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
+)
 _VARSEG_DIR = os.path.dirname(os.path.abspath(varseg.__file__))
 
 SCALES = [1e-300, 1e-8, 1.0, 255.0, 1e8, 1e300]
@@ -76,8 +83,9 @@ def images(draw, ndim=(2,), max_side=6, channels=False):
 
 
 # mostly valid values, so that most examples reach a result (invalid: about one in four)
-LAMS = st.sampled_from([0.0, 0.125, 0.125, 0.5, 1.0, 10.0, 1e-300, 1e300, -1.0, -1e-300,
-                        math.nan, math.inf])
+LAMS = st.sampled_from(
+    [0.0, 0.125, 0.125, 0.5, 1.0, 10.0, 1e-300, 1e300, -1.0, -1e-300, math.nan, math.inf]
+)
 
 
 # ------------------------------------------------------------------ the property
@@ -147,21 +155,32 @@ def label_maps(draw, shape):
 def test_energy_from_labels_property(data, image, lam):
     x, _ = image
     lab, n_phases = data.draw(label_maps(x.shape))
-    res = _call(energy_from_labels, ("image", "labels", "lam", "n_phases"), x, lab, lam,
-                n_phases=n_phases)
+    res = _call(
+        energy_from_labels, ("image", "labels", "lam", "n_phases"), x, lab, lam, n_phases=n_phases
+    )
     if res is None:
         return
     lab_i = np.asarray(lab).astype(np.int64)
     k = int(lab_i.max()) + 1 if n_phases is None else n_phases
     assert lab_i.min() >= 0 and lab_i.max() < k  # out-of-range labels were refused
     assert np.isfinite(res.total) and res.data >= 0 and res.length >= 0 and lam >= 0
-    ref = mumford_shah_energy(x, labels_to_memberships(lab_i, k), lam)
-    assert res.total == pytest.approx(ref, rel=1e-9, abs=1e-12)
+    # the membership form squares the residual of every class, empty ones included, so at
+    # |x| ~ 1e154 and above it may refuse ("image values are too large") where the
+    # label kernel still returns the exact finite value
+    ref = _call(mumford_shah_energy, ("image",), x, labels_to_memberships(lab_i, k), lam)
+    if ref is not None:
+        assert res.total == pytest.approx(ref, rel=1e-9, abs=1e-12)
+    else:
+        assert np.abs(x).max() > 1e150
 
 
 @PROPS
-@given(data=st.data(), image=images(ndim=(2,)), lam=LAMS,
-       kind=st.sampled_from(["soft", "hard", "negative", "unnormalised", "nan"]))
+@given(
+    data=st.data(),
+    image=images(ndim=(2,)),
+    lam=LAMS,
+    kind=st.sampled_from(["soft", "hard", "negative", "unnormalised", "nan"]),
+)
 def test_mumford_shah_energy_property(data, image, lam, kind):
     x, _ = image
     k = data.draw(st.integers(1, 4))
@@ -187,24 +206,37 @@ def test_mumford_shah_energy_property(data, image, lam, kind):
 
 # ------------------------------------------------------------------ baselines
 @PROPS
-@given(image=images(ndim=(2, 3), channels=True), k=st.sampled_from([2, 2, 3, 3, 4, 5, 0, 1]),
-       lam=LAMS,
-       seed=st.integers(0, 3))
+@given(
+    image=images(ndim=(2, 3), channels=True),
+    k=st.sampled_from([2, 2, 3, 3, 4, 5, 0, 1]),
+    lam=LAMS,
+    seed=st.integers(0, 3),
+)
 def test_kmeans_property(image, k, lam, seed):
     x, ca = image
-    res = _call(kmeans_segment, ("image", "n_phases", "lam", "max_iter"), x, k,
-                channel_axis=ca, lam=lam, seed=seed, max_iter=5)
+    res = _call(
+        kmeans_segment,
+        ("image", "n_phases", "lam", "max_iter"),
+        x,
+        k,
+        channel_axis=ca,
+        lam=lam,
+        seed=seed,
+        max_iter=5,
+    )
     if res is not None:
         _check_segmentation(res, x, k, lam, ca)
 
 
 @PROPS
-@given(image=images(ndim=(2, 3), channels=True), k=st.sampled_from([2, 2, 3, 3, 4, 5, 6, 1]),
-       lam=LAMS)
+@given(
+    image=images(ndim=(2, 3), channels=True), k=st.sampled_from([2, 2, 3, 3, 4, 5, 6, 1]), lam=LAMS
+)
 def test_otsu_property(image, k, lam):
     x, ca = image
-    res = _call(otsu_segment, ("image", "n_phases", "lam", "otsu_segment"), x, k,
-                channel_axis=ca, lam=lam)
+    res = _call(
+        otsu_segment, ("image", "n_phases", "lam", "otsu_segment"), x, k, channel_axis=ca, lam=lam
+    )
     if res is not None:
         assert k <= 5
         _check_segmentation(res, x, k, lam, ca)
@@ -212,24 +244,38 @@ def test_otsu_property(image, k, lam):
 
 # ------------------------------------------------------------------ Chan-Vese
 @PROPS
-@given(image=images(ndim=(2, 3), channels=True),
-       k=st.sampled_from([2, 2, 2, 4, 4, 8, 0, 1, 3]),
-       mu=st.sampled_from([0.0, 0.25, 0.25, 2.0, 1e-300, -0.25, math.nan]),
-       init=st.sampled_from(["checkerboard", "kmeans", "random"]))
+@given(
+    image=images(ndim=(2, 3), channels=True),
+    k=st.sampled_from([2, 2, 2, 4, 4, 8, 0, 1, 3]),
+    mu=st.sampled_from([0.0, 0.25, 0.25, 2.0, 1e-300, -0.25, math.nan]),
+    init=st.sampled_from(["checkerboard", "kmeans", "random"]),
+)
 def test_chan_vese_property(image, k, mu, init):
     x, ca = image
     # (H, W, 3) without channel_axis is the known RGB finding: see the xfail test below
     assume(not (ca is None and x.ndim == 3 and x.shape[-1] == 3))
-    res = _call(chan_vese, ("image", "n_phases", "mu", "init"), x, k, mu=mu,
-                channel_axis=ca, init=init, max_iter=5, seed=0)
+    res = _call(
+        chan_vese,
+        ("image", "n_phases", "mu", "init"),
+        x,
+        k,
+        mu=mu,
+        channel_axis=ca,
+        init=init,
+        max_iter=5,
+        seed=0,
+    )
     if res is not None:
         _check_segmentation(res, x, k, res.params["lam"], ca)
         assert res.params["lam"] == pytest.approx(mu / 2)
 
 
-@pytest.mark.xfail(strict=False, reason="issue 11, 'Silent wrong results': chan_vese treats "
-                   "an (H, W, 3) RGB image without channel_axis as a 3-slice volume; the "
-                   "chan_vese engineer makes it warn or raise")
+@pytest.mark.xfail(
+    strict=False,
+    reason="issue 11, 'Silent wrong results': chan_vese treats "
+    "an (H, W, 3) RGB image without channel_axis as a 3-slice volume; the "
+    "chan_vese engineer makes it warn or raise",
+)
 @settings(max_examples=5, deadline=None, derandomize=True)
 @given(h=st.integers(4, 6), w=st.integers(4, 6))
 def test_chan_vese_rgb_without_channel_axis(h, w):
@@ -242,15 +288,23 @@ def test_chan_vese_rgb_without_channel_axis(h, w):
 
 # ------------------------------------------------------------------ losses
 @PROPS
-@given(b=st.sampled_from([1, 1, 2, 0]), k=st.integers(1, 3), h=st.integers(1, 5), w=st.integers(1, 5),
-       c=st.integers(1, 2), dtype=st.sampled_from([torch.float16, torch.float32,
-                                                   torch.float64]),
-       lam=LAMS, probabilities=st.booleans(),
-       kind=st.sampled_from(["ok"] * 5 + ["negative", "unnormalised", "nan_image"]),
-       scale=st.sampled_from([1e-3, 1.0, 255.0]), reduction=st.sampled_from(
-           ["mean", "sum", "none"]), seed=st.integers(0, 100))
-def test_mumford_shah_loss_property(b, k, h, w, c, dtype, lam, probabilities, kind, scale,
-                                    reduction, seed):
+@given(
+    b=st.sampled_from([1, 1, 2, 0]),
+    k=st.integers(1, 3),
+    h=st.integers(1, 5),
+    w=st.integers(1, 5),
+    c=st.integers(1, 2),
+    dtype=st.sampled_from([torch.float16, torch.float32, torch.float64]),
+    lam=LAMS,
+    probabilities=st.booleans(),
+    kind=st.sampled_from(["ok"] * 5 + ["negative", "unnormalised", "nan_image"]),
+    scale=st.sampled_from([1e-3, 1.0, 255.0]),
+    reduction=st.sampled_from(["mean", "sum", "none"]),
+    seed=st.integers(0, 100),
+)
+def test_mumford_shah_loss_property(
+    b, k, h, w, c, dtype, lam, probabilities, kind, scale, reduction, seed
+):
     g = torch.Generator().manual_seed(seed)
     z = torch.randn(b, k, h, w, generator=g, dtype=torch.float64)
     x = scale * torch.rand(b, c, h, w, generator=g, dtype=torch.float64)
@@ -262,8 +316,15 @@ def test_mumford_shah_loss_property(b, k, h, w, c, dtype, lam, probabilities, ki
     elif kind == "nan_image" and b > 0:
         x[0, 0, 0, 0] = math.nan
     inp, x = inp.to(dtype), x.to(dtype)
-    res = _call(mumford_shah_loss, ("input", "image", "lam"), inp, x, lam,
-                probabilities=probabilities, reduction=reduction)
+    res = _call(
+        mumford_shah_loss,
+        ("input", "image", "lam"),
+        inp,
+        x,
+        lam,
+        probabilities=probabilities,
+        reduction=reduction,
+    )
     if res is None:
         return
     assert b > 0 and lam >= 0 and kind in ("ok", "negative", "unnormalised")
@@ -275,5 +336,6 @@ def test_mumford_shah_loss_property(b, k, h, w, c, dtype, lam, probabilities, ki
     per = torch.stack([mumford_shah_energy(x[i].double(), y[i], lam) for i in range(b)])
     ref = {"none": per, "sum": per.sum(), "mean": per.sum() / (b * h * w)}[reduction]
     rtol = {torch.float16: 2e-2, torch.float32: 1e-4, torch.float64: 1e-9}[dtype]
-    torch.testing.assert_close(res.double(), ref, rtol=rtol, atol=rtol * (1 + float(
-        ref.abs().max())))
+    torch.testing.assert_close(
+        res.double(), ref, rtol=rtol, atol=rtol * (1 + float(ref.abs().max()))
+    )
