@@ -503,7 +503,7 @@ def length_term(memberships, *, tv="isotropic", reduction="sum"):
     """
     _check_options(tv=tv, reduction=reduction)
     ops = _Ops(_is_torch(memberships))
-    y = memberships if ops.torch else np.asarray(memberships, dtype=np.float64)
+    y = memberships if ops.torch else check_image(memberships, "memberships", dtype=np.float64)
     if y.ndim not in (3, 4):
         raise ValueError(f"memberships must be (K, H, W) or (K, D, H, W); got {tuple(y.shape)}")
     _check_finite(ops, y, "memberships")
