@@ -351,3 +351,57 @@ def test_check_helpers():
     with pytest.raises(ValueError, match="^gt is empty"):
         check_labels(np.zeros((0,), int), 2, name="gt")
     assert DEFAULT_LAM == 0.125
+
+
+# ------------------------------------------------------------------ found by the property suite
+def test_huge_label_ids_without_n_phases_are_refused_not_allocated():
+    """Labels up to 10**6 with n_phases=None mean K = 10**6 + 1 classes: the kernel's
+    (rows, K, C + 1) work array would take 1.2 GiB at 256 rows, so it is refused."""
+    lab = np.zeros((256, 4), int)
+    lab[0, 0] = 10**6
+    with pytest.raises(ValueError, match=r"^labels give K = 1000001 classes"):
+        energy_from_labels(np.zeros((256, 4)), lab, 0.1)
+    small = np.zeros((4, 4), int)
+    small[0, 0] = 10**3  # K = 1001 on 4 rows: allowed, empty classes cost nothing
+    assert energy_from_labels(np.zeros((4, 4)), small, 0.1).data == 0.0
+
+
+def test_energy_of_views_is_the_energy_of_copies():
+    """Non-contiguous views are made C-contiguous (a transposed image compiled a new Numba
+    signature, 8.7 s per call) and give the same number."""
+    x = np.random.default_rng(1).random((7, 5))
+    lab = (x > 0.5).astype(int)
+    a = energy_from_labels(x.T, lab.T, 0.3, n_phases=2).total
+    b = energy_from_labels(x.T.copy(), lab.T.copy(), 0.3, n_phases=2).total
+    assert a == b
+
+
+def test_kmeans_with_fewer_distinct_values_than_k():
+    """k-means++ divided by zero inside scipy (NaN probabilities) when the image has fewer
+    distinct values than K; now one cluster per value, the exact minimiser."""
+    image = np.repeat([[0.0, 0.0, 1.0, 2.0]], 3, axis=0)
+    with np.errstate(all="raise"):
+        res = kmeans_segment(image, 4, seed=0)
+    np.testing.assert_array_equal(res.labels, np.repeat([[0, 0, 1, 2]], 3, axis=0))
+    assert res.n_iter == 0 and res.converged
+    assert res.final_energy == pytest.approx(DEFAULT_LAM * 2 * 2 * 3)  # two vertical edges
+    np.testing.assert_array_equal(kmeans_segment(np.ones((3, 3)), 2).labels, 0)
+
+
+def test_loss_overflow_is_refused():
+    p, x = _probs()
+    with pytest.raises(ValueError, match="^lam/beta or image too large"):
+        mumford_shah_loss(torch.log(p), x, 1e300)  # was inf in float32
+    assert torch.isfinite(mumford_shah_loss(torch.log(p).double(), x.double(), 1e300))
+
+
+def test_loss_fp16_probabilities_accepted():
+    """Half-precision rounding moves a sum of K probabilities by up to K eps (about 1e-3 for
+    K = 3), beyond the float32 tolerance 1e-4: the tolerance widens with the dtype."""
+    p, x = _probs(shape=(2, 3, 16, 16))
+    ph = p.half()
+    assert float((ph.float().sum(1) - 1).abs().max()) > 1e-4
+    got = mumford_shah_loss(ph, x.half(), 0.1, probabilities=True)
+    pf = ph.float() / ph.float().sum(1, keepdim=True)  # float32 refuses the fp16 rounding
+    want = mumford_shah_loss(pf, x.half().float(), 0.1, probabilities=True)
+    torch.testing.assert_close(got, want, rtol=1e-3, atol=0)
