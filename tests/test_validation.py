@@ -405,3 +405,14 @@ def test_loss_fp16_probabilities_accepted():
     pf = ph.float() / ph.float().sum(1, keepdim=True)  # float32 refuses the fp16 rounding
     want = mumford_shah_loss(pf, x.half().float(), 0.1, probabilities=True)
     torch.testing.assert_close(got, want, rtol=1e-3, atol=0)
+
+
+def test_sort_labels_checks_labels():
+    from varseg.baselines import sort_labels_by_intensity
+
+    x = np.arange(4.0).reshape(1, 2, 2)
+    np.testing.assert_array_equal(
+        sort_labels_by_intensity(x, np.array([[1, 1], [0, 0]]), 2), [[0, 0], [1, 1]]
+    )
+    with pytest.raises(ValueError, match="^labels must lie in 0..1"):
+        sort_labels_by_intensity(x, np.array([[2, 1], [0, 0]]), 2)

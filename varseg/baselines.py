@@ -34,7 +34,13 @@ import warnings
 
 import numpy as np
 
-from ._validation import as_channels_first, check_int, check_n_phases, check_nonnegative
+from ._validation import (
+    as_channels_first,
+    check_int,
+    check_labels,
+    check_n_phases,
+    check_nonnegative,
+)
 from .energy import energy_from_labels, normalise_image
 from .result import Segmentation
 
@@ -70,8 +76,14 @@ def sort_labels_by_intensity(x, labels, n_phases):
     Returns
     -------
     ndarray of int64, shape S
+
+    Raises
+    ------
+    TypeError, ValueError
+        Labels that are not integers or not in ``0 .. n_phases - 1``
+        (:func:`varseg._validation.check_labels`).
     """
-    lab = np.asarray(labels, dtype=np.int64)
+    lab, n_phases = check_labels(labels, n_phases)
     flat = lab.ravel()
     counts = np.bincount(flat, minlength=n_phases).astype(np.float64)
     level = x.reshape(x.shape[0], -1).mean(axis=0)
