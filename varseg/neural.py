@@ -485,7 +485,8 @@ def neural_segment(image, n_phases=2, *, lam=0.125, bias_field=False, beta=0.01,
         stopped improving (or Kanezaki's ``min_labels`` fired) and the partition uses at least
         two labels; ``extras["device"]``, ``extras["loss"]`` (loss history),
         ``extras["restart_energies"]`` (final shared energy of every restart) and
-        ``extras["seed"]`` (the seed of the returned fit).
+        ``extras["seed"]`` (the seed of the returned fit). A constant image returns its
+        minimiser, the one-region partition (energy 0, ``n_iter = 0``), without fitting.
 
     Raises
     ------
