@@ -277,12 +277,15 @@ def resolve_device(device=None):
     return dev
 
 
-def check_int(value, name, *, minimum=1):
+def check_int(value, name, *, minimum=1, allow_none=False):
     """Return ``value`` as an int, raising if it is not an integer ``>= minimum`` (booleans
-    are refused)."""
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
-        kind = {0: "non-negative", 1: "positive"}.get(minimum, f">= {minimum}")
-        raise ValueError(f"{name} must be a {kind} integer; got {value!r}")
+    are refused; ``minimum=None`` accepts any integer; ``allow_none`` lets None through)."""
+    if value is None and allow_none:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or (
+            minimum is not None and value < minimum):
+        kind = {None: "", 0: "non-negative ", 1: "positive "}.get(minimum, f">= {minimum} ")
+        raise ValueError(f"{name} must be a {kind}integer; got {value!r}")
     return int(value)
 
 

@@ -65,8 +65,16 @@ __all__ = [
     "energy_from_labels",
     "labels_to_memberships",
     "batched_terms",
+    "batched_means",
+    "batched_residual",
+    "batched_tv",
     "normalise_image",
+    "DEFAULT_LAM",
 ]
+
+#: The one default λ of the shared energy (Eq. 1) on images scaled to [0, 1]: Chan–Vese's
+#: default μ = 0.25 halved (the shared length term counts every boundary twice).
+DEFAULT_LAM = 0.125
 
 _TV_KINDS = ("isotropic", "anisotropic")
 _PARALLEL_MIN_PIXELS = 1 << 17  # below this the serial hard-energy kernel is faster
@@ -318,6 +326,64 @@ def _batched_tv(ops, y, tv):
             sq = d * d if sq is None else sq + d * d
         tot = ops.sqrt0(sq)
     return ops.sum(ops.reshape(tot, (y.shape[0], -1)), -1)
+
+
+def batched_means(x, y, bias=None):
+    r"""Region means of batched images, NumPy or torch (Kim & Ye Eq. 4 / 13; Eq. 20 with a
+    bias field).
+
+    .. math:: c_n = \frac{\sum_r x(r)\, b(r)\, y_n(r)}{\sum_r b(r)^2\, y_n(r)}
+
+    with :math:`b \equiv 1` without ``bias``; an empty class (zero denominator) gets 0.
+
+    Parameters
+    ----------
+    x : array or tensor, shape (B, C, *S)
+        Images.
+    y : array or tensor, shape (B, K, *S)
+        Memberships.
+    bias : array or tensor, shape (B, 1, *S), optional
+        Multiplicative bias field.
+
+    Returns
+    -------
+    array or tensor, shape (B, K, C)
+    """
+    return _batched_means(_Ops(_is_torch(y)), x, y, bias)
+
+
+def batched_residual(x, means, bias=None):
+    r"""Per-class squared residuals :math:`e_n(r) = \|x(r) - b(r)\, c_n\|^2` of batched
+    images (the data term's integrand, Kim & Ye Eq. 3 / 12; Eq. 19 with a bias field).
+
+    Parameters
+    ----------
+    x : array or tensor, shape (B, C, *S)
+    means : array or tensor, shape (B, K, C)
+    bias : array or tensor, shape (B, 1, *S), optional
+
+    Returns
+    -------
+    array or tensor, shape (B, K, *S)
+    """
+    return _batched_residual(_Ops(_is_torch(x)), x, means, bias)
+
+
+def batched_tv(y, tv="isotropic"):
+    r"""Total variation of each membership, summed over classes and space (the length term
+    of Kim & Ye Eq. 12, forward differences with Neumann boundary), NumPy or torch.
+
+    Parameters
+    ----------
+    y : array or tensor, shape (B, K, *S)
+    tv : {"isotropic", "anisotropic"}
+
+    Returns
+    -------
+    array or tensor, shape (B,)
+    """
+    _check_options(tv=tv)
+    return _batched_tv(_Ops(_is_torch(y)), y, tv)
 
 
 def batched_terms(x, y, *, bias=None, tv="isotropic", means=None):

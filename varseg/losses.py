@@ -33,7 +33,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from varseg._validation import check_nonnegative
-from varseg.energy import _batched_tv, _Ops, batched_terms
+from varseg.energy import batched_terms, batched_tv
 
 __all__ = [
     "mumford_shah_loss",
@@ -42,6 +42,7 @@ __all__ = [
     "BiasFieldMumfordShahLoss",
     "semi_supervised_loss",
     "SemiSupervisedLoss",
+    "masked_cross_entropy",
     "positive_bias",
     "unit_mean_bias",
     "smooth_bias",
@@ -331,7 +332,7 @@ def bias_field_mumford_shah_loss(input, bias, image, lam, beta, *, probabilities
                          "varseg.losses.positive_bias)")
     y = _memberships(input, probabilities)
     data, length, _ = batched_terms(image.to(y.dtype), y, bias=bias.to(y.dtype), tv=tv)
-    bias_tv = _batched_tv(_Ops(True), bias.to(y.dtype), tv)
+    bias_tv = batched_tv(bias.to(y.dtype), tv)
     return _check_overflow(_reduce(data + lam * length + beta * bias_tv, reduction, _n_pix(y)),
                            input)
 
@@ -403,6 +404,45 @@ def semi_supervised_loss(input, target, image, labeled, lam, *, length_weight=1e
     _check(input, image, reduction)
     lam = check_nonnegative(lam, "lam")
     length_weight = check_nonnegative(length_weight, "length_weight")
+    ce = masked_cross_entropy(input, target, labeled, ignore_index, reduction=reduction)
+    ms = mumford_shah_loss(input, image, length_weight, tv=tv, reduction=reduction)
+    return ce + lam * ms
+
+
+def masked_cross_entropy(input, target, labeled, ignore_index=255, *, reduction="mean"):
+    r"""Cross-entropy (Kim & Ye 2019, Eq. 18) over the labelled pixels of labelled samples.
+
+    .. math:: L_{CE} = -\frac{1}{P} \sum_{b:\, \alpha_b = 1} \sum_r \log y_{g(r)}(r)
+
+    with :math:`\alpha_b` the per-sample flag of Eq. 17 and P the number of labelled pixels
+    (``ignore_index`` excluded) of the labelled samples. The CE term of
+    :func:`semi_supervised_loss`, and of every training step of :mod:`varseg.train`.
+
+    Parameters
+    ----------
+    input : Tensor, shape (B, K, *S)
+        Logits.
+    target : Tensor of int, shape (B, *S)
+        Labels in ``0 .. K-1`` or ``ignore_index`` (contents of unlabelled samples ignored).
+    labeled : Tensor of bool, shape (B,)
+        The flag α of Eq. 17.
+    ignore_index : int
+        Label value without supervision.
+    reduction : {"mean", "sum", "none"}
+        Mean over the labelled pixels, their sum, or per-sample means ``(B,)``.
+
+    Returns
+    -------
+    Tensor
+        0 (still connected to the graph) when no pixel is labelled.
+
+    Raises
+    ------
+    ValueError
+        Shapes that do not match, or labelled pixels outside ``0 .. K-1``.
+    """
+    if reduction not in _REDUCTIONS:
+        raise ValueError(f"reduction must be one of {_REDUCTIONS}; got {reduction!r}")
     labeled = torch.as_tensor(labeled, dtype=torch.bool, device=input.device).reshape(-1)
     if labeled.numel() != input.shape[0]:
         raise ValueError(f"labeled must have one flag per sample ({input.shape[0]}); got "
@@ -419,15 +459,11 @@ def semi_supervised_loss(input, target, image, labeled, lam, *, length_weight=1e
                          f"{ignore_index})")
     safe_t = torch.where(valid, target, torch.zeros_like(target))
     ce_map = F.cross_entropy(input, safe_t, reduction="none") * valid
-    ms = mumford_shah_loss(input, image, length_weight, tv=tv, reduction=reduction)
     if reduction == "none":
-        per = ce_map.flatten(1).sum(1) / valid.flatten(1).sum(1).clamp_min(1)
-        return per + lam * ms
+        return ce_map.flatten(1).sum(1) / valid.flatten(1).sum(1).clamp_min(1)
     if reduction == "sum":
-        ce = ce_map.sum()
-    else:
-        ce = ce_map.sum() / valid.sum().clamp_min(1)
-    return ce + lam * ms
+        return ce_map.sum()
+    return ce_map.sum() / valid.sum().clamp_min(1)
 
 
 class SemiSupervisedLoss(nn.Module):

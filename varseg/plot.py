@@ -15,13 +15,35 @@ from collections.abc import Mapping
 
 import numpy as np
 
-__all__ = ["plot_comparison", "plot_energy", "plot_bias_field", "plot_evolution",
+__all__ = ["overlay_image", "plot_comparison", "plot_energy", "plot_bias_field", "plot_evolution",
            "save_evolution_gif", "render_evolution_frames", "label_colors"]
 
 
 # --------------------------------------------------------------------------------------
 # helpers
 # --------------------------------------------------------------------------------------
+def overlay_image(image, labels, color=(1.0, 0.2, 0.1)):
+    """RGB float image in [0, 1] with the region boundaries of ``labels`` drawn in ``color``.
+
+    3D inputs use their middle slice. Uses :func:`skimage.segmentation.find_boundaries`.
+    """
+    from skimage.segmentation import find_boundaries
+
+    img = np.asarray(image, dtype=np.float64)
+    lab = np.asarray(labels)
+    if lab.ndim == 3:  # volume: middle slice
+        mid = lab.shape[0] // 2
+        lab = lab[mid]
+        img = img[mid] if img.ndim == 3 and img.shape[-1] not in (3, 4) else img
+    if img.ndim == 2:
+        img = np.repeat(img[..., None], 3, axis=-1)
+    lo, hi = float(img.min()), float(img.max())
+    img = (img - lo) / (hi - lo) if hi > lo else np.zeros_like(img)
+    out = img[..., :3].copy()
+    out[find_boundaries(lab, mode="inner")] = color
+    return out
+
+
 def _new_figure(figsize):
     import matplotlib.pyplot as plt
 
@@ -144,8 +166,6 @@ def plot_comparison(image, results, ground_truth=None, *, channel_axis=None, mat
     matplotlib.figure.Figure
         ``2 M + 1`` axes for M methods (``2 M + 2`` with ground truth).
     """
-    from .report import overlay_image
-
     table = results if hasattr(results, "rows") and hasattr(results, "results") else None
     res = _results_dict(results)
     if not res:
@@ -270,8 +290,32 @@ def plot_energy(results, x="iteration", *, ax=None, logy=False, title=None, figs
 # --------------------------------------------------------------------------------------
 # bias field
 # --------------------------------------------------------------------------------------
-def plot_bias_field(result, image, *, channel_axis=None, figsize=(11, 3.2)):
+def _robust_scale(x, percentiles):
+    """``x`` mapped to [0, 1] by its ``percentiles`` (e.g. 1 and 99 %), clipped."""
+    x = np.asarray(x, dtype=np.float64)
+    lo, hi = np.percentile(x[np.isfinite(x)], percentiles)
+    return np.clip((x - lo) / (hi - lo), 0, 1) if hi > lo else np.zeros_like(x)
+
+
+def _contours(ax, labels):
+    """The boundary of every class of ``labels`` (2D) drawn over ``ax`` in its label colour."""
+    ks = np.unique(labels)
+    if ks.size < 2:
+        return
+    colors = label_colors(int(ks.max()) + 1)
+    for k in ks:
+        ax.contour((labels == k).astype(float), levels=[0.5], colors=[colors[k]],
+                   linewidths=0.9)
+
+
+def plot_bias_field(result, image, *, channel_axis=None, figsize=(13, 3.6),
+                    percentiles=(1, 99)):
     """The bias field of Li's model (Eq. 5): image, bias, corrected image, segmentation.
+
+    The image and the corrected image are shown with robust contrast (their ``percentiles``,
+    1 and 99 % by default, mapped to black and white), so that a few pixels where the bias is
+    small (``image / bias`` large) do not darken the whole panel; the boundaries of the
+    partition are drawn over both.
 
     Parameters
     ----------
@@ -281,15 +325,16 @@ def plot_bias_field(result, image, *, channel_axis=None, figsize=(11, 3.2)):
     image : array_like
         The segmented image.
     channel_axis : int, optional
+    figsize : tuple of float
+    percentiles : (float, float)
+        Display range of the image and the corrected image.
 
     Returns
     -------
     matplotlib.figure.Figure
-        Four panels (image, bias field, corrected image, boundaries on the corrected image)
-        and the bias field's colour bar: 5 axes.
+        Four panels (image with contours, bias field, corrected image with contours,
+        segmentation colours) and the bias field's colour bar: 5 axes.
     """
-    from .report import overlay_image
-
     if result.bias is None:
         raise ValueError(f"result of method {result.method!r} has no bias field (bias is None)")
     bias = np.asarray(result.bias, dtype=np.float64)
@@ -302,20 +347,25 @@ def plot_bias_field(result, image, *, channel_axis=None, figsize=(11, 3.2)):
     if corrected.shape != np.asarray(image).shape and channel_axis is None \
             and corrected.ndim == bias.ndim + 1:
         corrected = corrected.mean(0) if corrected.shape[0] <= 4 else corrected.mean(-1)
+    ca = channel_axis if corrected.shape == np.asarray(image).shape else None
+    img_disp = _robust_scale(_display_image(image, channel_axis), percentiles)
+    corr_disp = _robust_scale(_display_image(corrected, ca), percentiles)
+    lab = _middle(np.asarray(result.labels), np.asarray(result.labels).ndim)
     fig = _new_figure(figsize)
     axes = fig.subplots(1, 4)
-    _show(axes[0], _display_image(image, channel_axis), "image x = b·t + noise")
-    b2 = _middle(bias, bias.ndim)
-    im = axes[1].imshow(b2, cmap="magma", interpolation="nearest")
+    lo, hi = percentiles
+    _show(axes[0], img_disp, f"image x = b·t + noise ({lo:g}-{hi:g} %)")
+    _contours(axes[0], lab)
+    im = axes[1].imshow(_middle(bias, bias.ndim), cmap="magma", interpolation="nearest")
     axes[1].set_xticks([])
     axes[1].set_yticks([])
-    axes[1].set_title("bias field b", fontsize=9)
+    axes[1].set_title("bias field b", fontsize=11)
     fig.colorbar(im, ax=axes[1], shrink=0.8)
-    ca = channel_axis if corrected.shape == np.asarray(image).shape else None
-    corr_disp = _display_image(corrected, ca)
-    _show(axes[2], corr_disp, "corrected x / b")
-    lab = _middle(np.asarray(result.labels), np.asarray(result.labels).ndim)
+    _show(axes[2], corr_disp, f"corrected x / b ({lo:g}-{hi:g} %)")
+    _contours(axes[2], lab)
     _show(axes[3], overlay_image(corr_disp, lab), "segmentation")
+    for ax in (axes[0], axes[2], axes[3]):
+        ax.title.set_fontsize(11)
     return fig
 
 

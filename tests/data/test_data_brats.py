@@ -89,7 +89,7 @@ def test_twelve_channels_zscore_and_complete_tumour(tmp_path):
 
 def test_context_clamped_and_targets(tmp_path):
     make_brats(tmp_path)
-    ds = BraTS(tmp_path, "all", normalize="none", modalities=("Flair",), context=1)
+    ds = BraTS(tmp_path, "all", normalise="none", modalities=("Flair",), context=1)
     assert ds.in_channels == 3
     first = ds[0]["image"]
     assert torch.equal(first[0], first[1])
@@ -198,3 +198,69 @@ def test_missing_optional_dependency_message(monkeypatch):
         require_simpleitk()
     with pytest.raises(ImportError, match=r"pip install varseg\[medical\]"):
         require_nibabel()
+
+
+# --------------------------------------------------------------------------------------
+# bad data is refused with the file's name (issue 11, loader findings)
+# --------------------------------------------------------------------------------------
+@pytest.fixture
+def brats_nii(tmp_path):
+    """One NIfTI-layout case (FLAIR and T1c, float32, gzip) with OT labels 0-4."""
+    case = tmp_path / "nii" / "case1"
+    case.mkdir(parents=True)
+    for s in ("T1c", "Flair"):
+        vol = _seq(SEQS.index(s)).astype(np.float32)
+        nib.save(nib.Nifti1Image(vol.transpose(2, 1, 0), np.eye(4)), case / f"{s}.nii.gz")
+    nib.save(nib.Nifti1Image(_ot().astype(np.float32).transpose(2, 1, 0), np.eye(4)),
+             case / "OTMultiClass.nii.gz")
+    return tmp_path / "nii", case
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf])
+def test_brats_nan_voxels_refused(brats_nii, bad):
+    root, case = brats_nii
+    vol = _seq(SEQS.index("Flair")).astype(np.float32)
+    vol[2, 7, 7] = bad
+    vol[3, 7, 7] = bad
+    nib.save(nib.Nifti1Image(vol.transpose(2, 1, 0), np.eye(4)), case / "Flair.nii.gz")
+    ds = BraTS(root, "all", modalities="available")
+    with pytest.raises(ValueError, match=r"Flair\.nii\.gz has 2 NaN or Inf voxel"):
+        ds[0]
+
+
+def test_brats_negative_index_like_python(brats_nii):
+    ds = BraTS(brats_nii[0], "all", modalities="available", target="multiclass")
+    assert len(ds) == Z
+    for i in range(-Z, 0):
+        assert ds[i]["slice"] == i + Z
+        assert torch.equal(ds[i]["label"], ds[i + Z]["label"])
+    with pytest.raises(IndexError, match=rf"index {-Z - 1} is out of range for {Z} items"):
+        ds[-Z - 1]
+
+
+def test_brats_truncated_files_name_the_file(brats_nii, tmp_path):
+    root, case = brats_nii
+    path = case / "T1c.nii.gz"
+    raw = path.read_bytes()
+    path.write_bytes(raw[: len(raw) // 2])
+    ds = BraTS(root, "all", modalities="available")
+    with pytest.raises(ValueError, match=r"could not read .*T1c\.nii\.gz"):
+        ds[0]
+    make_case(tmp_path / "mha" / "HGG" / "c1")
+    ot = next((tmp_path / "mha").rglob("*OT*.mha"))
+    raw = ot.read_bytes()
+    ot.write_bytes(raw[:-40])  # MetaImage header intact, voxel data cut
+    with pytest.raises(ValueError, match=r"could not read .*OT.*\.mha"):
+        BraTS(tmp_path / "mha", "all", only_tumour_slices=True)
+
+
+@pytest.mark.parametrize("kw, name", [
+    ({"image_size": 0}, "image_size"),
+    ({"image_size": (-1, 8)}, "image_size"),
+    ({"context": -1}, "context"),
+    ({"cache_size": -2}, "cache_size"),
+    ({"normalise": "minmax"}, "normalise"),
+])
+def test_brats_bad_arguments_name_the_argument(brats_nii, kw, name):
+    with pytest.raises(ValueError, match=rf"^{name} must be"):
+        BraTS(brats_nii[0], "all", modalities="available", **kw)

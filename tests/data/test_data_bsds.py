@@ -153,3 +153,71 @@ def test_real_bsds_sample():
     assert raw[0].dtype == np.uint16
     small = BSDS500(SHARED / "bsds500-sample", "train", image_size=(64, 64), labels=False)
     assert torch.utils.data.default_collate([small[0], small[1]])["image"].shape == (2, 3, 64, 64)
+
+
+# --------------------------------------------------------------------------------------
+# bad data is refused with the file's name (issue 11, loader findings)
+# --------------------------------------------------------------------------------------
+@pytest.fixture
+def bsds6(tmp_path):
+    """A BSDS500 root with six train images and their ground truth."""
+    segs = make_bsds(tmp_path, shapes=[(12, 18)] * 3 + [(18, 12)] * 3)
+    return tmp_path, segs
+
+
+def _write_raw_gt(path: Path, seg: np.ndarray):
+    """One-annotator ground truth with the labels stored as given (dtype kept)."""
+    st = np.empty((1, 1), dtype=[("Segmentation", "O"), ("Boundaries", "O")])
+    st[0, 0]["Segmentation"] = seg
+    st[0, 0]["Boundaries"] = np.zeros(seg.shape, np.uint8)
+    cell = np.empty((1, 1), dtype=object)
+    cell[0, 0] = st
+    savemat(path, {"groundTruth": cell})
+
+
+@pytest.mark.parametrize("low, dtype", [(0, np.uint16), (-3, np.int16), (0.5, np.float64)])
+def test_bsds_labels_below_one_refused(bsds6, low, dtype):
+    root, segs = bsds6
+    seg = segs["102"][0].astype(dtype)
+    seg[0, :4] = low
+    gt = root / "BSR" / "BSDS500" / "data" / "groundTruth" / "train" / "102.mat"
+    _write_raw_gt(gt, seg)
+    with pytest.raises(ValueError, match=r"102\.mat .*(below 1|non-integer)"):
+        load_bsds_ground_truth(gt)
+    ds = BSDS500(root, "train")
+    assert torch.equal(ds[1]["label"], torch.from_numpy(segs["101"][0].astype(np.int64)))
+    with pytest.raises(ValueError, match=r"102\.mat"):
+        ds[2]
+    # the boundary maps (0/1) are not region labels and stay readable
+    assert load_bsds_ground_truth(gt, "Boundaries")[0].max() == 0
+
+
+def test_bsds_negative_index_like_python(bsds6):
+    root, _ = bsds6
+    ds = BSDS500(root, "train", labels=False)
+    names = [ds[i]["name"] for i in range(6)]
+    assert [ds[i]["name"] for i in range(-6, 0)] == names
+    with pytest.raises(IndexError, match="index -7 is out of range for 6 items"):
+        ds[-7]
+    with pytest.raises(IndexError, match="index 6 is out of range"):
+        ds[6]
+
+
+@pytest.mark.parametrize("image_size", [0, -4, (0, 16), (16, -1), (16,), 2.5])
+def test_bsds_bad_image_size_names_argument(bsds6, image_size):
+    with pytest.raises(ValueError, match="^image_size must be"):
+        BSDS500(bsds6[0], "train", image_size=image_size)
+
+
+@pytest.mark.parametrize("kind", ["jpg", "mat"])
+def test_bsds_truncated_files_name_the_file(bsds6, kind):
+    root, _ = bsds6
+    data = root / "BSR" / "BSDS500" / "data"
+    path = (data / "images" / "train" / "103.jpg" if kind == "jpg"
+            else data / "groundTruth" / "train" / "103.mat")
+    raw = path.read_bytes()
+    path.write_bytes(raw[: len(raw) // 2])
+    ds = BSDS500(root, "train")
+    assert ds[0]["name"] == "100"
+    with pytest.raises(ValueError, match=rf"could not read .*103\.{kind}"):
+        ds[3]

@@ -198,3 +198,60 @@ def test_pickle_drops_cache_and_transform(tmp_path):
     clone = pickle.loads(pickle.dumps(LiTS(tmp_path, "all", image_size=None)))
     assert len(clone._cache) == 0 and len(clone) == len(ds)
     assert torch.all(ds[3]["image"] == 1)
+
+
+# --------------------------------------------------------------------------------------
+# bad data is refused with the file's name (issue 11, loader findings)
+# --------------------------------------------------------------------------------------
+@pytest.fixture
+def lits2(tmp_path):
+    """Two scans of NK slices: volume-0.nii (int16) and volume-1.nii.gz (float32)."""
+    return make_lits(tmp_path, 2)
+
+
+def test_lits_negative_index_like_python(lits2):
+    ds = LiTS(lits2, "all", image_size=None)
+    n = len(ds)
+    assert n == 2 * NK
+    for i in (-1, -NK, -n):
+        assert ds[i]["name"] == ds[i + n]["name"]
+    with pytest.raises(IndexError, match=rf"index {-n - 1} is out of range for {n} items"):
+        ds[-n - 1]
+    with pytest.raises(IndexError, match=rf"index {n} is out of range"):
+        ds[n]
+
+
+def test_lits_nan_voxels_refused(lits2):
+    vol = _volume(offset=1).astype(np.float32)
+    vol[3, 4, 2] = np.nan
+    path = lits2 / "Training Batch 2" / "volume-1.nii.gz"
+    nib.save(nib.Nifti1Image(vol, np.eye(4)), path)
+    ds = LiTS(lits2, "all", image_size=None)
+    assert ds[0]["case"] == 0  # scan 0 is fine
+    with pytest.raises(ValueError, match=r"volume-1\.nii\.gz has 1 NaN or Inf voxel"):
+        ds[NK]
+
+
+def test_lits_truncated_nii_gz_names_file(lits2):
+    path = lits2 / "Training Batch 2" / "volume-1.nii.gz"
+    raw = path.read_bytes()
+    path.write_bytes(raw[: len(raw) // 2])  # header intact, voxel data cut
+    ds = LiTS(lits2, "all", image_size=None)
+    with pytest.raises(ValueError, match=r"could not read .*volume-1\.nii\.gz"):
+        ds[NK]
+    path.write_bytes(raw[:40])  # header cut too: refused at construction
+    with pytest.raises(ValueError, match=r"could not read .*volume-1\.nii\.gz"):
+        LiTS(lits2, "all", image_size=None)
+
+
+@pytest.mark.parametrize("kw, name", [
+    ({"image_size": 0}, "image_size"),
+    ({"image_size": (256, -256)}, "image_size"),
+    ({"context": -1}, "context"),
+    ({"cache_size": -1}, "cache_size"),
+    ({"hu_window": (276, -124)}, "hu_window"),
+    ({"hu_window": (-124, float("inf"))}, "hu_window"),
+])
+def test_lits_bad_arguments_name_the_argument(lits2, kw, name):
+    with pytest.raises(ValueError, match=rf"^{name} must be"):
+        LiTS(lits2, "all", **kw)

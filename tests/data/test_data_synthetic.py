@@ -85,3 +85,24 @@ def test_dataset_bias_item():
     assert item["bias"].shape == (32, 32)
     levels = torch.from_numpy(class_levels(3)[0])
     assert torch.allclose(item["image"][0], item["bias"] * levels[item["label"]], atol=1e-6)
+
+
+def test_negative_index_like_python():
+    ds = SyntheticShapes(6, image_size=8)
+    for i in range(-6, 0):
+        assert ds[i]["name"] == ds[i + 6]["name"]
+        assert torch.equal(ds[i]["image"], ds[i + 6]["image"])
+    with pytest.raises(IndexError, match="index -7 is out of range for 6 items"):
+        ds[-7]
+
+
+@pytest.mark.parametrize("kw, name", [
+    ({"image_size": 0}, "image_size"), ({"image_size": (8, -8)}, "image_size"),
+    ({"n_images": -1}, "n_images"), ({"n_images": 2.0}, "n_images"),
+])
+def test_bad_arguments_name_the_argument(kw, name):
+    with pytest.raises(ValueError, match=rf"^{name} must be"):
+        SyntheticShapes(**kw)
+    if name == "image_size":
+        with pytest.raises(ValueError, match=rf"^{name} must be"):
+            make_synthetic_image(0, **kw)

@@ -98,14 +98,14 @@ def test_padding_uses_mean_and_void(tmp_path):
     assert np.array_equal(item["label"][:30, :40].numpy(), masks["a1"])
     # without mean/std normalisation the padding is the ImageNet mean colour
     raw = VOCSegmentation(voc, "train", crop_size=48, scale_range=None, flip=False, seed=0,
-                          normalize="none")[0]
+                          normalise="none")[0]
     assert torch.allclose(raw["image"][:, 40, 45], torch.tensor(IMAGENET_MEAN))
 
 
 def test_augment_flip_and_crop_keep_pairs_aligned(tmp_path):
     voc, masks, _ = make_voc(tmp_path, ["a1"], ["b1"], size=(40, 40))
     ds = VOCSegmentation(voc, "train", crop_size=24, scale_range=None, flip=True, seed=0,
-                         normalize="none")
+                         normalise="none")
     for epoch in range(6):
         ds.set_epoch(epoch)
         item = ds[0]
@@ -246,3 +246,117 @@ def test_real_voc_sample():
         tr = VOCSegmentation(SHARED / "voc2012-sample", "train", seed=0)
     b = torch.utils.data.default_collate([tr[0], tr[1]])
     assert b["image"].shape == (2, 3, 321, 321) and b["label"].shape == (2, 321, 321)
+
+
+# --------------------------------------------------------------------------------------
+# bad data is refused with the file's name (issue 11, loader findings)
+# --------------------------------------------------------------------------------------
+@pytest.fixture
+def voc6(tmp_path):
+    """A VOC root whose ``val`` list holds six images (no augmentation)."""
+    ids = [f"2007_00000{i}" for i in range(6)]
+    voc, masks, _ = make_voc(tmp_path, ["t0"], ids)
+    return voc, masks, ids
+
+
+def _write_png16(path, values):
+    """A single-channel 16-bit PNG (PIL mode I;16), as some tools store label maps."""
+    Image.fromarray(np.ascontiguousarray(values, dtype=np.uint16)).save(path)
+    with Image.open(path) as im:  # the fixture really is a 16-bit file
+        assert im.mode == "I;16"
+
+
+def test_voc_16bit_mask_checked_on_raw_values(voc6):
+    voc, _, ids = voc6
+    bad = np.zeros((30, 40), np.uint16)
+    bad[:10] = 276  # would wrap to class 20 when cast to uint8
+    bad[10:20] = 256  # would wrap to class 0
+    _write_png16(voc / "SegmentationClass" / f"{ids[2]}.png", bad)
+    ds = VOCSegmentation(voc, "val")
+    with pytest.raises(ValueError, match=rf"{ids[2]}\.png.*276"):
+        ds[2]
+    # a 16-bit mask holding valid classes is still read, value for value
+    good = np.zeros((30, 40), np.uint16)
+    good[:5], good[5:7] = 20, 255
+    _write_png16(voc / "SegmentationClass" / f"{ids[3]}.png", good)
+    assert np.array_equal(ds[3]["label"].numpy(), good.astype(np.int64))
+
+
+@pytest.mark.parametrize("content", ["", "\n  \n"])
+def test_voc_empty_split_list_names_file(tmp_path, content):
+    voc, _, _ = make_voc(tmp_path, ["a1"], ["b1"])
+    (voc / "ImageSets" / "Segmentation" / "val.txt").write_text(content)
+    with pytest.raises(ValueError, match=r"val\.txt is empty"):
+        VOCSegmentation(voc, "val")
+
+
+def test_voc_negative_index_like_python(voc6):
+    voc, masks, ids = voc6
+    ds = VOCSegmentation(voc, "val")
+    assert len(ds) == 6
+    for i in range(-6, 6):
+        item = ds[i]
+        assert item["name"] == ids[i] and item["index"] == i % 6
+        assert np.array_equal(item["label"].numpy(), masks[ids[i]])
+    for bad in (-7, 6, 100):
+        with pytest.raises(IndexError, match=rf"index {bad} is out of range for 6 items"):
+            ds[bad]
+    with pytest.raises(TypeError, match="integer"):
+        ds[1.0]
+
+
+@pytest.mark.parametrize("kw, name", [
+    ({"crop_size": 0}, "crop_size"),
+    ({"crop_size": (321, -1)}, "crop_size"),
+    ({"crop_size": (10, 10, 10)}, "crop_size"),
+    ({"scale_range": (-0.5, 1.5)}, "scale_range"),
+    ({"scale_range": (0.0, 1.5)}, "scale_range"),
+    ({"scale_range": (1.5, 0.5)}, "scale_range"),
+    ({"scale_range": (0.5, float("nan"))}, "scale_range"),
+    ({"eval_pad_to": 0}, "eval_pad_to"),
+])
+def test_voc_bad_sizes_name_the_argument(tmp_path, kw, name):
+    voc, _, _ = make_voc(tmp_path, ["a1"], ["b1"])
+    with pytest.raises(ValueError, match=rf"^{name} must be"):
+        VOCSegmentation(voc, "train", **kw)
+
+
+def test_voc_truncated_jpeg_names_file(voc6):
+    voc, _, ids = voc6
+    jpg = voc / "JPEGImages" / f"{ids[1]}.jpg"
+    data = jpg.read_bytes()
+    jpg.write_bytes(data[: len(data) // 2])
+    ds = VOCSegmentation(voc, "val")
+    assert ds[0]["name"] == ids[0]  # other items still load
+    with pytest.raises(ValueError, match=rf"could not read .*{ids[1]}\.jpg"):
+        ds[1]
+
+
+def test_sbd_truncated_mat_names_file(tmp_path):
+    from varseg.data.voc import read_sbd_mat
+
+    sbd, _ = _write_sbd(tmp_path, ["s1"], ["s2"])
+    mat = sbd / "cls" / "s1.mat"
+    data = mat.read_bytes()
+    mat.write_bytes(data[: len(data) // 2])
+    with pytest.raises(ValueError, match=r"could not read SBD annotation .*s1\.mat"):
+        read_sbd_mat(mat)
+
+
+def test_normalize_spelling_is_a_deprecated_alias(tmp_path):
+    from varseg.data.transforms import normalise_rgb, normalize_rgb
+
+    voc, _, _ = make_voc(tmp_path, ["a1"], ["b1"])
+    new = VOCSegmentation(voc, "val", normalise="none")
+    with pytest.warns(DeprecationWarning, match="normalize= is deprecated"):
+        old = VOCSegmentation(voc, "val", normalize="none")
+    assert old.normalise == new.normalise == "none"
+    with pytest.warns(DeprecationWarning, match="normalize attribute"):
+        assert new.normalize == "none"
+    assert torch.equal(old[0]["image"], new[0]["image"])
+    assert float(new[0]["image"].max()) <= 1.0  # 'none': RGB in [0, 1]
+    rgb = np.arange(2 * 3 * 3, dtype=np.uint8).reshape(2, 3, 3)
+    with pytest.warns(DeprecationWarning, match="normalise_rgb"):
+        assert torch.equal(normalize_rgb(rgb, "caffe"), normalise_rgb(rgb, "caffe"))
+    with pytest.raises(TypeError, match="pass only normalise="):
+        VOCSegmentation(voc, "val", normalise="caffe", normalize="none")

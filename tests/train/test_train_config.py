@@ -29,8 +29,8 @@ def test_paper_schedules():
         ("adam", "step", 20, 0.5)
     assert (lits.batch_size, lits.epochs, lits.model, lits.mode) == \
         (4, 50, "polyphase-unet", "semi")
-    assert lits.labeled_fraction == "1/10" and lits.lambda_ms > 0
-    assert load_config("lits-unet-1-10").lambda_ms == 0
+    assert lits.labeled_fraction == "1/10" and lits.ms_weight > 0
+    assert load_config("lits-unet-1-10").ms_weight == 0
     brats = load_config("brats-unet-ms-1-4")
     assert (brats.epochs, brats.batch_size, brats.schedule) == (40, 4, "step")
     assert brats.labeled_fraction == "1/4"
@@ -41,11 +41,11 @@ def test_paper_schedules():
     assert (voc.optimizer, voc.lr, voc.momentum, voc.weight_decay) == ("sgd", 2.5e-4, 0.9, 5e-4)
     assert (voc.schedule, voc.poly_power, voc.max_steps, voc.batch_size, voc.crop_size) == \
         ("poly", 0.9, 20000, 10, 321)
-    assert voc.head_lr_mult == 10 and voc.mode == "advsemi" and voc.lambda_ms > 0
+    assert voc.head_lr_mult == 10 and voc.mode == "advsemi" and voc.ms_weight > 0
     a = voc.advsemi
     assert (a["d_lr"], a["d_betas"], a["lambda_adv"], a["lambda_semi"], a["mask_T"],
             a["semi_start"]) == (1e-4, [0.9, 0.99], 0.01, 0.1, 0.2, 5000)
-    assert load_config("voc-advsemi-1-8").lambda_ms == 0
+    assert load_config("voc-advsemi-1-8").ms_weight == 0
 
 
 @pytest.mark.parametrize("field,value,word", [

@@ -82,7 +82,7 @@ def test_brats_supervised_ms_smoke(tmp_path):
     root = write_brats(tmp_path / "data")
     run, res = _train_then_evaluate(tmp_path, [
         "--config", "brats-unet-ms-1-4", "--root", root, "--model-kw", TINY_UNET,
-        "--mode", "supervised", "--lambda-ms", "1e-4", "--batch-size", "2", "--max-steps", "2",
+        "--mode", "supervised", "--ms-weight", "1e-4", "--batch-size", "2", "--max-steps", "2",
     ], ["--split", "val"])  # dataset and root default to the training ones
     cfg = json.loads((run / "config.json").read_text())
     assert cfg["mode"] == "supervised" and cfg["dataset"] == "brats"

@@ -15,7 +15,7 @@ import torch
 
 ARGS = ["--dataset", "synthetic", "--dataset-kw", '{"n_images": 8, "image_size": 24}',
         "--model", "unet", "--model-kw", '{"base_channels": 4, "depth": 2, "batch_norm": false}',
-        "--mode", "supervised", "--lambda-ms", "0.5", "--optimizer", "sgd", "--lr", "1.0",
+        "--mode", "supervised", "--ms-weight", "0.5", "--optimizer", "sgd", "--lr", "1.0",
         "--set", "momentum=0.0", "--batch-size", "4", "--max-steps", "1", "--seed", "0",
         "--device", "cpu", "--log-every", "1", "--no-progress"]
 

@@ -6,10 +6,9 @@ import pytest
 import torch
 from train_fixtures import run_cli
 
-from varseg.losses import semi_supervised_loss
+from varseg.losses import masked_cross_entropy, semi_supervised_loss
 from varseg.train import TrainConfig, train
 from varseg.train.builders import LRSchedule
-from varseg.train.modes import masked_cross_entropy
 from varseg.train.sampling import IndexStream, StepBatchSampler
 
 TINY_UNET = {"base_channels": 4, "depth": 2}
@@ -28,7 +27,7 @@ def _rows(run, kind="step"):
 
 
 def test_loss_decreases_on_synthetic_data(tmp_path):
-    cfg = tiny(max_steps=16, lr=1e-2, lambda_ms=0.5, dataset_kw={"n_images": 8,
+    cfg = tiny(max_steps=16, lr=1e-2, ms_weight=0.5, dataset_kw={"n_images": 8,
                                                                  "image_size": 32,
                                                                  "noise": 0.05})
     summary = train(cfg, tmp_path / "run")
@@ -44,7 +43,7 @@ def test_loss_decreases_on_synthetic_data(tmp_path):
 def _cli_args(out, steps, *extra):
     return ["--dataset", "synthetic", "--dataset-kw", '{"n_images": 6, "image_size": 32}',
             "--model", "unet", "--model-kw", json.dumps(TINY_UNET), "--mode", "semi",
-            "--labeled-fraction", "1/2", "--lambda-ms", "0.5", "--max-steps", str(steps),
+            "--labeled-fraction", "1/2", "--ms-weight", "0.5", "--max-steps", str(steps),
             "--batch-size", "2", "--seed", "3", "--device", "cpu", "--lr", "0.01",
             "--log-every", "1", "--no-progress", "--out", str(out), *extra]
 
@@ -87,7 +86,7 @@ class _KillAt:
     (SystemExit, 2),         # hard kill: only the periodic checkpoint (every 2 steps) exists
 ])
 def test_interrupted_run_resumes_to_identical_weights(tmp_path, exc, resumed_from):
-    cfg = tiny(max_steps=5, lambda_ms=0.3, checkpoint_every=2, num_workers=1, batch_size=2,
+    cfg = tiny(max_steps=5, ms_weight=0.3, checkpoint_every=2, num_workers=1, batch_size=2,
                dataset_kw={"n_images": 5, "image_size": 32})
     train(cfg, tmp_path / "a")
     with pytest.raises(exc):
@@ -213,7 +212,7 @@ def test_unsupervised_bias_field_and_semi_split(tmp_path):
     ck = torch.load(tmp_path / "u" / "last.pt", weights_only=True)
     assert ck["model_config"]["bias_field"] is True
     assert any("bias_head" in k for k in ck["model"])
-    semi = tiny(mode="semi", labeled_fraction="1/4", max_steps=1, lambda_ms=0.1)
+    semi = tiny(mode="semi", labeled_fraction="1/4", max_steps=1, ms_weight=0.1)
     train(semi, tmp_path / "s")
     split = json.loads((tmp_path / "s" / "labeled_split.json").read_text())
     assert split["n_labeled"] == 2 and split["meta"]["n_items"] == 8
@@ -222,6 +221,6 @@ def test_unsupervised_bias_field_and_semi_split(tmp_path):
 @pytest.mark.cuda
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_mixed_precision_on_cuda(tmp_path):  # pragma: no cover - needs a GPU
-    train(tiny(device="auto", max_steps=2, lambda_ms=0.5), tmp_path / "run")
+    train(tiny(device="auto", max_steps=2, ms_weight=0.5), tmp_path / "run")
     ck = torch.load(tmp_path / "run" / "last.pt", weights_only=True)
     assert ck["scaler"] is not None

@@ -89,3 +89,25 @@ def test_write_results_turns_nan_into_null(tmp_path):
     p = write_results({"mIoU": float("nan"), "x": np.float32(0.5), "per": [1.0, float("inf")]},
                       tmp_path / "r.json")
     assert json.loads(p.read_text()) == {"mIoU": None, "x": 0.5, "per": [1.0, None]}
+
+
+def test_scores_from_confusion_agree_with_the_pixel_metrics():
+    from varseg.metrics import confusion_matrix, dice, iou, precision, recall
+    from varseg.metrics.overlap import scores_from_confusion
+
+    rng = np.random.default_rng(1)
+    pred, target = rng.integers(0, 4, (2, 30, 30))
+    pred[pred == 3] = 2  # class 3 is never predicted: precision 0/0 -> 0
+    cm = confusion_matrix(pred, target, 4)
+    for c in range(4):
+        got = scores_from_confusion(cm, c)
+        for name, fn in (("dice", dice), ("precision", precision), ("recall", recall),
+                         ("iou", iou)):
+            assert got[name] == pytest.approx(fn(pred, target, positive=c)), (c, name)
+    assert scores_from_confusion(cm, 3)["precision"] == 0.0
+    # hand-computed: TP 2, FP 1, FN 2
+    assert scores_from_confusion([[5, 1], [2, 2]], 1) == pytest.approx(
+        {"dice": 4 / 7, "precision": 2 / 3, "recall": 0.5, "iou": 0.4})
+    assert scores_from_confusion(np.zeros((2, 2)), 1)["dice"] == 1.0  # both empty
+    with pytest.raises(ValueError, match="c must be in 0..1"):
+        scores_from_confusion([[1, 0], [0, 1]], 2)

@@ -8,7 +8,7 @@ from varseg.losses import semi_supervised_loss
 from varseg.models import UNet
 from varseg.train import TrainConfig
 from varseg.train.builders import TaskInfo
-from varseg.train.modes import StepState, make_mode
+from varseg.train.steps import StepState, make_step
 
 TASK = TaskInfo(in_channels=1, num_classes=3, ignore_index=-100)
 
@@ -25,12 +25,12 @@ def _batch(n_lab=2, n_unl=2, size=16, seed=0):
 def _grads(model, cfg, batch):
     model = copy.deepcopy(model)
     opt = torch.optim.SGD(model.parameters(), lr=0.0)  # lr 0: keep the weights, read grads
-    make_mode(cfg, TASK)(StepState(model, opt, torch.device("cpu")), batch, 0)
+    make_step(cfg, TASK)(StepState(model, opt, torch.device("cpu")), batch, 0)
     return {k: p.grad.clone() for k, p in model.named_parameters() if p.grad is not None}
 
 
 def _cfg(**kw):
-    return TrainConfig(max_steps=1, mode="semi", semi_sampling="paired", lambda_ms=0.7,
+    return TrainConfig(max_steps=1, mode="semi", semi_sampling="paired", ms_weight=0.7,
                        length_weight=0.01, **kw).validate()
 
 
@@ -50,7 +50,7 @@ def test_paired_passes_give_the_gradient_of_eq16():
 def test_labelled_pass_does_not_see_the_unlabelled_images_through_batch_norm():
     torch.manual_seed(0)
     net = UNet(1, 3, base_channels=4, depth=2)  # with batch norm
-    cfg = _cfg().replace(lambda_ms=0.0)
+    cfg = _cfg().replace(ms_weight=0.0)
     a, b = _batch(seed=1), _batch(seed=1)
     b["image"][2:] = torch.rand(2, 1, 16, 16) * 5  # different unlabelled images
     ga, gb = _grads(net, cfg, a), _grads(net, cfg, b)
@@ -72,9 +72,9 @@ def test_unsupervised_mode_ignores_labels():
 
 def test_advsemi_step_updates_both_networks():
     torch.manual_seed(0)
-    cfg = TrainConfig(max_steps=1, mode="advsemi", lambda_ms=0.1,
+    cfg = TrainConfig(max_steps=1, mode="advsemi", ms_weight=0.1,
                       advsemi={"ndf": 4, "semi_start": 0, "mask_T": 0.0}).validate()
-    mode = make_mode(cfg, TASK)
+    mode = make_step(cfg, TASK)
     mode.setup(torch.device("cpu"), lambda m: m)
     net = UNet(1, 3, base_channels=4, depth=2)
     opt = torch.optim.Adam(net.parameters(), lr=1e-2)
@@ -90,7 +90,7 @@ def test_advsemi_step_updates_both_networks():
 
 def test_unsupervised_bias_step_smooths_and_normalises_the_bias():
     from varseg.losses import bias_field_mumford_shah_loss, smooth_bias, unit_mean_bias
-    from varseg.train.builders import split_output
+    from varseg.models import split_output
 
     torch.manual_seed(0)
     net = UNet(1, 3, base_channels=4, depth=2, batch_norm=False, bias_field=True)
@@ -98,7 +98,7 @@ def test_unsupervised_bias_step_smooths_and_normalises_the_bias():
     cfg = TrainConfig(max_steps=1, mode="unsupervised", bias_field=True, length_weight=0.05,
                       beta=0.01, bias_sigma=3.0).validate()
     opt = torch.optim.SGD(net.parameters(), lr=0.0)
-    logs = make_mode(cfg, TASK)(StepState(net, opt, torch.device("cpu")), batch, 0)
+    logs = make_step(cfg, TASK)(StepState(net, opt, torch.device("cpu")), batch, 0)
     logits, bias = split_output(net(batch["image"]))
     want = bias_field_mumford_shah_loss(logits, unit_mean_bias(smooth_bias(bias, 3.0)),
                                         batch["image"], 0.05, 0.01)
@@ -108,7 +108,7 @@ def test_unsupervised_bias_step_smooths_and_normalises_the_bias():
 
 
 def test_unsupervised_kmeans_warm_start_fits_each_images_clusters():
-    from varseg.train.modes import kmeans_targets
+    from varseg.train.steps import kmeans_targets
 
     x = torch.zeros(2, 3, 8, 8)
     x[0, :, :, 4:] = 1.0  # image 0: two colours, left / right
@@ -120,7 +120,7 @@ def test_unsupervised_kmeans_warm_start_fits_each_images_clusters():
     net = UNet(3, 2, base_channels=4, depth=2, batch_norm=False)
     cfg = TrainConfig(max_steps=1, mode="unsupervised", kmeans_warm_steps=1).validate()
     opt = torch.optim.SGD(net.parameters(), lr=0.0)
-    logs = make_mode(cfg, TaskInfo(3, 2, -100))(StepState(net, opt, torch.device("cpu")),
+    logs = make_step(cfg, TaskInfo(3, 2, -100))(StepState(net, opt, torch.device("cpu")),
                                                 {"image": x}, 0)
     want = torch.nn.functional.cross_entropy(net(x), t)
     assert "ce" in logs and float(logs["loss"]) == pytest.approx(float(want), rel=1e-5)

@@ -21,10 +21,10 @@ def test_synthetic_sweep_cli_writes_tables(tmp_path, capsys):
     assert "CE (λ=0)" in md and "CE + 1·MS" in md and "| 1/4 |" in md
     with open(out / "sweep_runs.csv") as f:
         runs = list(csv.DictReader(f))
-    assert [(r["fraction"], float(r["lambda_ms"])) for r in runs] == [("1/4", 0.0), ("1/4", 1.0)]
+    assert [(r["fraction"], float(r["ms_weight"])) for r in runs] == [("1/4", 0.0), ("1/4", 1.0)]
     assert all(0 <= float(r["dice"]) <= 1 and r["steps"] == "2" for r in runs)
     summary = json.loads((out / "sweep.json").read_text())["summary"]
-    assert {"fraction", "lambda_ms", "mean", "std", "n_seeds"} <= set(summary[0])
+    assert {"fraction", "ms_weight", "mean", "std", "n_seeds"} <= set(summary[0])
     assert "gain_vs_ce" in summary[1]
     # both arms share the labelled split; only the MS arm loads unlabelled images
     runs_dir = out / "runs"
@@ -35,6 +35,10 @@ def test_synthetic_sweep_cli_writes_tables(tmp_path, capsys):
     before = (runs_dir / "1-4_lam0_seed0" / "last.pt").stat().st_mtime_ns
     assert run_cli("train", args) == 0
     assert (runs_dir / "1-4_lam0_seed0" / "last.pt").stat().st_mtime_ns == before
+    # ``--resume`` on the sweep folder resumes the sweep (not a single run in it)
+    assert run_cli("train", ["--out", out, "--resume", "--no-progress"]) == 0
+    assert (runs_dir / "1-4_lam0_seed0" / "last.pt").stat().st_mtime_ns == before
+    assert not (out / "last.pt").exists() and "| 1/4 |" in capsys.readouterr().out
 
 
 def test_shipped_sweep_config_compares_ce_with_ce_plus_ms():

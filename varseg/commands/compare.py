@@ -15,25 +15,15 @@ folder (ground truth matched by file stem) and writes the mean table and the per
 """
 from __future__ import annotations
 
-import inspect
 import json
+import logging
 import time
 from pathlib import Path
 
 from varseg.compare import DEFAULT_METHODS
-from varseg.methods import method_names
+from varseg.methods import get_spec, method_names
 
-#: Iteration budgets the command line uses unless overridden (``--max-iter``/``--param``),
-#: chosen so that ``varseg compare sample:camera`` finishes well under a minute on a CPU.
-#: Keys are applied only where the method has that parameter.
-CLI_DEFAULTS = {
-    "chan-vese": {"max_iter": 200},
-    "lic": {"n_outer": 50},
-    "fixed-point": {"max_iter": 200},
-    "neural": {"max_iter": 100, "hidden_channels": 16},
-    "unrolled": {"fit_steps": 20},
-}
-
+log = logging.getLogger(__name__)
 
 def add_arguments(p):
     p.add_argument("image", help="image file, .npy array, sample:NAME (skimage.data), or a "
@@ -79,50 +69,82 @@ def _parse_value(val):
         return val
 
 
-def _has_param(method, key):
-    from varseg.methods import get_method
+def _defaults(spec, args):
+    """The command line's keywords for one method: its declared ``cli_defaults``, then
+    ``--max-iter`` under its declared iteration keyword, then ``--device``."""
+    kw = dict(spec.cli_defaults)
+    if args.max_iter is not None:
+        if spec.iteration_param is None:
+            log.info("--max-iter does not apply to %s (not iterative)", spec.name)
+        else:
+            kw[spec.iteration_param] = args.max_iter
+    if args.device is not None and spec.takes_device:
+        kw["device"] = args.device
+    return kw
 
-    try:
-        return key in inspect.signature(get_method(method)).parameters
-    except (TypeError, ValueError, ImportError):
-        return False
+
+def _apply_param(params, specs, item):
+    if "=" not in item:
+        raise ValueError(f"--param expects [METHOD.]KEY=VALUE; got {item!r}")
+    key, val = item.split("=", 1)
+    value = _parse_value(val)
+    if "." in key and key.split(".", 1)[0] in method_names():
+        m, k = key.split(".", 1)
+        k = k.replace("-", "_")
+        if m not in params:
+            raise ValueError(f"--param {item!r}: method {m!r} is not in --methods "
+                             f"{list(params)}")
+        if not specs[m].accepts(k):
+            raise ValueError(f"--param {item!r}: method {m!r} has no option {k!r}; it takes "
+                             f"{sorted(specs[m].options)}")
+        params[m][k] = value
+        return
+    k = key.replace("-", "_")
+    targets = [m for m in params if specs[m].accepts(k)]
+    if not targets:
+        raise ValueError(f"--param {item!r}: no compared method has a parameter {k!r}")
+    for m in targets:
+        params[m][k] = value
 
 
 def method_params(args):
-    """Per-method keyword arguments from the command line (CLI defaults, then options)."""
-    params = {m: {} for m in args.methods}
-    for m in args.methods:
-        for k, v in CLI_DEFAULTS.get(m, {}).items():
-            if _has_param(m, k):
-                params[m][k] = v
-        if args.max_iter is not None:
-            for key in ("max_iter", "n_outer"):
-                if _has_param(m, key):
-                    params[m][key] = args.max_iter
-                    break
-        if args.device is not None and _has_param(m, "device"):
-            params[m]["device"] = args.device
+    """Per-method keyword arguments from the command line: each method's declared
+    :attr:`~varseg.methods.MethodSpec.cli_defaults`, then the options."""
+    specs = {m: get_spec(m) for m in args.methods}
+    params = {m: _defaults(specs[m], args) for m in args.methods}
     for item in args.param:
-        if "=" not in item:
-            raise ValueError(f"--param expects [METHOD.]KEY=VALUE; got {item!r}")
-        key, val = item.split("=", 1)
-        value = _parse_value(val)
-        if "." in key and key.split(".", 1)[0] in method_names():
-            m, k = key.split(".", 1)
-            if m not in params:
-                raise ValueError(f"--param {item!r}: method {m!r} is not in --methods "
-                                 f"{args.methods}")
-            params[m][k.replace("-", "_")] = value
-        else:
-            k = key.replace("-", "_")
-            targets = [m for m in args.methods if _has_param(m, k)]
-            if not targets:
-                raise ValueError(f"--param {item!r}: no compared method has a parameter {k!r}")
-            for m in targets:
-                params[m][k] = value
+        _apply_param(params, specs, item)
     if args.gif and "chan-vese" in params:
         params["chan-vese"].setdefault("return_history", True)
     return {m: p for m, p in params.items() if p}
+
+
+def check_args(args):
+    """Refuse bad numbers and an unusable output folder before any work is done."""
+    from varseg._validation import check_int
+
+    check_int(args.phases, "--phases", minimum=2)
+    check_int(args.max_size, "--max-size", minimum=0)
+    check_int(args.jobs, "--jobs")
+    if args.max_iter is not None:
+        check_int(args.max_iter, "--max-iter")
+    if args.threads is not None:
+        check_int(args.threads, "--threads")
+    check_output_dir(args.out, "-o/--out")
+
+
+def check_output_dir(path, flag):
+    """Raise a one-line error when ``path`` cannot be used as an output folder."""
+    import os
+
+    out = Path(path)
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"{flag} {path!r} exists and is not a folder")
+    parent = next((p for p in (out, *out.parents) if p.exists()), Path("."))
+    if not parent.is_dir():
+        raise ValueError(f"{flag} {path!r}: {parent} is a file, not a folder")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise ValueError(f"{flag} {path!r}: {parent} is not writable")
 
 
 def _downscale(image, channel_axis, ground_truth, max_size):
@@ -165,11 +187,12 @@ def _main_dataset(args, params):
     from varseg.report import write_dataset_report
 
     if args.max_size:
-        print("note: --max-size is not applied in data-set mode (images used as they are)")
+        log.warning("--max-size is not applied in data-set mode (images used as they are)")
     t0 = time.perf_counter()
     table = compare_dataset(args.image, args.methods, args.phases, lam=args.lam,
                             method_params=params, seed=args.seed, gt_dir=args.gt,
-                            n_jobs=args.jobs, progress=not args.quiet)
+                            n_jobs=args.jobs, progress=not args.quiet, errors="ignore")
+    _refuse_all_failed(table)
     written = write_dataset_report(table, args.out, source=args.image)
     print(table.to_string())
     print(f"total {time.perf_counter() - t0:.1f}s")
@@ -178,26 +201,16 @@ def _main_dataset(args, params):
     return 0
 
 
-def set_threads(n):
-    """Limit torch's and Numba's CPU threads of this process to ``n``."""
-    if n is None:
-        return
-    if n < 1:
-        raise ValueError(f"--threads must be >= 1; got {n}")
-    import numba
-    import torch
-
-    torch.set_num_threads(n)
-    numba.set_num_threads(min(n, numba.config.NUMBA_NUM_THREADS))
-
-
 def main(args):
+    from varseg._threads import limit_threads
     from varseg.compare import compare, read_ground_truth
     from varseg.io import load_image
     from varseg.report import write_comparison_report
 
+    check_args(args)
     params = method_params(args)
-    set_threads(args.threads)
+    if args.threads is not None:
+        limit_threads(args.threads)
     if Path(args.image).is_dir():
         return _main_dataset(args, params)
     t0 = time.perf_counter()
@@ -206,8 +219,9 @@ def main(args):
     image, gt, notes = _downscale(image, channel_axis, gt, args.max_size)
     table = compare(image, args.methods, gt, args.phases, lam=args.lam,
                     channel_axis=channel_axis, method_params=params, seed=args.seed,
-                    progress=not args.quiet)
+                    progress=not args.quiet, errors="ignore")
     t_run = time.perf_counter() - t0
+    _refuse_all_failed(table)
     written = write_comparison_report(
         table, image, args.out, ground_truth=gt, channel_axis=channel_axis,
         source=args.image, notes=notes, figures=not args.no_figures, evolution_gif=args.gif)
@@ -217,3 +231,14 @@ def main(args):
     print(f"methods {t_run:.1f}s, total {time.perf_counter() - t0:.1f}s")
     print(f"wrote {written['report']} and {len(written) - 1} more files in {args.out}")
     return 0
+
+
+def _refuse_all_failed(table):
+    """Every method failed: one error line naming them, and no report written."""
+    if not table.all_failed:
+        for r in (table.per_image or table).rows:
+            if r.get("error"):
+                log.warning("method %s failed: %s", r["method"], r["error"])
+    else:
+        errors = {f"{r['method']}: {r['error']}" for r in table.rows}
+        raise ValueError("every method failed (nothing written): " + "; ".join(sorted(errors)))

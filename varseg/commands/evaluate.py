@@ -25,6 +25,9 @@ def add_arguments(p):
     p.add_argument("--max-images", type=int, default=None, help="evaluate the first N images")
     p.add_argument("--dataset-kw", help="JSON object of extra dataset keyword arguments")
     p.add_argument("--out", "-o", help="write the metrics to this JSON file")
+    p.add_argument("--skip-missing", action="store_true",
+                   help="leave out images without ground truth (their count is reported) "
+                        "instead of failing")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
@@ -42,13 +45,20 @@ def main(args):
                 from err
         if not isinstance(kw, dict):
             raise ValueError(f"--dataset-kw expects a JSON object; got {args.dataset_kw!r}")
+    for name in ("batch_size", "max_images"):
+        v = getattr(args, name)
+        if v is not None and v < 1:
+            raise ValueError(f"--{name.replace('_', '-')} must be a positive integer; got {v}")
     res = evaluate_checkpoint(args.checkpoint, args.dataset, args.root, args.split,
                               device=args.device, dataset_kw=kw, batch_size=args.batch_size,
-                              max_images=args.max_images,
+                              max_images=args.max_images, skip_missing=args.skip_missing,
                               progress=not args.no_progress and sys.stderr.isatty())
-    print(format_results(res))
+    sys.stdout.write(format_results(res) + "\n")
+    if res.get("n_skipped"):
+        sys.stderr.write(f"varseg evaluate: skipped {res['n_skipped']} image(s) without ground "
+                         f"truth: {', '.join(res['skipped'][:5])}\n")
     if args.out:
-        print(f"wrote {write_results(res, args.out)}")
+        sys.stdout.write(f"wrote {write_results(res, args.out)}\n")
     return 0
 
 

@@ -5,21 +5,29 @@ Examples::
     varseg train --list-configs
     varseg train --config lits-unet-ms-1-10 --root data/LiTS --out runs/lits
     varseg train --dataset synthetic --model unet --mode semi --labeled-fraction 1/8 \\
-        --lambda-ms 1 --max-steps 200 --model-kw '{"base_channels": 8, "depth": 2}' --out runs/s
+        --ms-weight 1 --max-steps 200 --model-kw '{"base_channels": 8, "depth": 2}' --out runs/s
     varseg train --out runs/lits --resume
     varseg train --config synthetic-sweep --out runs/sweep        # CE vs CE + λ·MS table
+    varseg train --out runs/sweep --resume                        # finish that sweep
     torchrun --nproc_per_node 4 -m varseg.cli train --config voc-advsemi-ms-1-8 ...  # DDP
+
+``--resume`` continues the run (or sweep) in ``--out``: only ``--max-steps`` / ``--epochs``
+(upward), ``--eval-every`` and ``--num-workers`` may change; anything else that defines the
+run is refused (exit 2). Ctrl-C stops at the end of the current step, writes a consistent
+checkpoint and exits 130.
 """
 from __future__ import annotations
 
 import json
 import os
+import sys
+import warnings
 from pathlib import Path
 
 # flag -> config field for the simple overrides
 _OVERRIDES = {
     "dataset": "dataset", "root": "root", "model": "model", "mode": "mode",
-    "labeled_fraction": "labeled_fraction", "lambda_ms": "lambda_ms",
+    "labeled_fraction": "labeled_fraction", "ms_weight": "ms_weight",
     "length_weight": "length_weight", "beta": "beta", "max_steps": "max_steps",
     "epochs": "epochs", "batch_size": "batch_size", "lr": "lr", "optimizer": "optimizer",
     "schedule": "schedule", "num_classes": "num_classes", "num_workers": "num_workers",
@@ -38,7 +46,8 @@ def add_arguments(p):
     g.add_argument("--model", help="unet | polyphase-unet | deeplabv2 | kanezaki")
     g.add_argument("--mode", help="supervised | semi | unsupervised | advsemi")
     g.add_argument("--labeled-fraction", help="labelled fraction, e.g. 1/8 or 0.25")
-    g.add_argument("--lambda-ms", type=float, help="λ of Eq. 16 (weight of the MS loss)")
+    g.add_argument("--ms-weight", type=float, help="λ of Eq. 16 (weight of the MS loss)")
+    g.add_argument("--lambda-ms", type=float, help="deprecated alias of --ms-weight")
     g.add_argument("--length-weight", type=float, help="length weight inside the MS loss")
     g.add_argument("--beta", type=float, help="bias-field TV weight β of Eq. 19")
     g.add_argument("--bias-field", action="store_true", default=None,
@@ -110,23 +119,34 @@ def _parse_value(text):
         return text
 
 
-def build_config(args):
-    """The effective :class:`~varseg.train.TrainConfig` of the parsed arguments."""
+def _base_config(args):
+    """The config the flags modify: the run's saved one (resume), a shipped one, or a new one."""
     from varseg.train import TrainConfig, load_config
 
     out = Path(args.out)
+    if args.resume and args.config:
+        return load_config(args.config)  # the trainer refuses it if it redefines the run
     if args.resume:
         saved = out / "config.json"
         if not saved.is_file():
             raise FileNotFoundError(f"cannot resume: {saved} does not exist (no run in {out})")
-        cfg = TrainConfig.load(saved)
-    elif args.config:
-        cfg = load_config(args.config)
-    else:
-        if not args.dataset:
-            raise ValueError("give --config NAME (see --list-configs) or --dataset "
-                             "(with --model, --mode, --epochs or --max-steps)")
-        cfg = TrainConfig(name="custom")
+        return TrainConfig.load(saved)
+    if args.config:
+        return load_config(args.config)
+    if not args.dataset:
+        raise ValueError("give --config NAME (see --list-configs) or --dataset "
+                         "(with --model, --mode, --epochs or --max-steps)")
+    return TrainConfig(name="custom")
+
+
+def _flag_changes(args, cfg) -> dict:
+    if args.lambda_ms is not None:
+        warnings.warn("--lambda-ms is deprecated; use --ms-weight", DeprecationWarning,
+                      stacklevel=2)
+        if args.ms_weight is not None and args.ms_weight != args.lambda_ms:
+            raise ValueError("--lambda-ms (deprecated) and --ms-weight disagree; give "
+                             "--ms-weight only")
+        args.ms_weight = args.lambda_ms
     changes = {field: getattr(args, flag) for flag, field in _OVERRIDES.items()
                if getattr(args, flag, None) is not None}
     if args.bias_field:
@@ -141,13 +161,40 @@ def build_config(args):
         obj = _json_obj(getattr(args, field), flag)
         if obj is not None:
             changes[field] = {**getattr(cfg, field), **obj}
-    cfg = cfg.replace(**changes)
+    return changes
+
+
+def build_config(args):
+    """The effective :class:`~varseg.train.TrainConfig` of the parsed arguments."""
+    cfg = _base_config(args)
+    cfg = cfg.replace(validate=False, **_flag_changes(args, cfg))
     for item in args.set:
         if "=" not in item:
             raise ValueError(f"--set expects KEY=VALUE; got {item!r}")
         key, val = item.split("=", 1)
-        cfg = cfg.set_option(key.strip(), _parse_value(val))
-    return cfg
+        cfg = cfg.set_option(key.strip(), _parse_value(val), validate=False)
+    return cfg.validate()
+
+
+def _is_sweep(args, cfg) -> bool:
+    """Whether to run the sweep: ``--sweep`` / ``--no-sweep``, else what ``--out`` holds."""
+    from varseg.train.sweep import SWEEP_CONFIG_NAME
+
+    out = Path(args.out)
+    if args.resume:
+        single = (out / "config.json").is_file() or (out / "last.pt").is_file()
+        if single and args.sweep:
+            raise ValueError(f"{out} holds a single run, not a sweep; resume it without --sweep")
+        return not single and (out / SWEEP_CONFIG_NAME).is_file()
+    return args.sweep if args.sweep is not None else cfg.sweep is not None
+
+
+def _resume_sweep_config(args):
+    from varseg.train import TrainConfig
+    from varseg.train.sweep import SWEEP_CONFIG_NAME
+
+    cfg = TrainConfig.load(Path(args.out) / SWEEP_CONFIG_NAME)
+    return cfg.replace(validate=False, **_flag_changes(args, cfg)).validate()
 
 
 def _list_configs():
@@ -156,7 +203,12 @@ def _list_configs():
     names = list_configs()
     width = max(len(n) for n in names)
     for n in names:
-        print(f"{n:<{width}}  {load_config(n).description}")
+        _echo(f"{n:<{width}}  {load_config(n).description}")
+
+
+def _echo(text: str) -> None:
+    """Command output (results) on stdout."""
+    sys.stdout.write(text + "\n")
 
 
 def main(args):
@@ -165,26 +217,39 @@ def main(args):
         return 0
     if not args.out:
         raise ValueError("--out DIR is required (the run folder)")
-    from varseg.train import run_sweep, train
+    from varseg.train import run_sweep
 
-    cfg = build_config(args)
     progress = False if args.no_progress else None
-    is_main = int(os.environ.get("RANK", "0")) == 0
-    sweep = args.sweep if args.sweep is not None else cfg.sweep is not None
-    if sweep:
+    sweep_dir = args.resume and _is_sweep(args, None)
+    cfg = _resume_sweep_config(args) if sweep_dir else build_config(args)
+    if sweep_dir or _is_sweep(args, cfg):
         res = run_sweep(cfg, args.out, progress=progress)
-        print(res["markdown"])
+        _echo(res["markdown"])
         for path in res["paths"].values():
-            print(f"wrote {path}")
+            _echo(f"wrote {path}")
         return 0
-    summary = train(cfg, args.out, resume=args.resume, progress=progress)
-    if is_main:
+    return _train_one(cfg, args, progress)
+
+
+def _train_one(cfg, args, progress) -> int:
+    from varseg.train import TrainingInterrupted, train
+
+    try:
+        summary = train(cfg, args.out, resume=args.resume, progress=progress)
+    except TrainingInterrupted as err:
+        sys.stderr.write(f"varseg train: {err}\n")
+        return 130
+    except KeyboardInterrupt:
+        sys.stderr.write("varseg train: interrupted mid-step; the last checkpoint in "
+                         f"{args.out} is unchanged (continue with --resume)\n")
+        return 130
+    if int(os.environ.get("RANK", "0")) == 0:
         row = summary["last_row"]
         scores = ", ".join(f"{k} {v:.4g}" for k, v in row.items()
                            if isinstance(v, float) and k not in ("lr", "elapsed_s"))
-        print(f"{cfg.name}: step {summary['step']}/{summary['total_steps']} "
+        _echo(f"{cfg.name}: step {summary['step']}/{summary['total_steps']} "
               f"(epoch {summary['epoch']}) {scores}")
-        print(f"wrote {summary['checkpoint']}")
+        _echo(f"wrote {summary['checkpoint']}")
     return 0
 
 

@@ -25,14 +25,28 @@ Some datasets add keys (``"case"``/``"slice"`` for volumes, ``"bias"`` for synth
 list-valued items use :func:`collate_keep_lists` (or batch size 1).
 
 Every dataset has the attributes ``num_classes``, ``in_channels`` and ``ignore_index``.
+
+Look a dataset up by name with :func:`dataset_class` (aliases resolved by
+:func:`canonical_dataset_name`) or build one with :func:`build_dataset`.
+
+Bad data is refused
+-------------------
+Indices follow Python's rule (``-len(ds) <= index < len(ds)``, otherwise IndexError);
+sizes (``crop_size``, ``image_size``, ``eval_pad_to``) must be positive integers and
+``scale_range`` must satisfy ``0 < low <= high`` (ValueError naming the argument). Label
+values outside a dataset's set (checked on the file's own dtype), BSDS500 region labels
+below 1, NaN/Inf voxels, empty split lists and damaged files (truncated JPEG, ``.mat``,
+``.nii.gz``, ``.mha``) raise a one-line ValueError naming the file.
 """
 from __future__ import annotations
+
+from types import MappingProxyType
 
 from ._io import collate_keep_lists
 from .brats import BraTS
 from .bsds import BSDS500, load_bsds_ground_truth
 from .lits import LiTS
-from .sampling import (
+from .semi_supervised import (
     GroupedShuffleSampler,
     SemiSupervisedDataset,
     labeled_subset,
@@ -62,6 +76,9 @@ __all__ = [
     "load_split",
     "collate_keep_lists",
     "DATASET_NAMES",
+    "DATASET_ALIASES",
+    "canonical_dataset_name",
+    "dataset_class",
     "build_dataset",
 ]
 
@@ -82,6 +99,76 @@ _ALIASES = {
     "bsds": "bsds500", "bsd500": "bsds500",
     "syntheticshapes": "synthetic", "shapes": "synthetic",
 }
+#: Other accepted spellings of the :data:`DATASET_NAMES` (read-only alias → name map).
+DATASET_ALIASES = MappingProxyType(_ALIASES)
+
+
+def canonical_dataset_name(name: str) -> str:
+    """Resolve a dataset name or alias to its canonical :data:`DATASET_NAMES` entry.
+
+    Parameters
+    ----------
+    name : str
+        ``"voc"``, ``"lits"``, ``"brats"``, ``"bsds500"``, ``"synthetic"`` or an alias
+        from :data:`DATASET_ALIASES` (``"VOC2012"``, ``"bsds"``, ``"brats2015"``, ...);
+        case and surrounding spaces are ignored. These are the datasets of Kim & Ye,
+        IEEE TIP 2019, Sec. IV-A (plus the procedural synthetic shapes).
+
+    Returns
+    -------
+    str
+        The canonical name.
+
+    Raises
+    ------
+    TypeError
+        If ``name`` is not a string.
+    ValueError
+        If it names no dataset (the message lists the accepted names).
+
+    Examples
+    --------
+    >>> canonical_dataset_name(" VOC2012 ")
+    'voc'
+    """
+    if not isinstance(name, str):
+        raise TypeError(f"dataset name must be a string; got {name!r}")
+    key = name.strip().lower()
+    key = _ALIASES.get(key, key)
+    if key not in _REGISTRY:
+        raise ValueError(f"unknown dataset {name!r}: expected one of {', '.join(DATASET_NAMES)} "
+                         "(or an alias such as 'voc2012', 'bsds', 'brats2015')")
+    return key
+
+
+def dataset_class(name: str) -> type:
+    """The dataset class registered under ``name`` (a name or alias, case-insensitive).
+
+    The public way to look up a loader (instead of reading the private registry), e.g.
+    to check which keyword arguments a dataset takes before building it.
+
+    Parameters
+    ----------
+    name : str
+        See :func:`canonical_dataset_name`.
+
+    Returns
+    -------
+    type
+        :class:`VOCSegmentation`, :class:`LiTS`, :class:`BraTS`, :class:`BSDS500` or
+        :class:`SyntheticShapes`.
+
+    Raises
+    ------
+    TypeError, ValueError
+        As :func:`canonical_dataset_name`.
+
+    Examples
+    --------
+    >>> dataset_class("bsds").__name__
+    'BSDS500'
+    """
+    return _REGISTRY[canonical_dataset_name(name)]
 
 
 def build_dataset(name: str, root=None, split: str = "train", **kw):
@@ -109,10 +196,7 @@ def build_dataset(name: str, root=None, split: str = "train", **kw):
     ValueError
         Unknown name, or no ``root`` for a dataset that needs one.
     """
-    key = name.lower().strip()
-    key = _ALIASES.get(key, key)
-    if key not in _REGISTRY:
-        raise ValueError(f"unknown dataset {name!r}: expected one of {DATASET_NAMES}")
+    key = canonical_dataset_name(name)
     cls = _REGISTRY[key]
     if key == "synthetic":
         return cls(split=split, **kw)

@@ -19,6 +19,16 @@ from typing import Any, Callable, Hashable, Iterable, Sequence
 import numpy as np
 import torch
 
+# One reader per format lives in :mod:`varseg.io` (also used by ``varseg segment`` and
+# ``varseg compare``); the functions below keep the loaders' call signatures.
+from varseg.io import (
+    read_nifti_raw,
+    read_picture,
+    read_sitk,
+    require_nibabel,
+    require_simpleitk,
+)
+
 __all__ = [
     "collate_keep_lists",
     "require_nibabel",
@@ -36,66 +46,17 @@ __all__ = [
     "VOC_PALETTE",
 ]
 
-MEDICAL_HINT = "install the medical extras with `pip install varseg[medical]`"
-
-
-# --------------------------------------------------------------------------------------
-# optional dependencies
-# --------------------------------------------------------------------------------------
-def require_nibabel():
-    """Import :mod:`nibabel` lazily.
-
-    Raises
-    ------
-    ImportError
-        If nibabel is missing; the message says ``pip install varseg[medical]``.
-    """
-    try:
-        import nibabel
-    except ImportError as exc:  # pragma: no cover - depends on the environment
-        raise ImportError(
-            f"reading NIfTI files (LiTS, BraTS) needs nibabel: {MEDICAL_HINT}"
-        ) from exc
-    return nibabel
-
-
-def require_simpleitk():
-    """Import :mod:`SimpleITK` lazily.
-
-    Raises
-    ------
-    ImportError
-        If SimpleITK is missing; the message says ``pip install varseg[medical]``.
-    """
-    try:
-        import SimpleITK
-    except ImportError as exc:  # pragma: no cover - depends on the environment
-        raise ImportError(
-            f"reading MetaImage .mha files (BraTS 2015) needs SimpleITK: {MEDICAL_HINT}"
-        ) from exc
-    return SimpleITK
-
 
 # --------------------------------------------------------------------------------------
 # readers / writers
 # --------------------------------------------------------------------------------------
-def _check_file(path: Path, what: str) -> Path:
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{what} {path} does not exist")
-    return path
-
-
 def read_rgb(path: str | os.PathLike, what: str = "image") -> np.ndarray:
-    """Read an image file as an ``(H, W, 3)`` uint8 RGB array (greyscale is replicated)."""
-    from PIL import Image
+    """Read an image file as an ``(H, W, 3)`` uint8 RGB array (greyscale is replicated).
 
-    path = _check_file(Path(path), what)
-    try:
-        with Image.open(path) as im:
-            return np.asarray(im.convert("RGB"), dtype=np.uint8).copy()
-    except OSError as err:  # PIL.UnidentifiedImageError and truncated files are OSErrors
-        raise ValueError(f"could not read {what} {path}: {err}") from None
+    :func:`varseg.io.read_picture` with ``mode="RGB"``: a missing file raises
+    FileNotFoundError, a corrupt or truncated one a one-line ValueError naming it.
+    """
+    return read_picture(_check_file(Path(path), what), mode="RGB", what=what)
 
 
 def read_index_png(path: str | os.PathLike, what: str = "label mask") -> np.ndarray:
@@ -103,25 +64,37 @@ def read_index_png(path: str | os.PathLike, what: str = "label mask") -> np.ndar
 
     PASCAL VOC masks are palette PNGs: PIL returns the palette *indices* (0-20, 255 void),
     which are the class labels. Reading them with a colour decoder (cv2, ``convert("RGB")``)
-    would give colours, which is wrong, so RGB masks are rejected.
+    would give colours, which is wrong, so RGB masks are rejected. 16-bit masks are accepted
+    only when every value fits 0-255 (a value such as 276 is never wrapped to 20).
 
     Raises
     ------
     FileNotFoundError
         If the file does not exist.
     ValueError
-        If the PNG is a colour (RGB/RGBA) image instead of an index image.
+        If the PNG is a colour (RGB/RGBA) image instead of an index image, holds values
+        outside 0-255, or is corrupt / truncated.
     """
     from PIL import Image
 
     path = _check_file(Path(path), what)
-    with Image.open(path) as im:
-        if im.mode not in ("P", "L", "I", "I;16"):
-            raise ValueError(
-                f"{what} {path} has PIL mode {im.mode!r}: expected a palette ('P') or "
-                "single-channel ('L') PNG whose pixel values are class indices"
-            )
-        return np.asarray(im).astype(np.uint8, copy=True)
+    try:
+        with Image.open(path) as im:
+            mode = im.mode
+    except OSError as err:  # PIL.UnidentifiedImageError is an OSError
+        raise ValueError(f"could not read {what} {path}: {err}") from None
+    if mode not in ("P", "L", "I", "I;16", "I;16B", "I;16L"):
+        raise ValueError(
+            f"{what} {path} has PIL mode {mode!r}: expected a palette ('P') or "
+            "single-channel ('L') PNG whose pixel values are class indices"
+        )
+    arr = read_picture(path, mode="P" if mode == "P" else None, what=what)
+    if arr.dtype != np.uint8:
+        lo, hi = (int(arr.min()), int(arr.max())) if arr.size else (0, 0)
+        if lo < 0 or hi > 255:
+            raise ValueError(f"{what} {path} holds values {lo}..{hi}: expected class "
+                             "indices 0-255")
+    return arr.astype(np.uint8, copy=True)
 
 
 def _voc_palette() -> list[int]:
@@ -162,11 +135,12 @@ def write_index_png(path: str | os.PathLike, labels: np.ndarray, palette: Sequen
 
 def read_nifti(path: str | os.PathLike, *, labels: bool = False, what: str = "NIfTI file",
                reorient: bool = False):
-    """Read a NIfTI volume with nibabel.
+    """Read a NIfTI volume with nibabel (:func:`varseg.io.read_nifti_raw`).
 
     Images are read with ``get_fdata(dtype=np.float32)`` (scaling applied, e.g. CT in HU);
     label maps return the raw scaled data object (``np.asarray(img.dataobj)``) so that the
-    caller can validate the values *before* casting to an integer type.
+    caller can validate the values *before* casting to an integer type. A corrupt or
+    truncated file raises a one-line ValueError naming it.
 
     Returns
     -------
@@ -175,16 +149,7 @@ def read_nifti(path: str | os.PathLike, *, labels: bool = False, what: str = "NI
     img : nibabel.Nifti1Image
         The image (header / affine) object.
     """
-    nib = require_nibabel()
-    path = _check_file(Path(path), what)
-    img = nib.load(str(path))
-    if reorient:
-        img = nib.as_closest_canonical(img)
-    if labels:
-        data = np.asarray(img.dataobj)
-    else:
-        data = img.get_fdata(dtype=np.float32)
-    return data, img
+    return read_nifti_raw(path, labels=labels, reorient=reorient, what=what)
 
 
 def nifti_shape(path: str | os.PathLike, reorient: bool = False) -> tuple[int, ...]:
@@ -195,7 +160,10 @@ def nifti_shape(path: str | os.PathLike, reorient: bool = False) -> tuple[int, .
     """
     nib = require_nibabel()
     path = _check_file(Path(path), "NIfTI file")
-    img = nib.load(str(path))
+    try:
+        img = nib.load(str(path))
+    except Exception as err:  # noqa: BLE001 - nibabel raises many types for bad headers
+        raise ValueError(f"could not read NIfTI file {path}: {err}") from None
     shape = tuple(int(s) for s in img.shape)
     if reorient and len(shape) >= 3:
         ornt = nib.orientations.io_orientation(img.affine)
@@ -210,11 +178,17 @@ def read_mha(path: str | os.PathLike, what: str = "MetaImage file") -> np.ndarra
     """Read an ``.mha`` / ``.mhd`` volume with SimpleITK as a ``(z, y, x)`` array.
 
     ``sitk.GetArrayFromImage(sitk.ReadImage(p))`` gives (155, 240, 240) for BraTS 2015,
-    i.e. axial slices along axis 0.
+    i.e. axial slices along axis 0 (:func:`varseg.io.read_sitk`).
     """
-    sitk = require_simpleitk()
     path = _check_file(Path(path), what)
-    return sitk.GetArrayFromImage(sitk.ReadImage(str(path)))
+    return read_sitk(path, what=what)[0]
+
+
+def _check_file(path: Path, what: str) -> Path:
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{what} {path} does not exist")
+    return path
 
 
 # --------------------------------------------------------------------------------------

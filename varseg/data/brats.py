@@ -12,6 +12,7 @@ Benchmark (BRATS)", IEEE Trans. Med. Imag. 34(10), 2015.
 from __future__ import annotations
 
 import re
+import warnings
 from pathlib import Path
 from typing import Sequence
 
@@ -19,6 +20,8 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from .._validation import check_int
+from ._checks import check_finite_volume, check_index, reading, renamed_argument
 from ._io import (
     LRUCache,
     check_label_values,
@@ -187,7 +190,7 @@ class BraTS(Dataset):
         "Flair")``). ``"available"`` uses the sequences present in every case (the NIfTI
         sample has only FLAIR and T1c). A requested sequence missing from a case raises a
         FileNotFoundError listing the available ones.
-    normalize : {"auto", "zscore", "none"}
+    normalise : {"auto", "zscore", "none"}
         ``"auto"``: z-score each volume inside its brain mask (nonzero voxels, or
         ``brainmask.nii*`` when present) unless the file name says it is already normalised
         (``*subtrMeanDivStd*``, as the DeepMedic-preprocessed NIfTI sample). ``"zscore"``:
@@ -198,6 +201,16 @@ class BraTS(Dataset):
         Cases kept in memory (LRU).
     transform : callable or None
         Applied last to the item dict (``item = transform(item)``); must return a dict.
+    normalize : optional
+        Deprecated spelling of ``normalise`` (DeprecationWarning).
+
+    Raises
+    ------
+    ValueError
+        Bad ``target``, ``normalise``, ``context``, ``cache_size`` or ``image_size``; a
+        damaged file, NaN/Inf voxels or labels outside 0-4 (the message names the file).
+    FileNotFoundError
+        Missing root, case files or sequences.
 
     Notes
     -----
@@ -218,21 +231,22 @@ class BraTS(Dataset):
     def __init__(self, root, split: str = "train", *, val_cases: int | float = 25, seed: int = 0,
                  image_size: int | Sequence[int] | None = None, context: int = 1,
                  target: str = "complete",
-                 modalities: Sequence[str] | str = MODALITIES, normalize: str = "auto",
-                 only_tumour_slices: bool = False, cache_size: int = 1, transform=None):
+                 modalities: Sequence[str] | str = MODALITIES, normalise: str = "auto",
+                 only_tumour_slices: bool = False, cache_size: int = 1, transform=None,
+                 normalize: str | None = None):
         self.layout, all_cases = find_brats_cases(root)
         self.root = Path(root)
         if target not in TARGETS:
             raise ValueError(f"target must be one of {sorted(TARGETS)}, got {target!r}")
-        if normalize not in ("auto", "zscore", "none"):
-            raise ValueError(f"normalize must be 'auto', 'zscore' or 'none', got {normalize!r}")
-        if context < 0:
-            raise ValueError(f"context must be >= 0, got {context}")
+        normalise = renamed_argument(normalise, normalize, new="normalise", old="normalize",
+                                     default="auto")
+        if normalise not in ("auto", "zscore", "none"):
+            raise ValueError(f"normalise must be 'auto', 'zscore' or 'none', got {normalise!r}")
         self.target = target
         self.num_classes = 5 if target == "multiclass" else 2
-        self.normalize = normalize
-        self.context = int(context)
-        self.image_size = as_size(image_size)
+        self.normalise = normalise
+        self.context = check_int(context, "context", minimum=0)
+        self.image_size = as_size(image_size, "image_size")
         self.split = split
         self.seed = seed
         self.transform = transform
@@ -242,7 +256,7 @@ class BraTS(Dataset):
                                   n_reference=N_CASES, seed=seed, dataset="BraTS",
                                   root=self.root)
         self.files = {key: all_cases[key] for key in self.cases}
-        self._cache = LRUCache(cache_size)
+        self._cache = LRUCache(check_int(cache_size, "cache_size", minimum=0))
 
         items: list[tuple[tuple[str, str], int]] = []
         for key in self.cases:
@@ -283,20 +297,30 @@ class BraTS(Dataset):
                     "modalities='available'")
         return tuple(mods)
 
+    @property
+    def normalize(self):
+        """Deprecated spelling of :attr:`normalise` (DeprecationWarning)."""
+        warnings.warn("the normalize attribute is deprecated, use normalise",
+                      DeprecationWarning, stacklevel=2)
+        return self.normalise
+
     def _depth(self, path: Path) -> int:
         if self.layout == "mha":
-            return _mha_depth(path)
-        shape = nifti_shape(path)
+            with reading(path, "BraTS file"):
+                return _mha_depth(path)
+        with reading(path, "BraTS file"):
+            shape = nifti_shape(path)
         if len(shape) != 3:
             raise ValueError(f"BraTS file {path} has shape {shape}: expected a 3-D volume")
         return shape[2]
 
     def _read(self, path: Path, labels: bool) -> np.ndarray:
-        """Read a volume as a ``(z, y, x)`` array."""
-        if self.layout == "mha":
-            return read_mha(path, "BraTS file")
-        data = read_nifti(path, labels=labels, what="BraTS file")[0]
-        return np.ascontiguousarray(data.transpose(2, 1, 0))
+        """Read a volume as a ``(z, y, x)`` array; a damaged file is a ValueError naming it."""
+        with reading(path, "BraTS file"):
+            if self.layout == "mha":
+                return read_mha(path, "BraTS file")
+            data = read_nifti(path, labels=labels, what="BraTS file")[0]
+            return np.ascontiguousarray(data.transpose(2, 1, 0))
 
     def _read_label(self, key) -> np.ndarray:
         path = self.files[key]["OT"]
@@ -316,8 +340,9 @@ class BraTS(Dataset):
             if v.shape != label.shape:
                 raise ValueError(f"BraTS file {files[m]} has shape {v.shape}, the label "
                                  f"{files['OT']} has {label.shape}: expected equal shapes")
+            check_finite_volume(v, files[m], "BraTS file")
             done = "subtrmeandivstd" in files[m].name.lower()
-            if self.normalize == "zscore" or (self.normalize == "auto" and not done):
+            if self.normalise == "zscore" or (self.normalise == "auto" and not done):
                 v = zscore_in_mask(v, brain)
             vols.append(v)
         return np.stack(vols), label
@@ -337,8 +362,7 @@ class BraTS(Dataset):
         return len(self.items)
 
     def __getitem__(self, index: int) -> dict:
-        if index < 0:
-            index += len(self)
+        index = check_index(index, len(self), "BraTS")
         key, k = self.items[index]
         vols, labels = self.volume(key)
         depth = vols.shape[1]

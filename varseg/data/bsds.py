@@ -11,6 +11,7 @@ Hierarchical Image Segmentation", IEEE TPAMI 33(5), 2011.
 from __future__ import annotations
 
 import os
+import warnings
 from pathlib import Path
 from typing import Sequence
 
@@ -18,8 +19,10 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from .._validation import check_int
+from ._checks import check_index, check_positive_labels, reading, renamed_argument
 from ._io import check_root, read_rgb
-from .transforms import as_size, normalize_rgb, resize_image, resize_label
+from .transforms import as_size, normalise_rgb, resize_image, resize_label
 
 __all__ = ["BSDS500", "load_bsds_ground_truth"]
 
@@ -53,36 +56,39 @@ def load_bsds_ground_truth(mat_path: str | os.PathLike, field: str = "Segmentati
     FileNotFoundError
         If the file does not exist.
     ValueError
-        If it has no ``groundTruth`` cell or the field is missing.
+        Naming the file: damaged, no ``groundTruth`` cell, the field missing, or (for
+        ``"Segmentation"``) a label below 1 or not an integer.
     """
     from scipy.io import loadmat
-    from scipy.io.matlab import MatReadError
 
     path = Path(mat_path)
     if not path.is_file():
         raise FileNotFoundError(f"BSDS500 ground truth {path} does not exist: expected "
                                 "data/groundTruth/<split>/<id>.mat")
-    try:
+    with reading(path, "BSDS500 ground truth"):
         mat = loadmat(str(path))
-    except (OSError, ValueError, MatReadError) as err:
-        raise ValueError(f"could not read BSDS500 ground truth {path}: {err}") from None
     if "groundTruth" not in mat:
         raise ValueError(f"BSDS500 ground truth {path} has no 'groundTruth' cell (keys: "
                          f"{sorted(k for k in mat if not k.startswith('__'))})")
     cell = np.asarray(mat["groundTruth"]).reshape(-1)
-    out = []
-    for k, entry in enumerate(cell):
-        names = entry.dtype.names or ()
-        if field not in names:
-            raise ValueError(f"BSDS500 ground truth {path}: segmentation {k} has fields "
-                             f"{names}, expected {field!r}")
-        arr = np.asarray(entry[field].reshape(-1)[0]) if entry.size else None
-        if arr is None or arr.ndim != 2:
-            raise ValueError(f"BSDS500 ground truth {path}: {field} {k} is not a 2-D map")
-        out.append(arr)
+    out = [_annotation(entry, field, path, k) for k, entry in enumerate(cell)]
     if not out:
         raise ValueError(f"BSDS500 ground truth {path} holds no human segmentation")
     return out
+
+
+def _annotation(entry, field: str, path: Path, k: int) -> np.ndarray:
+    """Map ``field`` of the ``k``-th struct of a ``groundTruth`` cell, checked."""
+    names = getattr(getattr(entry, "dtype", None), "names", None) or ()
+    if field not in names:
+        raise ValueError(f"BSDS500 ground truth {path}: segmentation {k} has fields "
+                         f"{names}, expected {field!r}")
+    arr = np.asarray(entry[field].reshape(-1)[0]) if entry.size else None
+    if arr is None or arr.ndim != 2:
+        raise ValueError(f"BSDS500 ground truth {path}: {field} {k} is not a 2-D map")
+    if field == "Segmentation":
+        check_positive_labels(arr, path, f"BSDS500 ground truth (segmentation {k})")
+    return arr
 
 
 def _resolve_bsds_root(root, split: str) -> Path:
@@ -121,14 +127,22 @@ class BSDS500(Dataset):
         Read the ground truth. ``False`` gives an image-only dataset (``"label"`` absent,
         ``"labeled"`` False), which is all the unsupervised training of the paper uses;
         the ``groundTruth`` folder may then be missing.
-    normalize : {"none", "imagenet", "caffe"} or (mean, std)
+    normalise : {"none", "imagenet", "caffe"} or (mean, std)
         Default ``"none"``: RGB in [0, 1], the intensities the Mumford–Shah data term is
-        computed on. See :func:`varseg.data.transforms.normalize_rgb`.
+        computed on. See :func:`varseg.data.transforms.normalise_rgb`.
     num_classes : int or None
         Number of output segments a model should use (BSDS labels are regions, not
         classes); stored as the ``num_classes`` attribute.
     transform : callable or None
         Applied last to the item dict (``item = transform(item)``); must return a dict.
+    normalize : optional
+        Deprecated spelling of ``normalise`` (DeprecationWarning).
+
+    Raises
+    ------
+    ValueError
+        Unknown split, ``image_size`` not positive integers; when an item is read, a
+        damaged image or ``.mat`` file, or human labels below 1 (naming the file).
 
     Notes
     -----
@@ -144,17 +158,20 @@ class BSDS500(Dataset):
     def __init__(self, root, split: str = "train", *,
                  image_size: int | Sequence[int] | None = None,
                  return_all_ground_truths: bool = False, labels: bool = True,
-                 normalize="none", num_classes: int | None = None, transform=None):
+                 normalise="none", num_classes: int | None = None, transform=None,
+                 normalize=None):
         if split not in ("train", "val", "test"):
             raise ValueError(f"BSDS500 split must be 'train', 'val' or 'test', got {split!r}")
         self.data_dir = _resolve_bsds_root(root, split)
         self.root = Path(root)
         self.split = split
-        self.image_size = as_size(image_size)
+        self.image_size = as_size(image_size, "image_size")
         self.return_all_ground_truths = bool(return_all_ground_truths)
         self.labels = bool(labels)
-        self.normalize = normalize
-        self.num_classes = num_classes
+        self.normalise = renamed_argument(normalise, normalize, new="normalise",
+                                          old="normalize", default="none")
+        self.num_classes = (None if num_classes is None
+                            else check_int(num_classes, "num_classes", minimum=2))
         self.transform = transform
         img_dir = self.data_dir / "images" / split
         self.images = sorted(p for p in img_dir.glob("*.jpg") if p.is_file())
@@ -172,15 +189,21 @@ class BSDS500(Dataset):
                     f"in {gt_dir}): expected one <id>.mat per image; pass labels=False for "
                     "image-only (unsupervised) use")
 
+    @property
+    def normalize(self):
+        """Deprecated spelling of :attr:`normalise` (DeprecationWarning)."""
+        warnings.warn("the normalize attribute is deprecated, use normalise",
+                      DeprecationWarning, stacklevel=2)
+        return self.normalise
+
     def __len__(self) -> int:
         return len(self.images)
 
     def __getitem__(self, index: int) -> dict:
-        if index < 0:
-            index += len(self)
+        index = check_index(index, len(self), "BSDS500")
         img = read_rgb(self.images[index], "BSDS500 image")
         h, w = img.shape[:2]
-        image = normalize_rgb(img, self.normalize)
+        image = normalise_rgb(img, self.normalise)
         if self.image_size is not None:
             image = resize_image(image, self.image_size)
         item = {"image": image.contiguous(), "labeled": torch.tensor(self.labels),

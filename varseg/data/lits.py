@@ -20,6 +20,8 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from .._validation import check_int
+from ._checks import check_finite_volume, check_index, reading
 from ._io import LRUCache, check_label_values, check_root, nifti_shape, read_nifti, select_split
 from .transforms import as_size, resize_image, resize_label
 
@@ -47,6 +49,18 @@ def window_hu(volume: np.ndarray, hu_window: Sequence[float] = (-124.0, 276.0)) 
     out -= lo
     out /= hi - lo
     return out
+
+
+def _check_window(hu_window) -> tuple[float, float]:
+    """``hu_window`` as ``(low, high)`` finite floats with ``high > low``."""
+    try:
+        lo, hi = (float(v) for v in hu_window)
+    except (TypeError, ValueError):
+        raise ValueError(f"hu_window must be (low, high) numbers, got {hu_window!r}") from None
+    if not (np.isfinite(lo) and np.isfinite(hi) and hi > lo):
+        raise ValueError(f"hu_window must be finite (low, high) with high > low, got "
+                         f"{hu_window!r}")
+    return lo, hi
 
 
 def find_lits_scans(root) -> dict[int, tuple[Path, Path]]:
@@ -113,7 +127,7 @@ class LiTS(Dataset):
         construction).
     cache_size : int
         Volumes kept in memory (LRU); iterating slices in order loads each scan once. With
-        random shuffling use :class:`varseg.data.sampling.GroupedShuffleSampler`.
+        random shuffling use :class:`varseg.data.GroupedShuffleSampler`.
     reorient : bool
         Reorient volume and mask to the closest canonical (RAS) frame before slicing.
     transform : callable or None
@@ -131,7 +145,9 @@ class LiTS(Dataset):
     ``__getitem__`` returns a dict with ``"image"`` float32 ``(2*context+1, H, W)`` in
     [0, 1], ``"label"`` int64 ``(H, W)`` (0 background, 1 liver, 2 tumour),
     ``"labeled"`` (True), ``"index"``, ``"name"`` (``"volume-N:kkk"``), ``"case"`` (scan
-    number N) and ``"slice"`` (k).
+    number N) and ``"slice"`` (k). NaN/Inf intensities, labels outside 0-2 and damaged
+    files raise ValueError naming the file; indices follow Python's rule,
+    ``-len(ds) <= index < len(ds)``, otherwise IndexError.
     """
 
     num_classes = 3
@@ -147,25 +163,25 @@ class LiTS(Dataset):
         self.root = Path(root)
         self.split = split
         self.seed = seed
-        self.image_size = as_size(image_size)
-        self.hu_window = (float(hu_window[0]), float(hu_window[1]))
-        if context < 0:
-            raise ValueError(f"context must be >= 0, got {context}")
-        self.context = int(context)
+        self.image_size = as_size(image_size, "image_size")
+        self.hu_window = _check_window(hu_window)
+        self.context = check_int(context, "context", minimum=0)
         self.in_channels = 2 * self.context + 1
         self.reorient = bool(reorient)
         self.transform = transform
         self.cases = select_split(list(scans), split, val_cases=val_cases, n_reference=N_SCANS,
                                   seed=seed, dataset="LiTS", root=self.root)
         self.files = {n: scans[n] for n in self.cases}
-        self._cache = LRUCache(cache_size)
+        self._cache = LRUCache(check_int(cache_size, "cache_size", minimum=0))
 
         items: list[tuple[int, int]] = []
         self.n_slices: dict[int, int] = {}
         for n in self.cases:
             vol_p, seg_p = self.files[n]
-            shape = nifti_shape(vol_p, self.reorient)
-            seg_shape = nifti_shape(seg_p, self.reorient)
+            with reading(vol_p, "LiTS volume"):
+                shape = nifti_shape(vol_p, self.reorient)
+            with reading(seg_p, "LiTS segmentation"):
+                seg_shape = nifti_shape(seg_p, self.reorient)
             if len(shape) != 3:
                 raise ValueError(f"LiTS volume {vol_p} has shape {shape}: expected 3-D")
             if seg_shape != shape:
@@ -184,7 +200,8 @@ class LiTS(Dataset):
 
     # ------------------------------------------------------------------
     def _load_nifti(self, path: Path, labels: bool):
-        return read_nifti(path, labels=labels, what="LiTS file", reorient=self.reorient)[0]
+        with reading(path, "LiTS file"):
+            return read_nifti(path, labels=labels, what="LiTS file", reorient=self.reorient)[0]
 
     def _read_mask(self, n: int) -> np.ndarray:
         seg_p = self.files[n][1]
@@ -193,8 +210,9 @@ class LiTS(Dataset):
         return np.asarray(raw, dtype=np.uint8)
 
     def _load_case(self, n: int):
-        vol = window_hu(self._load_nifti(self.files[n][0], labels=False), self.hu_window)
-        return vol, self._read_mask(n)
+        raw = self._load_nifti(self.files[n][0], labels=False)
+        check_finite_volume(raw, self.files[n][0], "LiTS volume")
+        return window_hu(raw, self.hu_window), self._read_mask(n)
 
     def volume(self, n: int) -> tuple[np.ndarray, np.ndarray]:
         """Windowed ``(i, j, k)`` float32 volume in [0, 1] and uint8 mask of scan ``n``."""
@@ -204,8 +222,7 @@ class LiTS(Dataset):
         return len(self.items)
 
     def __getitem__(self, index: int) -> dict:
-        if index < 0:
-            index += len(self)
+        index = check_index(index, len(self), "LiTS")
         n, k = self.items[index]
         vol, mask = self.volume(n)
         depth = vol.shape[2]

@@ -17,6 +17,10 @@ import torch
 from scipy import ndimage
 from torch.utils.data import Dataset
 
+from .._validation import check_int
+from ._checks import check_index
+from .transforms import as_size
+
 __all__ = ["SyntheticShapes", "make_synthetic_image", "class_levels"]
 
 
@@ -119,10 +123,7 @@ def make_synthetic_image(seed: int | np.random.Generator | Sequence[int] = 0, *,
         float32 ``(H, W)`` multiplicative bias field.
     """
     rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
-    if isinstance(image_size, (int, np.integer)):
-        h = w = int(image_size)
-    else:
-        h, w = (int(s) for s in image_size)
+    h, w = as_size(image_size, "image_size")
     if not 0 <= bias_field < 1:
         raise ValueError(f"bias_field must be in [0, 1), got {bias_field}")
     k = int(n_classes)
@@ -194,9 +195,8 @@ class SyntheticShapes(Dataset):
                  n_classes: int = 3, noise: float = 0.1, bias_field: float = 0.0,
                  texture: float = 0.0, channels: int = 1, seed: int = 0, split: str = "train",
                  bias_kind: str = "polynomial", root=None, transform=None):
-        if n_images < 0:
-            raise ValueError(f"n_images must be >= 0, got {n_images}")
-        self.n_images = int(n_images)
+        self.n_images = check_int(n_images, "n_images", minimum=0)
+        as_size(image_size, "image_size")  # validates; kept as given
         self.image_size = image_size
         self.num_classes = int(n_classes)
         self.in_channels = int(channels)
@@ -217,10 +217,7 @@ class SyntheticShapes(Dataset):
         return [self.seed & 0xFFFFFFFF, zlib.crc32(self.split.encode()) & 0xFFFFFFFF, int(index)]
 
     def __getitem__(self, index: int) -> dict:
-        if index < 0:
-            index += len(self)
-        if not 0 <= index < len(self):
-            raise IndexError(f"index {index} out of range for {len(self)} images")
+        index = check_index(index, len(self), "SyntheticShapes")
         image, labels, bias = make_synthetic_image(
             self.rng_seed(index), image_size=self.image_size, n_classes=self.num_classes,
             noise=self.noise, bias_field=self.bias_field, texture=self.texture,

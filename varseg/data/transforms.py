@@ -12,11 +12,14 @@ with the ignore value 255), random crop and horizontal flip.
 """
 from __future__ import annotations
 
+import warnings
 from typing import Sequence
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+
+from ._checks import check_scale_range, check_size
 
 __all__ = [
     "IMAGENET_MEAN",
@@ -25,6 +28,7 @@ __all__ = [
     "as_size",
     "resize_image",
     "resize_label",
+    "normalise_rgb",
     "normalize_rgb",
     "pad_to",
     "random_scale_crop_flip",
@@ -37,20 +41,30 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 CAFFE_BGR_MEAN = (104.00698793, 116.66876762, 122.67891434)
 
 
-def as_size(size: int | Sequence[int] | None) -> tuple[int, int] | None:
+def as_size(size: int | Sequence[int] | None, name: str = "size") -> tuple[int, int] | None:
     """Normalise ``size`` (``int`` or ``(H, W)``) to a ``(H, W)`` tuple (``None`` passes).
 
     Used for the crop / resize sizes of Kim & Ye, IEEE TIP 2019, Sec. IV-A/B (e.g. 321 for
     VOC crops, square resizing of LiTS and BSDS500 images).
+
+    Parameters
+    ----------
+    size : None, int or (H, W)
+        Each side a positive integer.
+    name : str
+        Argument name used in the error message (e.g. ``"crop_size"``).
+
+    Returns
+    -------
+    tuple of int or None
+        ``(H, W)``, or ``None`` when ``size`` is ``None``.
+
+    Raises
+    ------
+    ValueError
+        Naming ``name`` if a side is not a positive integer or there are not two sides.
     """
-    if size is None:
-        return None
-    if isinstance(size, (int, np.integer)):
-        return int(size), int(size)
-    size = tuple(int(s) for s in size)
-    if len(size) != 2:
-        raise ValueError(f"size must be an int or (H, W), got {size!r}")
-    return size
+    return check_size(size, name)
 
 
 def resize_image(image: torch.Tensor, size: int | Sequence[int], *,
@@ -85,7 +99,7 @@ def resize_label(label: torch.Tensor, size: int | Sequence[int]) -> torch.Tensor
     return x[0, 0].round().to(label.dtype)
 
 
-def normalize_rgb(image_uint8: np.ndarray, mode="imagenet") -> torch.Tensor:
+def normalise_rgb(image_uint8: np.ndarray, mode="imagenet") -> torch.Tensor:
     """Convert an ``(H, W, 3)`` uint8 RGB array to a normalised ``(3, H, W)`` float32 tensor.
 
     Parameters
@@ -100,6 +114,11 @@ def normalize_rgb(image_uint8: np.ndarray, mode="imagenet") -> torch.Tensor:
         ``"caffe"``: BGR channel order, 0-255 scale minus :data:`CAFFE_BGR_MEAN`, as in
         the Caffe-converted DeepLab-v2 weights used by AdvSemi.
         ``(mean, std)``: custom per-channel statistics for ``x / 255``.
+
+    Returns
+    -------
+    torch.Tensor
+        Float32 ``(3, H, W)``.
 
     Notes
     -----
@@ -124,6 +143,29 @@ def normalize_rgb(image_uint8: np.ndarray, mode="imagenet") -> torch.Tensor:
     mean_t = torch.as_tensor(mean, dtype=torch.float32)[:, None, None]
     std_t = torch.as_tensor(std, dtype=torch.float32)[:, None, None]
     return (x / 255.0 - mean_t) / std_t
+
+
+def normalize_rgb(image_uint8: np.ndarray, mode="imagenet") -> torch.Tensor:
+    """Deprecated spelling of :func:`normalise_rgb` (same arguments and result).
+
+    .. deprecated:: 0.2
+        Use :func:`normalise_rgb`; this alias will be removed in the next release.
+
+    Parameters
+    ----------
+    image_uint8 : numpy.ndarray
+        RGB image, values 0-255.
+    mode : {"imagenet", "none", "caffe"} or (mean, std)
+        As in :func:`normalise_rgb`.
+
+    Returns
+    -------
+    torch.Tensor
+        Float32 ``(3, H, W)``.
+    """
+    warnings.warn("normalize_rgb is deprecated, use normalise_rgb", DeprecationWarning,
+                  stacklevel=2)
+    return normalise_rgb(image_uint8, mode)
 
 
 def pad_to(image: torch.Tensor, label: torch.Tensor | None, size: Sequence[int], *,
@@ -178,14 +220,15 @@ def random_scale_crop_flip(image: torch.Tensor, label: torch.Tensor, rng: np.ran
     flip : bool
         Random horizontal flip.
     """
-    if scale_range is not None and tuple(scale_range) != (1.0, 1.0):
+    scale_range = check_scale_range(scale_range)
+    if scale_range is not None and scale_range != (1.0, 1.0):
         s = float(rng.uniform(scale_range[0], scale_range[1]))
         h, w = image.shape[-2:]
         size = (max(1, int(round(h * s))), max(1, int(round(w * s))))
         image = resize_image(image, size, antialias=False)
         label = resize_label(label, size)
     if crop_size is not None:
-        ch, cw = as_size(crop_size)
+        ch, cw = as_size(crop_size, "crop_size")
         image, label = pad_to(image, label, (ch, cw), image_fill=image_fill,
                               label_fill=label_fill)
         h, w = image.shape[-2:]

@@ -21,6 +21,14 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from .._atomic import atomic_write_text
+from ._checks import (
+    check_index,
+    check_scale_range,
+    check_wide_png_values,
+    reading,
+    renamed_argument,
+)
 from ._io import (
     check_label_values,
     check_root,
@@ -29,9 +37,9 @@ from ._io import (
     read_rgb,
     write_index_png,
 )
-from .transforms import IMAGENET_MEAN, as_size, normalize_rgb, pad_to, random_scale_crop_flip
+from .transforms import IMAGENET_MEAN, as_size, normalise_rgb, pad_to, random_scale_crop_flip
 
-__all__ = ["VOCSegmentation", "convert_sbd", "VOC_CLASSES"]
+__all__ = ["VOCSegmentation", "convert_sbd", "read_voc_mask", "read_sbd_mat", "VOC_CLASSES"]
 
 VOC_CLASSES = (
     "background", "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat",
@@ -55,7 +63,40 @@ def _read_list(path: Path, what: str) -> list[str]:
     if not path.is_file():
         raise FileNotFoundError(f"{what} {path} does not exist")
     with open(path) as f:
-        return [ln.split()[0] for ln in f if ln.strip()]
+        ids = [ln.split()[0] for ln in f if ln.strip()]
+    if not ids:
+        raise ValueError(f"{what} {path} is empty: expected one image id per line")
+    return ids
+
+
+def read_voc_mask(path: str | os.PathLike) -> np.ndarray:
+    """Read a VOC label mask as an ``(H, W)`` uint8 class map, checking its values.
+
+    The values must be VOC classes 0-20 or the void label 255 (Everingham et al., IJCV
+    2010). They are checked on the file's own dtype, so a 16-bit PNG holding 276 or 256
+    is refused rather than wrapped to class 20 or 0 by the cast to ``uint8``.
+
+    Parameters
+    ----------
+    path : path
+        ``SegmentationClass/<id>.png`` or ``SegmentationClassAug/<id>.png``.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(H, W)`` uint8 labels in {0-20, 255}.
+
+    Raises
+    ------
+    FileNotFoundError
+        If the file does not exist.
+    ValueError
+        Naming the file: a colour PNG, a damaged file or values outside {0-20, 255}.
+    """
+    lab = read_index_png(path, "VOC label mask")
+    check_wide_png_values(path, _ALLOWED, "VOC label mask")
+    check_label_values(lab, _ALLOWED, path, "VOC")
+    return lab
 
 
 def _resolve_sbd_root(sbd_root) -> Path:
@@ -73,17 +114,36 @@ def read_sbd_mat(path: str | os.PathLike) -> np.ndarray:
 
     ``loadmat(p)['GTcls'][0]['Segmentation'][0]`` (Hariharan et al., "Semantic contours
     from inverse detectors", ICCV 2011); SBD has no void (255) label.
+
+    Parameters
+    ----------
+    path : path
+        ``cls/<id>.mat`` of the SBD release.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(H, W)`` uint8 class map, values 0-20.
+
+    Raises
+    ------
+    FileNotFoundError
+        If the file does not exist.
+    ValueError
+        Naming the file: damaged, no ``GTcls`` struct, or values outside {0-20, 255}.
     """
     from scipy.io import loadmat
 
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"SBD annotation {path} does not exist")
-    mat = loadmat(str(path))
+    with reading(path, "SBD annotation"):
+        mat = loadmat(str(path))
     if "GTcls" not in mat:
         raise ValueError(f"SBD annotation {path} has no 'GTcls' struct (keys: "
                          f"{sorted(k for k in mat if not k.startswith('__'))})")
-    seg = np.asarray(mat["GTcls"][0]["Segmentation"][0])
+    with reading(path, "SBD annotation"):
+        seg = np.asarray(mat["GTcls"][0]["Segmentation"][0])
     check_label_values(seg, _ALLOWED, path, "SBD")
     return seg.astype(np.uint8)
 
@@ -143,8 +203,7 @@ def convert_sbd(sbd_root: str | os.PathLike, voc_root: str | os.PathLike, *,
             voc_png = voc / "SegmentationClass" / f"{id_}.png"
             sbd_mat = sbd / "cls" / f"{id_}.mat"
             if voc_png.is_file() and (prefer_voc or not sbd_mat.is_file()):
-                lab = read_index_png(voc_png, "VOC label mask")
-                check_label_values(lab, _ALLOWED, voc_png, "VOC")
+                lab = read_voc_mask(voc_png)
             elif sbd_mat.is_file():
                 lab = read_sbd_mat(sbd_mat)
             else:
@@ -171,7 +230,7 @@ def convert_sbd(sbd_root: str | os.PathLike, voc_root: str | os.PathLike, *,
         if tmp.exists():
             shutil.rmtree(tmp)
     sets.mkdir(parents=True, exist_ok=True)
-    aug_list.write_text("".join(f"{i}\n" for i in train_aug))
+    atomic_write_text(aug_list, "".join(f"{i}\n" for i in train_aug))
     return aug_list
 
 
@@ -209,8 +268,8 @@ class VOCSegmentation(Dataset):
     sbd_root : path or None
         ``benchmark_RELEASE/dataset``; when given and the augmented files are missing they
         are built once with :func:`convert_sbd`.
-    normalize : {"imagenet", "none", "caffe"} or (mean, std)
-        See :func:`varseg.data.transforms.normalize_rgb`. Default: ImageNet mean/std on
+    normalise : {"imagenet", "none", "caffe"} or (mean, std)
+        See :func:`varseg.data.transforms.normalise_rgb`. Default: ImageNet mean/std on
         RGB in [0, 1]. Padding fills the image with the mean (0 after normalisation).
     eval_pad_to : int or (H, W) or None
         Without augmentation, pad image (with the mean) and label (with 255) at the
@@ -224,6 +283,16 @@ class VOCSegmentation(Dataset):
         Check at construction that every listed image and mask exists.
     transform : callable or None
         Applied last to the item dict (``item = transform(item)``); must return a dict.
+    normalize : optional
+        Deprecated spelling of ``normalise`` (DeprecationWarning).
+
+    Raises
+    ------
+    ValueError
+        ``crop_size`` / ``eval_pad_to`` not positive integers, ``scale_range`` not
+        ``0 < low <= high``, or an empty split list (the message names the file).
+    FileNotFoundError
+        Missing root, folders, split list or listed files.
 
     Notes
     -----
@@ -234,8 +303,9 @@ class VOCSegmentation(Dataset):
     - ``"labeled"``: bool tensor (True);
     - ``"index"``: int; ``"name"``: the VOC image id.
 
-    Masks are read with PIL as palette indices. Values outside {0..20, 255} raise
-    ValueError naming the file.
+    Masks are read with PIL as palette indices. Values outside {0..20, 255} (checked on the
+    file's own dtype, see :func:`read_voc_mask`) raise ValueError naming the file. Indices
+    follow Python's rule: ``-len(ds) <= index < len(ds)``, otherwise IndexError.
     """
 
     num_classes = 21
@@ -246,20 +316,30 @@ class VOCSegmentation(Dataset):
     def __init__(self, root, split: str = "train", *, crop_size: int | Sequence[int] | None = 321,
                  scale_range: Sequence[float] | None = (0.5, 1.5), flip: bool = True,
                  augment: bool | None = None, use_sbd: bool | None = None, sbd_root=None,
-                 normalize="imagenet", eval_pad_to: int | Sequence[int] | None = None,
-                 seed: int | None = None, check_files: bool = True, transform=None):
+                 normalise="imagenet", eval_pad_to: int | Sequence[int] | None = None,
+                 seed: int | None = None, check_files: bool = True, transform=None,
+                 normalize=None):
         self.root = _resolve_voc_root(root)
         self.requested_split = split
-        self.crop_size = as_size(crop_size)
-        self.scale_range = tuple(scale_range) if scale_range is not None else None
+        self.crop_size = as_size(crop_size, "crop_size")
+        self.scale_range = check_scale_range(scale_range)
         self.flip = bool(flip)
         self.augment = split.startswith("train") if augment is None else bool(augment)
-        self.normalize = normalize
-        self.eval_pad_to = as_size(eval_pad_to)
+        self.normalise = renamed_argument(normalise, normalize, new="normalise",
+                                          old="normalize", default="imagenet")
+        self.eval_pad_to = as_size(eval_pad_to, "eval_pad_to")
         self.seed = seed
         self.epoch = 0
         self.transform = transform
+        self.split, self.mask_dir = self._resolve_split(split, use_sbd, sbd_root)
+        self.ids = self._list_ids(split)
+        self.images = [self.root / "JPEGImages" / f"{i}.jpg" for i in self.ids]
+        self.masks = [self.mask_dir / f"{i}.png" for i in self.ids]
+        if check_files:
+            self._check_files()
 
+    def _resolve_split(self, split: str, use_sbd, sbd_root) -> tuple[str, Path]:
+        """The list name actually read and the mask folder (building SBD files if asked)."""
         sets = self.root / "ImageSets" / "Segmentation"
         aug_dir = self.root / "SegmentationClassAug"
         aug_list = sets / "train_aug.txt"
@@ -275,20 +355,20 @@ class VOCSegmentation(Dataset):
                     " to build them, or use_sbd=False"
                 )
             convert_sbd(sbd_root, self.root)
-        self.split = "train_aug" if want_aug else split
-
         if want_aug:
-            self.mask_dir = aug_dir
-        elif (self.root / "SegmentationClass").is_dir():
-            self.mask_dir = self.root / "SegmentationClass"
-        elif aug_dir.is_dir():
-            self.mask_dir = aug_dir
-        else:
-            raise FileNotFoundError(
-                f"VOC 2012 root {self.root} has no SegmentationClass or SegmentationClassAug "
-                f"folder: expected {_EXPECTED}"
-            )
+            return "train_aug", aug_dir
+        if (self.root / "SegmentationClass").is_dir():
+            return split, self.root / "SegmentationClass"
+        if aug_dir.is_dir():
+            return split, aug_dir
+        raise FileNotFoundError(
+            f"VOC 2012 root {self.root} has no SegmentationClass or SegmentationClassAug "
+            f"folder: expected {_EXPECTED}"
+        )
 
+    def _list_ids(self, requested: str) -> list[str]:
+        """Image ids of the split list, or of every JPEG with a mask without ``ImageSets``."""
+        sets = self.root / "ImageSets" / "Segmentation"
         if sets.is_dir():
             list_file = sets / f"{self.split}.txt"
             if not list_file.is_file():
@@ -297,27 +377,33 @@ class VOCSegmentation(Dataset):
                     f"VOC 2012 split file {list_file} does not exist: expected "
                     f"<root>/ImageSets/Segmentation/{self.split}.txt (available: {avail})"
                 )
-            self.ids = _read_list(list_file, "VOC split file")
-        else:
-            self.ids = sorted(p.stem for p in self.mask_dir.glob("*.png")
-                              if (self.root / "JPEGImages" / f"{p.stem}.jpg").is_file())
-            warnings.warn(
-                f"VOC 2012 root {self.root} has no ImageSets/Segmentation: using all "
-                f"{len(self.ids)} JPEGImages with a mask in {self.mask_dir.name} for split "
-                f"{split!r}", stacklevel=2)
-            if not self.ids:
+            return _read_list(list_file, "VOC split file")
+        ids = sorted(p.stem for p in self.mask_dir.glob("*.png")
+                     if (self.root / "JPEGImages" / f"{p.stem}.jpg").is_file())
+        if not ids:
+            raise FileNotFoundError(
+                f"VOC 2012 root {self.root}: no JPEGImages/<id>.jpg with a "
+                f"{self.mask_dir.name}/<id>.png found: expected {_EXPECTED}")
+        warnings.warn(
+            f"VOC 2012 root {self.root} has no ImageSets/Segmentation: using all "
+            f"{len(ids)} JPEGImages with a mask in {self.mask_dir.name} for split "
+            f"{requested!r}", stacklevel=3)
+        return ids
+
+    def _check_files(self) -> None:
+        for kind, paths in (("image", self.images), ("mask", self.masks)):
+            missing = [p for p in paths if not p.is_file()]
+            if missing:
                 raise FileNotFoundError(
-                    f"VOC 2012 root {self.root}: no JPEGImages/<id>.jpg with a "
-                    f"{self.mask_dir.name}/<id>.png found: expected {_EXPECTED}")
-        self.images = [self.root / "JPEGImages" / f"{i}.jpg" for i in self.ids]
-        self.masks = [self.mask_dir / f"{i}.png" for i in self.ids]
-        if check_files:
-            for kind, paths in (("image", self.images), ("mask", self.masks)):
-                missing = [p for p in paths if not p.is_file()]
-                if missing:
-                    raise FileNotFoundError(
-                        f"VOC 2012 split {self.split!r}: {len(missing)} {kind} file(s) missing, "
-                        f"e.g. {missing[0]}: expected one per id of the split list")
+                    f"VOC 2012 split {self.split!r}: {len(missing)} {kind} file(s) missing, "
+                    f"e.g. {missing[0]}: expected one per id of the split list")
+
+    @property
+    def normalize(self):
+        """Deprecated spelling of :attr:`normalise` (DeprecationWarning)."""
+        warnings.warn("the normalize attribute is deprecated, use normalise",
+                      DeprecationWarning, stacklevel=2)
+        return self.normalise
 
     # ------------------------------------------------------------------
     def set_epoch(self, epoch: int) -> None:
@@ -328,25 +414,24 @@ class VOCSegmentation(Dataset):
         return len(self.ids)
 
     def _fill(self):
-        if isinstance(self.normalize, str) and self.normalize == "none":
+        if isinstance(self.normalise, str) and self.normalise == "none":
             return IMAGENET_MEAN
         return 0.0
 
     def load(self, index: int) -> tuple[np.ndarray, np.ndarray]:
         """Raw ``(H, W, 3)`` uint8 image and ``(H, W)`` uint8 mask of item ``index``."""
+        index = check_index(index, len(self), "VOCSegmentation")
         img = read_rgb(self.images[index], "VOC image")
-        lab = read_index_png(self.masks[index], "VOC label mask")
+        lab = read_voc_mask(self.masks[index])
         if img.shape[:2] != lab.shape:
             raise ValueError(f"VOC mask {self.masks[index]} has shape {lab.shape}, its image "
                              f"{self.images[index]} has {img.shape[:2]}: expected equal sizes")
-        check_label_values(lab, _ALLOWED, self.masks[index], "VOC")
         return img, lab
 
     def __getitem__(self, index: int) -> dict:
-        if index < 0:
-            index += len(self)
+        index = check_index(index, len(self), "VOCSegmentation")
         img, lab = self.load(index)
-        image = normalize_rgb(img, self.normalize)
+        image = normalise_rgb(img, self.normalise)
         label = torch.from_numpy(lab.astype(np.int64))
         if self.augment:
             image, label = random_scale_crop_flip(

@@ -1,6 +1,6 @@
 r"""Bias-field level set of Li et al. 2011 (local intensity clustering, LIC).
 
-Image model (Eq. 5 of Kim & Ye 2019; Eq. 1 of Li et al. 2011): :math:`x(r) = b(r)\,t(r) +
+Image model (Eq. 5 of Kim & Ye 2019; Li Eq. 1): :math:`x(r) = b(r)\,t(r) +
 \text{noise}` with a smooth, positive bias field :math:`b` and a piecewise-constant true
 image :math:`t = c_i` on region :math:`\Omega_i`. :func:`bias_field_levelset` minimises Li's
 energy
@@ -11,53 +11,93 @@ energy
     \text{ (Eq. 6)}} + \nu \sum_j \int \delta_\varepsilon(\phi_j)|\nabla\phi_j|\,dr
     + \mu \sum_j \int \tfrac12(|\nabla\phi_j| - 1)^2\,dr
 
-by alternating (Li 2011, Section III-C / IV) a few gradient-descent steps of the level sets
+by alternating (Li et al. 2011, Section III-C / IV) a few gradient-descent steps of the level sets
 :math:`\phi`, then the closed-form centres :math:`c`, then the closed-form bias :math:`b`.
 """
 from __future__ import annotations
 
+import logging
 import time
+import warnings
 
 import numpy as np
-from scipy import ndimage
+from scipy import ndimage, signal
 
 from .._validation import (
     as_channels_first,
     check_choice,
+    check_int,
     check_n_phases,
     check_positive,
     resolve_rng,
 )
-from ..energy import energy_from_labels, gaussian_kernel
+from ..energy import energy_from_labels, gaussian_kernel, normalise_image
 from ..result import Segmentation
-from ._lic_kernels import evolve
+from . import _lic_kernels
 from .heaviside import heaviside
+from .init import kmeans_partition
 
 __all__ = ["bias_field_levelset"]
 
+logger = logging.getLogger(__name__)
+
 _TRUNCATE = 2.0  # Li's kernel: a (2*round(2σ)+1)-wide window
-_INTERNAL_MAX = 255.0  # internal intensity scale: max |x| = 255, the scale Li's ν is tuned for
+_INTERNAL_MAX = 255.0  # internal intensity scale [0, 255], the scale Li's ν is tuned for
 _NU_DEFAULT = 0.001 * _INTERNAL_MAX**2  # Li's ν = 0.001·255²
-_INITS = ("regions", "checkerboard", "otsu", "random")
+_LAM_DEFAULT = 0.125  # λ of the recorded shared energy: Chan–Vese's default μ/2
+_INITS = ("regions", "kmeans", "otsu", "random")
+_DEPRECATED_INITS = {"checkerboard": "regions"}
 _BLOCK = 8  # block width (pixels) of the "regions" and "random" initialisations
 _C0 = 2.0  # initial level sets are binary steps ±_C0·ε
+_BIAS_FLOOR = 1e-6  # the returned bias is clipped below here so that image / bias is finite
+_COMPILE_S = 30  # cold-cache compile of the kernels: 61 s measured at load 5 on 2 cores
+_FFT_TAPS = 41  # kernels longer than this (sigma > 10) are applied by FFT
+_WARM = []  # non-empty once the kernels were compiled (or loaded) in this process
 
 
 # --------------------------------------------------------------------------------------
-# Closed-form updates and helpers (NumPy / SciPy; the level-set loop is in _lic_kernels)
+# Closed-form updates (NumPy / SciPy; the level-set loop is in _lic_kernels)
 # --------------------------------------------------------------------------------------
 def _smooth(u, k1):
     """:math:`K * u` with the separable kernel ``k1`` (1D factor of :func:`gaussian_kernel`).
 
-    Zero padding outside the image (``mode="constant"``), so :math:`K * 1 < 1` within the
-    kernel radius of the border, exactly as :func:`varseg.energy.lic_energy` and Li's
-    ``conv2(·, K, 'same')``. The nD kernel of :func:`gaussian_kernel` is the outer product of
-    its normalised 1D factor, so this equals a full nD correlation up to rounding.
+    Zero padding outside the image (``mode="constant"``), as Li's ``conv2(·, K, 'same')``
+    and :func:`varseg.energy.lic_energy`; the nD kernel of :func:`gaussian_kernel` is the
+    outer product of its normalised 1D factor, so this equals the full nD correlation.
     """
     out = np.asarray(u, dtype=np.float64)
+    if out.ndim == 2 and k1.size <= _FFT_TAPS and min(out.shape) >= k1.size:
+        res = np.empty_like(out)
+        _lic_kernels.smooth_2d(out, k1, np.empty_like(out), res)
+        return res
+    if k1.size > _FFT_TAPS:  # wide kernel: FFT per axis (O(n log n) instead of O(n r))
+        for ax in range(out.ndim):
+            shape = [1] * out.ndim
+            shape[ax] = k1.size
+            out = signal.fftconvolve(out, k1.reshape(shape), mode="same", axes=ax)
+        return out
     for ax in range(out.ndim):
         out = ndimage.correlate1d(out, k1, axis=ax, mode="constant", cval=0.0)
     return out
+
+
+class _Data:
+    """Fixed data of one solve: internal image ``x`` (C,) + S on [0, 255] (0 outside the
+    mask), mask ``inside`` (bool S) and its weights ``w``, 1D kernel ``k1``, ``k1w = K * w``
+    (``K * 1`` without a mask) and ``sx2`` = :math:`\\sum_{ch} x^2`."""
+
+    def __init__(self, x, inside, sigma):
+        self.x, self.inside = x, inside
+        self.masked = not bool(inside.all())
+        self.w = inside.astype(np.float64)
+        self.k1 = gaussian_kernel(sigma, 1, _TRUNCATE)
+        self.k1w = _smooth(self.w, self.k1)
+        self.sx2 = np.einsum("c...,c...->...", x, x)
+
+    def moments(self, b):
+        """:math:`K * (w b)` and :math:`K * (w b^2)`."""
+        wb = self.w * b
+        return _smooth(wb, self.k1), _smooth(wb * b, self.k1)
 
 
 def _memberships(phi, eps, n_phases):
@@ -89,101 +129,170 @@ def _level_sets_from_labels(labels, n_phases, c0):
     return np.stack([p1, p2]).astype(np.float64)
 
 
-def _update_means(x, memb, kb, kb2):
-    r"""Centres :math:`c_i` minimising :math:`E_{LIC}` for fixed :math:`M, b` (Li 2011, Eq. 21/34).
+def _update_means(data, memb, kb, kb2):
+    r"""Centres :math:`c_i` minimising :math:`E_{LIC}` for fixed :math:`M, b` (Li Eq. 21/34).
 
-    .. math:: c_i = \frac{\int (K * b)\, x\, M_i\,dr}{\int (K * b^2)\, M_i\,dr}
+    .. math:: c_i = \frac{\int_\Omega (K * wb)\, x\, M_i\,dr}{\int_\Omega (K * wb^2)\, M_i\,dr}
 
-    per channel; a class with zero denominator gets :math:`c_i = 0` (as in
-    :func:`varseg.energy.lic_energy`). Shapes: x (C,) + S, memb (K,) + S → (K, C).
+    over the mask :math:`\Omega` (weights ``w``), per channel; a class with zero denominator
+    gets :math:`c_i = 0` (as :func:`varseg.energy.lic_energy`). Returns (K, C).
     """
+    x = data.x
     n_ch, n_k = x.shape[0], memb.shape[0]
-    mf = memb.reshape(n_k, -1)
+    mf = (memb * data.w).reshape(n_k, -1)
     num = mf @ (x * kb).reshape(n_ch, -1).T  # (K, C)
     den = mf @ kb2.reshape(-1)  # (K,)
     pos = den > 0
     return np.where(pos[:, None], num / np.where(pos, den, 1.0)[:, None], 0.0)
 
 
-def _update_bias(x, memb, c, k1):
-    r"""Bias :math:`b` minimising :math:`E_{LIC}` for fixed :math:`M, c` (Li 2011, Eq. 22/35).
+def _update_bias(data, memb, c):
+    r"""Bias :math:`b` minimising :math:`E_{LIC}` for fixed :math:`M, c` (Li Eq. 22/35).
 
-    .. math:: b = \frac{K * (x J^{(1)})}{K * J^{(2)}}, \quad
-              J^{(1)} = \sum_i c_i M_i, \quad J^{(2)} = \sum_i c_i^2 M_i
+    .. math:: b = \frac{K * (w\, x \cdot J^{(1)})}{K * (w J^{(2)})}, \quad
+              J^{(1)} = \sum_i c_i M_i, \quad J^{(2)} = \sum_i |c_i|^2 M_i
 
-    summed over channels for a multichannel image (one bias for all channels). Where the
-    denominator vanishes (all centres zero in the whole kernel window, so :math:`b` does not
-    enter the energy there) :math:`b = 1`.
+    (one bias for all channels), then the gauge :math:`(b, c) \to (b/\alpha, \alpha c)` with
+    :math:`\alpha` the mean of :math:`b` over the mask (every energy term is unchanged), so
+    the bias has unit mean inside the mask. :math:`b = 1` outside the mask and where the
+    denominator vanishes (there :math:`b` does not enter the energy). Returns ``(b, c)``.
     """
-    n_k = memb.shape[0]
-    num = np.zeros(memb.shape[1:])
-    den = np.zeros(memb.shape[1:])
-    for ch in range(x.shape[0]):
-        cc = c[:, ch].reshape((n_k,) + (1,) * (memb.ndim - 1))
-        num += x[ch] * (cc * memb).sum(0)
-        den += (cc * cc * memb).sum(0)
-    num, den = _smooth(num, k1), _smooth(den, k1)
-    floor = 1e-12 * float(den.max()) if den.size else 0.0
-    ok = den > floor
-    return np.where(ok, num / np.where(ok, den, 1.0), 1.0)
+    shape, n = memb.shape[1:], data.w.size
+    num, den = np.empty(shape), np.empty(shape)
+    _lic_kernels.bias_sources(data.x.reshape(-1, n), np.ascontiguousarray(c),
+                              memb.reshape(-1, n), data.w.reshape(-1), num.reshape(-1),
+                              den.reshape(-1))
+    num, den = _smooth(num, data.k1), _smooth(den, data.k1)
+    ok = den > 1e-12 * float(den.max())
+    if data.masked:
+        ok &= data.inside
+    b = np.where(ok, num / np.where(ok, den, 1.0), 1.0)
+    alpha = float(b[data.inside].mean()) if data.masked else float(b.mean())
+    if alpha > 0:
+        if data.masked:
+            b[data.inside] /= alpha
+        else:
+            b /= alpha
+        c = c * alpha
+    return b, c
 
 
-def _residuals(x, c, k1s, kb, kb2):
-    r"""Local clustering residuals :math:`e_i` (Li 2011, Eq. 17; the data force), (K,) + S.
+def _residuals(data, c, kb, kb2):
+    r"""Local clustering residuals :math:`e_i` (Li Eq. 17; the data force), (K,) + S.
 
-    .. math:: e_i = x^2 (K * 1) - 2 c_i x (K * b) + c_i^2 (K * b^2)
+    .. math:: e_i = w\,\big(x^2 (K * w) - 2 c_i x (K * wb) + c_i^2 (K * wb^2)\big)
 
-    summed over channels.
+    summed over channels; zero outside the mask, so the background exerts no force.
     """
-    n_k = c.shape[0]
-    e = np.zeros((n_k,) + x.shape[1:])
-    for ch in range(x.shape[0]):
-        xc = x[ch]
-        for i in range(n_k):
-            ci = c[i, ch]
-            e[i] += xc * xc * k1s - 2.0 * ci * xc * kb + ci * ci * kb2
+    n = data.w.size
+    e = np.empty((c.shape[0],) + kb.shape)
+    _lic_kernels.residuals(data.x.reshape(-1, n), np.ascontiguousarray(c),
+                           data.sx2.reshape(-1), data.k1w.reshape(-1), kb.reshape(-1),
+                           kb2.reshape(-1), data.w.reshape(-1), e.reshape(c.shape[0], -1))
     return e
 
 
-def _labels(memb):
-    """Hard labels: argmax of the memberships (the :class:`Segmentation` convention)."""
-    return np.argmax(memb, axis=0).astype(np.int64)
+def _hard_labels(data, memb, c):
+    """Argmax of the memberships inside the mask; outside, the nearest centre (b = 1 there)."""
+    labels = np.argmax(memb, axis=0).astype(np.int64)
+    if data.masked:
+        out = ~data.inside
+        d2 = ((data.x[:, out][None] - c[:, :, None]) ** 2).sum(1)  # (K, n_out)
+        labels[out] = np.argmin(d2, axis=0)
+    return labels
 
 
-def _initial_level_sets(init, x, n_phases, eps, rng):
-    """Initial level sets (m,) + S for the named initialisations or a user array."""
-    shape = x.shape[1:]
-    m = 1 if n_phases == 2 else 2
-    c0 = _C0 * eps
-    if isinstance(init, str):
-        check_choice(init, _INITS, "init")
-        if init == "otsu":
+# --------------------------------------------------------------------------------------
+# Checks, initialisation, warm-up
+# --------------------------------------------------------------------------------------
+def _check_mask(mask, shape):
+    """Boolean mask of shape S (None: every pixel), with at least 2 pixels inside."""
+    if mask is None:
+        return np.ones(shape, dtype=bool)
+    arr = np.asarray(mask)
+    if arr.shape != shape:
+        raise ValueError(f"mask must have the image's spatial shape {shape}; got {arr.shape}")
+    if not (arr.dtype == bool or np.issubdtype(arr.dtype, np.integer)):
+        raise ValueError(f"mask must be boolean (or integer 0/1); got dtype {arr.dtype}")
+    inside = arr != 0
+    if np.count_nonzero(inside) < 2:
+        raise ValueError("mask must select at least 2 pixels; got "
+                         f"{np.count_nonzero(inside)}")
+    return inside
+
+
+def _check_sigma_dt(sigma, dt, mu, shape):
+    """Kernel no wider than the image; explicit-scheme bound mu*dt <= 1/(2d) (Li et al. 2010)."""
+    width = 2 * max(1, int(round(_TRUNCATE * sigma))) + 1
+    if width > max(shape):
+        raise ValueError(f"sigma={sigma!r} gives a kernel {width} px wide (2*round(2*sigma)+1), "
+                         f"wider than the image (largest side {max(shape)} px)")
+    ndim = sum(s > 1 for s in shape)
+    bound = 1.0 / (2 * ndim)
+    if mu * dt > bound:
+        raise ValueError(f"dt must satisfy mu*dt <= 1/(2*ndim) = {bound:g} (stability of the "
+                         f"explicit scheme); got dt={dt!r} with mu={mu!r}")
+
+
+def _resolve_budget(max_iter, n_outer):
+    """``max_iter``, or the deprecated ``n_outer`` (with a DeprecationWarning)."""
+    if n_outer is not None:
+        warnings.warn("bias_field_levelset: n_outer is deprecated, use max_iter",
+                      DeprecationWarning, stacklevel=3)
+        max_iter = n_outer
+    return check_int(max_iter, "n_outer" if n_outer is not None else "max_iter")
+
+
+def _resolve_init(init):
+    if isinstance(init, str) and init in _DEPRECATED_INITS:
+        new = _DEPRECATED_INITS[init]
+        warnings.warn(f"bias_field_levelset: init={init!r} is deprecated, use init={new!r} "
+                      "(in chan_vese 'checkerboard' is a sin·sin level set)",
+                      DeprecationWarning, stacklevel=3)
+        return new
+    return init
+
+
+def _label_init(init, data, n_phases, rng):
+    """Label map (int S) of the named initialisations."""
+    check_choice(init, _INITS, "init")
+    shape, inside = data.inside.shape, data.inside
+    if init in ("kmeans", "otsu"):
+        vals = data.x[:, inside]  # (C, n): the mask's pixels only
+        lab = np.zeros(shape, dtype=np.int64)
+        if init == "kmeans":
+            lab[inside] = kmeans_partition(vals, n_phases)
+        else:
             from skimage.filters import threshold_multiotsu
 
-            g = x.mean(0)
+            g = vals.mean(0)
             try:
                 thresholds = threshold_multiotsu(g, n_phases)
             except ValueError:  # fewer distinct values than classes
                 thresholds = np.quantile(g, np.arange(1, n_phases) / n_phases)
-            return _level_sets_from_labels(np.digitize(g, thresholds), n_phases, c0)
-        blocks = np.meshgrid(*[np.arange(s) // _BLOCK for s in shape], indexing="ij")
-        if init == "random":
-            nb = [int(b.max()) + 1 for b in blocks]
-            lab = rng.integers(0, n_phases, size=nb)[tuple(blocks)]
-        else:  # "regions" / "checkerboard"
-            parity = sum(blocks) % 2
-            lab = parity if n_phases == 2 else np.minimum(
-                parity + 2 * ((blocks[-1] // 2) % 2), n_phases - 1)
-        return _level_sets_from_labels(lab, n_phases, c0)
-    arr = np.asarray(init)
+            lab[inside] = np.digitize(g, thresholds)
+        return lab
+    blocks = np.meshgrid(*[np.arange(s) // _BLOCK for s in shape], indexing="ij")
+    if init == "random":
+        nb = [int(b.max()) + 1 for b in blocks]
+        return rng.integers(0, n_phases, size=nb)[tuple(blocks)]
+    parity = sum(blocks) % 2  # "regions": blocks in a checkerboard / 2x2 sign pattern
+    if n_phases == 2:
+        return parity
+    return np.minimum(parity + 2 * ((blocks[-1] // 2) % 2), n_phases - 1)
+
+
+def _array_init(arr, shape, n_phases, c0):
+    """Level sets (m,) + S from a user label map or level-set array."""
+    m = 1 if n_phases == 2 else 2
     if arr.dtype == object or not (np.issubdtype(arr.dtype, np.number) or arr.dtype == bool):
-        raise ValueError(f"init must be one of {list(_INITS)} or a numeric array; got {init!r}")
+        raise ValueError(f"init must be one of {list(_INITS)} or a numeric array; got "
+                         f"dtype {arr.dtype}")
     if (np.issubdtype(arr.dtype, np.integer) or arr.dtype == bool) and arr.shape == shape:
         arr = arr.astype(np.int64)
         if arr.min() < 0 or arr.max() >= n_phases:
-            raise ValueError(
-                f"init label map must have values in 0..{n_phases - 1}; got range "
-                f"{arr.min()}..{arr.max()}")
+            raise ValueError(f"init label map must have values in 0..{n_phases - 1}; got "
+                             f"range {arr.min()}..{arr.max()}")
         return _level_sets_from_labels(arr, n_phases, c0)
     if m == 1 and arr.shape == shape:
         arr = arr[None]
@@ -199,202 +308,318 @@ def _initial_level_sets(init, x, n_phases, eps, rng):
     return arr
 
 
+def _initial_level_sets(init, data, n_phases, eps, rng):
+    """Initial level sets (m,) + S for the named initialisations or a user array."""
+    c0 = _C0 * eps
+    if isinstance(init, str):
+        return _level_sets_from_labels(_label_init(init, data, n_phases, rng), n_phases, c0)
+    return _array_init(np.asarray(init), data.inside.shape, n_phases, c0)
+
+
+def _warm_up():
+    """Compile (or load from Numba's cache) the kernels once per process, before any clock."""
+    if _WARM:
+        return
+    logger.info("compiling Numba kernels once, about %d s (much less from a warm Numba cache)",
+                _COMPILE_S)
+    t = time.perf_counter()
+    for m, k in ((1, 2), (2, 4)):
+        phi = np.ones((m, 1, 6, 6))
+        _lic_kernels.evolve(phi, np.zeros((k, 1, 6, 6)), 1.0, 1.0, 0.1, 1.0, 1)
+    data = _Data(np.ones((1, 6, 6)), np.ones((6, 6), bool), 0.5)  # smooth_2d
+    memb = _memberships(np.ones((1, 6, 6)), 1.0, 2)
+    kb, kb2 = data.moments(np.ones((6, 6)))
+    _update_bias(data, memb, _update_means(data, memb, kb, kb2))
+    _residuals(data, np.ones((2, 1)), kb, kb2)
+    energy_from_labels(np.zeros((6, 6)), np.zeros((6, 6), np.int64), 0.1, n_phases=2)
+    _WARM.append(time.perf_counter() - t)
+    logger.debug("Numba kernels ready in %.1f s", _WARM[0])
+
+
+# --------------------------------------------------------------------------------------
+# Image scaling and the iteration
+# --------------------------------------------------------------------------------------
+def _internal_image(x_in, inside):
+    """``(y, x0, span)``: ``y = 255 (x - x0) / span`` inside the mask, 0 outside.
+
+    :math:`x_0 = \\min(0, \\min_\\Omega x)` (a non-negative image is only divided, which keeps
+    the model :math:`x = b\\,c` intact), ``span`` the largest :math:`x - x_0` in the mask;
+    ``span = 0`` for an image constant in the mask (every channel).
+    """
+    vals = x_in[:, inside]
+    x0 = min(0.0, float(vals.min()))
+    with np.errstate(over="ignore", invalid="ignore"):
+        span = float((vals - x0).max())
+        if not np.isfinite(span):
+            raise ValueError("image range overflows float64 (max - min is not finite); "
+                             "rescale the image")
+        if span == 0 or not np.ptp(vals, axis=1).any():  # constant in the mask
+            return np.zeros_like(x_in), x0, 0.0
+        y = np.where(inside[None], (x_in - x0) / span, 0.0) * _INTERNAL_MAX
+    return y, x0, span
+
+
+def _iterate(data, phi, cfg, xn):
+    """The alternating minimisation (Li Section III-C): level sets, centres, bias."""
+    k, eps, shape = cfg["n_phases"], cfg["eps"], data.inside.shape
+    m = phi.shape[0]
+    phi4 = np.ascontiguousarray(phi.reshape((m,) + (1,) * (4 - phi.ndim) + shape))
+    b = np.ones(shape)
+    kb, kb2 = data.moments(b)
+    memb = _memberships(phi, eps, k)
+    # initial centres: those of the initial hard partition (the soft memberships of the
+    # ±2ε steps mix every class into every centre: H_ε(2ε) = 0.85)
+    hard = _memberships(np.where(phi >= 0, np.inf, -np.inf), eps, k)
+    c = _update_means(data, hard, kb, kb2)
+    labels = _hard_labels(data, memb, c)
+    e = _residuals(data, c, kb, kb2)
+    hist = {"energy": [], "lic": [], "change": [], "times": []}
+    n_in, converged, it = max(1, int(np.count_nonzero(data.inside))), False, 0
+    for it in range(1, cfg["max_iter"] + 1):
+        # 1. level sets: n_inner steps with c, b (hence e_i) fixed (Li Eq. 20 / 33)
+        _lic_kernels.evolve(phi4, e.reshape((k,) + phi4.shape[1:]), cfg["nu"], cfg["mu"],
+                            cfg["dt"], eps, cfg["n_inner"])
+        if not np.isfinite(phi4.sum()):  # NaN or Inf anywhere (|phi| never nears 1e308)
+            raise ValueError(f"level sets became NaN/Inf at iteration {it}: reduce dt "
+                             f"(dt={cfg['dt']!r})")
+        phi = phi4.reshape((m,) + shape)
+        memb = _memberships(phi, eps, k)
+        c = _update_means(data, memb, kb, kb2)  # 2. centres (Li Eq. 21 / 34)
+        b, c = _update_bias(data, memb, c)  # 3. bias (Li Eq. 22 / 35), unit mean in mask
+        kb, kb2 = data.moments(b)
+        e = _residuals(data, c, kb, kb2)  # data force of the next iteration
+        new = _hard_labels(data, memb, c)
+        change = float(np.count_nonzero((new != labels) & data.inside)) / n_in
+        labels = new
+        hist["energy"].append(energy_from_labels(xn, labels, cfg["lam"], n_phases=k).total)
+        hist["lic"].append(float(np.vdot(e, memb)) / _INTERNAL_MAX**2)
+        hist["change"].append(change)
+        hist["times"].append(time.perf_counter() - cfg["t0"])
+        if change <= cfg["tol"]:
+            converged = True
+            break
+    return phi, memb, labels, c, b, hist, it, converged
+
+
+def _constant_solution(data, x_in, phi_shape, cfg, xn):
+    """The trivial minimiser of an image constant in the mask: one phase, unit bias."""
+    k, eps = cfg["n_phases"], cfg["eps"]
+    phi = np.full(phi_shape, _C0 * eps)
+    memb = _memberships(phi, eps, k)
+    labels = np.zeros(data.inside.shape, dtype=np.int64)
+    c = None  # the centres are the constant itself (see _result)
+    e_ms = energy_from_labels(xn, labels, cfg["lam"], n_phases=k).total
+    hist = {"energy": [e_ms], "lic": [0.0], "change": [0.0],
+            "times": [time.perf_counter() - cfg["t0"]]}
+    return phi, memb, labels, c, np.ones(data.inside.shape), hist, 0, True
+
+
+def _result(out, data, x_in, gray, x0, span, cfg, channel_axis, ndim_in):
+    """Package the solver state as a :class:`Segmentation` in the input's units."""
+    phi, memb, labels, c, b, hist, n_iter, converged = out
+    bias = np.maximum(b, _BIAS_FLOOR)
+    corrected = x0 + (x_in - x0) / bias[None]
+    if c is None:  # constant image: every centre is the constant
+        means = np.repeat(x_in[:, data.inside][:, :1].T, memb.shape[0], axis=0)
+    else:  # centres of the corrected image, input units
+        means = x0 + c * (span / _INTERNAL_MAX)
+    if data.masked:  # one-hot memberships of the nearest-centre labels outside the mask
+        out_mask = ~data.inside
+        memb = memb.copy()
+        memb[:, out_mask] = labels[out_mask][None] == np.arange(memb.shape[0])[:, None]
+    if gray:
+        corrected, means = corrected[0], means[:, 0]
+    else:
+        corrected = np.moveaxis(corrected, 0, channel_axis % ndim_in)
+    extras = {
+        "corrected": corrected,
+        "lic_energy": np.asarray(hist["lic"], dtype=np.float64),
+        "label_change": np.asarray(hist["change"], dtype=np.float64),
+        "scale": _INTERNAL_MAX / span if span > 0 else 1.0,
+        "offset": float(x0),
+    }
+    params = {key: v for key, v in cfg.items() if key != "t0"}
+    return Segmentation(
+        labels=labels, memberships=memb.astype(np.float32),
+        means=np.asarray(means, dtype=np.float64),
+        energy=np.asarray(hist["energy"], dtype=np.float64), n_iter=int(n_iter),
+        converged=bool(converged), elapsed=time.perf_counter() - cfg["t0"], method="lic",
+        params=params, bias=bias, level_sets=np.asarray(phi, dtype=np.float64),
+        times=np.asarray(hist["times"], dtype=np.float64), extras=extras)
+
+
+def _config(n_phases, sigma, nu, mu, dt, eps, max_iter, n_inner, init, lam, seed, tol,
+            channel_axis, shape, masked):
+    """Validated parameters (the JSON-serialisable ``params`` of the result)."""
+    k = check_n_phases(n_phases, max_phases=4)
+    sigma = check_positive(sigma, "sigma")
+    dt = check_positive(dt, "dt")
+    eps = check_positive(eps, "eps")
+    mu = check_positive(mu, "mu", allow_zero=True)
+    nu = _NU_DEFAULT if nu is None else check_positive(nu, "nu", allow_zero=True)
+    lam = _LAM_DEFAULT if lam is None else check_positive(lam, "lam", allow_zero=True)
+    try:
+        tol = float(tol)
+    except (TypeError, ValueError):
+        raise ValueError(f"tol must be a number; got {tol!r}") from None
+    if not np.isfinite(tol):
+        raise ValueError(f"tol must be finite; got {tol!r}")
+    if min(shape) < 3:
+        raise ValueError(f"each spatial axis of image must have at least 3 pixels; got "
+                         f"spatial shape {shape}")
+    _check_sigma_dt(sigma, dt, mu, shape)
+    return {"n_phases": k, "sigma": sigma, "nu": nu, "mu": mu, "dt": dt, "eps": eps,
+            "max_iter": max_iter, "n_inner": check_int(n_inner, "n_inner"),
+            "init": init if isinstance(init, str) else "array", "lam": float(lam),
+            "seed": int(seed) if isinstance(seed, (int, np.integer)) else None, "tol": tol,
+            "channel_axis": channel_axis, "truncate": _TRUNCATE, "masked": masked,
+            "normalised": True}
+
+
 # --------------------------------------------------------------------------------------
 # Public solver
 # --------------------------------------------------------------------------------------
-def bias_field_levelset(image, n_phases=2, *, sigma=4.0, nu=None, mu=1.0, dt=0.1, eps=1.0,
-                        n_outer=100, n_inner=10, init="regions", lam=None, seed=None,
-                        tol=1e-4, channel_axis=None):
+def bias_field_levelset(image, n_phases=2, *, mask=None, sigma=4.0, nu=None, mu=1.0, dt=0.1,
+                        eps=1.0, max_iter=100, n_inner=10, init="regions", lam=None, seed=None,
+                        tol=1e-4, channel_axis=None, n_outer=None):
     r"""Segment an image with intensity inhomogeneity by Li et al.'s bias-field level set.
 
     Local intensity clustering (LIC) of Li et al. 2011 [1]_ (Eq. 5-6 of Kim & Ye 2019 [3]_):
     the image is modelled as :math:`x = b\,t + n` with a smooth positive bias :math:`b` and a
-    piecewise-constant :math:`t = \sum_i c_i \chi_i`. With a truncated Gaussian kernel
-    :math:`K` (std ``sigma``, radius :math:`\mathrm{round}(2\sigma)`,
-    :func:`varseg.energy.gaussian_kernel` with ``truncate=2``) the energy is
+    piecewise-constant :math:`t = \sum_i c_i \chi_i` (Li Eq. 1). With a truncated Gaussian
+    kernel :math:`K` (std ``sigma``, radius :math:`\mathrm{round}(2\sigma)`,
+    :func:`varseg.energy.gaussian_kernel` with ``truncate=2``) and the mask :math:`\Omega`
+    (weights :math:`w`, the whole image by default) the energy is
 
     .. math::
 
-        F(\phi, c, b) = \sum_{i=1}^K \int e_i(r) M_i(\phi(r))\,dr
+        F(\phi, c, b) = \sum_{i=1}^K \int_\Omega e_i(r) M_i(\phi(r))\,dr
             + \nu \sum_j \int \delta_\varepsilon(\phi_j) |\nabla\phi_j|\,dr
             + \mu \sum_j \int \tfrac12 (|\nabla\phi_j| - 1)^2\,dr,
 
-        e_i(r) = \int K(r' - r) |x(r) - b(r') c_i|^2 dr'
-               = x^2 (K * 1) - 2 c_i x (K * b) + c_i^2 (K * b^2)
+        e_i(r) = \int_\Omega K(r' - r) |x(r) - b(r') c_i|^2 dr'
+               = x^2 (K * w) - 2 c_i x (K * wb) + c_i^2 (K * wb^2)
 
-    (first term: Eq. 6 of [3]_, :func:`varseg.energy.lic_energy`; Li 2011 Eq. 15-17), the
-    arc length with weight :math:`\nu`, and the distance-regularisation term of DRLSE [2]_.
+    (first term: Eq. 6 of [3]_, :func:`varseg.energy.lic_energy`; Li Eq. 15-17), the arc
+    length with weight :math:`\nu`, and the distance regularisation of DRLSE [2]_. Level sets
+    and memberships (Li Section IV), :math:`H_j = H_\varepsilon(\phi_j)`: K = 2,
+    :math:`(H_1, 1 - H_1)`; K = 3, :math:`(H_1 H_2, H_1(1 - H_2), 1 - H_1)`; K = 4,
+    :math:`(H_1 H_2, H_1(1 - H_2), (1 - H_1)H_2, (1 - H_1)(1 - H_2))`.
 
-    Level sets and memberships (Li 2011, Section IV), :math:`H_j = H_\varepsilon(\phi_j)`:
+    Each outer iteration (Li Section III-C; Li Eq. 20-22 for two phases, 33-35 for more):
 
-    ===  ===========  ==========================================================
-    K    level sets   memberships :math:`M_1, \dots, M_K`
-    ===  ===========  ==========================================================
-    2    1            :math:`H_1,\; 1 - H_1`
-    3    2            :math:`H_1 H_2,\; H_1 (1 - H_2),\; 1 - H_1` (Li's three-phase form)
-    4    2            :math:`H_1 H_2,\; H_1 (1 - H_2),\; (1 - H_1) H_2,\; (1 - H_1)(1 - H_2)`
-    ===  ===========  ==========================================================
+    1. ``n_inner`` explicit steps of the gradient flow of the level sets with :math:`c, b`
+       fixed (Li Eq. 20/33),
+       :math:`\partial_t\phi_j = \delta_\varepsilon(\phi_j)(f_j + \nu\kappa_j)
+       + \mu(\Delta\phi_j - \kappa_j)`, :math:`f_j = -\sum_i e_i\,\partial M_i/\partial H_j`,
+       :math:`\kappa_j = \operatorname{div}(\nabla\phi_j/|\nabla\phi_j|)`, discretised as
+       Li's code (:mod:`varseg.levelset._lic_kernels`);
+    2. centres, the exact minimiser for fixed :math:`M, b` (Li Eq. 21/34):
+       :math:`c_i = \int_\Omega (K*wb)\,x\,M_i / \int_\Omega (K*wb^2)\,M_i`;
+    3. bias, the exact minimiser for fixed :math:`M, c` (Li Eq. 22/35):
+       :math:`b = K*(w\,x J^{(1)}) / K*(w J^{(2)})`, :math:`J^{(1)} = \sum_i c_i M_i`,
+       :math:`J^{(2)} = \sum_i c_i^2 M_i`, then normalised to unit mean inside the mask
+       (:math:`(b, c) \to (b/\alpha, \alpha c)` leaves every term unchanged).
 
-    Algorithm (each outer iteration, Li 2011 Section III-C, Eq. 20-22 for two phases and
-    Eq. 33-35 for the multiphase case):
-
-    1. level sets, ``n_inner`` explicit steps of the gradient flow (Li 2011 Eq. 20/33) with
-       :math:`c, b` fixed,
-
-       .. math::
-
-           \frac{\partial\phi_j}{\partial t} = \delta_\varepsilon(\phi_j)\, f_j
-             + \nu\,\delta_\varepsilon(\phi_j)\operatorname{div}\frac{\nabla\phi_j}
-               {|\nabla\phi_j|}
-             + \mu\Big(\nabla^2\phi_j - \operatorname{div}\frac{\nabla\phi_j}
-               {|\nabla\phi_j|}\Big),
-           \qquad f_j = -\sum_i e_i \frac{\partial M_i}{\partial H_j}
-
-       (two phases: :math:`f = -(e_1 - e_2)`), discretised as Li's code does: Neumann
-       boundary ``NeumannBoundCond``, ``curvature_central`` and the 5-point Laplacian
-       ``4*del2`` (see :mod:`varseg.levelset._lic_kernels`), Numba-compiled;
-    2. centres, the exact minimiser of :math:`E_{LIC}` for fixed :math:`M, b`
-       (Li 2011 Eq. 21 / 34):
-       :math:`c_i = \int (K*b)\,x\,M_i\,dr \,/\, \int (K*b^2)\,M_i\,dr`;
-    3. bias, the exact minimiser of :math:`E_{LIC}` for fixed :math:`M, c`
-       (Li 2011 Eq. 22 / 35):
-       :math:`b = K*(x J^{(1)}) / K*J^{(2)}`, :math:`J^{(1)} = \sum_i c_i M_i`,
-       :math:`J^{(2)} = \sum_i c_i^2 M_i`.
-
-    Convolutions use zero padding outside the image (so :math:`K*1 < 1` near the border, as
-    in Li's ``conv2(·, 'same')`` and in :func:`varseg.energy.lic_energy`) with exactly the
-    kernel of :func:`varseg.energy.gaussian_kernel`, applied separably. The bias starts at
-    :math:`b = 1` and the centres at the step-2 value for the initial memberships.
-
-    Intensity scale. Li's parameters are tuned for intensities in [0, 255]. The image is
-    multiplied internally by :math:`s = 255 / \max|x|` (a pure scaling keeps the model
-    :math:`x = b\,c` intact, unlike a min-max rescaling), so the same defaults work for images
-    in [0, 1], [0, 255] or any other range and the result does not depend on the scale
-    (``image`` and ``255 * image`` give the same labels). ``nu`` is expressed on this internal
-    scale: the default :math:`\nu = 0.001 \cdot 255^2 = 65.025` is Li's. Since :math:`E_{LIC}`
-    scales with :math:`s^2`, this equals :math:`\nu_{orig} = 0.001 \max|x|^2` in the units of
-    the input image.
-
-    Outputs are in the input's scale: :math:`b\,c_i \approx x` on region :math:`i`, with the
-    bias normalised to mean 1 over the image (the model only fixes the product :math:`b\,c`;
-    :math:`(b, c) \to (\alpha b, c/\alpha)` leaves every term unchanged, and the solver
-    applies this normalisation after every bias update), so ``means`` are intensities of the
-    bias-corrected image ``extras["corrected"] = image / bias``.
+    Intensity scale. The solver works on :math:`y = 255\,(x - x_0)/s` with
+    :math:`x_0 = \min(0, \min_\Omega x)` and :math:`s` the range of :math:`x - x_0` in the
+    mask (a non-negative image is only divided, which keeps :math:`x = b\,c` intact), the
+    scale Li's parameters are tuned for; so ``image`` and ``255 * image`` give the same
+    labels, and ``nu`` is on this [0, 255] scale (default :math:`0.001 \cdot 255^2`, Li's).
 
     Parameters
     ----------
     image : array_like, shape (H, W) or (D, H, W), or with a channel axis
-        Image with intensity inhomogeneity, intended non-negative (MR magnitude images).
-        Each spatial axis needs at least 3 pixels. Multichannel images share one bias field;
-        :math:`|\cdot|^2` is the squared Euclidean norm over channels.
+        Image with intensity inhomogeneity (MR magnitude images). Each spatial axis needs at
+        least 3 pixels. Multichannel images share one bias field.
     n_phases : {2, 3, 4}
         Number of classes K (one level set for 2, two for 3 and 4).
+    mask : array_like of bool, shape S, optional
+        Region :math:`\Omega` to segment (e.g. a brain mask). Pixels outside are excluded
+        from the clustering, the centres and the bias estimate and exert no force on the
+        level sets; they get the label of the nearest centre (bias 1 there). Default: all.
     sigma : float
-        Standard deviation (pixels) of the Gaussian kernel :math:`K` (Li's :math:`\sigma`,
-        default 4); larger values assume a smoother bias.
+        Standard deviation (pixels) of :math:`K` (Li's :math:`\sigma`, default 4); larger
+        values assume a smoother bias. The kernel (``2*round(2*sigma)+1`` px) may not be
+        wider than the image.
     nu : float, optional
         Arc-length weight :math:`\nu` on the internal [0, 255] scale; default
-        :math:`0.001 \cdot 255^2` (Li's setting).
+        :math:`0.001 \cdot 255^2` (Li's).
     mu : float
         Distance-regularisation weight :math:`\mu` (default 1, Li's).
     dt : float
-        Time step of the level-set flow (default 0.1, Li's; the explicit scheme needs
-        :math:`\mu\,dt < 1/(2d)` in d dimensions).
+        Time step (default 0.1, Li's); must satisfy :math:`\mu\,dt \le 1/(2d)` in d
+        dimensions, the stability bound of the explicit scheme.
     eps : float
-        Width :math:`\varepsilon` of :math:`H_\varepsilon` and :math:`\delta_\varepsilon`
-        (default 1).
-    n_outer : int
+        Width :math:`\varepsilon` of :math:`H_\varepsilon` and :math:`\delta_\varepsilon`.
+    max_iter : int
         Maximum number of outer iterations (level sets, then centres, then bias).
     n_inner : int
         Level-set steps per outer iteration (Li's ``iter_inner``, default 10).
-    init : {"regions", "otsu", "random"} or ndarray
-        Initial level sets, binary step functions :math:`\pm 2\varepsilon` (as Li's code,
-        whose demos start from a rectangle):
-
-        * ``"regions"`` (default; ``"checkerboard"`` is a synonym): the image tiled into
-          8-pixel blocks, assigned to the phases in a checkerboard (K = 2) or in the 2×2
-          sign pattern of the two level sets (K = 3, 4). It does not look at the image, so
-          the initial centres are nearly equal and the first iterations separate the classes
-          gradually while the bias adapts (the most reliable start measured, see Notes);
-        * ``"otsu"``: the K multi-Otsu intensity classes of the (channel-mean) image, i.e.
-          the plain global clustering; LIC then tends to stay near that answer, which is
-          right only where the bias is mild;
-        * ``"random"``: a random phase for each 8-pixel block (uses ``seed``);
-        * an integer (or boolean) label map of shape S with values ``0 .. K-1``, converted
-          to level sets :math:`\pm 2\varepsilon` whose memberships give those labels;
-        * float level sets of shape ``(m,) + S`` (m = 1 for K = 2, else 2), or S for K = 2,
-          used as they are (:math:`\phi_j \ge 0` is "inside").
+    init : {"regions", "kmeans", "otsu", "random"} or ndarray
+        Initial level sets, binary steps :math:`\pm 2\varepsilon`: ``"regions"`` (default)
+        8-pixel blocks in a checkerboard (K = 2) or the 2×2 sign pattern of the two level
+        sets, independent of the image (``"checkerboard"`` is its deprecated old name);
+        ``"kmeans"`` the optimal 1D k-means classes of the mask's pixels
+        (:func:`varseg.levelset.init.kmeans_partition`); ``"otsu"`` the multi-Otsu classes
+        of the mask's pixels; ``"random"`` a random phase per 8-pixel block (``seed``); an
+        integer or boolean label map of shape S with values ``0 .. K-1``; or float level
+        sets of shape ``(m,) + S`` (m = 1 for K = 2, else 2), or S for K = 2.
     lam : float, optional
-        :math:`\lambda` of the shared piecewise-constant Mumford–Shah energy recorded in
-        ``energy`` (:func:`varseg.energy.energy_from_labels`, input scale). Default
-        :math:`\nu_{orig}/2 = \nu \max|x|^2 / (2 \cdot 255^2)`: the arc-length weight of this
-        model in the input's units, halved because the shared energy counts every boundary
-        twice (once from each side). Pass the same value to other solvers to compare them.
+        :math:`\lambda` of the shared Mumford–Shah energy recorded in ``energy``, default
+        0.125 (Chan–Vese's default :math:`\mu/2`, as every method).
     seed : int or numpy.random.Generator, optional
         Randomness of ``init="random"``.
     tol : float
-        Stopping rule: stop (``converged=True``) after the first outer iteration in which at
-        most a fraction ``tol`` of the pixels changed their hard label. ``tol=0`` stops when
-        the labels are unchanged; a negative value disables the test.
+        Stop (``converged=True``) after the first outer iteration in which at most a
+        fraction ``tol`` of the mask's pixels changed label; negative disables the test.
     channel_axis : int, optional
         Channel axis of a multichannel image (scikit-image convention).
+    n_outer : int, optional
+        Deprecated alias of ``max_iter`` (``DeprecationWarning``), removed in the next
+        release.
 
     Returns
     -------
     Segmentation
-        ``method="lic"``;
+        ``method="lic"``; ``labels`` (argmax of the memberships in the mask), ``memberships``
+        ((K,) + S, float32; one-hot outside the mask), ``means`` ((K,) or (K, C), centres of
+        the corrected image in the input's units, :math:`x_0 + s\,c_i/255`), ``bias``
+        (positive, unit mean in the mask, clipped at :math:`10^{-6}`), ``level_sets``;
+        ``energy``: the shared energy (Eq. 1) of the hard labels on the [0, 1] min–max
+        normalised image (:func:`varseg.compare.shared_energy`, ``params["lam"]``) after
+        every outer iteration; ``extras["lic_energy"]``: :math:`\sum_i\int_\Omega e_i M_i` on
+        :math:`y/255` (equal to :func:`varseg.energy.lic_energy` of ``(x - x0)/s`` without a
+        mask), ``extras["label_change"]``, ``extras["corrected"]``
+        (:math:`x_0 + (x - x_0)/b`), ``extras["scale"]`` (:math:`255/s`),
+        ``extras["offset"]`` (:math:`x_0`). ``elapsed`` excludes Numba compilation.
 
-        * ``labels`` (S, int64): argmax of the memberships (for K = 2 and 4 this is the sign
-          pattern of the level sets; for K = 3 it can differ from it in a band of width
-          :math:`\sim\varepsilon` around the zero level of :math:`\phi_1`);
-        * ``memberships`` ((K,) + S, float32): :math:`M_i(\phi)` with the regularised
-          :math:`H_\varepsilon`;
-        * ``means`` ((K,) or (K, C)): centres :math:`c_i` in the input's units (see above);
-        * ``bias`` (S, float64): :math:`b`, positive, mean 1 (clipped below at
-          :math:`10^{-6}` so that ``image / bias`` is finite);
-        * ``level_sets`` ((m,) + S, float64);
-        * ``energy``: shared Mumford–Shah energy (Eq. 1, piecewise constant, no bias) of the
-          hard labels after every outer iteration, so it can be compared with Chan–Vese;
-          ``params["lam"]`` holds the λ used;
-        * ``extras["lic_energy"]``: :math:`E_{LIC}` (Eq. 6) of the soft memberships, centres
-          and bias after every outer iteration, in the input's units: the value of
-          ``lic_energy(image, memberships, bias, sigma=sigma, means=means)``
-          (:func:`varseg.energy.lic_energy`, same kernel, same zero padding), evaluated from
-          the convolutions the solver already holds, :math:`\sum_i\sum_r e_i M_i`; equal
-          to the shared function's value up to rounding (tested), at no extra cost (the
-          shared function's full nD correlation would dominate the run time, in 3D by far);
-        * ``extras["label_change"]``: fraction of pixels whose label changed in each outer
-          iteration; ``extras["corrected"]``: ``image / bias`` in the input layout;
-          ``extras["scale"]``: the internal factor :math:`s`;
-        * ``times``: seconds since the start at each record.
+    Raises
+    ------
+    ValueError
+        Bad argument (named in the message), a kernel wider than the image, ``mu*dt`` above
+        the stability bound, a mask of the wrong shape.
+
+    See Also
+    --------
+    varseg.levelset.chan_vese.chan_vese : The piecewise-constant model without a bias.
+    varseg.energy.lic_energy : :math:`E_{LIC}` (Eq. 6) of any memberships and bias.
+    varseg.compare.shared_energy : The ruler of the recorded ``energy``.
 
     Notes
     -----
-    What decreases. Steps 2 and 3 are exact minimisers, so for fixed memberships neither
-    can increase :math:`E_{LIC}` (tested). Step 1 descends the full energy :math:`F`
-    (:math:`E_{LIC}` plus length and regularisation) with an explicit finite step, so
-    :math:`E_{LIC}` alone may rise slightly when the length term shortens a contour, and the
-    explicit step gives no strict guarantee even for :math:`F`; in practice the recorded
-    ``extras["lic_energy"]`` decreases except for small relative fluctuations at
-    convergence.
-
-    Local minima. :math:`F` is not convex and the data force is strong (the first inner
-    steps reassign almost every pixel), so the result depends on the start. The bias is
-    identifiable only through windows of radius :math:`2\sigma` that contain several
-    classes: a uniform region much larger than the window, whose intensity varies by more
-    than the contrast between classes, costs almost nothing to split into two phases with a
-    compensating bias, and is split unless the start already labels it correctly. Measured
-    on 18 synthetic 96×96 images per K (K classes from thresholded smoothed noise, smoothing
-    4, 6 or 8 px; ramp / quadratic / Gaussian bias 0.6 → 1.4; noise 0.02), the fraction
-    with Dice ≥ 0.95 was, for K = 3, 16/18 from ``"regions"`` (mean Dice 0.97), 15/18 from
-    ``"random"`` (0.97) and 1/18 from ``"otsu"`` (0.89); for K = 4 only 3/18, 0/18 and 0/18
-    (means 0.91, 0.75, 0.70): with four classes, neighbouring classes have similar
-    intensity ratios, which a multiplicative bias cannot tell apart locally.
-
-    A constant image (including an all-zero one) has no contrast to cluster: the solver
-    returns without iterating (``n_iter=0``, ``converged=True``) with every pixel in phase
-    0, the initial level sets set to :math:`+2\varepsilon`, all centres equal to the
-    constant, a unit bias, ``corrected`` equal to the image and one energy record.
+    Steps 2 and 3 are exact minimisers (neither increases :math:`E_{LIC}` for fixed
+    memberships); step 1 is an explicit descent of :math:`F`. :math:`F` is not convex: the
+    bias is identifiable only through windows of radius :math:`2\sigma` that contain several
+    classes, so a uniform region much larger than the window can be absorbed by the bias.
+    On brain MRI pass the brain mask, start from ``init="kmeans"``, take a kernel wider than
+    the structures to segment (the BraTS FLAIR slice of tutorial 4: ``sigma=40`` on 240 px)
+    and a weak distance regularisation (``mu=0.01``): the term
+    :math:`\mu(\Delta\phi - \kappa)` is not weighted by :math:`\delta_\varepsilon`, and
+    once :math:`|\phi|` is large its diffusion erodes thin classes. The initial centres are
+    those of the initial hard partition. The experiments behind these remarks are in the
+    gallery (``examples/plot_10_lic_experiments.py``). An image constant in the mask returns
+    at once (``n_iter=0``): phase 0 everywhere, unit bias.
 
     References
     ----------
@@ -423,139 +648,21 @@ def bias_field_levelset(image, n_phases=2, *, sigma=4.0, nu=None, mu=1.0, dt=0.1
     >>> bool(np.corrcoef(seg.bias.ravel(), bias.ravel())[0, 1] > 0.99)
     True
     """
-    t0 = time.perf_counter()
+    max_iter = _resolve_budget(max_iter, n_outer)
+    init = _resolve_init(init)
     x_in, gray = as_channels_first(image, channel_axis)
-    k = check_n_phases(n_phases, max_phases=4)
-    sigma = check_positive(sigma, "sigma")
-    dt = check_positive(dt, "dt")
-    eps = check_positive(eps, "eps")
-    mu = check_positive(mu, "mu", allow_zero=True)
-    nu = _NU_DEFAULT if nu is None else check_positive(nu, "nu", allow_zero=True)
-    n_outer = _check_count(n_outer, "n_outer")
-    n_inner = _check_count(n_inner, "n_inner")
-    try:
-        tol = float(tol)
-    except (TypeError, ValueError):
-        raise ValueError(f"tol must be a number; got {tol!r}") from None
-    if not np.isfinite(tol):
-        raise ValueError(f"tol must be finite; got {tol!r}")
     shape = x_in.shape[1:]
-    if min(shape) < 3:
-        raise ValueError(f"each spatial axis of image must have at least 3 pixels; got "
-                         f"spatial shape {shape}")
-    rng = resolve_rng(seed)
-
-    amax = float(np.abs(x_in).max())
-    const = float(np.ptp(x_in.reshape(x_in.shape[0], -1), axis=1).max()) == 0.0
-    scale = _INTERNAL_MAX / amax if amax > 0 else 1.0
-    if lam is None:
-        lam = nu / (2.0 * scale**2)
+    inside = _check_mask(mask, shape)
+    cfg = _config(n_phases, sigma, nu, mu, dt, eps, max_iter, n_inner, init, lam, seed, tol,
+                  channel_axis, shape, mask is not None)
+    y, x0, span = _internal_image(x_in, inside)
+    data = _Data(y, inside, cfg["sigma"])
+    phi = _initial_level_sets(init, data, cfg["n_phases"], cfg["eps"], resolve_rng(seed))
+    xn = normalise_image(x_in[0] if gray else x_in)  # the shared ruler's image
+    _warm_up()
+    cfg["t0"] = time.perf_counter()  # after the checks and the one-off compilation
+    if span == 0:
+        out = _constant_solution(data, x_in, phi.shape, cfg, xn)
     else:
-        lam = check_positive(lam, "lam", allow_zero=True)
-    phi = _initial_level_sets(init, x_in, k, eps, rng)
-    init_name = init if isinstance(init, str) else "array"
-    params = {"n_phases": k, "sigma": sigma, "nu": nu, "mu": mu, "dt": dt, "eps": eps,
-              "n_outer": n_outer, "n_inner": n_inner, "init": init_name, "lam": float(lam),
-              "seed": seed if isinstance(seed, (int, np.integer)) else None, "tol": tol,
-              "channel_axis": channel_axis, "truncate": _TRUNCATE, "scale": scale,
-              "nu_input_scale": nu / scale**2}
-    xe = x_in[0] if gray else x_in  # image for the shared energy functions
-    m = phi.shape[0]
-
-    if const:
-        phi = np.full((m,) + shape, 2.0 * eps)
-        memb = _memberships(phi, eps, k)
-        labels = _labels(memb)
-        c = np.repeat(x_in.reshape(x_in.shape[0], -1)[:, 0][None], k, axis=0)
-        bias = np.ones(shape)
-        e_ms = energy_from_labels(xe, labels, lam, n_phases=k).total
-        k1 = gaussian_kernel(sigma, 1, _TRUNCATE)
-        k1s = _smooth(bias, k1)
-        e_lic = float(np.sum(memb * _residuals(x_in, c, k1s, k1s, k1s)))
-        return _result(labels, memb, c, bias, phi, [e_ms], [e_lic], [0.0],
-                       [time.perf_counter() - t0], 0, True, t0, params, x_in, gray,
-                       channel_axis, image)
-
-    x = x_in * scale
-    k1 = gaussian_kernel(sigma, 1, _TRUNCATE)
-    k1s = _smooth(np.ones(shape), k1)  # K * 1
-    b = np.ones(shape)
-    kb, kb2 = _smooth(b, k1), _smooth(b * b, k1)
-    memb = _memberships(phi, eps, k)
-    c = _update_means(x, memb, kb, kb2)
-    labels = _labels(memb)
-    phi4 = np.ascontiguousarray(phi.reshape((m,) + (1,) * (4 - phi.ndim) + shape))
-
-    energies, lic_hist, changes, times = [], [], [], []
-    converged = False
-    n_iter = 0
-    n_pix = labels.size
-    e = _residuals(x, c, k1s, kb, kb2)
-    for it in range(n_outer):
-        n_iter = it + 1
-        # 1. level sets: n_inner steps with c, b (hence e_i) fixed (Li 2011 Eq. 20 / 33)
-        evolve(phi4, e.reshape((k,) + phi4.shape[1:]), nu, mu, dt, eps, n_inner)
-        phi = phi4.reshape((m,) + shape)
-        memb = _memberships(phi, eps, k)
-        # 2. centres (Li 2011 Eq. 21 / 34), with the bias of the previous iteration
-        c = _update_means(x, memb, kb, kb2)
-        # 3. bias (Li 2011 Eq. 22 / 35), with the new centres
-        b = _update_bias(x, memb, c, k1)
-        alpha = float(b.mean())
-        if alpha > 0:  # gauge (b, c) -> (b/α, αc): every energy term is unchanged
-            b /= alpha
-            c *= alpha
-        kb, kb2 = _smooth(b, k1), _smooth(b * b, k1)
-        e = _residuals(x, c, k1s, kb, kb2)  # data force of the next iteration
-        # records: shared energy of the hard labels, E_LIC = sum_i sum_r e_i M_i (Eq. 6)
-        new_labels = _labels(memb)
-        change = float(np.count_nonzero(new_labels != labels)) / n_pix
-        labels = new_labels
-        energies.append(energy_from_labels(xe, labels, lam, n_phases=k).total)
-        lic_hist.append(float(np.sum(e * memb)) / scale**2)
-        changes.append(change)
-        times.append(time.perf_counter() - t0)
-        if change <= tol:
-            converged = True
-            break
-    return _result(labels, memb, c / scale, b, phi, energies, lic_hist, changes, times,
-                   n_iter, converged, t0, params, x_in, gray, channel_axis, image)
-
-
-def _check_count(v, name):
-    if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
-        raise ValueError(f"{name} must be a positive integer; got {v!r}")
-    return int(v)
-
-
-def _result(labels, memb, c, b, phi, energies, lic_hist, changes, times, n_iter, converged,
-            t0, params, x_in, gray, channel_axis, image):
-    bias = np.maximum(b, 1e-6)
-    corrected = x_in / bias[None]
-    if gray:
-        corrected = corrected[0]
-        means = np.asarray(c[:, 0], dtype=np.float64)
-    else:
-        corrected = np.moveaxis(corrected, 0, channel_axis % np.ndim(image))
-        means = np.asarray(c, dtype=np.float64)
-    extras = {
-        "corrected": corrected,
-        "lic_energy": np.asarray(lic_hist, dtype=np.float64),
-        "label_change": np.asarray(changes, dtype=np.float64),
-        "scale": float(params["scale"]),
-    }
-    return Segmentation(
-        labels=labels,
-        memberships=memb.astype(np.float32),
-        means=means,
-        energy=np.asarray(energies, dtype=np.float64),
-        n_iter=int(n_iter),
-        converged=bool(converged),
-        elapsed=time.perf_counter() - t0,
-        method="lic",
-        params=params,
-        bias=bias,
-        level_sets=np.asarray(phi, dtype=np.float64),
-        times=np.asarray(times, dtype=np.float64),
-        extras=extras,
-    )
+        out = _iterate(data, phi, cfg, xn)
+    return _result(out, data, x_in, gray, x0, span, cfg, channel_axis, np.ndim(image))

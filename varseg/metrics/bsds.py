@@ -72,7 +72,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .overlap import _as_labels, _to_numpy
+from ._inputs import as_labels, to_numpy
 
 __all__ = ["rand_index", "probabilistic_rand_index", "variation_of_information",
            "segmentation_covering", "covering_counts", "region_scores", "bsds_region_scores"]
@@ -137,7 +137,7 @@ def _ground_truth_list(ground_truths, shape, name="ground_truths"):
         items = list(ground_truths)
         names = [f"{name}[{k}]" for k in range(len(items))]
     else:
-        arr = _to_numpy(ground_truths)
+        arr = to_numpy(ground_truths)
         if arr.shape == shape:
             items, names = [arr], [name]
         elif arr.ndim == len(shape) + 1 and arr.shape[1:] == shape:
@@ -150,7 +150,7 @@ def _ground_truth_list(ground_truths, shape, name="ground_truths"):
         raise ValueError(f"{name} is empty: at least one ground-truth segmentation is needed")
     out = []
     for item, nm in zip(items, names, strict=True):
-        g = _as_labels(item, nm, allow_empty=False)
+        g = as_labels(item, nm, allow_empty=False)
         if g.shape != shape:
             raise ValueError(f"{nm} must have the shape of seg {shape}; got {g.shape}")
         out.append(g)
@@ -158,7 +158,7 @@ def _ground_truth_list(ground_truths, shape, name="ground_truths"):
 
 
 def _prepare(seg, ground_truths):
-    s = _as_labels(seg, "seg", allow_empty=False)
+    s = as_labels(seg, "seg", allow_empty=False)
     gts = _ground_truth_list(ground_truths, s.shape)
     return _Compact(s.ravel()), [_Compact(g.ravel()) for g in gts], s.size
 
@@ -206,8 +206,8 @@ def rand_index(seg, ground_truth):
     W. M. Rand, "Objective criteria for the evaluation of clustering methods", JASA 1971;
     R. Unnikrishnan et al., IEEE TPAMI 2007.
     """
-    s = _as_labels(seg, "seg", allow_empty=False)
-    g = _as_labels(ground_truth, "ground_truth", allow_empty=False)
+    s = as_labels(seg, "seg", allow_empty=False)
+    g = as_labels(ground_truth, "ground_truth", allow_empty=False)
     if g.shape != s.shape:
         raise ValueError(f"seg and ground_truth must have the same shape; got {s.shape} and "
                          f"{g.shape}")

@@ -19,7 +19,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from .overlap import _check_int, _label_pair
+from .._validation import check_int
+from ._inputs import label_pair
 
 __all__ = ["match_labels", "hungarian_dice"]
 
@@ -76,8 +77,8 @@ def match_labels(pred, target, *, ignore_index=None, unmatched="new", return_map
     """
     if unmatched not in ("new", "best"):
         raise ValueError(f"unmatched must be 'new' or 'best'; got {unmatched!r}")
-    ignore_index = _check_int(ignore_index, "ignore_index", allow_none=True)
-    p, t = _label_pair(pred, target)
+    ignore_index = check_int(ignore_index, "ignore_index", minimum=None, allow_none=True)
+    p, t = label_pair(pred, target)
     pf, tf = p.ravel(), t.ravel()
     clusters, p_idx = np.unique(pf, return_inverse=True)
     p_idx = p_idx.ravel()
@@ -143,8 +144,8 @@ def hungarian_dice(pred, target, *, ignore_index=None, unmatched="new"):
     ----------
     L. R. Dice, Ecology 1945; H. W. Kuhn, 1955; B. Kim and J. C. Ye, IEEE TIP 2019.
     """
-    ignore_index = _check_int(ignore_index, "ignore_index", allow_none=True)
-    p, t = _label_pair(pred, target)
+    ignore_index = check_int(ignore_index, "ignore_index", minimum=None, allow_none=True)
+    p, t = label_pair(pred, target)
     relab = match_labels(p, t, ignore_index=ignore_index, unmatched=unmatched)
     valid = np.ones(t.shape, bool) if ignore_index is None else t != ignore_index
     r, tv = relab[valid], t[valid]

@@ -59,71 +59,13 @@ from __future__ import annotations
 
 import numpy as np
 
+from .._validation import check_int
+from ._inputs import label_pair
+
 __all__ = ["confusion_matrix", "ConfusionMatrix", "iou", "mean_iou", "dice", "precision",
-           "recall", "pixel_accuracy"]
+           "recall", "pixel_accuracy", "scores_from_confusion"]
 
 _METRICS = ("iou", "dice", "precision", "recall")
-
-
-# --------------------------------------------------------------------------------------------
-# input handling (shared with bsds.py and matching.py)
-# --------------------------------------------------------------------------------------------
-def _to_numpy(x):
-    """Torch tensor (any device) → NumPy array; anything else through ``np.asarray``."""
-    if type(x).__module__.split(".")[0] == "torch" and hasattr(x, "detach"):
-        x = x.detach().cpu()
-        if str(x.dtype) in {"torch.bfloat16", "torch.float16"}:
-            x = x.float()
-        return x.numpy()
-    return np.asarray(x)
-
-
-def _as_labels(x, name, *, allow_empty=True):
-    """Validate a label map and return it as an ``int64`` NumPy array (same shape)."""
-    arr = _to_numpy(x)
-    if arr.dtype == bool:
-        arr = arr.astype(np.int64)
-    elif np.issubdtype(arr.dtype, np.integer):
-        if arr.dtype == np.uint64 and arr.size and arr.max() > np.iinfo(np.int64).max:
-            raise ValueError(f"{name} has labels too large for int64")
-        arr = arr.astype(np.int64, copy=False)
-    elif np.issubdtype(arr.dtype, np.floating):
-        if np.isnan(arr).any():
-            raise ValueError(f"{name} contains NaN values; expected integer labels")
-        if np.isinf(arr).any():
-            raise ValueError(f"{name} contains infinite values; expected integer labels")
-        frac = arr != np.round(arr)
-        if frac.any():
-            raise ValueError(
-                f"{name} must hold integer labels; got non-integer values (e.g. "
-                f"{arr[frac].flat[0]!r}). Pass hard labels such as logits.argmax(1), not "
-                f"probabilities")
-        arr = arr.astype(np.int64)
-    else:
-        raise ValueError(f"{name} must be an integer or boolean label array; got dtype "
-                         f"{arr.dtype}")
-    if not allow_empty and arr.size == 0:
-        raise ValueError(f"{name} is empty (shape {arr.shape})")
-    return arr
-
-
-def _label_pair(pred, target, names=("pred", "target"), *, allow_empty=True):
-    p = _as_labels(pred, names[0], allow_empty=allow_empty)
-    t = _as_labels(target, names[1], allow_empty=allow_empty)
-    if p.shape != t.shape:
-        raise ValueError(f"{names[0]} and {names[1]} must have the same shape; got "
-                         f"{p.shape} and {t.shape}")
-    return p, t
-
-
-def _check_int(value, name, *, minimum=None, allow_none=False):
-    if value is None and allow_none:
-        return None
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise ValueError(f"{name} must be an integer; got {value!r}")
-    if minimum is not None and value < minimum:
-        raise ValueError(f"{name} must be at least {minimum}; got {value}")
-    return int(value)
 
 
 def _nanmean(x, axis=None):
@@ -195,9 +137,9 @@ def confusion_matrix(pred, target, num_classes, ignore_index=None):
     ----------
     M. Everingham et al., "The PASCAL Visual Object Classes (VOC) Challenge", IJCV 2010.
     """
-    k = _check_int(num_classes, "num_classes", minimum=1)
-    ignore_index = _check_int(ignore_index, "ignore_index", allow_none=True)
-    p, t = _label_pair(pred, target)
+    k = check_int(num_classes, "num_classes", minimum=1)
+    ignore_index = check_int(ignore_index, "ignore_index", minimum=None, allow_none=True)
+    p, t = label_pair(pred, target)
     return _confusion(p.ravel(), t.ravel(), k, ignore_index)
 
 
@@ -247,21 +189,81 @@ def _binary_scores(p, t, metric, positive, ignore_index, empty_score):
     return np.where(both_empty, float(empty_score), score)
 
 
+def scores_from_confusion(cm, c, *, empty_score=1.0):
+    r"""Dice, precision, recall and IoU of class ``c`` from a confusion matrix.
+
+    With :math:`TP = M_{cc}`, :math:`FP = \sum_i M_{ic} - TP`, :math:`FN = \sum_j M_{cj} - TP`
+    (rows: target, columns: prediction, as :func:`confusion_matrix`):
+
+    .. math::
+
+        \mathrm{Dice} = \frac{2TP}{2TP + FP + FN}, \quad
+        \mathrm{precision} = \frac{TP}{TP + FP}, \quad
+        \mathrm{recall} = \frac{TP}{TP + FN}, \quad
+        \mathrm{IoU} = \frac{TP}{TP + FP + FN}
+
+    with the conventions of :func:`dice` and friends: both masks empty gives
+    ``empty_score``; one empty side (precision or recall 0/0) gives 0. The counts may be
+    pooled over a whole data set (Kim & Ye 2019, Tables IV-V).
+
+    Parameters
+    ----------
+    cm : array_like, shape (K, K)
+        Confusion counts.
+    c : int
+        Class index in ``0 .. K-1``.
+    empty_score : float
+        Score when class ``c`` is absent from both prediction and target.
+
+    Returns
+    -------
+    dict
+        ``dice``, ``precision``, ``recall``, ``iou`` (floats).
+
+    Raises
+    ------
+    ValueError
+        ``cm`` not square, or ``c`` out of range.
+
+    Examples
+    --------
+    >>> scores_from_confusion([[5, 1], [2, 2]], 1)["dice"]
+    0.5714285714285714
+    """
+    cm = np.asarray(cm, dtype=np.float64)
+    if cm.ndim != 2 or cm.shape[0] != cm.shape[1]:
+        raise ValueError(f"cm must be a square (K, K) matrix; got shape {cm.shape}")
+    c = _check_int(c, "c", minimum=0)
+    if c >= cm.shape[0]:
+        raise ValueError(f"c must be in 0..{cm.shape[0] - 1}; got {c}")
+    tp = cm[c, c]
+    n_pred, n_true = cm[:, c].sum(), cm[c, :].sum()
+    if n_pred == 0 and n_true == 0:
+        e = float(empty_score)
+        return {"dice": e, "precision": e, "recall": e, "iou": e}
+
+    def ratio(num, den):
+        return float(num / den) if den > 0 else 0.0
+
+    return {"dice": ratio(2 * tp, n_pred + n_true), "precision": ratio(tp, n_pred),
+            "recall": ratio(tp, n_true), "iou": ratio(tp, n_pred + n_true - tp)}
+
+
 def _score(metric, pred, target, num_classes, positive, ignore_index, average, per_sample,
            empty_score):
     if average not in (None, "macro"):
         raise ValueError(f"average must be None or 'macro'; got {average!r}")
-    ignore_index = _check_int(ignore_index, "ignore_index", allow_none=True)
-    p, t = _label_pair(pred, target)
+    ignore_index = check_int(ignore_index, "ignore_index", minimum=None, allow_none=True)
+    p, t = label_pair(pred, target)
     p2, t2 = _split_samples(p, t, per_sample)
     if num_classes is None:
         if average is not None:
             raise ValueError("average='macro' needs num_classes (multi-class mode); binary "
                              "mode (num_classes=None) already returns one score")
-        positive = _check_int(positive, "positive")
+        positive = check_int(positive, "positive", minimum=None)
         out = _binary_scores(p2, t2, metric, positive, ignore_index, empty_score)
         return out if per_sample else float(out[0])
-    k = _check_int(num_classes, "num_classes", minimum=1)
+    k = check_int(num_classes, "num_classes", minimum=1)
     cms = [_confusion(a, b, k, ignore_index) for a, b in zip(p2, t2, strict=True)]
     cms = np.stack(cms) if cms else np.zeros((0, k, k), np.int64)
     vals = _per_class(cms, metric)  # (S, K)
@@ -424,10 +426,10 @@ def mean_iou(pred, target, num_classes=None, *, ignore_index=None):
     M. Everingham et al., "The PASCAL Visual Object Classes (VOC) Challenge", IJCV 2010;
     B. Kim and J. C. Ye, IEEE TIP 2019, Tables I-III.
     """
-    ignore_index = _check_int(ignore_index, "ignore_index", allow_none=True)
-    p, t = _label_pair(pred, target)
+    ignore_index = check_int(ignore_index, "ignore_index", minimum=None, allow_none=True)
+    p, t = label_pair(pred, target)
     k = (_infer_num_classes(p, t, ignore_index) if num_classes is None
-         else _check_int(num_classes, "num_classes", minimum=1))
+         else check_int(num_classes, "num_classes", minimum=1))
     cm = _confusion(p.ravel(), t.ravel(), k, ignore_index)
     return _nanmean(_per_class(cm, "iou"))
 
@@ -457,8 +459,8 @@ def pixel_accuracy(pred, target, *, ignore_index=None, per_sample=False):
     J. Long, E. Shelhamer and T. Darrell, "Fully convolutional networks for semantic
     segmentation", CVPR 2015 (pixel accuracy); B. Kim and J. C. Ye, IEEE TIP 2019, Table II.
     """
-    ignore_index = _check_int(ignore_index, "ignore_index", allow_none=True)
-    p, t = _label_pair(pred, target)
+    ignore_index = check_int(ignore_index, "ignore_index", minimum=None, allow_none=True)
+    p, t = label_pair(pred, target)
     p2, t2 = _split_samples(p, t, per_sample)
     valid = np.ones(t2.shape, bool) if ignore_index is None else t2 != ignore_index
     acc = _ratio(((p2 == t2) & valid).sum(axis=1), valid.sum(axis=1))
@@ -497,8 +499,8 @@ class ConfusionMatrix:
     """
 
     def __init__(self, num_classes, *, ignore_index=None, class_names=None):
-        self.num_classes = _check_int(num_classes, "num_classes", minimum=1)
-        self.ignore_index = _check_int(ignore_index, "ignore_index", allow_none=True)
+        self.num_classes = check_int(num_classes, "num_classes", minimum=1)
+        self.ignore_index = check_int(ignore_index, "ignore_index", minimum=None, allow_none=True)
         if class_names is not None:
             class_names = [str(c) for c in class_names]
             if len(class_names) != self.num_classes:

@@ -18,10 +18,12 @@ Every model has ``model.config`` (constructor keyword arguments),
 """
 from __future__ import annotations
 
+import inspect
+
 from torch import nn
 
 from ._common import BIAS_EPS, BiasFieldHead, load_checkpoint
-from .advsemi_losses import (
+from .adversarial import (
     AdvSemiLossWeights,
     adversarial_loss,
     one_hot_label_map,
@@ -45,12 +47,16 @@ __all__ = [
     "UNet",
     "adversarial_loss",
     "build_model",
+    "check_model_kwargs",
     "load_checkpoint",
+    "model_class",
+    "model_kwargs",
     "one_hot_label_map",
     "polyphase_merge",
     "polyphase_permutation",
     "polyphase_split",
     "semi_supervised_self_training_loss",
+    "split_output",
 ]
 
 _REGISTRY: dict[str, type[nn.Module]] = {
@@ -62,6 +68,89 @@ _REGISTRY: dict[str, type[nn.Module]] = {
 
 #: Names accepted by :func:`build_model`.
 MODEL_NAMES: tuple[str, ...] = tuple(_REGISTRY)
+
+
+def model_class(name: str) -> type[nn.Module]:
+    """The model class registered under ``name``.
+
+    Parameters
+    ----------
+    name : str
+        One of :data:`MODEL_NAMES` (case-insensitive; ``_`` is read as ``-``).
+
+    Returns
+    -------
+    type
+        :class:`UNet`, :class:`PolyphaseUNet`, :class:`DeepLabV2` or :class:`KanezakiNet`.
+
+    Raises
+    ------
+    ValueError
+        Unknown name (the message lists :data:`MODEL_NAMES`).
+    """
+    key = str(name).strip().lower().replace("_", "-")
+    if key not in _REGISTRY:
+        raise ValueError(f"unknown model {name!r}; choose one of {', '.join(MODEL_NAMES)}")
+    return _REGISTRY[key]
+
+
+def model_kwargs(name: str) -> tuple[str, ...]:
+    """Keyword arguments accepted by the constructor of model ``name``.
+
+    The constructor signature is the declaration (``in_channels`` and ``num_classes`` are
+    given by the training set and are not listed).
+
+    Parameters
+    ----------
+    name : str
+        One of :data:`MODEL_NAMES`.
+
+    Returns
+    -------
+    tuple of str
+    """
+    params = inspect.signature(model_class(name).__init__).parameters
+    return tuple(p for p in params if p not in ("self", "in_channels", "num_classes")
+                 and params[p].kind not in (params[p].VAR_POSITIONAL, params[p].VAR_KEYWORD))
+
+
+def check_model_kwargs(name: str, kw: dict) -> None:
+    """Raise ``ValueError`` naming the keys of ``kw`` that model ``name`` does not take.
+
+    Parameters
+    ----------
+    name : str
+        One of :data:`MODEL_NAMES`.
+    kw : dict
+        Constructor keyword arguments.
+    """
+    accepted = model_kwargs(name)
+    unknown = sorted(set(kw) - set(accepted))
+    if unknown:
+        raise ValueError(f"unknown keyword argument(s) {unknown} for model {name!r}; "
+                         f"accepted: {', '.join(accepted)}")
+
+
+def split_output(out):
+    """``(logits, bias)`` of a network output (the model-output protocol).
+
+    Every segmentation network returns logits ``(B, K, H, W)``, or ``(logits, bias)`` when
+    built with ``bias_field=True`` (Kim & Ye, TIP 2019, Fig. 2(b)).
+
+    Parameters
+    ----------
+    out : torch.Tensor or tuple
+        A network output.
+
+    Returns
+    -------
+    logits : torch.Tensor
+    bias : torch.Tensor or None
+        ``None`` without a bias-field output.
+    """
+    if isinstance(out, (tuple, list)):
+        return out[0], (out[1] if len(out) > 1 else None)
+    return out, None
 
 
 def build_model(name: str, in_channels: int, num_classes: int, **kw) -> nn.Module:
@@ -92,7 +181,6 @@ def build_model(name: str, in_channels: int, num_classes: int, **kw) -> nn.Modul
     >>> type(net).__name__
     'PolyphaseUNet'
     """
-    key = str(name).strip().lower().replace("_", "-")
-    if key not in _REGISTRY:
-        raise ValueError(f"unknown model {name!r}; choose one of {', '.join(MODEL_NAMES)}")
-    return _REGISTRY[key](in_channels, num_classes=num_classes, **kw)
+    cls = model_class(name)
+    check_model_kwargs(name, kw)
+    return cls(in_channels, num_classes=num_classes, **kw)

@@ -30,6 +30,7 @@ __all__ = [
     "check_image_batch",
     "load_checkpoint",
     "pad_to_multiple",
+    "strip_prefix",
 ]
 
 #: Lower bound added to the softplus of the bias-field head: ``b = softplus(z) + BIAS_EPS``.
@@ -145,7 +146,8 @@ def pad_to_multiple(
     return x, (top, left, h, w)
 
 
-def _strip_prefix(state: Mapping[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
+def strip_prefix(state: Mapping[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
+    """``state`` without ``prefix`` when every key has it (``"module."`` of DataParallel)."""
     if state and all(k.startswith(prefix) for k in state):
         return {k[len(prefix):]: v for k, v in state.items()}
     return dict(state)
@@ -196,7 +198,7 @@ def load_checkpoint(path, map_location="cpu") -> tuple[dict[str, torch.Tensor], 
             f"{path}: expected a state dict or a dict with key 'model', got "
             f"{type(obj).__name__} with keys {list(obj)[:5] if isinstance(obj, Mapping) else '-'}"
         )
-    return _strip_prefix(state, "module."), config
+    return strip_prefix(state, "module."), config
 
 
 class CheckpointMixin:

@@ -27,9 +27,9 @@ from torch import nn
 from ._common import (
     BiasFieldHead,
     CheckpointMixin,
-    _strip_prefix,
     check_image_batch,
     load_checkpoint,
+    strip_prefix,
 )
 
 __all__ = ["DeepLabV2", "ResNetBackbone", "ASPP", "Bottleneck", "RESNET_LAYERS"]
@@ -351,7 +351,7 @@ class DeepLabV2(CheckpointMixin, nn.Module):
             self._load_backbone_state(state, str(Path(source)))
 
     def _load_backbone_state(self, state: Mapping[str, torch.Tensor], where: str) -> None:
-        state = {k: v for k, v in _strip_prefix(state, "module.").items()
+        state = {k: v for k, v in strip_prefix(state, "module.").items()
                  if not k.startswith("fc.")}
         own = self.backbone.state_dict()
         missing = sorted(k for k in own if k not in state

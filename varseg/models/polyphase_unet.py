@@ -29,7 +29,7 @@ import torch
 from torch import nn
 
 from ._common import check_image_batch
-from .unet import _UNetBase
+from .unet import UNetBase
 
 __all__ = ["PolyphaseUNet", "polyphase_split", "polyphase_merge", "polyphase_permutation"]
 
@@ -86,7 +86,7 @@ def polyphase_permutation(channels: int) -> torch.Tensor:
     return (4 * c + k).reshape(-1)
 
 
-class PolyphaseUNet(_UNetBase):
+class PolyphaseUNet(UNetBase):
     """Modified U-Net with lossless polyphase pooling (Kim & Ye, TIP 2019, Sec. IV-B2).
 
     The U-Net of Ronneberger et al. (2015) whose ``2x2`` max pooling is replaced by the

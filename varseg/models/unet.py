@@ -17,7 +17,7 @@ from torch import nn
 
 from ._common import BiasFieldHead, CheckpointMixin, check_image_batch, pad_to_multiple
 
-__all__ = ["UNet", "DoubleConv"]
+__all__ = ["UNet", "UNetBase", "DoubleConv"]
 
 
 class DoubleConv(nn.Sequential):
@@ -46,7 +46,7 @@ class DoubleConv(nn.Sequential):
         super().__init__(*layers)
 
 
-class _UNetBase(CheckpointMixin, nn.Module):
+class UNetBase(CheckpointMixin, nn.Module):
     """Encoder-decoder skeleton; subclasses choose pooling and unpooling.
 
     Level ``i`` (``0 <= i <= depth``) has ``C_i = base_channels * 2**i`` channels.  Subclasses
@@ -129,7 +129,7 @@ class _UNetBase(CheckpointMixin, nn.Module):
         return logits, self.bias_head(x)[..., top:top + h, left:left + w]
 
 
-class UNet(_UNetBase):
+class UNet(UNetBase):
     """U-Net of Ronneberger et al. (MICCAI 2015) for ``(B, C, H, W)`` images.
 
     ``depth`` max-pooling levels of two ``3x3 conv-BN-ReLU`` layers; the decoder upsamples

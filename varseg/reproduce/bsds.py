@@ -20,134 +20,27 @@ from __future__ import annotations
 import json
 import os
 import time
-import warnings
 from pathlib import Path
 
 import numpy as np
 
-from varseg._atomic import atomic_path, atomic_write_text
+from varseg._atomic import atomic_write_text
 
-from .presets import LEVEL_SET_PRESET, METHODS, NEURAL_PRESETS, PAPER_TABLE_VI, run_method
+from .presets import LEVEL_SET_PRESET, METHODS, NEURAL_PRESETS, run_method
+from .protocol import (
+    bsds_ids,
+    data_dir,
+    init_worker,
+    load_gt,
+    load_image,
+    read_label_png,
+    score_labels,
+    summarise,
+    write_label_png,
+)
 
 __all__ = ["bsds_ids", "reproduce_bsds500", "score_labels", "write_label_png", "find_bsds500",
            "read_label_png", "unet_runner", "summarise"]
-
-_SCORE_KEYS = ("covering_num", "covering_den", "PRI", "VI")
-
-
-def bsds_ids(root, split):
-    """Sorted image ids of ``<root>/data/images/<split>/*.jpg`` (``root`` may also be the
-    ``BSR/BSDS500`` folder or its ``data`` folder).
-
-    Raises
-    ------
-    FileNotFoundError
-        The split's image folder or its ground-truth folder does not exist, or is empty.
-    """
-    base = _data_dir(root)
-    img_dir = base / "images" / split
-    gt_dir = base / "groundTruth" / split
-    for d in (img_dir, gt_dir):
-        if not d.is_dir():
-            raise FileNotFoundError(f"BSDS500 folder {d} does not exist (expected "
-                                    f"<root>/data/{{images,groundTruth}}/{split}/)")
-    ids = sorted(p.stem for p in img_dir.glob("*.jpg"))
-    if not ids:
-        raise FileNotFoundError(f"no .jpg image in {img_dir}")
-    return ids
-
-
-def _data_dir(root):
-    root = Path(root)
-    for cand in (root / "data", root / "BSDS500" / "data", root / "BSR" / "BSDS500" / "data",
-                 root):
-        if (cand / "images").is_dir():
-            return cand
-    raise FileNotFoundError(f"no BSDS500 layout under {root}: expected <root>/data/images/")
-
-
-def write_label_png(path, labels):
-    """Write a 0-based label map as a 1-based index PNG (uint8, or uint16 above 254 labels),
-    atomically."""
-    from PIL import Image
-
-    lab = np.asarray(labels, dtype=np.int64) + 1
-    if lab.min() < 1:
-        raise ValueError(f"labels must be >= 0; got min {lab.min() - 1}")
-    arr = lab.astype(np.uint8 if lab.max() <= 255 else np.uint16)
-    with atomic_path(path) as tmp:
-        Image.fromarray(arr).save(tmp, format="PNG")
-
-
-def read_label_png(path):
-    """Read a label PNG written by :func:`write_label_png` (values as stored, 1-based)."""
-    from PIL import Image
-
-    with Image.open(path) as im:
-        return np.asarray(im).astype(np.int64)
-
-
-def score_labels(labels, ground_truths):
-    """Region scores of one label map, with regions = label values and with regions =
-    connected components (4-connectivity).
-
-    Returns
-    -------
-    dict
-        ``covering_num, covering_den, PRI, VI`` and the same four prefixed ``cc_``.
-    """
-    from skimage.measure import label as connected
-
-    from varseg.metrics import region_scores
-
-    lab = np.asarray(labels)
-    values = region_scores(lab, ground_truths)
-    cc = connected(lab, connectivity=1, background=-1)
-    components = region_scores(cc, ground_truths)
-    out = {k: values[k] for k in _SCORE_KEYS}
-    out.update({f"cc_{k}": components[k] for k in _SCORE_KEYS})
-    out["n_regions"] = int(len(np.unique(lab)))
-    out["n_components"] = int(cc.max())
-    return out
-
-
-def summarise(method, records):
-    """One row of the results table from the per-image records of a method."""
-    def pooled(prefix):
-        num = sum(r[f"{prefix}covering_num"] for r in records)
-        den = sum(r[f"{prefix}covering_den"] for r in records)
-        return num / den
-
-    def mean(k):
-        return float(np.mean([r[k] for r in records]))
-
-    paper = PAPER_TABLE_VI.get(method)
-    row = {"method": method, "n_images": len(records),
-           "covering": pooled(""), "pri": mean("PRI"), "vi": mean("VI"),
-           "cc_covering": pooled("cc_"), "cc_pri": mean("cc_PRI"), "cc_vi": mean("cc_VI"),
-           "seconds_per_image": mean("seconds"), "converged": mean("converged"),
-           "regions_per_image": mean("n_regions"),
-           "components_per_image": mean("n_components"),
-           "paper_covering": None if paper is None else paper["covering"],
-           "paper_pri": None if paper is None else paper["pri"],
-           "paper_vi": None if paper is None else paper["vi"]}
-    if paper is not None:
-        row["meets_paper"] = bool(row["covering"] >= paper["covering"]
-                                  and row["pri"] >= paper["pri"] and row["vi"] <= paper["vi"])
-    return row
-
-
-def _load_gt(base, split, iid):
-    from varseg.data.bsds import load_bsds_ground_truth
-
-    return load_bsds_ground_truth(base / "groundTruth" / split / f"{iid}.mat")
-
-
-def _load_image(base, split, iid):
-    from varseg.data._io import read_rgb
-
-    return read_rgb(base / "images" / split / f"{iid}.jpg", "BSDS500 image")
-
 
 def _segment_one(job):
     """Worker: segment one image with one method, write its PNG and record."""
@@ -156,8 +49,8 @@ def _segment_one(job):
     rec_path = out_dir / f"{iid}.json"
     if png.is_file() and rec_path.is_file():
         return json.loads(rec_path.read_text())
-    image = _load_image(base, split, iid)
-    ground_truths = _load_gt(base, split, iid)  # read (and check) the inputs before computing
+    image = load_image(base, split, iid)
+    ground_truths = load_gt(base, split, iid)  # read (and check) the inputs before computing
     model = _cached_unet(opts["checkpoint"], opts["device"]) if method == "unet-ms" else None
     t0 = time.perf_counter()
     seg = run_method(method, image, seed=opts["seed"], work_size=opts["work_size"],
@@ -228,19 +121,6 @@ def unet_runner(checkpoint, device="cpu"):
     return run
 
 
-def _init_worker():
-    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS",
-                "NUMBA_NUM_THREADS"):
-        os.environ[var] = "1"
-    warnings.filterwarnings("ignore")
-    try:
-        import torch
-
-        torch.set_num_threads(1)
-    except ImportError:  # pragma: no cover - classical methods only
-        pass
-
-
 def _map(jobs, n_jobs, desc, progress):
     from tqdm.auto import tqdm
 
@@ -253,7 +133,7 @@ def _map(jobs, n_jobs, desc, progress):
     else:
         import multiprocessing as mp
 
-        with mp.get_context("spawn").Pool(n_jobs, initializer=_init_worker) as pool:
+        with mp.get_context("spawn").Pool(n_jobs, initializer=init_worker) as pool:
             for rec in pool.imap(_segment_one, jobs):
                 out.append(rec)
                 bar.update()
@@ -308,7 +188,7 @@ def reproduce_bsds500(root, split="val", methods=METHODS, *, n=None, jobs=1, out
         raise ValueError(f"n must be a positive integer; got {n!r}")
     if isinstance(jobs, bool) or int(jobs) < 1:
         raise ValueError(f"jobs must be a positive integer; got {jobs!r}")
-    base = _data_dir(root)
+    base = data_dir(root)
     ids = bsds_ids(root, split)[: n]
     out = Path(out)
     if out.exists() and not out.is_dir():

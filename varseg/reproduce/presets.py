@@ -106,7 +106,9 @@ def bsds_features(image, space="lab", chroma_weight=2.0, smooth=0.0):
     return x
 
 
-def _level_set(image, preset=None):
+def level_set_segment(image, preset=None):
+    """Multiphase Chan–Vese (Vese–Chan 2002) on the preset's BSDS features of ``image``
+    (:data:`LEVEL_SET_PRESET` unless ``preset`` is given)."""
     from varseg.levelset.chan_vese import chan_vese
 
     p = LEVEL_SET_PRESET if preset is None else preset
@@ -183,7 +185,7 @@ def run_method(name, image, *, seed=0, work_size=None, model=None, device="cpu")
         With ``labels`` of shape ``(H, W)``.
     """
     if name == "level-set":
-        return _level_set(image)
+        return level_set_segment(image)
     if name == "kmeans":
         return _kmeans(image)
     if name in NEURAL_PRESETS:

@@ -30,13 +30,13 @@ def candidate_preset(K, mu, chroma_weight=2.0, init="lloyd", smooth=0.0, max_ite
 
 
 def _score_one(args):
-    from .bsds import _data_dir, _load_gt, _load_image, score_labels
-    from .presets import _level_set
+    from .presets import level_set_segment
+    from .protocol import data_dir, load_gt, load_image, score_labels
 
     root, split, iid, preset = args
-    base = _data_dir(root)
-    seg = _level_set(_load_image(base, split, iid), preset)
-    rec = score_labels(seg.labels + 1, _load_gt(base, split, iid))
+    base = data_dir(root)
+    seg = level_set_segment(load_image(base, split, iid), preset)
+    rec = score_labels(seg.labels + 1, load_gt(base, split, iid))
     rec.update({"seconds": seg.elapsed, "converged": bool(seg.converged)})
     return rec
 
@@ -67,7 +67,7 @@ def search_level_set(root, grid, *, split="train", step=5, jobs=1, progress=True
     """
     from tqdm.auto import tqdm
 
-    from .bsds import _init_worker, bsds_ids, summarise
+    from .protocol import bsds_ids, init_worker, summarise
 
     if split != "train":
         raise ValueError(f"search on the train split only (got {split!r}): the presets are "
@@ -80,7 +80,7 @@ def search_level_set(root, grid, *, split="train", step=5, jobs=1, progress=True
         if jobs > 1:
             import multiprocessing as mp
 
-            with mp.get_context("spawn").Pool(jobs, initializer=_init_worker) as pool:
+            with mp.get_context("spawn").Pool(jobs, initializer=init_worker) as pool:
                 recs = pool.map(_score_one, jobs_list)
         else:
             recs = [_score_one(j) for j in jobs_list]

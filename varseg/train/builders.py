@@ -6,7 +6,6 @@ engine (:mod:`varseg.train.engine`) only orchestrates.
 """
 from __future__ import annotations
 
-import inspect
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,7 +14,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from .config import TrainConfig
+from varseg.models import model_class, split_output
+
+from .config import TrainConfig, check_kwargs, dataset_class
 
 __all__ = [
     "TaskInfo",
@@ -52,20 +53,6 @@ class TrainData:
     unlabeled: np.ndarray
 
 
-def _accepts(cls, name: str) -> bool:
-    try:
-        params = inspect.signature(cls.__init__).parameters
-    except (TypeError, ValueError):  # pragma: no cover
-        return False
-    return name in params or any(p.kind is p.VAR_KEYWORD for p in params.values())
-
-
-def _dataset_class(name: str):
-    import varseg.data as vdata
-
-    return getattr(vdata, "_REGISTRY", {}).get(name)
-
-
 def dataset_kwargs(cfg: TrainConfig, *, evaluation: bool = False) -> dict:
     """Keyword arguments of the dataset class for training (or evaluation) under ``cfg``.
 
@@ -76,14 +63,17 @@ def dataset_kwargs(cfg: TrainConfig, *, evaluation: bool = False) -> dict:
     kw = dict(cfg.dataset_kw)
     if evaluation:
         kw.update(cfg.eval_dataset_kw)
-    cls = _dataset_class(cfg.dataset)
+    cls = dataset_class(cfg.dataset)
     for name in ("crop_size", "image_size"):
         value = getattr(cfg, name)
         if value is None or (evaluation and name == "crop_size"):
             continue
-        if cls is not None and not _accepts(cls, name):
+        try:
+            check_kwargs(cls, {name: value}, f"dataset {cfg.dataset!r}")
+        except ValueError:
             other = "image_size" if name == "crop_size" else "crop_size"
-            raise ValueError(f"dataset {cfg.dataset!r} does not take {name}; use {other}")
+            raise ValueError(f"dataset {cfg.dataset!r} does not take {name}; use {other}") \
+                from None
         kw[name] = value
     if cfg.dataset == "bsds500":
         if cfg.num_classes is not None:
@@ -160,17 +150,6 @@ def build_train_data(cfg: TrainConfig, out_dir=None, *, resume: bool = False,
 
 
 # ---------------------------------------------------------------------------------- models
-def model_class(name: str):
-    """The model class registered under ``name`` in :mod:`varseg.models`."""
-    import varseg.models as vm
-
-    key = str(name).strip().lower().replace("_", "-")
-    registry = getattr(vm, "_REGISTRY", None)
-    if registry is None or key not in registry:
-        raise ValueError(f"unknown model {name!r}; choose one of {', '.join(vm.MODEL_NAMES)}")
-    return registry[key]
-
-
 def build_network(cfg: TrainConfig, task: TaskInfo) -> nn.Module:
     """The segmentation network of ``cfg`` (with the bias-field output if requested)."""
     from varseg.models import build_model
@@ -192,13 +171,6 @@ def model_constructor_config(model: nn.Module) -> dict:
 def rebuild_model(model_name: str, model_config: dict) -> nn.Module:
     """Rebuild a network from the ``model_name`` / ``model_config`` of a checkpoint."""
     return model_class(model_name)(**model_config)
-
-
-def split_output(out):
-    """``(logits, bias)`` of a network output (``bias`` is None without a bias field)."""
-    if isinstance(out, (tuple, list)):
-        return out[0], (out[1] if len(out) > 1 else None)
-    return out, None
 
 
 # ---------------------------------------------------------------------------------- optim

@@ -9,8 +9,8 @@ overridden from the command line (``varseg train --config NAME --lr 1e-4 ...`` o
 Modes (Kim & Ye 2019, Sec. III-C; see :mod:`varseg.train.modes`):
 
 ``"supervised"``
-    Cross-entropy (Eq. 18), plus ``lambda_ms`` times the Mumford–Shah loss (Eq. 12) as a
-    regulariser when ``lambda_ms > 0`` (Eq. 16 with α = 1 everywhere).
+    Cross-entropy (Eq. 18), plus ``ms_weight`` times the Mumford–Shah loss (Eq. 12) as a
+    regulariser when ``ms_weight > 0`` (Eq. 16 with α = 1 everywhere).
 ``"semi"``
     Eq. 16-17: cross-entropy on the labelled images (``labeled_fraction`` of the training
     set), Mumford–Shah loss on all of them.
@@ -18,20 +18,29 @@ Modes (Kim & Ye 2019, Sec. III-C; see :mod:`varseg.train.modes`):
     Mumford–Shah loss only (Eq. 12), or the bias-field loss (Eq. 19-20) with
     ``bias_field=True``.
 ``"advsemi"``
-    AdvSemi (Hung et al., BMVC 2018) with its discriminator, plus ``lambda_ms`` times the
+    AdvSemi (Hung et al., BMVC 2018) with its discriminator, plus ``ms_weight`` times the
     Mumford–Shah loss on every image (Kim & Ye 2019, Tables I-III).
+
+``lambda_ms`` (config key) is a deprecated alias of ``ms_weight`` (``DeprecationWarning``);
+``length_weight`` is the λ inside Eq. 12. On resume only :data:`EXTENDABLE` keys may change
+(:func:`resume_changes`).
 """
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import json
 import math
+import warnings
 from dataclasses import asdict, dataclass, field, fields
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
 __all__ = [
+    "ADVSEMI_DEFAULTS",
+    "DEPRECATED_KEYS",
+    "EXTENDABLE",
     "MODES",
     "OPTIMIZERS",
     "SCHEDULES",
@@ -39,6 +48,11 @@ __all__ = [
     "list_configs",
     "load_config",
     "config_path",
+    "advsemi_settings",
+    "canonical_dataset",
+    "check_kwargs",
+    "dataset_class",
+    "resume_changes",
 ]
 
 MODES = ("supervised", "semi", "unsupervised", "advsemi")
@@ -46,6 +60,77 @@ OPTIMIZERS = ("adam", "adamw", "sgd")
 SCHEDULES = ("constant", "step", "poly")
 SEMI_SAMPLING = ("mixed", "paired")
 _AMP = ("auto", True, False)
+
+#: Deprecated config keys and their new names (accepted for one release, with a warning).
+DEPRECATED_KEYS = {"lambda_ms": "ms_weight"}
+
+#: Keys a resumed run may change: the run length upward, and settings that do not define
+#: the run (how often to validate, how many loader processes).
+EXTENDABLE = ("max_steps", "epochs", "eval_every", "num_workers")
+
+#: AdvSemi's PASCAL VOC settings (Hung et al., BMVC 2018): loss weights and schedule of
+#: :class:`varseg.models.AdvSemiLossWeights`, discriminator Adam 1e-4 with betas (0.9, 0.99)
+#: and ``ndf`` = 64 channels.
+ADVSEMI_DEFAULTS = {
+    "lambda_adv": 0.01,
+    "lambda_semi": 0.1,
+    "lambda_semi_adv": 0.001,
+    "mask_T": 0.2,
+    "semi_start": 5000,
+    "semi_start_adv": 0,
+    "d_lr": 1e-4,
+    "d_betas": [0.9, 0.99],
+    "ndf": 64,
+}
+
+
+def advsemi_settings(overrides: dict | None = None) -> dict:
+    """AdvSemi settings: :data:`ADVSEMI_DEFAULTS` updated with ``overrides``.
+
+    Parameters
+    ----------
+    overrides : dict or None
+        The ``advsemi`` object of a config.
+
+    Returns
+    -------
+    dict
+
+    Raises
+    ------
+    ValueError
+        Unknown key (the message lists the valid ones) or a negative weight.
+    """
+    overrides = dict(overrides or {})
+    unknown = sorted(set(overrides) - set(ADVSEMI_DEFAULTS))
+    if unknown:
+        raise ValueError(f"unknown advsemi setting(s) {unknown}; valid: "
+                         f"{', '.join(ADVSEMI_DEFAULTS)}")
+    s = {**ADVSEMI_DEFAULTS, **overrides}
+    for k in ("lambda_adv", "lambda_semi", "lambda_semi_adv", "mask_T", "d_lr"):
+        if float(s[k]) < 0:
+            raise ValueError(f"advsemi.{k} must be >= 0; got {s[k]}")
+    if len(s["d_betas"]) != 2:
+        raise ValueError(f"advsemi.d_betas must be two numbers; got {s['d_betas']}")
+    return s
+
+
+def _renamed(data: dict) -> dict:
+    """``data`` with deprecated keys renamed (one ``DeprecationWarning`` per key)."""
+    data = dict(data)
+    for old, new in DEPRECATED_KEYS.items():
+        if old in data:
+            warnings.warn(f"config key {old!r} is deprecated; use {new!r}", DeprecationWarning,
+                          stacklevel=3)
+            value = data.pop(old)
+            if new in data and data[new] is not None and value is not None \
+                    and data[new] != value:
+                raise ValueError(f"{old!r} (deprecated) and {new!r} disagree: {value} vs "
+                                 f"{data[new]}; give {new!r} only")
+            data.setdefault(new, value)
+            if data[new] is None:
+                data[new] = value
+    return data
 
 
 @dataclass
@@ -87,9 +172,10 @@ class TrainConfig:
         sample, one forward pass per batch (as the official implementation). ``"paired"``:
         every step takes ``batch_size`` labelled and ``batch_size`` unlabelled images, in two
         forward passes so that batch-norm statistics never mix them (AdvSemi's scheme; always
-        used by ``"advsemi"``). With ``lambda_ms == 0`` the unlabelled images are not loaded.
-    lambda_ms : float
-        λ of Eq. 16 (weight of the Mumford–Shah term next to the cross-entropy).
+        used by ``"advsemi"``). With ``ms_weight == 0`` the unlabelled images are not loaded.
+    ms_weight : float
+        λ of Eq. 16 (weight of the Mumford–Shah term next to the cross-entropy); the
+        deprecated key ``lambda_ms`` is accepted as an alias.
     length_weight : float
         λ inside Eq. 12 (weight of the length term of the Mumford–Shah loss).
     beta : float
@@ -132,7 +218,7 @@ class TrainConfig:
     grad_clip : float or None
         Clip the gradient norm of the segmentation network.
     advsemi : dict
-        AdvSemi settings (see :data:`varseg.train.advsemi.ADVSEMI_DEFAULTS`).
+        AdvSemi settings (see :data:`ADVSEMI_DEFAULTS`).
     sweep : dict or None
         Settings of :func:`varseg.train.sweep.run_sweep` (labelled-fraction sweep).
     """
@@ -156,7 +242,7 @@ class TrainConfig:
     labeled_fraction: Any = 1.0
     split_seed: int = 0
     semi_sampling: str = "mixed"
-    lambda_ms: float = 0.0
+    ms_weight: float = 0.0
     length_weight: float = 1e-3
     beta: float = 1e-3
     bias_sigma: float = 0.0
@@ -204,6 +290,7 @@ class TrainConfig:
         """
         if not isinstance(data, dict):
             raise ValueError(f"a training config must be a JSON object; got {type(data).__name__}")
+        data = _renamed(data)
         names = cls.field_names()
         unknown = sorted(set(data) - set(names))
         if unknown:
@@ -214,23 +301,30 @@ class TrainConfig:
         """Plain, JSON-serialisable dict (tuples become lists)."""
         return json.loads(json.dumps(asdict(self)))
 
-    def replace(self, **changes) -> TrainConfig:
-        """A validated copy with ``changes`` applied (``None`` values are ignored)."""
-        changes = {k: v for k, v in changes.items() if v is not None}
+    def replace(self, *, validate: bool = True, **changes) -> TrainConfig:
+        """A validated copy with ``changes`` applied (``None`` values are ignored).
+
+        ``validate=False`` skips the validation (for a sequence of changes validated once).
+        """
+        changes = _renamed({k: v for k, v in changes.items() if v is not None})
         unknown = sorted(set(changes) - set(self.field_names()))
         if unknown:
             raise ValueError(f"unknown config key(s) {unknown}; valid keys: "
                              f"{', '.join(self.field_names())}")
-        return dataclasses.replace(self, **changes).validate()
+        new = dataclasses.replace(self, **changes)
+        return new.validate() if validate else new
 
-    def set_option(self, key: str, value) -> TrainConfig:
+    def set_option(self, key: str, value, *, validate: bool = True) -> TrainConfig:
         """A copy with one (possibly nested, dotted) option set: ``"advsemi.mask_T"``."""
         head, _, rest = key.replace("-", "_").partition(".")
+        if head in DEPRECATED_KEYS and not rest:
+            return self.replace(validate=validate, **{head: value})
         if head not in self.field_names():
             raise ValueError(f"unknown config key {head!r}; valid keys: "
                              f"{', '.join(self.field_names())}")
         if not rest:
-            return dataclasses.replace(self, **{head: value}).validate()
+            new = dataclasses.replace(self, **{head: value})
+            return new.validate() if validate else new
         current = getattr(self, head)
         if current is None:
             current = {}
@@ -242,7 +336,8 @@ class TrainConfig:
         for p in parts[:-1]:
             node = node.setdefault(p, {})
         node[parts[-1]] = value
-        return dataclasses.replace(self, **{head: new}).validate()
+        new = dataclasses.replace(self, **{head: new})
+        return new.validate() if validate else new
 
     # ------------------------------------------------------------------ validation
     def validate(self) -> TrainConfig:
@@ -253,15 +348,22 @@ class TrainConfig:
         ValueError
             Naming the field and the accepted values.
         """
-        import varseg.data as vdata
+        self._validate_names()
+        self._validate_numbers()
+        self._validate_objects()
+        return self
+
+    @property
+    def lambda_ms(self) -> float:
+        """Deprecated alias of :attr:`ms_weight`."""
+        warnings.warn("TrainConfig.lambda_ms is deprecated; use ms_weight", DeprecationWarning,
+                      stacklevel=2)
+        return self.ms_weight
+
+    def _validate_names(self) -> None:
         from varseg.models import MODEL_NAMES
 
-        ds = str(self.dataset).strip().lower()
-        ds = getattr(vdata, "_ALIASES", {}).get(ds, ds)
-        if ds not in vdata.DATASET_NAMES:
-            raise ValueError(f"unknown dataset {self.dataset!r}; choose one of "
-                             f"{', '.join(vdata.DATASET_NAMES)}")
-        self.dataset = ds
+        self.dataset = canonical_dataset(self.dataset)
         model = str(self.model).strip().lower().replace("_", "-")
         if model not in MODEL_NAMES:
             raise ValueError(f"unknown model {self.model!r}; choose one of "
@@ -275,8 +377,12 @@ class TrainConfig:
         _choice("ms_reduction", self.ms_reduction, ("mean", "sum"))
         if self.amp not in _AMP:
             raise ValueError(f"amp must be 'auto', true or false; got {self.amp!r}")
+
+    def _validate_numbers(self) -> None:
+        import varseg.data as vdata
+
         vdata.parse_fraction(self.labeled_fraction)
-        for name in ("lambda_ms", "length_weight", "beta", "bias_sigma", "weight_decay",
+        for name in ("ms_weight", "length_weight", "beta", "bias_sigma", "weight_decay",
                      "momentum"):
             v = float(getattr(self, name))
             if not math.isfinite(v) or v < 0:
@@ -286,8 +392,8 @@ class TrainConfig:
             raise ValueError("kmeans_warm_steps must be an integer >= 0; got "
                              f"{self.kmeans_warm_steps!r}")
         self.kmeans_warm_steps = int(self.kmeans_warm_steps)
-        if not float(self.lr) > 0:
-            raise ValueError(f"lr must be > 0; got {self.lr}")
+        if not float(self.lr) > 0 or not math.isfinite(float(self.lr)):
+            raise ValueError(f"lr must be a finite number > 0; got {self.lr}")
         self.lr = float(self.lr)
         self.betas = tuple(float(b) for b in self.betas)
         if len(self.betas) != 2:
@@ -301,10 +407,12 @@ class TrainConfig:
         for name in ("num_workers", "checkpoint_every", "log_every", "eval_every", "seed",
                      "split_seed"):
             v = getattr(self, name)
-            if int(v) != v or v < 0:
+            if isinstance(v, bool) or int(v) != v or v < 0:
                 raise ValueError(f"{name} must be an integer >= 0; got {v!r}")
         if self.epochs is None and self.max_steps is None:
             raise ValueError("set epochs or max_steps (the run length)")
+
+    def _validate_objects(self) -> None:
         for name in ("dataset_kw", "eval_dataset_kw", "model_kw", "advsemi"):
             if not isinstance(getattr(self, name), dict):
                 raise ValueError(f"{name} must be a dict (JSON object); got "
@@ -314,18 +422,33 @@ class TrainConfig:
         if self.bias_field and self.mode != "unsupervised":
             raise ValueError("bias_field (Eq. 19-20) is a loss of the 'unsupervised' mode; "
                              f"got mode {self.mode!r}")
-        if self.mode == "advsemi":
-            from .advsemi import advsemi_settings
+        from varseg.models import check_model_kwargs
 
+        check_model_kwargs(self.model, self.model_kw)
+        reserved = sorted({"bias_field", "in_channels", "num_classes"} & set(self.model_kw))
+        if reserved:
+            raise ValueError(f"model_kw must not set {reserved}: they come from the config "
+                             "(bias_field) and the dataset")
+        if self.model_kw.get("freeze_bn") and not self.model_kw.get("pretrained_backbone"):
+            raise ValueError("model_kw freeze_bn=true needs pretrained_backbone (frozen batch "
+                             "norm of a randomly initialised backbone is the identity and "
+                             "training diverges); set freeze_bn false or give the weights")
+        cls = dataset_class(self.dataset)
+        check_kwargs(cls, self.dataset_kw, f"dataset {self.dataset!r} (dataset_kw)",
+                     exclude=("root", "split"))
+        check_kwargs(cls, self.eval_dataset_kw, f"dataset {self.dataset!r} (eval_dataset_kw)",
+                     exclude=("root", "split"))
+        if self.mode == "advsemi":
             advsemi_settings(self.advsemi)
-        return self
 
     # ------------------------------------------------------------------ I/O
     def save(self, path) -> Path:
-        """Write the configuration as indented JSON."""
+        """Write the configuration as indented JSON (atomically)."""
+        from varseg._atomic import atomic_write_text
+
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(self.to_dict(), indent=2) + "\n")
+        atomic_write_text(path, json.dumps(self.to_dict(), indent=2) + "\n")
         return path
 
     @classmethod
@@ -339,6 +462,106 @@ class TrainConfig:
         except json.JSONDecodeError as err:
             raise ValueError(f"config file {path} is not valid JSON: {err}") from err
         return cls.from_dict(data)
+
+
+def dataset_class(name: str):
+    """The dataset class of ``name`` (a :data:`varseg.data.DATASET_NAMES` entry or alias).
+
+    Uses :func:`varseg.data.dataset_class` when the data package provides it.
+    """
+    import varseg.data as vdata
+
+    public = getattr(vdata, "dataset_class", None)
+    if public is not None:
+        return public(name)
+    registry = getattr(vdata, "_REGISTRY", {})  # fallback until varseg.data.dataset_class
+    return registry[canonical_dataset(name)]
+
+
+def canonical_dataset(name: str) -> str:
+    """The canonical :data:`varseg.data.DATASET_NAMES` entry of ``name`` or an alias.
+
+    Raises
+    ------
+    ValueError
+        Unknown name (the message lists the valid ones).
+    """
+    import varseg.data as vdata
+
+    key = str(name).strip().lower()
+    if key in vdata.DATASET_NAMES:
+        return key
+    public = getattr(vdata, "dataset_class", None)
+    try:
+        if public is not None:
+            cls = public(key)
+            return next(n for n in vdata.DATASET_NAMES if public(n) is cls)
+        key = getattr(vdata, "_ALIASES", {}).get(key, key)  # fallback, see dataset_class
+    except (ValueError, KeyError, StopIteration):
+        pass
+    if key not in vdata.DATASET_NAMES:
+        raise ValueError(f"unknown dataset {name!r}; choose one of "
+                         f"{', '.join(vdata.DATASET_NAMES)}")
+    return key
+
+
+def check_kwargs(cls, kw: dict, what: str, exclude=()) -> None:
+    """Raise ``ValueError`` naming the keys of ``kw`` that ``cls(...)`` does not accept.
+
+    The one keyword filter of the training package: the constructor signature of ``cls``
+    declares what it takes (a ``**kwargs`` constructor accepts everything).
+
+    Parameters
+    ----------
+    cls : type
+        Dataset or model class.
+    kw : dict
+        Keyword arguments to check.
+    what : str
+        Name used in the message.
+    exclude : sequence of str
+        Parameters set by the caller, not by ``kw``.
+    """
+    params = inspect.signature(cls.__init__).parameters
+    if any(p.kind is p.VAR_KEYWORD for p in params.values()):
+        return
+    accepted = [p for p in params if p != "self" and p not in exclude]
+    unknown = sorted(set(kw) - set(accepted))
+    if unknown:
+        raise ValueError(f"unknown keyword argument(s) {unknown} for {what}; accepted: "
+                         f"{', '.join(accepted)}")
+
+
+def resume_changes(saved: dict, new: dict, step: int | None = None) -> list[str]:
+    """Keys that differ between a run's saved config and the config of a resume.
+
+    Parameters
+    ----------
+    saved, new : dict
+        :meth:`TrainConfig.to_dict` of the checkpoint's config and of the resume.
+    step : int, optional
+        Step of the checkpoint (``max_steps`` may not go below it).
+
+    Returns
+    -------
+    list of str
+        The changed keys that a resume may not change (empty: compatible). Only
+        :data:`EXTENDABLE` keys may change, ``max_steps`` / ``epochs`` only upward (``None``
+        counts as unlimited).
+    """
+    saved, new = _renamed(saved), _renamed(new)
+    bad = []
+    for key in sorted(set(saved) | set(new)):
+        old_v, new_v = saved.get(key), new.get(key)
+        if old_v == new_v or key in ("eval_every", "num_workers"):
+            continue
+        if key in ("max_steps", "epochs") and (
+                new_v is None or (old_v is not None and new_v >= old_v)):
+            continue
+        bad.append(key)
+    if step is not None and new.get("max_steps") is not None and new["max_steps"] < step:
+        bad.append("max_steps")
+    return sorted(set(bad))
 
 
 def _choice(name, value, choices):

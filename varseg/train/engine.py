@@ -5,6 +5,7 @@
     <out>/config.json          the effective configuration
     <out>/labeled_split.json   labelled item indices (semi-supervised modes)
     <out>/last.pt              checkpoint, every ``checkpoint_every`` steps and at the end
+    <out>/last.pt.sha256       its SHA-256 (:mod:`varseg.train.checkpoint`), verified on load
     <out>/metrics.csv          one row every ``log_every`` steps ("step") and per epoch
     <out>/metrics.json         the same rows as a JSON list
 
@@ -13,7 +14,18 @@ optimiser(s), GradScaler, step, epoch, the RNG states of torch / CUDA / NumPy / 
 per process) and the running log sums; the data order is a pure function of ``(seed,
 step)`` (:mod:`varseg.train.sampling`) and the learning rate a pure function of the step
 (:class:`~varseg.train.builders.LRSchedule`), so on CPU an interrupted-and-resumed run ends
-with exactly the weights of an uninterrupted one.
+with exactly the weights of an uninterrupted one. A resume refuses a config that differs
+from the checkpoint's in anything but :data:`~varseg.train.config.EXTENDABLE` keys.
+
+Interruption: SIGINT (Ctrl-C) during :meth:`Trainer.fit` is deferred to the end of the
+current step; the trainer then writes a consistent checkpoint and raises
+:class:`TrainingInterrupted` (``varseg train`` exits 130). A second SIGINT interrupts at once,
+without writing. After SIGKILL the last periodic checkpoint is intact (atomic writes).
+
+Validation is injected: ``Trainer(..., validator=fn)`` calls ``fn(model, config, task,
+device)`` (a dict of scores) at the end of the epochs ``eval_every`` selects; the engine
+never imports the evaluator (:func:`varseg.train.train` passes
+:class:`varseg.train.evaluate.ValidationHandler`).
 
 Distributed training: launched by ``torchrun`` (``WORLD_SIZE > 1`` in the environment),
 every process trains a :class:`~torch.nn.parallel.DistributedDataParallel` replica on its
@@ -28,9 +40,12 @@ from __future__ import annotations
 
 import csv
 import json
+import logging
 import os
 import random
+import signal
 import sys
+import threading
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -49,8 +64,8 @@ from .builders import (
     build_train_data,
     model_constructor_config,
 )
-from .config import TrainConfig
-from .modes import StepState, make_mode, unwrap
+from .checkpoint import CHECKPOINT_NAME, load_checkpoint, resolve_device, save_checkpoint
+from .config import TrainConfig, resume_changes
 from .sampling import (
     EpochItems,
     IndexStream,
@@ -58,20 +73,61 @@ from .sampling import (
     collate_train,
     steps_for_epochs,
 )
+from .steps import StepState, make_step, unwrap
 
 __all__ = [
     "CHECKPOINT_NAME",
+    "CONFIG_NAME",
     "DistContext",
+    "MetricsLog",
     "Trainer",
-    "train",
-    "resolve_device",
+    "TrainingInterrupted",
     "init_distributed",
     "load_checkpoint_dict",
-    "MetricsLog",
+    "resolve_device",
+    "train",
 ]
 
-CHECKPOINT_NAME = "last.pt"
 CONFIG_NAME = "config.json"
+logger = logging.getLogger(__name__)
+
+#: Deprecated name of :func:`varseg.train.checkpoint.load_checkpoint`.
+load_checkpoint_dict = load_checkpoint
+
+
+class TrainingInterrupted(KeyboardInterrupt):
+    """SIGINT stopped training at a step boundary; ``step`` and ``checkpoint`` say where."""
+
+    def __init__(self, step: int, checkpoint):
+        super().__init__(f"interrupted at step {step}; consistent checkpoint {checkpoint} "
+                         "written (continue with --resume)")
+        self.step = step
+        self.checkpoint = checkpoint
+
+
+class _DeferredSigint:
+    """Within ``with``: the first SIGINT sets :attr:`requested`; the second raises at once."""
+
+    def __init__(self):
+        self.requested = False
+        self._previous = None
+
+    def _handler(self, signum, frame):
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+        logger.info("SIGINT: stopping at the end of this step (press Ctrl-C again to "
+                       "abort without a checkpoint)")
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread():
+            self._previous = signal.signal(signal.SIGINT, self._handler)
+        return self
+
+    def __exit__(self, *exc):
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
+        return False
 
 
 # ------------------------------------------------------------------------------ devices
@@ -95,29 +151,6 @@ class DistContext:
     def barrier(self) -> None:
         if self.distributed:
             dist.barrier()
-
-
-def resolve_device(spec: str = "auto", local_rank: int = 0) -> torch.device:
-    """``"auto"`` -> CUDA when available (device ``local_rank``), else CPU.
-
-    Raises
-    ------
-    ValueError
-        CUDA requested but not available, or an unknown device string.
-    """
-    spec = str(spec or "auto").strip().lower()
-    if spec == "auto":
-        spec = "cuda" if torch.cuda.is_available() else "cpu"
-    if spec.startswith("cuda"):
-        if not torch.cuda.is_available():
-            raise ValueError(f"device {spec!r} requested but CUDA is not available; use "
-                             "--device cpu or auto")
-        if spec == "cuda":
-            spec = f"cuda:{local_rank}"
-    try:
-        return torch.device(spec)
-    except RuntimeError as err:
-        raise ValueError(f"unknown device {spec!r}; use auto, cpu, cuda or cuda:N") from err
 
 
 def init_distributed(device_spec: str = "auto") -> DistContext:
@@ -237,13 +270,11 @@ class MetricsLog:
         columns: list[str] = []
         for r in self.rows:
             columns += [k for k in r if k not in columns]
-        tmp = self.csv_path.with_suffix(".csv.tmp")
-        with open(tmp, "w", newline="") as f:
+        with atomic_path(self.csv_path) as tmp, open(tmp, "w", newline="") as f:
             writer = csv.DictWriter(f, fieldnames=columns)
             writer.writeheader()
             for r in self.rows:
                 writer.writerow({k: _fmt(v) for k, v in r.items()})
-        os.replace(tmp, self.csv_path)
 
 
 def _fmt(v):
@@ -256,26 +287,6 @@ def _atomic_write_text(path: Path, text: str) -> None:
     atomic_write_text(path, text)
 
 
-# ------------------------------------------------------------------------------ checkpoints
-def load_checkpoint_dict(path, map_location="cpu") -> dict:
-    """Read a training checkpoint (``weights_only=True``: only tensors and plain values).
-
-    Raises
-    ------
-    FileNotFoundError
-        If ``path`` does not exist.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"checkpoint {path} does not exist")
-    return torch.load(path, map_location=map_location, weights_only=True)
-
-
-def _save_atomic(obj, path: Path) -> None:
-    with atomic_path(path) as tmp:
-        torch.save(obj, tmp)
-
-
 # ------------------------------------------------------------------------------ trainer
 class Trainer:
     """Set up and run one training run (see the module docstring).
@@ -286,35 +297,39 @@ class Trainer:
     out_dir : path
         Run folder.
     resume : bool
-        Continue from ``out_dir/last.pt``.
+        Continue from ``out_dir/last.pt`` (its checksum verified; ``config`` may differ from
+        the checkpoint's only in :data:`~varseg.train.config.EXTENDABLE` keys).
     progress : bool or None
         tqdm progress bar; ``None`` = only when stderr is a terminal.
     callbacks : sequence of callables
         ``callback(trainer)`` after every step (after logging and checkpointing); raising
         :class:`KeyboardInterrupt` in one simulates a killed run.
+    validator : callable or None
+        ``validator(model, config, task, device) -> dict`` of scores, called at the end of
+        the epochs selected by ``eval_every`` when ``val_split`` is set (the
+        :class:`~varseg.train.evaluate.ValidationHandler` pattern). Required then.
 
     Raises
     ------
     FileNotFoundError
         ``resume=True`` but no checkpoint in ``out_dir``.
     ValueError
-        ``resume=False`` but ``out_dir`` already holds a checkpoint; invalid settings.
+        ``resume=False`` but ``out_dir`` already holds a checkpoint; a corrupt checkpoint; a
+        resume that changes what defines the run; invalid settings.
     """
 
     def __init__(self, config: TrainConfig, out_dir, *, resume: bool = False,
-                 progress: bool | None = None, callbacks=()):
+                 progress: bool | None = None, callbacks=(), validator=None):
         self.cfg = config.validate()
         self.out_dir = Path(out_dir)
         self.resume = bool(resume)
         self.callbacks = list(callbacks)
+        self.validator = validator
+        if self.cfg.val_split and self.cfg.eval_every and validator is None:
+            raise ValueError("val_split and eval_every are set but no validator was given: "
+                             "use varseg.train.train, or pass validator=ValidationHandler()")
         self.ckpt_path = self.out_dir / CHECKPOINT_NAME
-        if self.resume and not self.ckpt_path.is_file():
-            raise FileNotFoundError(
-                f"cannot resume: {self.ckpt_path} does not exist (no checkpoint was written "
-                f"in {self.out_dir}); start without --resume")
-        if not self.resume and self.ckpt_path.is_file():
-            raise ValueError(f"{self.out_dir} already holds a run ({self.ckpt_path}); pass "
-                             "--resume to continue it or choose another --out")
+        self._resume_from = self._read_resume_checkpoint()
         self.ctx = init_distributed(self.cfg.device)
         self.device = resolve_device(self.cfg.device, self.ctx.local_rank)
         self.amp = (self.device.type == "cuda") if self.cfg.amp == "auto" else bool(self.cfg.amp)
@@ -327,7 +342,30 @@ class Trainer:
             raise ValueError(f"batch_size {self.cfg.batch_size} (global) is not divisible by "
                              f"the {self.ctx.world_size} processes")
         self.local_batch = self.cfg.batch_size // self.ctx.world_size
+        self._in_step = False
         self._setup()
+
+    def _read_resume_checkpoint(self) -> dict | None:
+        """The verified checkpoint to resume from (``None`` for a new run)."""
+        if not self.resume:
+            if self.ckpt_path.is_file():
+                raise ValueError(f"{self.out_dir} already holds a run ({self.ckpt_path}); pass "
+                                 "--resume to continue it or choose another --out")
+            return None
+        if not self.ckpt_path.is_file():
+            raise FileNotFoundError(
+                f"cannot resume: {self.ckpt_path} does not exist (no checkpoint was written "
+                f"in {self.out_dir}); start without --resume")
+        ck = load_checkpoint(self.ckpt_path, map_location="cpu")
+        if ck.get("config"):
+            bad = resume_changes(ck["config"], self.cfg.to_dict(), int(ck["step"]))
+            if bad:
+                saved = ck["config"]
+                detail = ", ".join(f"{k} {saved.get(k)!r} -> {getattr(self.cfg, k, None)!r}"
+                                   for k in bad)
+                raise ValueError(f"cannot resume {self.out_dir} with a changed run definition "
+                                 f"({detail}); only {', '.join(EXTENDABLE_TEXT)} may change")
+        return ck
 
     # -------------------------------------------------------------- setup
     def _setup(self) -> None:
@@ -342,7 +380,7 @@ class Trainer:
         model = build_network(cfg, self.task).to(self.device)
         self.model_config = model_constructor_config(model)
         self.optimizer = build_optimizer(cfg, model)
-        self.mode = make_mode(cfg, self.task)
+        self.mode = make_step(cfg, self.task)
         self.mode.setup(self.device, self._wrap)
         self.model = self._wrap(model)
         self.scaler = torch.amp.GradScaler("cuda") if self.amp else None
@@ -354,8 +392,9 @@ class Trainer:
         self.log = MetricsLog(self.out_dir, enabled=ctx.is_main)
         self.step_meter, self.epoch_meter = Meter(), Meter()
         self.elapsed = 0.0
-        if self.resume:
-            self._load(self.ckpt_path)
+        if self._resume_from is not None:
+            self._apply(self._resume_from)
+            self._resume_from = None
         else:
             _seed_all(cfg.seed + 7919 * ctx.rank + 1)
         if ctx.is_main:
@@ -371,9 +410,9 @@ class Trainer:
         ids = [self.device.index] if self.device.type == "cuda" else None
         return DDP(module, device_ids=ids)
 
-    def _setup_data_order(self) -> None:
-        cfg, ctx = self.cfg, self.ctx
-        d = self.data
+    def _streams(self):
+        """``(main, extra, aligned)`` index streams of the training items."""
+        cfg, ctx, d = self.cfg, self.ctx, self.data
         paired = cfg.mode == "advsemi" or (cfg.mode == "semi" and cfg.semi_sampling == "paired")
         kw = dict(rank=ctx.rank, world_size=ctx.world_size)
         cases = getattr(d.dataset, "item_cases", None)  # volumes: keep a scan's slices together
@@ -382,17 +421,17 @@ class Trainer:
             groups = None if cases is None else np.asarray(cases)[indices]
             return IndexStream(indices, seed=seed, groups=groups, **kw)
 
-        if paired:
-            if d.labeled.size == 0:
-                raise ValueError("no labelled item in the training set")
-            self.main_stream = stream(d.labeled, cfg.seed)
-            use_unlabeled = d.unlabeled.size > 0 and (cfg.mode == "advsemi" or cfg.lambda_ms > 0)
-            self.extra_stream = stream(d.unlabeled, cfg.seed + 1) if use_unlabeled else None
-            self.aligned = False
-        else:
-            self.main_stream = stream(np.arange(len(d.dataset)), cfg.seed)
-            self.extra_stream = None
-            self.aligned = True
+        if not paired:
+            return stream(np.arange(len(d.dataset)), cfg.seed), None, True
+        if d.labeled.size == 0:
+            raise ValueError("no labelled item in the training set")
+        use_unlabeled = d.unlabeled.size > 0 and (cfg.mode == "advsemi" or cfg.ms_weight > 0)
+        extra = stream(d.unlabeled, cfg.seed + 1) if use_unlabeled else None
+        return stream(d.labeled, cfg.seed), extra, False
+
+    def _setup_data_order(self) -> None:
+        cfg = self.cfg
+        self.main_stream, self.extra_stream, self.aligned = self._streams()
         per = self.main_stream.per_epoch
         probe = StepBatchSampler(self.main_stream, self.local_batch, 0, 0, aligned=self.aligned)
         self.steps_per_epoch = probe.steps_per_epoch
@@ -417,6 +456,7 @@ class Trainer:
             EpochItems(self.data.dataset), batch_sampler=sampler,
             num_workers=self.cfg.num_workers,
             collate_fn=_Collate(ignore), pin_memory=self.device.type == "cuda",
+            worker_init_fn=_ignore_sigint if self.cfg.num_workers else None,
             generator=torch.Generator().manual_seed(self.cfg.seed + start))
 
     # -------------------------------------------------------------- checkpoints
@@ -443,7 +483,7 @@ class Trainer:
         }
 
     def save_checkpoint(self) -> Path:
-        """Write ``last.pt`` (rank 0; every rank contributes its RNG state)."""
+        """Write ``last.pt`` and its checksum (rank 0; every rank contributes its RNG state)."""
         rng = capture_rng()
         if self.ctx.distributed:
             gathered = [None] * self.ctx.world_size
@@ -451,17 +491,23 @@ class Trainer:
         else:
             gathered = [rng]
         if self.ctx.is_main:
-            _save_atomic(self.checkpoint_dict(gathered), self.ckpt_path)
+            save_checkpoint(self.checkpoint_dict(gathered), self.ckpt_path)
         return self.ckpt_path
 
-    def _load(self, path: Path) -> None:
-        ck = load_checkpoint_dict(path, map_location=self.device)
-        unwrap(self.model).load_state_dict(ck["model"])
-        self.optimizer.load_state_dict(ck["optimizer"])
-        if self.scaler is not None and ck.get("scaler"):
-            self.scaler.load_state_dict(ck["scaler"])
-        if ck.get("mode_state"):
-            self.mode.load_state_dict(ck["mode_state"])
+    def _apply(self, ck: dict) -> None:
+        """Restore the state of a verified checkpoint dict."""
+        ck = _to_device(ck, self.device)
+        try:
+            unwrap(self.model).load_state_dict(ck["model"])
+            self.optimizer.load_state_dict(ck["optimizer"])
+            if self.scaler is not None and ck.get("scaler"):
+                self.scaler.load_state_dict(ck["scaler"])
+            if ck.get("mode_state"):
+                self.mode.load_state_dict(ck["mode_state"])
+        except (RuntimeError, KeyError, ValueError) as err:
+            first = str(err).splitlines()[0] if str(err) else type(err).__name__
+            raise ValueError(f"checkpoint {self.ckpt_path} does not fit this run ({first})") \
+                from None
         self.step = int(ck["step"])
         self.elapsed = float(ck.get("elapsed_s", 0.0))
         meters = ck.get("meters") or {}
@@ -497,20 +543,62 @@ class Trainer:
         return row
 
     def _validate(self) -> dict:
-        from .evaluate import evaluate_training_model
-
         out = {}
         if self.ctx.is_main:
-            res = evaluate_training_model(unwrap(self.model), self.cfg, self.task,
-                                          device=self.device)
+            res = self.validator(unwrap(self.model), self.cfg, self.task, self.device)
             out = {f"val_{k}": v for k, v in res.items()
                    if isinstance(v, (int, float)) and not isinstance(v, bool)}
         self.ctx.barrier()
         return out
 
-    def fit(self) -> dict:
-        """Train until ``total_steps``; returns a summary dict."""
+    def _train_step(self, batch) -> tuple[int, float]:
+        """One optimisation step and its bookkeeping; returns ``(epoch, lr factor)``."""
+        self._in_step = True
+        epoch = self.epoch_of(self.step)
+        f = self.schedule.factor(self.step)
+        for opt in [self.optimizer, *self.mode.optimizers()]:
+            self.schedule.apply(opt, self.step)
+        logs = self.mode(self.state, batch, self.step)
+        self.step += 1
+        self.step_meter.update(logs)
+        self.epoch_meter.update(logs)
+        self._in_step = False
+        return epoch, f
+
+    def _after_step(self, epoch: int, f: float, pbar) -> None:
+        """Log rows, validation and checkpoint after a step."""
         cfg = self.cfg
+        if pbar is not None:
+            pbar.update(1)
+        if cfg.log_every and self.step % cfg.log_every == 0:
+            row = self._row("step", self.step_meter, epoch, {"lr_factor": f})
+            self.step_meter.reset()
+            if self.ctx.is_main:
+                self.log.append(row)
+            if pbar is not None:
+                pbar.set_postfix(loss=f"{row.get('loss', float('nan')):.4g}")
+        end_of_epoch = self.epoch_of(self.step) != epoch
+        last = self.step >= self.total_steps
+        if end_of_epoch or last:
+            extra = {"epoch_complete": bool(end_of_epoch)}
+            due = end_of_epoch and (epoch + 1) % max(1, cfg.eval_every) == 0
+            if cfg.val_split and cfg.eval_every and (due or last):
+                extra.update(self._validate())
+            row = self._row("epoch", self.epoch_meter, epoch, extra)
+            self.epoch_meter.reset()
+            if self.ctx.is_main:
+                self.log.append(row)
+        if last or (cfg.checkpoint_every and self.step % cfg.checkpoint_every == 0):
+            self.save_checkpoint()
+
+    def fit(self) -> dict:
+        """Train until ``total_steps``; returns a summary dict.
+
+        Raises
+        ------
+        TrainingInterrupted
+            After a SIGINT, at the end of the step it arrived in (checkpoint written).
+        """
         start = self.step
         if start >= self.total_steps:
             return self._summary()
@@ -518,49 +606,28 @@ class Trainer:
         if self.progress:
             from tqdm.auto import tqdm
 
-            pbar = tqdm(total=self.total_steps, initial=start, desc=cfg.name, unit="step",
+            pbar = tqdm(total=self.total_steps, initial=start, desc=self.cfg.name, unit="step",
                         dynamic_ncols=True, file=sys.stderr)
         self.model.train()
         t_last = time.perf_counter()
         try:
-            for batch in self._loader(start, self.total_steps):
-                epoch = self.epoch_of(self.step)
-                f = self.schedule.factor(self.step)
-                for opt in [self.optimizer, *self.mode.optimizers()]:
-                    self.schedule.apply(opt, self.step)
-                logs = self.mode(self.state, batch, self.step)
-                self.step += 1
-                now = time.perf_counter()
-                self.elapsed += now - t_last
-                t_last = now
-                self.step_meter.update(logs)
-                self.epoch_meter.update(logs)
-                if pbar is not None:
-                    pbar.update(1)
-                if cfg.log_every and self.step % cfg.log_every == 0:
-                    row = self._row("step", self.step_meter, epoch, {"lr_factor": f})
-                    self.step_meter.reset()
-                    if self.ctx.is_main:
-                        self.log.append(row)
-                    if pbar is not None:
-                        pbar.set_postfix(loss=f"{row.get('loss', float('nan')):.4g}")
-                end_of_epoch = self.epoch_of(self.step) != epoch
-                last = self.step >= self.total_steps
-                if end_of_epoch or last:
-                    extra = {"epoch_complete": bool(end_of_epoch)}
-                    due = end_of_epoch and (epoch + 1) % max(1, cfg.eval_every) == 0
-                    if cfg.val_split and cfg.eval_every and (due or last):
-                        extra.update(self._validate())
-                    row = self._row("epoch", self.epoch_meter, epoch, extra)
-                    self.epoch_meter.reset()
-                    if self.ctx.is_main:
-                        self.log.append(row)
-                if last or (cfg.checkpoint_every and self.step % cfg.checkpoint_every == 0):
-                    self.save_checkpoint()
-                for cb in self.callbacks:
-                    cb(self)
+            with _DeferredSigint() as sigint:
+                for batch in self._loader(start, self.total_steps):
+                    epoch, f = self._train_step(batch)
+                    now = time.perf_counter()
+                    self.elapsed += now - t_last
+                    t_last = now
+                    self._after_step(epoch, f, pbar)
+                    for cb in self.callbacks:
+                        cb(self)
+                    if sigint.requested and self.step < self.total_steps:
+                        self.save_checkpoint()
+                        raise TrainingInterrupted(self.step, self.ckpt_path)
+        except TrainingInterrupted:
+            raise
         except KeyboardInterrupt:
-            if not self.ctx.distributed:
+            # a consistent state only between steps; mid-step the last checkpoint stays
+            if not self.ctx.distributed and not self._in_step:
                 self.save_checkpoint()
             raise
         finally:
@@ -590,6 +657,33 @@ class _Collate:
         return collate_train(items, self.ignore_index)
 
 
+def _ignore_sigint(worker_id: int) -> None:
+    """DataLoader workers leave SIGINT to the main process (which stops at a step end)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+EXTENDABLE_TEXT = ("max_steps (upward)", "epochs (upward)", "eval_every", "num_workers")
+
+
+def _to_device(ck: dict, device) -> dict:
+    """Tensors of the state entries of ``ck`` moved to ``device`` (RNG states stay on CPU)."""
+    if torch.device(device).type == "cpu":
+        return ck
+    moved = {k: _map_tensors(v, device) for k, v in ck.items() if k != "rng"}
+    moved["rng"] = ck.get("rng")
+    return moved
+
+
+def _map_tensors(obj, device):
+    if torch.is_tensor(obj):
+        return obj.to(device)
+    if isinstance(obj, dict):
+        return {k: _map_tensors(v, device) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(_map_tensors(v, device) for v in obj)
+    return obj
+
+
 def _to_cpu(obj):
     if torch.is_tensor(obj):
         return obj.cpu()
@@ -601,8 +695,11 @@ def _to_cpu(obj):
 
 
 def train(config: TrainConfig, out_dir, *, resume: bool = False, progress: bool | None = None,
-          callbacks=()) -> dict:
-    """Train ``config`` into ``out_dir`` (see the module docstring).
+          callbacks=(), validator=None) -> dict:
+    """Train ``config`` into ``out_dir`` with an injected ``validator`` (see :class:`Trainer`).
+
+    :func:`varseg.train.train` is this function with the default validator
+    (:class:`varseg.train.evaluate.ValidationHandler`).
 
     Parameters
     ----------
@@ -615,22 +712,16 @@ def train(config: TrainConfig, out_dir, *, resume: bool = False, progress: bool 
         tqdm progress bar (default: only on a terminal).
     callbacks : sequence of callables
         Called as ``callback(trainer)`` after each step.
+    validator : callable or None
+        See :class:`Trainer`.
 
     Returns
     -------
     dict
         ``out_dir``, ``checkpoint``, ``step``, ``epoch``, ``total_steps``, ``last_row``.
-
-    Examples
-    --------
-    >>> from varseg.train import TrainConfig, train
-    >>> cfg = TrainConfig(dataset="synthetic", dataset_kw={"n_images": 8, "image_size": 32},
-    ...                   model="unet", model_kw={"base_channels": 4, "depth": 2},
-    ...                   max_steps=2, batch_size=2)
-    >>> train(cfg, "run")["step"]          # doctest: +SKIP
-    2
     """
-    trainer = Trainer(config, out_dir, resume=resume, progress=progress, callbacks=callbacks)
+    trainer = Trainer(config, out_dir, resume=resume, progress=progress, callbacks=callbacks,
+                      validator=validator)
     try:
         return trainer.fit()
     finally:

@@ -24,6 +24,7 @@ from __future__ import annotations
 import csv
 import dataclasses
 import json
+import logging
 import math
 import time
 from fractions import Fraction
@@ -31,14 +32,22 @@ from pathlib import Path
 
 import numpy as np
 
+from varseg._atomic import atomic_path, atomic_write_text
+
 from .config import TrainConfig
 
-__all__ = ["SWEEP_DEFAULTS", "sweep_settings", "run_sweep", "summarise", "format_markdown"]
+logger = logging.getLogger(__name__)
+
+#: File that marks a sweep folder (``varseg train --out DIR --resume`` resumes the sweep).
+SWEEP_CONFIG_NAME = "sweep_config.json"
+
+__all__ = ["SWEEP_CONFIG_NAME", "SWEEP_DEFAULTS", "sweep_settings", "run_sweep", "summarise",
+           "format_markdown"]
 
 #: Settings of :func:`run_sweep` (the ``sweep`` object of a config overrides them).
 SWEEP_DEFAULTS = {
     "fractions": ["1/8", "1/4", "1"],
-    "lambdas": None,          # default [0, config.lambda_ms]
+    "lambdas": None,          # default [0, config.ms_weight]
     "seeds": [0],
     "eval_split": "test",
     "eval_dataset_kw": {},
@@ -54,7 +63,7 @@ def sweep_settings(config: TrainConfig) -> dict:
         raise ValueError(f"unknown sweep setting(s) {unknown}; valid: {', '.join(SWEEP_DEFAULTS)}")
     s = {**SWEEP_DEFAULTS, **over}
     if s["lambdas"] is None:
-        s["lambdas"] = [0.0, config.lambda_ms] if config.lambda_ms > 0 else [0.0, 1.0]
+        s["lambdas"] = [0.0, config.ms_weight] if config.ms_weight > 0 else [0.0, 1.0]
     s["lambdas"] = [float(v) for v in s["lambdas"]]
     s["seeds"] = [int(v) for v in s["seeds"]]
     if not s["fractions"] or not s["lambdas"] or not s["seeds"]:
@@ -70,20 +79,21 @@ def _run_name(frac, lam, seed) -> str:
     return f"{_frac_label(frac).replace('/', '-')}_lam{lam:g}_seed{seed}"
 
 
-def run_sweep(config: TrainConfig, out_dir, *, progress: bool | None = False, log=print) -> dict:
+def run_sweep(config: TrainConfig, out_dir, *, progress: bool | None = False,
+              log=logger.info) -> dict:
     """Train and evaluate every (fraction, λ, seed) of the sweep; write the tables.
 
     Parameters
     ----------
     config : TrainConfig
-        Base settings (mode ``"semi"`` is forced; ``labeled_fraction``, ``lambda_ms``,
+        Base settings (mode ``"semi"`` is forced; ``labeled_fraction``, ``ms_weight``,
         ``seed`` and ``split_seed`` are set per run).
     out_dir : path
         Output folder; finished runs found there are reused (the sweep is resumable).
     progress : bool or None
         tqdm bars for each run (``None``: only on a terminal).
     log : callable
-        Receives one progress line per run (``print`` by default; ``None`` to be quiet).
+        Receives one progress line per run (``logging`` at INFO by default; ``None``: quiet).
 
     Returns
     -------
@@ -91,18 +101,20 @@ def run_sweep(config: TrainConfig, out_dir, *, progress: bool | None = False, lo
         ``runs`` (per-run records), ``summary`` (per fraction and λ), ``markdown`` and the
         paths written.
     """
-    from .engine import CHECKPOINT_NAME, load_checkpoint_dict, train
+    from .checkpoint import CHECKPOINT_NAME, load_checkpoint
     from .evaluate import evaluate_checkpoint
+    from .run import train
 
     s = sweep_settings(config)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    config.save(out / SWEEP_CONFIG_NAME)
     base = dataclasses.replace(config, sweep=None, mode="semi").validate()
     records = []
     for frac in s["fractions"]:
         for seed in s["seeds"]:
             for lam in s["lambdas"]:
-                cfg = dataclasses.replace(base, labeled_fraction=frac, lambda_ms=lam, seed=seed,
+                cfg = dataclasses.replace(base, labeled_fraction=frac, ms_weight=lam, seed=seed,
                                           split_seed=seed,
                                           name=f"{config.name}:{_run_name(frac, lam, seed)}")
                 cfg = cfg.validate()
@@ -114,8 +126,8 @@ def run_sweep(config: TrainConfig, out_dir, *, progress: bool | None = False, lo
                 train_s = time.perf_counter() - t0
                 res = evaluate_checkpoint(ckpt, split=s["eval_split"],
                                           dataset_kw=s["eval_dataset_kw"], device=cfg.device)
-                step = int(load_checkpoint_dict(ckpt)["step"])
-                rec = {"fraction": _frac_label(frac), "lambda_ms": lam, "seed": seed,
+                step = int(load_checkpoint(ckpt)["step"])
+                rec = {"fraction": _frac_label(frac), "ms_weight": lam, "seed": seed,
                        "steps": step, "metric": s["metric"], "value": res[s["metric"]],
                        "dice": res.get("dice"), "iou": res.get("iou"),
                        "precision": res.get("precision"), "recall": res.get("recall"),
@@ -139,8 +151,8 @@ def summarise(records: list[dict], settings: dict) -> list[dict]:
         base_vals = None
         for lam in settings["lambdas"]:
             vals = [r["value"] for r in records
-                    if r["fraction"] == frac and r["lambda_ms"] == lam and r["value"] is not None]
-            row = {"fraction": frac, "lambda_ms": lam, "n_seeds": len(vals),
+                    if r["fraction"] == frac and r["ms_weight"] == lam and r["value"] is not None]
+            row = {"fraction": frac, "ms_weight": lam, "n_seeds": len(vals),
                    "mean": float(np.mean(vals)) if vals else math.nan,
                    "std": float(np.std(vals)) if len(vals) > 1 else 0.0}
             if lam == 0:
@@ -165,7 +177,7 @@ def format_markdown(summary: list[dict], settings: dict, config: TrainConfig) ->
         cells = [frac]
         gains = []
         for lam in lams:
-            r = next(x for x in summary if x["fraction"] == frac and x["lambda_ms"] == lam)
+            r = next(x for x in summary if x["fraction"] == frac and x["ms_weight"] == lam)
             cell = f"{r['mean']:.4f}"
             if r["n_seeds"] > 1:
                 cell += f" ± {r['std']:.4f}"
@@ -187,21 +199,21 @@ def format_markdown(summary: list[dict], settings: dict, config: TrainConfig) ->
 def _write(out: Path, records, summary, md, settings, config) -> dict:
     paths = {"runs_csv": out / "sweep_runs.csv", "csv": out / "sweep.csv",
              "markdown": out / "sweep.md", "json": out / "sweep.json"}
-    with open(paths["runs_csv"], "w", newline="") as f:
+    with atomic_path(paths["runs_csv"]) as tmp, open(tmp, "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=list(records[0]))
         w.writeheader()
         w.writerows(records)
     cols: list[str] = []
     for r in summary:
         cols += [k for k in r if k not in cols]
-    with open(paths["csv"], "w", newline="") as f:
+    with atomic_path(paths["csv"]) as tmp, open(tmp, "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=cols)
         w.writeheader()
         w.writerows(summary)
-    paths["markdown"].write_text(md)
-    paths["json"].write_text(json.dumps({"settings": settings, "config": config.to_dict(),
-                                         "runs": records, "summary": summary}, indent=1,
-                                        default=_nan_safe) + "\n")
+    atomic_write_text(paths["markdown"], md)
+    atomic_write_text(paths["json"], json.dumps(
+        {"settings": settings, "config": config.to_dict(), "runs": records, "summary": summary},
+        indent=1, default=_nan_safe) + "\n")
     return {k: str(v) for k, v in paths.items()}
 
 

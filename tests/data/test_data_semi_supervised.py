@@ -1,4 +1,4 @@
-"""labeled_subset / SemiSupervisedDataset / split files / build_dataset."""
+"""labeled_subset / SemiSupervisedDataset / split files / build_dataset / dataset_class."""
 from fractions import Fraction
 
 import numpy as np
@@ -7,10 +7,15 @@ import torch
 
 from varseg.data import (
     BSDS500,
+    DATASET_ALIASES,
     DATASET_NAMES,
+    LiTS,
     SemiSupervisedDataset,
     SyntheticShapes,
+    VOCSegmentation,
     build_dataset,
+    canonical_dataset_name,
+    dataset_class,
     labeled_subset,
     labeled_subset_by_case,
     load_split,
@@ -129,3 +134,70 @@ def test_collate_with_image_only_dataset(tmp_path):
     ds = SemiSupervisedDataset(base, [])
     item = ds[1]
     assert item["label"].shape == (10, 12) and not bool(item["labeled"])
+
+
+@pytest.mark.parametrize("name, cls", [
+    ("voc", VOCSegmentation), (" Pascal-VOC ", VOCSegmentation), ("LITS17", LiTS),
+    ("bsd500", BSDS500), ("shapes", SyntheticShapes),
+])
+def test_dataset_class_resolves_names_and_aliases(name, cls):
+    assert dataset_class(name) is cls
+    assert canonical_dataset_name(name) in DATASET_NAMES
+    assert dataset_class(canonical_dataset_name(name)) is cls
+
+
+def test_dataset_class_registry_and_errors():
+    import varseg.data as vdata
+
+    assert {n: dataset_class(n) for n in DATASET_NAMES} == vdata._REGISTRY  # kept for now
+    assert set(DATASET_ALIASES.values()) <= set(DATASET_NAMES)
+    assert all(canonical_dataset_name(a) == n for a, n in DATASET_ALIASES.items())
+    with pytest.raises(TypeError):
+        DATASET_ALIASES["new"] = "voc"  # read-only view
+    with pytest.raises(ValueError, match=r"^unknown dataset 'cityscapes': expected one of voc"):
+        dataset_class("cityscapes")
+    with pytest.raises(TypeError, match="string"):
+        dataset_class(None)
+
+
+def test_old_sampling_module_reexports_with_warning():
+    import importlib
+    import sys
+
+    import varseg.data.semi_supervised as semi
+
+    sys.modules.pop("varseg.data.sampling", None)
+    with pytest.warns(DeprecationWarning, match="varseg.data.sampling is deprecated"):
+        old = importlib.import_module("varseg.data.sampling")
+    for name in old.__all__:
+        assert getattr(old, name) is getattr(semi, name)
+
+
+def test_semi_supervised_index_and_is_labeled():
+    base = SyntheticShapes(6, image_size=8)
+    ds = SemiSupervisedDataset(base, [0, 5])
+    assert ds.is_labeled(-1) and ds.is_labeled(0) and not ds.is_labeled(-2)
+    assert bool(ds[-1]["labeled"]) and ds[-1]["index"] == 5
+    assert not bool(ds[-6 + 1]["labeled"])
+    with pytest.raises(IndexError, match="index -7 is out of range for 6 items"):
+        ds[-7]
+    with pytest.raises(IndexError, match="index 6 is out of range"):
+        ds.is_labeled(6)
+
+
+def test_save_split_failure_keeps_previous_file(tmp_path):
+    path = tmp_path / "labeled_split.json"
+    save_split(path, [1, 2, 3], {"fraction": "1/8"})
+    before = path.read_bytes()
+    with pytest.raises(TypeError, match="cannot store object"):
+        save_split(path, [4, 5], {"bad": object()})  # fails half-way through the JSON
+    assert path.read_bytes() == before
+    idx, meta = load_split(path)
+    assert idx.tolist() == [1, 2, 3] and meta == {"fraction": "1/8"}
+    assert [p.name for p in tmp_path.iterdir()] == [path.name]  # no temporary left behind
+
+
+@pytest.mark.parametrize("n_items", [0, -3, 2.5])
+def test_labeled_subset_rejects_bad_n_items(n_items):
+    with pytest.raises(ValueError, match="^n_items must be a positive integer"):
+        labeled_subset(n_items, "1/8")

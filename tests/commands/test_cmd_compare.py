@@ -33,7 +33,7 @@ def test_compare_command_writes_report(tmp_path, image_file, capsys):
                  "energy_iteration.png", "energy_time.png", "kmeans.npz", "otsu.npz",
                  "otsu_labels.png", "otsu_overlay.png"):
         assert (out / name).is_file(), name
-    report = (out / "report.md").read_text()
+    report = (out / "report.md").read_text(encoding="utf-8")
     assert "| method | energy" in report and "![" in report and "comparison.png" in report
     assert "λ = 0.2" in report
     with open(out / "results.csv") as f:
@@ -58,7 +58,7 @@ def test_compare_command_params_and_max_size(tmp_path, image_file):
     assert res.labels.shape == (17, 20)  # downscaled: largest side 20
     assert res.params["max_iter"] == 3 and res.n_phases == 3
     assert not (out / "comparison.png").exists()
-    assert "Downscaled" in (out / "report.md").read_text()
+    assert "Downscaled" in (out / "report.md").read_text(encoding="utf-8")
 
 
 def test_compare_command_errors(tmp_path, image_file, capsys):
@@ -86,3 +86,67 @@ def test_compare_command_dataset_mode(tmp_path, image_file):
         assert (out / name).is_file()
     t = ComparisonTable.from_json(out / "results.json")
     assert t.row("otsu")["n_images"] == 2 and len(t.per_image) == 2
+
+
+def _one_error_line(err):
+    lines = [ln for ln in err.strip().splitlines() if ln.strip()]
+    assert len(lines) == 1 and "Traceback" not in err, err
+    return lines[0]
+
+
+@pytest.mark.parametrize("argv, needle", [
+    (["--max-size", "-5"], "--max-size must be a non-negative integer"),
+    (["--phases", "1"], "--phases must be a >= 2 integer"),
+    (["--jobs", "0"], "--jobs must be a positive integer"),
+    (["--max-iter", "0"], "--max-iter must be a positive integer"),
+    (["--param", "kmeans.nokey=1"], "method 'kmeans' has no option 'nokey'"),
+])
+def test_compare_command_refuses_bad_numbers_before_work(tmp_path, image_file, capsys, argv,
+                                                         needle):
+    img, _ = image_file
+    out = tmp_path / "never"
+    rc = main(["compare", str(img), "--methods", "kmeans", "-q", "-o", str(out), *argv])
+    assert rc == 2
+    assert needle in _one_error_line(capsys.readouterr().err)
+    assert not out.exists()
+
+
+def test_compare_command_output_must_be_a_usable_folder(tmp_path, image_file, capsys):
+    img, _ = image_file
+    a_file = tmp_path / "taken.txt"
+    a_file.write_text("keep me")
+    for target in (a_file, a_file / "inside"):
+        rc = main(["compare", str(img), "--methods", "kmeans", "-q", "-o", str(target)])
+        assert rc == 2
+        line = _one_error_line(capsys.readouterr().err)
+        assert "-o/--out" in line and str(a_file) in line
+    assert a_file.read_text() == "keep me"
+
+
+def test_compare_command_every_method_failing_is_an_error(tmp_path, image_file, capsys):
+    img, _ = image_file
+    out = tmp_path / "fail"
+    # a negative number of histogram bins makes Otsu fail on every image
+    rc = main(["compare", str(img), "--methods", "otsu", "--param", "otsu.nbins=-3",
+               "--no-figures", "-q", "-o", str(out)])
+    assert rc == 2
+    line = _one_error_line(capsys.readouterr().err)
+    assert "every method failed" in line and "otsu" in line and "bins" in line
+    assert not (out / "report.md").exists() and not (out / "results.csv").exists()
+
+
+def test_compare_command_writes_html_report(tmp_path, image_file):
+    img, gt = image_file
+    out = tmp_path / "html"
+    assert main(["compare", str(img), "--gt", str(gt), "--methods", "kmeans", "otsu", "-q",
+                 "-o", str(out)]) == 0
+    page = (out / "report.html").read_text(encoding="utf-8")
+    assert page.startswith("<!DOCTYPE html>") and "</html>" in page
+    assert "http://" not in page and "https://" not in page  # self-contained
+    assert page.count('src="data:image/png;base64,') >= 3  # figures inlined
+    assert "<th>dice</th>" in page and "numpy" in page and "load average" in page
+    import json
+
+    meta = json.loads((out / "results.json").read_text())["meta"]
+    assert meta["parameters"]["kmeans"]["lam"] == 0.125
+    assert meta["environment"]["versions"]["numpy"] == np.__version__

@@ -1,0 +1,24 @@
+"""Shared fixtures: the real data folder beside the project (``../shared/data``)."""
+from pathlib import Path
+
+import pytest
+
+#: ``../shared/data`` relative to the project root; tests that need it skip without it.
+SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+
+
+@pytest.fixture
+def shared_data():
+    """Path of ``../shared/data`` (the test is skipped when the folder is absent)."""
+    if not SHARED_DATA.is_dir():
+        pytest.skip("no ../shared/data")
+    return SHARED_DATA
+
+
+@pytest.fixture
+def camera_small():
+    """scikit-image's camera at 64×64 as float in [0, 1]."""
+    import numpy as np
+    from skimage import data, transform
+
+    return transform.resize(data.camera(), (64, 64), anti_aliasing=True).astype(np.float64)

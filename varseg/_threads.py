@@ -1,0 +1,37 @@
+"""The one place that limits the CPU threads of BLAS/OpenMP, Numba and torch."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+__all__ = ["limit_threads"]
+
+_ENV = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMBA_NUM_THREADS")
+
+
+def limit_threads(n):
+    """Use at most ``n`` CPU threads in this process.
+
+    Sets the environment variables read at import by OpenMP/BLAS, Numba and torch (for
+    worker processes that have not imported them yet) and, for the libraries already
+    imported, their run-time setting (``numba.set_num_threads``, ``torch.set_num_threads``).
+    torch is never imported here.
+
+    Raises
+    ------
+    ValueError
+        ``n`` is not a positive integer.
+    """
+    from ._validation import check_int
+
+    n = check_int(n, "threads")
+    for var in _ENV:
+        os.environ[var] = str(n)
+    if "numba" in sys.modules:
+        import numba
+
+        numba.set_num_threads(min(n, numba.config.NUMBA_NUM_THREADS))
+    if "torch" in sys.modules:
+        sys.modules["torch"].set_num_threads(n)
+    return n

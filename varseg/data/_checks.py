@@ -1,0 +1,230 @@
+"""Argument and data checks shared by the dataset loaders of :mod:`varseg.data`.
+
+Every check raises a one-line error that names the bad argument or the bad file and says
+what was expected, so that a wrong dataset is refused instead of silently giving wrong
+items (Kim & Ye, "Mumford–Shah Loss Functional for Image Segmentation with Deep
+Learning", IEEE TIP 2019, Sec. IV-A, train and evaluate on these loaders).
+"""
+
+from __future__ import annotations
+
+import operator
+import os
+import warnings
+from collections import abc
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator, Sequence
+
+import numpy as np
+
+from .._validation import check_int, check_positive
+from ._io import check_label_values
+
+__all__ = [
+    "check_index",
+    "check_size",
+    "check_scale_range",
+    "check_finite_volume",
+    "check_positive_labels",
+    "check_wide_png_values",
+    "reading",
+    "renamed_argument",
+]
+
+
+def check_index(index, length: int, dataset: str) -> int:
+    """Return ``index`` as an int in ``[0, length)``, Python's rule for negative indices.
+
+    Parameters
+    ----------
+    index : int
+        Item index; ``-length <= index < length`` (``-1`` is the last item).
+    length : int
+        Dataset length.
+    dataset : str
+        Dataset name for the message.
+
+    Returns
+    -------
+    int
+        The non-negative index.
+
+    Raises
+    ------
+    TypeError
+        If ``index`` is not an integer (booleans are refused).
+    IndexError
+        If ``index`` is outside ``[-length, length)``.
+    """
+    if isinstance(index, bool):
+        raise TypeError(f"{dataset} index must be an integer; got {index!r}")
+    try:
+        i = operator.index(index)
+    except TypeError:
+        raise TypeError(f"{dataset} index must be an integer; got {index!r}") from None
+    if not -length <= i < length:
+        raise IndexError(
+            f"{dataset} index {i} is out of range for {length} items: expected "
+            f"{-length} <= index < {length}"
+        )
+    return i + length if i < 0 else i
+
+
+def check_size(size, name: str) -> tuple[int, int] | None:
+    """Return ``size`` (``None``, an int or ``(H, W)``) as ``None`` or a ``(H, W)`` tuple.
+
+    Parameters
+    ----------
+    size : None, int or sequence of two int
+        A crop / resize / pad size in pixels; each side must be a positive integer.
+    name : str
+        Argument name for the message (``"crop_size"``, ``"image_size"``, ...).
+
+    Returns
+    -------
+    tuple of int or None
+
+    Raises
+    ------
+    ValueError
+        If a side is not a positive integer or the sequence does not have two entries.
+    """
+    if size is None:
+        return None
+    if isinstance(size, (int, np.integer)) and not isinstance(size, bool):
+        side = check_int(size, name)
+        return side, side
+    if isinstance(size, (str, bytes)) or not isinstance(size, (abc.Sequence, np.ndarray)):
+        raise ValueError(f"{name} must be a positive int or (H, W); got {size!r}")
+    sides = tuple(size)
+    if len(sides) != 2:
+        raise ValueError(f"{name} must be a positive int or (H, W); got {size!r}")
+    return tuple(check_int(s, name) for s in sides)
+
+
+def check_scale_range(scale_range, name: str = "scale_range") -> tuple[float, float] | None:
+    """Return ``scale_range`` as ``None`` or ``(low, high)`` with ``0 < low <= high``.
+
+    The random scale factor of the VOC training augmentation is drawn uniformly from this
+    range (Kim & Ye, IEEE TIP 2019, Sec. IV-B1, "randomly scaled and cropped").
+
+    Raises
+    ------
+    ValueError
+        If it is not a pair of finite positive numbers with ``low <= high``.
+    """
+    if scale_range is None:
+        return None
+    if isinstance(scale_range, (str, bytes)) or not isinstance(
+        scale_range, (abc.Sequence, np.ndarray)
+    ):
+        raise ValueError(f"{name} must be (low, high) with 0 < low <= high; got {scale_range!r}")
+    pair = tuple(scale_range)
+    if len(pair) != 2:
+        raise ValueError(f"{name} must be (low, high) with 0 < low <= high; got {scale_range!r}")
+    low, high = (check_positive(v, name) for v in pair)
+    if low > high:
+        raise ValueError(f"{name} must be (low, high) with 0 < low <= high; got {scale_range!r}")
+    return low, high
+
+
+def check_finite_volume(volume: np.ndarray, path: str | os.PathLike, what: str) -> None:
+    """Raise ValueError naming ``path`` if ``volume`` holds NaN or Inf voxels.
+
+    A NaN intensity would pass through z-scoring or HU windowing into every loss and
+    metric; the file is refused instead of guessing a replacement value.
+    """
+    arr = np.asarray(volume)
+    if not np.issubdtype(arr.dtype, np.floating):
+        return
+    finite = np.isfinite(arr)
+    if not finite.all():
+        n_bad = int(arr.size - np.count_nonzero(finite))
+        raise ValueError(
+            f"{what} {path} has {n_bad} NaN or Inf voxel(s) of {arr.size}: "
+            "expected finite intensities"
+        )
+
+
+def check_positive_labels(labels: np.ndarray, path: str | os.PathLike, what: str) -> None:
+    """Raise ValueError naming ``path`` unless ``labels`` are integers ``>= 1``.
+
+    BSDS500 human segmentations number their regions from 1 (Arbeláez et al., TPAMI
+    2011); a 0 or a negative label means a corrupt or foreign file.
+    """
+    arr = np.asarray(labels)
+    if arr.size == 0:
+        return
+    if np.issubdtype(arr.dtype, np.floating):
+        if not np.isfinite(arr).all() or not np.array_equal(arr, np.round(arr)):
+            raise ValueError(f"{what} {path} has non-integer labels: expected integers >= 1")
+    elif not np.issubdtype(arr.dtype, np.integer):
+        raise ValueError(f"{what} {path} has labels of dtype {arr.dtype}: expected integers >= 1")
+    low = arr.min()
+    if low < 1:
+        bad = np.unique(arr[arr < 1])[:5].tolist()
+        raise ValueError(
+            f"{what} {path} has labels {bad} below 1: expected region labels numbered from 1"
+        )
+
+
+def check_wide_png_values(path: str | os.PathLike, allowed: Sequence[int], what: str) -> None:
+    """Check the raw values of a 16/32-bit integer PNG against ``allowed``.
+
+    A label PNG stored with 16-bit samples is cast to ``uint8`` by the index reader, which
+    wraps 276 to 20 and 256 to 0 (valid VOC classes). The values are therefore checked on
+    the file's own dtype; palette (``P``) and 8-bit (``L``) PNGs need no second look
+    (only the header is read).
+
+    Raises
+    ------
+    ValueError
+        Naming the file and the values outside ``allowed``.
+    """
+    from PIL import Image
+
+    with reading(path, what), Image.open(path) as im:
+        if im.mode in ("P", "L", "1"):
+            return
+        raw = np.asarray(im)
+    check_label_values(raw, allowed, path, what)
+
+
+@contextmanager
+def reading(path: str | os.PathLike, what: str) -> Iterator[None]:
+    """Turn a reader's failure on a damaged file into one ValueError naming the file.
+
+    Truncated JPEG, ``.mat``, ``.nii.gz`` or ``.mha`` files fail deep inside PIL, SciPy,
+    nibabel or SimpleITK (``EOFError``, ``OSError``, ``zlib.error``, ``RuntimeError``,
+    ...), usually without the file name. A missing file (``FileNotFoundError``), a
+    missing optional package (``ImportError``) and errors that already name the file
+    pass through unchanged.
+    """
+    try:
+        yield
+    except (FileNotFoundError, ImportError, MemoryError):
+        raise
+    except Exception as err:  # noqa: BLE001 - any reader failure is a damaged file
+        text = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        if isinstance(err, (ValueError, TypeError)) and str(Path(path)) in text:
+            raise
+        raise ValueError(f"could not read {what} {path}: {text}") from None
+
+
+def renamed_argument(new_value, old_value, *, new: str, old: str, default):
+    """Resolve a keyword renamed from ``old`` to ``new`` (the old one is deprecated).
+
+    Returns ``new_value`` unless ``old_value`` is given (not ``None``), in which case a
+    DeprecationWarning is issued and ``old_value`` is returned. Giving both with different
+    values is a TypeError.
+    """
+    if old_value is None:
+        return new_value
+    if new_value != default and new_value != old_value:
+        raise TypeError(
+            f"pass only {new}= ({old}= is its deprecated spelling); got "
+            f"{new}={new_value!r} and {old}={old_value!r}"
+        )
+    warnings.warn(f"{old}= is deprecated, use {new}=", DeprecationWarning, stacklevel=3)
+    return old_value
