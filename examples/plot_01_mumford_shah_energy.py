@@ -45,13 +45,14 @@ yy, xx = np.mgrid[0:64, 0:64]
 truth = ((yy - 30) ** 2 + (xx - 34) ** 2 < 18**2).astype(int)  # label 1 = the disk
 image = np.where(truth == 1, 0.7, 0.25) + 0.12 * rng.standard_normal(truth.shape)
 
-fig, axes = plt.subplots(1, 2, figsize=(6, 3))
+fig, axes = plt.subplots(1, 2, figsize=(6.4, 3.6))
 axes[0].imshow(image, cmap="gray")
 axes[0].set_title("image x")
 axes[1].imshow(truth, cmap="viridis")
 axes[1].set_title("partition χ (truth)")
 for ax in axes:
     ax.set_axis_off()
+plt.show()
 
 # %%
 # The energy by hand
@@ -98,7 +99,10 @@ print(f"by hand:  E = {E_hand:.6f}  (D = {D_hand:.6f}, L = {L_hand:.3f})")
 # the Mumford–Shah *loss* calls on softmax outputs (tutorial 5).
 terms = energy_from_labels(image, truth, lam)
 E_soft = mumford_shah_energy(image, labels_to_memberships(truth, 2), lam)
-print(f"varseg:   E = {terms.total:.6f}  (D = {terms.data:.6f}, L = {terms.length:.3f})")
+print(
+    f"varseg:   E = {terms.total:.6f}  "
+    f"(D = {terms.data:.6f}, L = {terms.length:.3f})"
+)
 print(f"memberships path: E = {E_soft:.6f}")
 print("region means c_n:", np.round(terms.means.ravel(), 4))
 assert np.isclose(terms.total, E_hand, rtol=1e-12)
@@ -136,20 +140,29 @@ partitions = {
     "truth": truth,
     "too smooth": ((yy - 30) ** 2 + (xx - 34) ** 2 < 9**2).astype(int),
 }
-lams = np.linspace(0, 1.0, 51)
-fig, axes = plt.subplots(1, 4, figsize=(12, 3), gridspec_kw={"width_ratios": [1, 1, 1, 1.6]})
-for ax, (name, lab) in zip(axes, partitions.items(), strict=False):
-    t = energy_from_labels(image, lab, lam)
+terms_of = {
+    name: energy_from_labels(image, lab, lam) for name, lab in partitions.items()
+}
+fig, axes = plt.subplots(1, 3, figsize=(9, 3.6))
+for ax, (name, lab) in zip(axes, partitions.items(), strict=True):
+    t = terms_of[name]
     u = t.means.ravel()[lab]  # the piecewise-constant approximation u = Σ c_n χ_n
     ax.imshow(u, cmap="gray", vmin=0.2, vmax=0.75)
-    ax.set_title(f"{name}\nD = {t.data:.1f}, L = {t.length:.0f}", fontsize=9)
+    ax.set_title(f"{name}\nD = {t.data:.1f}, L = {t.length:.0f}")
     ax.set_axis_off()
-    axes[3].plot(lams, t.data + lams * t.length, label=name)
-axes[3].set_xlabel("λ")
-axes[3].set_ylabel("E = D + λ L")
-axes[3].legend()
-axes[3].set_title("energy of each partition vs λ", fontsize=9)
-fig.tight_layout()
+plt.show()
+
+# %%
+# The three energies as functions of λ:
+lams = np.linspace(0, 1.0, 51)
+fig, ax = plt.subplots(figsize=(6.4, 4))
+for name, t in terms_of.items():
+    ax.plot(lams, t.data + lams * t.length, label=name)
+ax.set_xlabel("λ")
+ax.set_ylabel("E = D + λ L")
+ax.legend()
+ax.set_title("energy of each partition vs λ")
+plt.show()
 
 # %%
 # :func:`~varseg.energy.mumford_shah_terms` returns the same decomposition for soft

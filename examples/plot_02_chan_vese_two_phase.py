@@ -45,11 +45,14 @@ from varseg.report import overlay_image
 image = resize(data.camera(), (128, 128), anti_aliasing=True)
 
 
-def show_row(results, titles, suptitle):
-    fig, axes = plt.subplots(1, len(results), figsize=(2.6 * len(results), 2.9))
-    for ax, r, t in zip(axes, results, titles, strict=True):
+def show_results(results, titles, suptitle):
+    """One figure: the overlays of ``results``, at most three per row."""
+    ncols = 2 if len(results) == 4 else min(len(results), 3)
+    nrows = -(-len(results) // ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(3.2 * ncols, 3.5 * nrows + 0.4))
+    for ax, r, t in zip(axes.flat, results, titles, strict=True):
         ax.imshow(overlay_image(image, r.labels))
-        ax.set_title(f"{t}\nE = {r.final_energy:.1f}, {r.n_iter} it", fontsize=9)
+        ax.set_title(f"{t}\nE = {r.final_energy:.1f}, {r.n_iter} it")
         ax.set_axis_off()
     fig.suptitle(suptitle)
     fig.tight_layout()
@@ -69,14 +72,21 @@ def show_row(results, titles, suptitle):
 # :math:`\lambda = \mu/2`).
 res = chan_vese(image, 2, mu=0.25, max_iter=300, return_history=True, snapshot_every=50)
 print(res.summary())
-print("means c_n:", np.round(res.means, 3), " λ of the recorded energy:", res.params["lam"])
-fig = plot_evolution(res, image, ncols=5)
+print(
+    "means c_n:",
+    np.round(res.means, 3),
+    " λ of the recorded energy:",
+    res.params["lam"],
+)
+fig = plot_evolution(res, image, ncols=4)
 fig.suptitle("zero level set during the evolution")
+plt.show()
 
 # %%
 # The energy decreases quickly and then creeps: the first iterations move the boundary
 # across the image, the last ones polish it.
 fig = plot_energy(res, title="Chan–Vese energy (λ = μ/2)")
+plt.show()
 
 # %%
 # ``mu``: the price of a boundary
@@ -90,7 +100,8 @@ fig = plot_energy(res, title="Chan–Vese energy (λ = μ/2)")
 # speed.)
 mus = [0.02, 0.25, 1.0, 4.0]
 runs = [chan_vese(image, 2, mu=m, max_iter=300) for m in mus]
-show_row(runs, [f"mu = {m}" for m in mus], "effect of mu")
+fig = show_results(runs, [f"mu = {m}" for m in mus], "effect of mu")
+plt.show()
 
 # %%
 # ``dt``: the time step
@@ -103,8 +114,12 @@ dts = [0.05, 0.5, 2.0, 10.0]
 runs = {f"dt = {d}": chan_vese(image, 2, dt=d, max_iter=300) for d in dts}
 fig = plot_energy(runs, title="energy vs iteration for several dt")
 fig.axes[0].set_yscale("log")
+plt.show()
 for name, r in runs.items():
-    print(f"{name:<9}: E after 20 it = {r.energy[20]:8.1f}, final E = {r.final_energy:.1f}")
+    print(
+        f"{name:<9}: E after 20 it = {r.energy[20]:8.1f}, "
+        f"final E = {r.final_energy:.1f}"
+    )
 
 # %%
 # ``eps``: width of the regularised Dirac
@@ -116,19 +131,25 @@ for name, r in runs.items():
 # new regions can appear anywhere — more global, with blurrier memberships.
 epss = [0.1, 1.0, 10.0]
 runs = {f"eps = {e}": chan_vese(image, 2, eps=e, max_iter=300) for e in epss}
-show_row(list(runs.values()), list(runs), "effect of eps")
+fig = show_results(list(runs.values()), list(runs), "effect of eps")
+plt.show()
+
+# %%
+# The energy curves: a small ``eps`` descends fastest at first.
 fig = plot_energy(runs, title="energy vs iteration for several eps")
 fig.axes[0].set_yscale("log")
+plt.show()
 
 # %%
 # The soft memberships :math:`H_\varepsilon(\phi)` returned in ``memberships`` show the
 # same width: with a large ``eps`` the transition between the phases is gradual.
-fig, axes = plt.subplots(1, 3, figsize=(8, 2.8))
+fig, axes = plt.subplots(1, 3, figsize=(9.6, 3.6))
 for ax, (name, r) in zip(axes, runs.items(), strict=True):
     ax.imshow(r.memberships[0], cmap="RdBu", vmin=0, vmax=1)
-    ax.set_title(f"H_eps(φ), {name}", fontsize=9)
+    ax.set_title(f"H_eps(φ), {name}")
     ax.set_axis_off()
 fig.tight_layout()
+plt.show()
 
 # %%
 # ``init``: where the level set starts
@@ -141,7 +162,8 @@ fig.tight_layout()
 # partition rule waits while the boundary moves.)
 inits = ["checkerboard", "disk", "small disk"]
 runs = [chan_vese(image, 2, init=i, eps=0.5, max_iter=300) for i in inits]
-show_row(runs, inits, "effect of the initial level set (eps = 0.5)")
+fig = show_results(runs, inits, "effect of the initial level set (eps = 0.5)")
+plt.show()
 
 # %%
 # Take-aways

@@ -54,35 +54,39 @@ print("phase means:", np.round(res4.means, 3))
 # The zero lines of :math:`\phi_1` (red) and :math:`\phi_2` (blue) cross; the four sign
 # patterns are the four phases. The memberships returned are the regularised products
 # :math:`H_\varepsilon(\phi_1) H_\varepsilon(\phi_2)`, …, which sum to one.
-fig, axes = plt.subplots(1, 6, figsize=(14, 2.8))
+fig, axes = plt.subplots(2, 3, figsize=(9.6, 8))
+axes = axes.ravel()
 axes[0].imshow(gray, cmap="gray")
 for phi, colour in zip(res4.level_sets, ("r", "b"), strict=True):
     axes[0].contour(phi, levels=[0], colors=colour, linewidths=1)
-axes[0].set_title("zero level sets", fontsize=9)
+axes[0].set_title("zero level sets")
 for k in range(4):
     axes[k + 1].imshow(res4.memberships[k], cmap="magma", vmin=0, vmax=1)
-    axes[k + 1].set_title(f"membership {k}, c = {res4.means[k]:.2f}", fontsize=9)
+    axes[k + 1].set_title(f"membership {k}\nc = {res4.means[k]:.2f}")
 axes[5].imshow(label_colors(4)[res4.labels])
-axes[5].set_title("labels", fontsize=9)
+axes[5].set_title("labels")
 for ax in axes:
     ax.set_axis_off()
 fig.tight_layout()
+plt.show()
 print("memberships sum to one:", np.allclose(res4.memberships.sum(0), 1, atol=1e-5))
 
 # %%
 # How the two level sets evolve together:
 snaps = res4.extras["snapshots"]
 iters = res4.extras["snapshot_iters"]
-fig, axes = plt.subplots(1, min(len(snaps), 5), figsize=(12, 2.7))
-for ax, s, it in zip(axes, snaps[:: max(1, len(snaps) // 5)], iters[:: max(1, len(snaps) // 5)],
-                     strict=False):
+every = max(1, len(snaps) // 6)
+fig, axes = plt.subplots(2, 3, figsize=(9.6, 8))
+for ax in axes.flat:
+    ax.set_axis_off()
+for ax, s, it in zip(axes.flat, snaps[::every], iters[::every], strict=False):
     ax.imshow(gray, cmap="gray")
     for phi, colour in zip(s, ("r", "b"), strict=True):
         if phi.min() < 0 < phi.max():
             ax.contour(phi, levels=[0], colors=colour, linewidths=1)
-    ax.set_title(f"iteration {it}", fontsize=9)
-    ax.set_axis_off()
+    ax.set_title(f"iteration {it}")
 fig.tight_layout()
+plt.show()
 
 # %%
 # Local minima: the start matters more with several level sets
@@ -93,13 +97,15 @@ fig.tight_layout()
 # into it on this image; overlapping disks (``init="disk"``) do not.
 trap = chan_vese(gray, 4, mu=0.1, init="checkerboard", max_iter=300)
 for name, r in (("checkerboard", trap), ("disk", res4)):
-    print(f"init={name:<12}  E = {r.final_energy:7.1f}   means = {np.round(r.means, 2)}")
-fig, axes = plt.subplots(1, 2, figsize=(6, 3))
+    means = np.round(r.means, 2)
+    print(f"init={name:<12}  E = {r.final_energy:7.1f}   means = {means}")
+fig, axes = plt.subplots(1, 2, figsize=(6.4, 3.8))
 for ax, (name, r) in zip(axes, (("checkerboard", trap), ("disk", res4)), strict=True):
     ax.imshow(label_colors(4)[r.labels])
-    ax.set_title(f"init = {name}, E = {r.final_energy:.0f}", fontsize=9)
+    ax.set_title(f"init = {name}\nE = {r.final_energy:.0f}")
     ax.set_axis_off()
 fig.tight_layout()
+plt.show()
 
 # %%
 # Two phases or four?
@@ -108,15 +114,16 @@ fig.tight_layout()
 # the boundaries add length. The piecewise-constant approximations
 # :math:`u = \sum_n c_n \chi_n` show what each model keeps of the image.
 res2 = chan_vese(gray, 2, mu=0.1, init="disk", max_iter=300)
-fig, axes = plt.subplots(1, 3, figsize=(8, 2.9))
+fig, axes = plt.subplots(1, 3, figsize=(9.6, 3.8))
 axes[0].imshow(gray, cmap="gray")
-axes[0].set_title("image", fontsize=9)
+axes[0].set_title("image")
 for ax, r in zip(axes[1:], (res2, res4), strict=True):
     ax.imshow(r.means[r.labels], cmap="gray", vmin=0, vmax=1)
-    ax.set_title(f"K = {r.n_phases}: u = Σ c_n χ_n\nE = {r.final_energy:.1f}", fontsize=9)
+    ax.set_title(f"K = {r.n_phases}: u = Σ c_n χ_n\nE = {r.final_energy:.1f}")
 for ax in axes:
     ax.set_axis_off()
 fig.tight_layout()
+plt.show()
 
 # %%
 # Colour images
@@ -131,18 +138,20 @@ c8 = chan_vese(colour, 8, mu=0.1, init="disk", channel_axis=-1, max_iter=200)
 print(c4.summary())
 print(c8.summary(), "level sets:", c8.level_sets.shape)
 
-fig, axes = plt.subplots(1, 5, figsize=(13, 2.9))
-axes[0].imshow(colour)
-axes[0].set_title("image", fontsize=9)
-for j, r in enumerate((c4, c8)):
-    axes[1 + 2 * j].imshow(np.clip(r.means[r.labels], 0, 1))
-    axes[1 + 2 * j].set_title(f"K = {r.n_phases} ({r.level_sets.shape[0]} level sets)\n"
-                              "mean colour per phase", fontsize=9)
-    axes[2 + 2 * j].imshow(overlay_image(colour, r.labels))
-    axes[2 + 2 * j].set_title(f"boundaries, E = {r.final_energy:.0f}", fontsize=9)
-for ax in axes:
+fig, axes = plt.subplots(2, 3, figsize=(9.6, 8.2))
+axes[0, 0].imshow(colour)
+axes[0, 0].set_title("image")
+for row, r in zip(axes, (c4, c8), strict=True):
+    row[1].imshow(np.clip(r.means[r.labels], 0, 1))
+    row[1].set_title(
+        f"K = {r.n_phases} ({r.level_sets.shape[0]} level sets)\nmean colours"
+    )
+    row[2].imshow(overlay_image(colour, r.labels))
+    row[2].set_title(f"boundaries\nE = {r.final_energy:.0f}")
+for ax in axes.flat:
     ax.set_axis_off()
 fig.tight_layout()
+plt.show()
 
 # %%
 # Starting from a clustering
@@ -156,12 +165,17 @@ from varseg.baselines import kmeans_segment  # noqa: E402
 km = kmeans_segment(colour, 8, channel_axis=-1, seed=0)
 phi0 = np.stack([np.where((km.labels >> j) & 1, -1.0, 1.0) for j in range(3)])
 c8km = chan_vese(colour, 8, mu=0.1, init=phi0, channel_axis=-1, max_iter=200)
-print(f"K = 8: E = {c8.final_energy:.1f} from disks, {c8km.final_energy:.1f} from k-means")
+print(
+    f"K = 8: E = {c8.final_energy:.1f} from disks, {c8km.final_energy:.1f} from k-means"
+)
 
 # %%
 # Energy curves of the colour runs (recorded with λ = μ/2 on the image scaled to [0, 1]):
-fig = plot_energy({"K = 4, disks": c4, "K = 8, disks": c8, "K = 8, from k-means": c8km},
-                  title="colour image, multiphase Chan–Vese")
+fig = plot_energy(
+    {"K = 4, disks": c4, "K = 8, disks": c8, "K = 8, from k-means": c8km},
+    title="colour image, multiphase Chan–Vese",
+)
+plt.show()
 
 # %%
 # Take-aways

@@ -32,7 +32,7 @@ from varseg.losses import mumford_shah_loss
 
 r = np.linspace(-3, 3, 301)
 z = np.stack([np.zeros_like(r), r])  # two classes, logit difference r
-fig, ax = plt.subplots(figsize=(5, 3))
+fig, ax = plt.subplots(figsize=(6.4, 4))
 for beta in (0.5, 1, 3, 30):
     y = np.exp(beta * z) / np.exp(beta * z).sum(0)
     ax.plot(r, y[1], label=f"β = {beta}")
@@ -41,6 +41,7 @@ ax.set_ylabel("membership y₂")
 ax.set_title("softmax → Heaviside as β grows")
 ax.legend()
 fig.tight_layout()
+plt.show()
 
 # %%
 # The Mumford–Shah loss is the energy on soft memberships
@@ -66,14 +67,18 @@ image = levels[truth] + 0.1 * rng.standard_normal(truth.shape)
 lam = 0.125
 
 x = torch.tensor(image)[None, None]  # (1, 1, H, W), float64
-onehot = torch.nn.functional.one_hot(torch.tensor(truth), 3).permute(2, 0, 1)[None].double()
+onehot = (
+    torch.nn.functional.one_hot(torch.tensor(truth), 3).permute(2, 0, 1)[None].double()
+)
 E_hard = energy_from_labels(image, truth, lam).total
 for beta in (1.0, 5.0, 20.0, 100.0):
     logits = beta * (2 * onehot - 1)
     L = mumford_shah_loss(logits, x, lam, reduction="sum").item()
     E_soft = mumford_shah_energy(image, torch.softmax(logits, 1)[0].numpy(), lam)
-    print(f"β = {beta:5.1f}: L_MS = {L:9.4f} = energy of the softmax {E_soft:9.4f};"
-          f"  hard energy {E_hard:.4f}")
+    print(
+        f"β = {beta:5.1f}: L_MS = {L:9.4f} = energy of the softmax {E_soft:9.4f};"
+        f"  hard energy {E_hard:.4f}"
+    )
 
 # %%
 # Why the means need no special treatment
@@ -94,11 +99,14 @@ z.grad = None
 y = torch.softmax(z, 1)
 c = ((x * y).sum((2, 3)) / y.sum((2, 3))).detach()  # means, detached
 data = ((x - c[..., None, None]) ** 2 * y).sum()
-length = mumford_shah_loss(z, x, lam, reduction="sum") - mumford_shah_loss(z, x, 0.0,
-                                                                          reduction="sum")
+length = mumford_shah_loss(z, x, lam, reduction="sum") - mumford_shah_loss(
+    z, x, 0.0, reduction="sum"
+)
 (data + length).backward()
-print("max |grad with means detached - grad through means| =",
-      float((z.grad - g_full).abs().max()))
+print(
+    "max |grad with means detached - grad through means| =",
+    float((z.grad - g_full).abs().max()),
+)
 
 # %%
 # Minimising the loss directly
@@ -112,7 +120,9 @@ x32 = x.float()  # single precision is plenty for the optimisation
 
 def descend(scale, steps=401, lam=lam, record=(), seed=1, z0=None):
     torch.manual_seed(seed)
-    z = (scale * torch.randn(1, 3, 64, 64) if z0 is None else z0.clone()).requires_grad_()
+    z = (
+        scale * torch.randn(1, 3, 64, 64) if z0 is None else z0.clone()
+    ).requires_grad_()
     opt = torch.optim.Adam([z], lr=0.1)
     soft, hard, snaps = [], [], {}
     for it in range(steps):
@@ -121,7 +131,9 @@ def descend(scale, steps=401, lam=lam, record=(), seed=1, z0=None):
         loss.backward()
         opt.step()
         soft.append(loss.item())
-        hard.append(energy_from_labels(image, z[0].argmax(0).numpy(), lam, n_phases=3).total)
+        hard.append(
+            energy_from_labels(image, z[0].argmax(0).numpy(), lam, n_phases=3).total
+        )
         if it in record:
             snaps[it] = torch.softmax(z, 1)[0].detach().numpy()
     return soft, hard, snaps
@@ -129,21 +141,27 @@ def descend(scale, steps=401, lam=lam, record=(), seed=1, z0=None):
 
 soft, hard, snaps = descend(3.0, record=(0, 20, 100, 400))
 soft0, hard0, _ = descend(0.01)
-print(f"random start: L_MS = {soft[-1]:.2f}, hard energy = {hard[-1]:.2f} "
-      f"(truth: {E_hard:.2f})")
+print(
+    f"random start: L_MS = {soft[-1]:.2f}, hard energy = {hard[-1]:.2f} "
+    f"(truth: {E_hard:.2f})"
+)
 print(f"start at z ~ 0: L_MS = {soft0[-1]:.2f}, hard energy = {hard0[-1]:.2f}")
 
-fig, axes = plt.subplots(1, 5, figsize=(13, 2.8))
+fig, axes = plt.subplots(2, 3, figsize=(9.6, 8))
+axes = axes.ravel()
 axes[0].imshow(image, cmap="gray")
-axes[0].set_title("image", fontsize=9)
-for ax, (it, y) in zip(axes[1:], snaps.items(), strict=True):
+axes[0].set_title("image")
+for ax, (it, y) in zip(axes[1:], snaps.items(), strict=False):
     ax.imshow(np.moveaxis(y, 0, -1))  # memberships as RGB: pure colours = hard
-    ax.set_title(f"softmax memberships, step {it}", fontsize=9)
+    ax.set_title(f"softmax memberships\nstep {it}")
 for ax in axes:
     ax.set_axis_off()
 fig.tight_layout()
+plt.show()
 
-fig, ax = plt.subplots(figsize=(6, 3.4))
+# %%
+# The relaxed loss and the hard energy of its argmax along the descent, from both starts:
+fig, ax = plt.subplots(figsize=(7.2, 4.4))
 ax.plot(soft, "C0", label="L_MS, random start")
 ax.plot(hard, "C0--", label="hard energy of its argmax")
 ax.plot(soft0, "C1", label="L_MS, start at z ≈ 0")
@@ -151,8 +169,9 @@ ax.plot(hard0, "C1--", label="hard energy of its argmax")
 ax.axhline(E_hard, color="k", ls=":", label="energy of the truth")
 ax.set_yscale("log")
 ax.set_xlabel("Adam step")
-ax.legend(fontsize=7)
+ax.legend()
 fig.tight_layout()
+plt.show()
 
 # %%
 # From the random start the memberships sharpen into the three regions and the hard
@@ -180,17 +199,21 @@ fig.tight_layout()
 # large one makes boundaries so expensive that the partition gives up fidelity to shorten
 # them — the disk reaches out to the strip, which thins.
 q = levels
-z_start = torch.tensor(-20.0 * (image[None] - q[:, None, None]) ** 2, dtype=torch.float32)[None]
-fig, axes = plt.subplots(1, 4, figsize=(10.5, 2.8))
+z_start = torch.tensor(
+    -20.0 * (image[None] - q[:, None, None]) ** 2, dtype=torch.float32
+)[None]
+fig, axes = plt.subplots(2, 2, figsize=(7.2, 7.6))
+axes = axes.ravel()
 axes[0].imshow(z_start[0].argmax(0), cmap="viridis", vmin=0, vmax=2)
-axes[0].set_title("start: nearest level", fontsize=9)
+axes[0].set_title("start: nearest level")
 for ax, lam_k in zip(axes[1:], (0.01, 0.125, 10.0), strict=True):
     _, hard_k, snap = descend(0.0, steps=151, lam=lam_k, record=(150,), z0=z_start)
     ax.imshow(snap[150].argmax(0), cmap="viridis", vmin=0, vmax=2)
-    ax.set_title(f"λ = {lam_k}", fontsize=9)
+    ax.set_title(f"λ = {lam_k}")
 for ax in axes:
     ax.set_axis_off()
 fig.tight_layout()
+plt.show()
 
 # %%
 # Take-aways

@@ -77,16 +77,21 @@ fig = plot_energy(runs, title="Eq. 15 fixed point: shared energy of the argmax")
 # different discretisation — so the two partitions nearly coincide:
 cv = chan_vese(image, 2, mu=2 * lam, max_iter=300)
 fp = runs["softmax-gradient"]
-agree = np.mean(match_labels(fp.labels, cv.labels) == cv.labels)  # phase names are arbitrary
-print(f"Chan–Vese E = {cv.final_energy:.2f}, fixed point E = {fp.final_energy:.2f}, "
-      f"same label on {100 * agree:.1f}% of the pixels")
-fig, axes = plt.subplots(1, 2, figsize=(6, 3))
-for ax, (name, r) in zip(axes, (("Chan–Vese, μ = 2λ", cv), ("Eq. 15 fixed point", fp)),
-                         strict=True):
+# phase names are arbitrary: match them before counting agreement
+agree = np.mean(match_labels(fp.labels, cv.labels) == cv.labels)
+print(
+    f"Chan–Vese E = {cv.final_energy:.2f}, fixed point E = {fp.final_energy:.2f}, "
+    f"same label on {100 * agree:.1f}% of the pixels"
+)
+fig, axes = plt.subplots(1, 2, figsize=(6.4, 3.8))
+for ax, (name, r) in zip(
+    axes, (("Chan–Vese, μ = 2λ", cv), ("Eq. 15 fixed point", fp)), strict=True
+):
     ax.imshow(overlay_image(image, r.labels))
-    ax.set_title(f"{name}\nE = {r.final_energy:.1f}", fontsize=9)
+    ax.set_title(f"{name}\nE = {r.final_energy:.1f}")
     ax.set_axis_off()
 fig.tight_layout()
+plt.show()
 
 # %%
 # Unrolling: a network made of iterations
@@ -114,13 +119,19 @@ def mean_hard_energy(net, x):
     with torch.no_grad():
         labels = net(x).argmax(1).numpy()
     xn = x.double().numpy()
-    return np.mean([energy_from_labels(xn[i, 0], labels[i], lam, n_phases=3).total
-                    for i in range(len(xn))])
+    return np.mean(
+        [
+            energy_from_labels(xn[i, 0], labels[i], lam, n_phases=3).total
+            for i in range(len(xn))
+        ]
+    )
 
 
 torch.manual_seed(0)
 T = 10
-net = UnrolledMumfordShah(3, in_channels=1, n_iter=T, lam=lam, step=2.0, learn_kernels=True)
+net = UnrolledMumfordShah(
+    3, in_channels=1, n_iter=T, lam=lam, step=2.0, learn_kernels=True
+)
 x_test = batch(test, range(len(test)))
 before = mean_hard_energy(net, x_test)
 opt = torch.optim.Adam(net.parameters(), lr=0.01)
@@ -134,25 +145,35 @@ for _ in range(100):
     opt.step()
     history.append(loss.item())
 after = mean_hard_energy(net, x_test)
-plain = np.mean([ms_fixed_point(x_test[i, 0].numpy(), 3, lam=lam, max_iter=300).final_energy
-                 for i in range(len(x_test))])
-print(f"held-out images, mean energy of the argmax after T = {T} steps: "
-      f"{before:.1f} untrained -> {after:.1f} trained "
-      f"(the plain fixed point after up to 300 iterations: {plain:.1f})")
+plain = np.mean(
+    [
+        ms_fixed_point(x_test[i, 0].numpy(), 3, lam=lam, max_iter=300).final_energy
+        for i in range(len(x_test))
+    ]
+)
+print(
+    f"held-out images, mean energy of the argmax after T = {T} steps: "
+    f"{before:.1f} untrained -> {after:.1f} trained "
+    f"(the plain fixed point after up to 300 iterations: {plain:.1f})"
+)
 print("learned step sizes η_t:", np.round(net.steps.detach().numpy(), 2))
 
 # %%
-fig, axes = plt.subplots(1, 2, figsize=(9, 3))
-axes[0].plot(history)
-axes[0].set_xlabel("training step")
-axes[0].set_ylabel("L_MS (per pixel)")
-axes[0].set_title("unsupervised training of the unrolled network", fontsize=9)
+fig, ax = plt.subplots(figsize=(6.4, 4))
+ax.plot(history)
+ax.set_xlabel("training step")
+ax.set_ylabel("L_MS (per pixel)")
+ax.set_title("unsupervised training of the unrolled network")
+plt.show()
+
+# %%
+# The learned 3×3 filters, one per unrolled step (each initialised to the Laplacian):
 k = net.kernels.detach().numpy()
-axes[1].imshow(np.concatenate(list(k), axis=1), cmap="RdBu")
-axes[1].set_title("learned 3×3 filters, one per unrolled step\n(initialised to the Laplacian)",
-                  fontsize=9)
-axes[1].set_axis_off()
-fig.tight_layout()
+fig, ax = plt.subplots(figsize=(9.6, 1.9))
+ax.imshow(np.concatenate(list(k), axis=1), cmap="RdBu")
+ax.set_title("learned filters, steps 1 to T")
+ax.set_axis_off()
+plt.show()
 
 # %%
 # The learned steps reach, in :math:`T` iterations, an energy that the plain iteration
@@ -160,15 +181,19 @@ fig.tight_layout()
 # What the trained network does on a held-out image, every other step (argmax labels):
 with torch.no_grad():
     zs = net(x_test[:1], return_all=True)[::2]
-fig, axes = plt.subplots(1, len(zs) + 1, figsize=(1.9 * (len(zs) + 1), 2.3))
+ncols = 4
+nrows = -(-(len(zs) + 1) // ncols)
+fig, axes = plt.subplots(nrows, ncols, figsize=(9.6, 2.7 * nrows))
+axes = axes.ravel()
 axes[0].imshow(x_test[0, 0], cmap="gray")
-axes[0].set_title("image", fontsize=9)
-for t, (ax, z) in enumerate(zip(axes[1:], zs, strict=True)):
+axes[0].set_title("image")
+for t, (ax, z) in enumerate(zip(axes[1:], zs, strict=False)):
     ax.imshow(z[0].argmax(0).numpy(), cmap="viridis", vmin=0, vmax=2)
-    ax.set_title(f"step {2 * t}", fontsize=9)
+    ax.set_title(f"step {2 * t}")
 for ax in axes:
     ax.set_axis_off()
 fig.tight_layout()
+plt.show()
 
 # %%
 # Take-aways

@@ -67,12 +67,13 @@ fig = plot_comparison(image, table)
 # the curves are directly comparable. Against *iterations* the network looks competitive;
 # against *time* the picture changes: one Adam step through a network costs far more than
 # one level-set step, which is a few stencil operations per pixel.
-fig, axes = plt.subplots(1, 2, figsize=(11, 3.8))
+fig, axes = plt.subplots(2, 1, figsize=(8, 8.4))
 plot_energy(table, x="iteration", ax=axes[0], title="energy vs iteration")
 plot_energy(table, x="time", ax=axes[1], title="energy vs wall time")
 for ax in axes:
     ax.set_yscale("log")
 fig.tight_layout()
+plt.show()
 
 # %%
 # What the comparison says
@@ -94,7 +95,8 @@ fig.tight_layout()
 # its own stopping rule fires), and only a common ruler makes that visible.
 table2 = compare(image, ["chan-vese", "fixed-point", "kmeans"], n_phases=2, lam=0.5,
                  method_params={"chan-vese": {"max_iter": 300}})
-print(table2.to_string(columns=["method", "energy", "data", "length", "n_iter", "time"]))
+columns = ["method", "energy", "data", "length", "n_iter", "time"]
+print(table2.to_string(columns=columns))
 fig = plot_comparison(image, table2, suptitle="λ = 0.5")
 
 # %%

@@ -39,21 +39,24 @@ from varseg.models import UNet
 
 torch.set_num_threads(1)  # tiny images: one thread is fastest
 train_set = SyntheticShapes(48, image_size=32, n_classes=3, noise=0.3, seed=0)
-test_set = SyntheticShapes(16, image_size=32, n_classes=3, noise=0.3, seed=0, split="test")
+test_set = SyntheticShapes(
+    16, image_size=32, n_classes=3, noise=0.3, seed=0, split="test"
+)
 X = torch.stack([it["image"] for it in train_set])  # (48, 1, 32, 32)
 Y = torch.stack([it["label"] for it in train_set])  # (48, 32, 32), labels 0, 1, 2
 X_test = torch.stack([it["image"] for it in test_set])
 Y_test = torch.stack([it["label"] for it in test_set])
 
-fig, axes = plt.subplots(2, 6, figsize=(11, 4))
+fig, axes = plt.subplots(2, 6, figsize=(9.6, 3.8))
 for j in range(6):
     axes[0, j].imshow(X[j, 0], cmap="gray")
     axes[1, j].imshow(Y[j], cmap="viridis", vmin=0, vmax=2)
 for ax in axes.ravel():
     ax.set_axis_off()
-axes[0, 0].set_title("images", fontsize=9, loc="left")
-axes[1, 0].set_title("labels", fontsize=9, loc="left")
+axes[0, 0].set_title("images", loc="left")
+axes[1, 0].set_title("labels", loc="left")
 fig.tight_layout()
+plt.show()
 
 # %%
 # Choosing the length weight
@@ -64,13 +67,30 @@ fig.tight_layout()
 # towards it. A quick check on a few training images: the energy of the true labels vs that
 # of k-means, for several length weights.
 for lw in (0.01, 0.05, 0.1):
-    e_true = np.mean([energy_from_labels(X[i, 0].double().numpy(), Y[i].numpy(), lw,
-                                         n_phases=3).total for i in range(8)])
-    e_km = np.mean([energy_from_labels(X[i, 0].double().numpy(),
-                                       kmeans_segment(X[i, 0].numpy(), 3, seed=0).labels,
-                                       lw, n_phases=3).total for i in range(8)])
+    e_true = np.mean(
+        [
+            energy_from_labels(
+                X[i, 0].double().numpy(), Y[i].numpy(), lw, n_phases=3
+            ).total
+            for i in range(8)
+        ]
+    )
+    e_km = np.mean(
+        [
+            energy_from_labels(
+                X[i, 0].double().numpy(),
+                kmeans_segment(X[i, 0].numpy(), 3, seed=0).labels,
+                lw,
+                n_phases=3,
+            ).total
+            for i in range(8)
+        ]
+    )
     verdict = "truth cheaper" if e_true < e_km else "noisy clustering cheaper"
-    print(f"length_weight {lw:<5}: truth {e_true:7.1f}   k-means {e_km:7.1f}   ({verdict})")
+    print(
+        f"length_weight {lw:<5}: truth {e_true:7.1f}   "
+        f"k-means {e_km:7.1f}   ({verdict})"
+    )
 LENGTH_WEIGHT = 0.05
 
 # %%
@@ -102,8 +122,15 @@ def train(n_labelled, lam, steps=120, batch=4, seed=0):
         target = Y[idx].clone()
         target[~labeled] = 255  # never used: alpha = 0 for these images
         x = X[idx]
-        loss = semi_supervised_loss(net(x), target, x, labeled, lam,
-                                    length_weight=LENGTH_WEIGHT, ignore_index=255)
+        loss = semi_supervised_loss(
+            net(x),
+            target,
+            x,
+            labeled,
+            lam,
+            length_weight=LENGTH_WEIGHT,
+            ignore_index=255,
+        )
         opt.zero_grad()
         loss.backward()
         opt.step()
@@ -131,33 +158,51 @@ for name in fractions:
     print(f"{name:>8}  " + "  ".join(f"{results[name, lam]:.4f}  " for lam in lambdas))
 
 # %%
-fig, axes = plt.subplots(1, 2, figsize=(11, 3.4), gridspec_kw={"width_ratios": [1, 1.6]})
+fig, ax = plt.subplots(figsize=(7.2, 4.4))
 xs = np.arange(len(fractions))
 for k, lam in enumerate(lambdas):
-    axes[0].bar(xs + (k - 0.5) * 0.35, [results[f, lam] for f in fractions], 0.35,
-                label="CE only" if lam == 0 else f"CE + {lam} × MS")
-axes[0].set_xticks(xs, [f"{f} labelled" for f in fractions])
-axes[0].set_ylabel("foreground Dice (held out)")
-axes[0].set_ylim(0, 1)
-axes[0].legend(fontsize=8)
+    ax.bar(
+        xs + (k - 0.5) * 0.35,
+        [results[f, lam] for f in fractions],
+        0.35,
+        label="CE only" if lam == 0 else f"CE + {lam} × MS",
+    )
+ax.set_xticks(xs, [f"{f} labelled" for f in fractions])
+ax.set_ylabel("foreground Dice (held out)")
+ax.set_ylim(0, 1)
+ax.legend()
+plt.show()
+
+# %%
+# One held-out image, segmented by the networks trained with the fewest labels:
 few = next(iter(fractions))
-panels = [(X_test[0, 0], "image"), (Y_test[0], "truth"),
-          (preds[few, 0.0][0], f"{few}, CE only"), (preds[few, lambdas[1]][0], f"{few}, + MS")]
-axes[1].set_axis_off()
-for j, (a, title) in enumerate(panels):
-    ax = axes[1].inset_axes([j * 0.25, 0, 0.24, 1])
-    ax.imshow(a, cmap="gray" if j == 0 else "viridis", vmin=None if j == 0 else 0,
-              vmax=None if j == 0 else 2)
-    ax.set_title(title, fontsize=8)
+panels = [
+    (X_test[0, 0], "image"),
+    (Y_test[0], "truth"),
+    (preds[few, 0.0][0], f"{few}, CE only"),
+    (preds[few, lambdas[1]][0], f"{few}, + MS"),
+]
+fig, axes = plt.subplots(2, 2, figsize=(6.4, 6.8))
+for j, (ax, (a, title)) in enumerate(zip(axes.flat, panels, strict=True)):
+    ax.imshow(
+        a,
+        cmap="gray" if j == 0 else "viridis",
+        vmin=None if j == 0 else 0,
+        vmax=None if j == 0 else 2,
+    )
+    ax.set_title(title)
     ax.set_axis_off()
 fig.tight_layout()
+plt.show()
 
 # %%
 # Reading the result
 # ------------------
 gains = {f: results[f, lambdas[1]] - results[f, 0.0] for f in fractions}
-print("Dice gain of the MS term per fraction:",
-      ", ".join(f"{f}: {g:+.3f}" for f, g in gains.items()))
+print(
+    "Dice gain of the MS term per fraction:",
+    ", ".join(f"{f}: {g:+.3f}" for f, g in gains.items()),
+)
 
 # %%
 # With all images labelled the MS term is only a regulariser; its interest is at the low

@@ -44,9 +44,11 @@ print(search["protocol"], "\n")
 print(f"{'K':>2} {'mu':>5} {'features':>18} {'init':>7} {'smooth':>6} {'images':>6} "
       f"{'RC':>6} {'PRI':>6} {'VI':>6}")
 for r in search["rows"]:
-    print(f"{r['K']:>2} {r['mu']:>5} {r['features']:>18} {r['init']:>7} {r['smooth']:>6} "
-          f"{r['n_images']:>6} {r['covering']:6.3f} {r['pri']:6.3f} {r['vi']:6.3f}"
-          + ("  <- chosen" if r.get("chosen") else ""))
+    print(
+        f"{r['K']:>2} {r['mu']:>5} {r['features']:>18} {r['init']:>7} {r['smooth']:>6} "
+        f"{r['n_images']:>6} {r['covering']:6.3f} {r['pri']:6.3f} {r['vi']:6.3f}"
+        + ("  <- chosen" if r.get("chosen") else "")
+    )
 print("\n" + search["choice"])
 
 # %%
@@ -61,15 +63,22 @@ paper = PAPER_TABLE_VI["level-set"]
 fig, ax = plt.subplots(figsize=(6.5, 4.5), layout="constrained")
 for r in search["rows"]:
     marker = "*" if r.get("chosen") else ("o" if r["K"] == 8 else "s")
-    ax.scatter(r["vi"], r["pri"], s=160 if r.get("chosen") else 50, marker=marker,
-               c="tab:red" if r.get("chosen") else ("tab:blue" if r["K"] == 8 else "tab:gray"))
+    ax.scatter(
+        r["vi"],
+        r["pri"],
+        s=160 if r.get("chosen") else 50,
+        marker=marker,
+        c="tab:red" if r.get("chosen") else ("tab:blue" if r["K"] == 8 else "tab:gray"),
+    )
 ax.axhline(paper["pri"], color="k", lw=0.8, ls="--")
 ax.axvline(paper["vi"], color="k", lw=0.8, ls="--")
 ax.set_xlabel("VI (bits, lower is better)", fontsize=11)
 ax.set_ylabel("PRI (higher is better)", fontsize=11)
-ax.set_title("Level-set candidates on BSDS500 train (squares K=4, dots K=8)", fontsize=11)
-ax.text(paper["vi"], ax.get_ylim()[0], " paper VI", fontsize=10, va="bottom")
-ax.text(ax.get_xlim()[0], paper["pri"], " paper PRI", fontsize=10, va="bottom")
+ax.set_title(
+    "Level-set candidates on BSDS500 train (squares K=4, dots K=8)", fontsize=11
+)
+ax.text(paper["vi"], ax.get_ylim()[0], " paper VI", va="bottom")
+ax.text(ax.get_xlim()[0], paper["pri"], " paper PRI", va="bottom")
 plt.show()
 
 print("preset:", LEVEL_SET_PRESET)
@@ -91,13 +100,16 @@ else:
     from varseg.reproduce import reproduce_bsds500
 
     out = Path(tempfile.mkdtemp())
-    rows = reproduce_bsds500(root, "val", ["level-set", "kmeans"], n=2, out=out,
-                             progress=False)
+    rows = reproduce_bsds500(
+        root, "val", ["level-set", "kmeans"], n=2, out=out, progress=False
+    )
     for r in rows:
-        print(f"{r['method']:>10}: RC {r['covering']:.3f}  PRI {r['pri']:.3f}  "
-              f"VI {r['vi']:.3f}   (connected components: RC {r['cc_covering']:.3f}, "
-              f"PRI {r['cc_pri']:.3f}, VI {r['cc_vi']:.3f})  {r['seconds_per_image']:.1f} "
-              "s/image")
+        print(
+            f"{r['method']:>10}: RC {r['covering']:.3f}  PRI {r['pri']:.3f}  "
+            f"VI {r['vi']:.3f}   (connected components: RC {r['cc_covering']:.3f}, "
+            f"PRI {r['cc_pri']:.3f}, VI {r['cc_vi']:.3f})  "
+            f"{r['seconds_per_image']:.1f} s/image"
+        )
 
 # %%
 # The first image, its level-set phases and one human segmentation:
@@ -109,10 +121,15 @@ if root is not None:
     iid = bsds_ids(root, "val")[0]
     image = plt.imread(root / "data" / "images" / "val" / f"{iid}.jpg")
     labels = read_label_png(out / "labels" / "level-set" / f"{iid}.png")
-    human = load_bsds_ground_truth(root / "data" / "groundTruth" / "val" / f"{iid}.mat")[0]
+    human = load_bsds_ground_truth(
+        root / "data" / "groundTruth" / "val" / f"{iid}.mat"
+    )[0]
     fig, axes = plt.subplots(3, 1, figsize=(6, 12), layout="constrained")
-    panels = [(image, f"image {iid}"), (labels, "level set, 4 phases"),
-              (human, "a human segmentation")]
+    panels = [
+        (image, f"image {iid}"),
+        (labels, "level set, 4 phases"),
+        (human, "a human segmentation"),
+    ]
     for a, (im, title) in zip(axes, panels, strict=True):
         a.imshow(im, cmap=None if im.ndim == 3 else "tab20", interpolation="nearest")
         a.set_title(title, fontsize=12)

@@ -1,5 +1,4 @@
-"""varseg: classical variational segmentation and deep segmentation with the
-Mumford–Shah loss, measured with one ruler.
+"""Classical variational and deep Mumford–Shah segmentation, measured with one ruler.
 
 The public API is imported lazily so that ``import varseg`` stays cheap (torch is only
 imported when a torch-based function is first used).
@@ -9,9 +8,15 @@ References
 .. [1] B. Kim and J. C. Ye, "Mumford–Shah Loss Functional for Image Segmentation with
        Deep Learning", IEEE Trans. Image Process. 29, 2019.
 """
-from importlib import import_module
+import logging
+
+from varseg._optional import import_deep
 
 __version__ = "0.1.0"
+
+# Library messages go through ``logging.getLogger(__name__)`` in each module; an application
+# (or the ``varseg`` command line, see :mod:`varseg.cli`) decides where they go.
+logging.getLogger(__name__).addHandler(logging.NullHandler())
 
 _LAZY = {
     # energy (Eq. 1-6, 19-20)
@@ -38,12 +43,15 @@ _LAZY = {
 __all__ = sorted(_LAZY) + ["__version__"]
 
 
+_SUBMODULES = {"losses", "models", "data", "metrics", "plot", "levelset", "train", "energy",
+               "result", "unrolled", "neural", "compare", "methods", "io"}
+
+
 def __getattr__(name):
     if name in _LAZY:
-        return getattr(import_module(_LAZY[name]), name)
-    if name in {"losses", "models", "data", "metrics", "plot", "levelset", "train", "energy",
-                "result", "unrolled", "neural", "compare", "methods", "io"}:
-        return import_module(f"varseg.{name}")
+        return getattr(import_deep(_LAZY[name], f"varseg.{name}"), name)
+    if name in _SUBMODULES:
+        return import_deep(f"varseg.{name}", f"varseg.{name}")
     raise AttributeError(f"module 'varseg' has no attribute {name!r}")
 
 

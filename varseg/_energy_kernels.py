@@ -1,16 +1,21 @@
 """Numba kernels behind :func:`varseg.energy.energy_from_labels` (hard partitions).
 
 ``hard_energy`` runs rows in parallel; ``hard_energy_serial`` is the same computation on one
-thread, faster for small images (thread start-up dominates below ~10^5 pixels). Both loop over
-the same per-row helpers.
+thread, faster for small images (thread start-up dominates below ~10^5 pixels). Both are
+compiled from the one source below (:func:`varseg._jit.jit_family`, ``parallel=True`` or not;
+``prange`` is ``range`` in the serial one), each under its own cache entry.
 """
 import math
+import types
 
 import numpy as np
-from numba import njit, prange
+from numba import prange
+
+from ._jit import jit_family
+
+__all__ = ["hard_energy", "hard_energy_serial", "warm"]
 
 
-@njit(cache=True)
 def _row_sums(x, lab, q, H, part_s, part_n):
     """Per-class pixel counts and intensity sums of row ``q`` (= z * H + i)."""
     z = q // H
@@ -22,7 +27,6 @@ def _row_sums(x, lab, q, H, part_s, part_n):
             part_s[q, l, c] += x[c, z, i, j]
 
 
-@njit(cache=True)
 def _pixel_length(lab, z, i, j, D, H, W, isotropic):
     l = lab[z, i, j]
     n0 = lab[z + 1, i, j] if z + 1 < D else l
@@ -44,7 +48,6 @@ def _pixel_length(lab, z, i, j, D, H, W, isotropic):
     return out
 
 
-@njit(cache=True)
 def _row_energy(x, lab, means, q, isotropic):
     """Data and length contributions of row ``q`` (= z * H + i)."""
     C, D, H, W = x.shape
@@ -61,7 +64,6 @@ def _row_energy(x, lab, means, q, isotropic):
     return data, length
 
 
-@njit(cache=True)
 def _means(part_s, part_n, k):
     sums = part_s.sum(axis=0)
     counts = part_n.sum(axis=0)
@@ -72,11 +74,13 @@ def _means(part_s, part_n, k):
     return means
 
 
-@njit(cache=True, parallel=True)
-def hard_energy(x, lab, k, isotropic):
-    """Data term, length term and means (k, C) of a hard partition.
+def _hard_energy(x, lab, k, isotropic):
+    r"""Data term, length term and means (k, C) of a hard partition.
 
-    x : (C, D, H, W) float, lab : (D, H, W) int64 in [0, k). See energy_from_labels.
+    ``x``: (C, D, H, W) float, ``lab``: (D, H, W) int64 in [0, k): data
+    :math:`\sum_r \|x(r) - c_{l(r)}\|^2` and the (isotropic or anisotropic) TV of the
+    indicator functions, forward differences, Neumann boundary (Eq. 2-6 of Kim & Ye 2019).
+    See :func:`varseg.energy.energy_from_labels`.
     """
     rows = x.shape[1] * x.shape[2]
     part_s = np.zeros((rows, k, x.shape[0]))
@@ -93,19 +97,24 @@ def hard_energy(x, lab, k, isotropic):
     return data, length, means
 
 
-@njit(cache=True)
-def hard_energy_serial(x, lab, k, isotropic):
-    """One-thread twin of :func:`hard_energy`."""
-    rows = x.shape[1] * x.shape[2]
-    part_s = np.zeros((rows, k, x.shape[0]))
-    part_n = np.zeros((rows, k))
-    for q in range(rows):
-        _row_sums(x, lab, q, x.shape[2], part_s, part_n)
-    means = _means(part_s, part_n, k)
-    data = 0.0
-    length = 0.0
-    for q in range(rows):
-        d, ln = _row_energy(x, lab, means, q, isotropic)
-        data += d
-        length += ln
-    return data, length, means
+_SOURCE = {name: obj for name, obj in list(globals().items())
+           if isinstance(obj, types.FunctionType) and obj.__module__ == __name__}
+_PARALLEL = jit_family(_SOURCE, "parallel", cache=True, parallel=True,
+                       overrides={name: {"parallel": False} for name in _SOURCE
+                                  if name != "_hard_energy"})
+_SERIAL = jit_family(_SOURCE, "serial", cache=True)
+
+#: Rows in parallel (``prange``).
+hard_energy = _PARALLEL._hard_energy
+#: The same computation on one thread.
+hard_energy_serial = _SERIAL._hard_energy
+
+
+def warm():
+    """Compile (or load) both kernels for float64 and float32 images on a tiny partition."""
+    lab = np.zeros((1, 2, 3), dtype=np.int64)
+    lab[0, 1] = 1
+    for dt in (np.float64, np.float32):
+        x = np.arange(6, dtype=dt).reshape(1, 1, 2, 3)
+        for kernel in (hard_energy, hard_energy_serial):
+            kernel(x, lab, 2, True)

@@ -14,7 +14,8 @@ Every registered function has the contract ``func(image, n_phases, *, channel_ax
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from importlib import import_module
+
+from ._optional import import_deep
 
 __all__ = ["METHODS", "MethodSpec", "get_method", "get_spec", "method_names"]
 
@@ -76,14 +77,7 @@ class MethodSpec:
         if callable(self.func):
             return self.func
         module, name = str(self.func).split(":")
-        if self.needs_torch:
-            try:
-                import torch  # noqa: F401
-            except ImportError:
-                raise ImportError(
-                    f"method {self.name!r} needs torch: pip install 'varseg[deep]'"
-                ) from None
-        return getattr(import_module(module), name)
+        return getattr(import_deep(module, f"method {self.name!r}"), name)
 
     def accepts(self, key):
         """Whether ``key`` is a declared option of the method."""
@@ -122,6 +116,7 @@ _CV_OPTIONS = (
     "record_energy",
     "return_history",
     "snapshot_every",
+    "spacing",
 )
 
 #: method name -> :class:`MethodSpec`.

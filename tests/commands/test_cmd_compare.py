@@ -150,3 +150,15 @@ def test_compare_command_writes_html_report(tmp_path, image_file):
     meta = json.loads((out / "results.json").read_text())["meta"]
     assert meta["parameters"]["kmeans"]["lam"] == 0.125
     assert meta["environment"]["versions"]["numpy"] == np.__version__
+
+
+def test_default_methods_without_torch_are_the_classical_ones(monkeypatch, caplog):
+    from varseg.commands.compare import default_methods
+    from varseg.compare import DEFAULT_METHODS
+
+    assert default_methods() == list(DEFAULT_METHODS)
+    monkeypatch.setattr("varseg._optional.has_torch", lambda: False)
+    with caplog.at_level("WARNING"):
+        methods = default_methods()
+    assert methods == ["chan-vese", "lic", "kmeans", "otsu"]
+    assert "varseg[deep]" in caplog.text and "neural" in caplog.text

@@ -314,7 +314,8 @@ def test_recorded_energy_is_shared_energy(K, shape, channel_axis):
 
 
 @pytest.mark.parametrize("has_z", [False, True])
-def test_fast_float32_update_matches_ieee(has_z):
+@pytest.mark.parametrize("spacing", [None, (2.0, 1.0, 0.5)])
+def test_fast_float32_update_matches_ieee(has_z, spacing):
     from varseg.levelset import _cv_kernels as kern
 
     rng = np.random.default_rng(2)
@@ -323,10 +324,11 @@ def test_fast_float32_update_matches_ieee(has_z):
     f = (0.1 * rng.standard_normal(257)).astype(np.float32)
     args = (rows[0], rows[1], rows[2], rows[3], rows[4], has_z, f)
     consts = tuple(np.float32(v) for v in (0.25, 0.5, 1.0, 1e-16))
+    consts += (kern.spacing_weights(spacing, np.float32),)
     a = np.empty(257, np.float32)
     b = np.empty(257, np.float32)
-    kern._update_row(*args, a, *consts)
-    kern._update_row_fast(*args, b, *consts)
+    kern.IEEE._update_row(*args, a, *consts)
+    kern.FAST._update_row(*args, b, *consts)
     assert_allclose(b, a, rtol=4 * np.finfo(np.float32).eps, atol=1e-7)
 
 
@@ -445,8 +447,24 @@ def test_bad_input_raises(kwargs, match):
 
 def test_skimage_incorrect_input_case():
     # scikit-image's test: a (10, 10, 3) image with a (10, 9) level set
-    with pytest.raises(ValueError, match="init"):
+    with pytest.raises(ValueError, match="channel_axis=-1"):
         chan_vese(np.zeros((10, 10, 3)), mu=0.0, init=np.zeros((10, 9)))
+    with pytest.raises(ValueError, match="init"):
+        chan_vese(np.zeros((10, 10, 3)), mu=0.0, init=np.zeros((10, 9)), channel_axis=-1)
+
+
+@pytest.mark.parametrize("channels", [3, 4])
+def test_rgb_without_channel_axis_is_refused(channels):
+    img = np.zeros((9, 10, channels))
+    img[2:6, 3:8] = 1.0
+    with pytest.raises(ValueError, match=r"\(9, 10, %d\).*channel_axis=-1" % channels):
+        chan_vese(img, max_iter=3)
+    seg = chan_vese(img, max_iter=20, channel_axis=-1, mu=0.05)
+    assert seg.labels.shape == (9, 10)
+    assert len(np.unique(seg.labels[2:6, 3:8])) == 1
+    assert seg.labels[2, 3] != seg.labels[0, 0]
+    vol = chan_vese(np.zeros((9, 10, 5)), max_iter=2)  # a volume of 5 slices is fine
+    assert vol.labels.shape == (9, 10, 5)
 
 
 # --------------------------------------------------------------------------------------------
@@ -475,8 +493,13 @@ def test_bench_main_smoke():
 
     p = argparse.ArgumentParser()
     bench.add_arguments(p)
-    args = p.parse_args(["--size", "48", "--iters", "3", "--repeats", "1", "--sk-repeats", "1"])
+    args = p.parse_args(["--size", "48", "--iters", "3", "--repeats", "1", "--sk-repeats", "1",
+                         "--phases", "2", "4", "--threads", "1", "2"])
     out = bench.main(args)
     for key in ("varseg_ms_per_iter", "skimage_ms_per_iter", "multiphase_ms_per_iter",
                 "skimage_default_time_s", "varseg_default_time_s"):
         assert out[key] > 0
+    assert [(r["phases"], r["threads"]) for r in out["table"]] == [(2, 1), (4, 1), (2, 2),
+                                                                  (4, 2)]
+    assert out["table"][0]["thread_speedup"] == 1.0
+    assert out["multiphase_K"] == 4 and out["threads"] == 2

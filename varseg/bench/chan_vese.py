@@ -9,11 +9,14 @@ Everything is measured in one run, on ``skimage.data.camera()`` (512², optional
    energy on the shared ruler (:func:`varseg.energy_from_labels`, λ = μ/2, normalised image)
    and the time varseg needs to reach an energy at or below it (from its ``times``/``energy``
    history, same defaults);
-3. milliseconds per iteration of the ``--phases``-phase solver.
+3. a table of milliseconds per iteration for every number of phases (``--phases``, default
+   2 4 8) and thread count (``--threads``, default 1 and ``NUMBA_NUM_THREADS``), with the
+   ratio to scikit-image's 2-phase iteration and the speed-up over one thread.
 
-Targets (stated, never asserted): two phases at least 20x faster per iteration than
-scikit-image; four phases at most 3 ms per iteration on 2 cores. The thread count is Numba's
-(``NUMBA_NUM_THREADS``) unless ``--threads`` is given. Wall times use ``time.perf_counter``;
+Targets (issue 10, stated, never asserted): two phases at most 0.5 ms per iteration and at
+least 40x scikit-image on 2 cores; four phases at most 1 ms, eight at most 2 ms; at least
+1.7x from 1 to 2 threads. Numba compilation never enters a timing (:func:`chan_vese` compiles
+before its clock starts, :func:`varseg._jit.ensure_compiled`). Wall times use ``time.perf_counter``;
 the process CPU time (``time.process_time``, all threads) is printed beside them, and the load
 average too: on a machine busy with other work, wall times of several threads say little.
 """
@@ -31,10 +34,10 @@ def add_arguments(p):
                    help="camera resized to SIZE x SIZE (512: the original), default 512")
     p.add_argument("--dtype", default="float32", choices=["float32", "float64"],
                    help="working precision of varseg, default float32")
-    p.add_argument("--phases", type=int, default=4,
-                   help="number of phases of the multiphase timing (4 or 8), default 4")
-    p.add_argument("--threads", type=int, default=None,
-                   help="Numba threads (default: NUMBA_NUM_THREADS)")
+    p.add_argument("--phases", type=int, nargs="+", default=[2, 4, 8],
+                   help="numbers of phases timed (2, 4, 8), default 2 4 8")
+    p.add_argument("--threads", type=int, nargs="+", default=None,
+                   help="Numba thread counts timed (default: 1 and NUMBA_NUM_THREADS)")
     p.add_argument("--no-time-to-energy", action="store_true",
                    help="skip the time-to-scikit-image-energy comparison (runs skimage to "
                         "its default tolerance)")
@@ -55,101 +58,143 @@ def _median_time(fn, repeats):
     return statistics.median(ts), statistics.median(cs)
 
 
-def main(args) -> dict:
-    """Run the benchmark, print a report and return the numbers as a dict."""
+def _load():
     import os
 
+    try:
+        return os.getloadavg()[0]
+    except OSError:  # pragma: no cover - not on every platform
+        return float("nan")
+
+
+def _camera(size):
+    from skimage import data
+
+    img = data.camera()
+    if size != img.shape[0]:
+        from skimage.transform import resize
+
+        img = resize(img, (size, size), preserve_range=True, anti_aliasing=True)
+    return img
+
+
+def _time_table(img, args, dtype, t_sk):
+    """ms/iteration of varseg for every (threads, phases); rows of dicts."""
+    import numba
+
+    from varseg.levelset.chan_vese import chan_vese
+
+    iters = int(args.iters)
+    threads = args.threads or sorted({1, numba.get_num_threads()})
+    rows = []
+    for th in threads:
+        numba.set_num_threads(th)
+        for K in args.phases:
+            chan_vese(img, K, max_iter=2, dtype=dtype)  # cache load (compiled before the clock)
+            t, c = (v / iters for v in _median_time(
+                lambda k=K: chan_vese(img, k, max_iter=iters, tol=0.0, dtype=dtype),
+                args.repeats))
+            rows.append({"phases": K, "threads": th, "ms_per_iter": t * 1e3,
+                         "cpu_ms_per_iter": c * 1e3, "skimage_ratio": t_sk / t,
+                         "load_average": _load()})
+    for r in rows:
+        one = next((q for q in rows if q["threads"] == 1 and q["phases"] == r["phases"]), None)
+        r["thread_speedup"] = one["ms_per_iter"] / r["ms_per_iter"] if one else None
+    return rows
+
+
+def _summary(rows):
+    """The headline numbers (most threads): 2 phases and the first multiphase entry."""
+    top = max(r["threads"] for r in rows)
+    best = {r["phases"]: r for r in rows if r["threads"] == top}
+    out = {"threads": top}
+    if 2 in best:
+        out.update(varseg_ms_per_iter=best[2]["ms_per_iter"],
+                   varseg_cpu_ms_per_iter=best[2]["cpu_ms_per_iter"],
+                   speedup_per_iter=best[2]["skimage_ratio"])
+    multi = [k for k in sorted(best) if k > 2]
+    if multi:
+        out.update(multiphase_K=multi[0], multiphase_ms_per_iter=best[multi[0]]["ms_per_iter"],
+                   multiphase_cpu_ms_per_iter=best[multi[0]]["cpu_ms_per_iter"])
+    return out
+
+
+def _print_table(out, rows):
+    print(f"{out['image']}, {out['iters']} iterations, varseg {out['dtype']}, "
+          f"load average {out['load_average']:.2f}")
+    print(f"  skimage 2 phases : {out['skimage_ms_per_iter']:8.3f} ms/iteration "
+          f"({out['skimage_cpu_ms_per_iter']:.3f} CPU)")
+    print("  phases threads  ms/iter  CPU ms/iter  x skimage  x 1 thread  load")
+    for r in rows:
+        sp = f"{r['thread_speedup']:10.2f}" if r["thread_speedup"] else f"{'-':>10s}"
+        print(f"  {r['phases']:6d} {r['threads']:7d} {r['ms_per_iter']:8.3f} "
+              f"{r['cpu_ms_per_iter']:12.3f} {r['skimage_ratio']:10.1f} {sp} "
+              f"{r['load_average']:5.2f}")
+    print("  targets: 2 phases <= 0.5 ms and >= 40x skimage on 2 cores; 4 phases <= 1 ms; "
+          "8 phases <= 2 ms; >= 1.7x from 1 to 2 threads")
+
+
+def main(args) -> dict:
+    """Run the benchmark, print a report and return the numbers as a dict."""
     import numba
     import numpy as np
-    from skimage import data
+    from skimage.segmentation import chan_vese as sk_chan_vese
+
+    img = _camera(args.size)
+    dtype = np.dtype(args.dtype).type
+    iters = int(args.iters)
+    sk_chan_vese(img, max_num_iter=1)
+    t_sk, c_sk = (v / iters for v in _median_time(
+        lambda: sk_chan_vese(img, tol=0.0, max_num_iter=iters), args.sk_repeats))
+    threads0 = numba.get_num_threads()
+    rows = _time_table(img, args, dtype, t_sk)
+    numba.set_num_threads(threads0)
+    out = {"image": f"camera {img.shape[0]}x{img.shape[1]}", "iters": iters,
+           "dtype": np.dtype(dtype).name, "load_average": _load(),
+           "skimage_ms_per_iter": t_sk * 1e3, "skimage_cpu_ms_per_iter": c_sk * 1e3,
+           "table": rows}
+    out.update(_summary(rows))
+    _print_table(out, rows)
+    if not args.no_time_to_energy:
+        out.update(_time_to_energy(img, dtype))
+    return out
+
+
+def _time_to_energy(img, dtype):
+    """scikit-image at its defaults against varseg's time to reach its energy."""
+    import time
+
+    import numpy as np
     from skimage.segmentation import chan_vese as sk_chan_vese
 
     from varseg.energy import energy_from_labels
     from varseg.levelset.chan_vese import chan_vese, normalise_image
 
-    if args.threads:
-        numba.set_num_threads(args.threads)
-    img = data.camera()
-    if args.size != img.shape[0]:
-        from skimage.transform import resize
-
-        img = resize(img, (args.size, args.size), preserve_range=True, anti_aliasing=True)
-    dtype = np.dtype(args.dtype).type
-    iters = int(args.iters)
-    K = int(args.phases)
-
-    # warm-up: Numba compilation (or cache load) of every kernel used below
-    chan_vese(img, max_iter=2, dtype=dtype)
-    chan_vese(img, K, max_iter=2, dtype=dtype)
-    sk_chan_vese(img, max_num_iter=1)
-
-    t_ours, c_ours = (v / iters for v in _median_time(
-        lambda: chan_vese(img, max_iter=iters, tol=0.0, dtype=dtype), args.repeats))
-    t_sk, c_sk = (v / iters for v in _median_time(
-        lambda: sk_chan_vese(img, tol=0.0, max_num_iter=iters), args.sk_repeats))
-    t_k, c_k = (v / iters for v in _median_time(
-        lambda: chan_vese(img, K, max_iter=iters, tol=0.0, dtype=dtype), args.repeats))
-    try:
-        load = os.getloadavg()[0]
-    except OSError:  # pragma: no cover - not on every platform
-        load = float("nan")
+    t0 = time.perf_counter()
+    seg_sk = sk_chan_vese(img)
+    t_sk_default = time.perf_counter() - t0
+    x = normalise_image(img)[0]
+    e_sk = energy_from_labels(x, (~seg_sk).astype(np.int64), 0.25 / 2.0, n_phases=2).total
+    seg = chan_vese(img, dtype=dtype)
+    hit = np.flatnonzero(seg.energy <= e_sk * (1 + 1e-12))
+    t_reach = float(seg.times[hit[0]]) if hit.size else None
     out = {
-        "image": f"camera {img.shape[0]}x{img.shape[1]}",
-        "iters": iters,
-        "dtype": np.dtype(dtype).name,
-        "threads": numba.get_num_threads(),
-        "load_average": load,
-        "varseg_ms_per_iter": t_ours * 1e3,
-        "skimage_ms_per_iter": t_sk * 1e3,
-        "speedup_per_iter": t_sk / t_ours,
-        "multiphase_K": K,
-        "multiphase_ms_per_iter": t_k * 1e3,
-        "varseg_cpu_ms_per_iter": c_ours * 1e3,
-        "skimage_cpu_ms_per_iter": c_sk * 1e3,
-        "multiphase_cpu_ms_per_iter": c_k * 1e3,
+        "skimage_default_time_s": t_sk_default,
+        "skimage_default_energy": e_sk,
+        "varseg_default_time_s": seg.elapsed,
+        "varseg_default_energy": seg.final_energy,
+        "varseg_default_iterations": seg.n_iter,
+        "varseg_time_to_skimage_energy_s": t_reach,
+        "varseg_iterations_to_skimage_energy": int(hit[0]) if hit.size else None,
+        "speedup_to_energy": (t_sk_default / t_reach) if t_reach else None,
     }
-    print(f"{out['image']}, {iters} iterations, varseg {out['dtype']}, "
-          f"{out['threads']} threads, load average {load:.2f}")
-    print("  (wall ms/iteration; in brackets the process CPU ms/iteration, all threads)")
-    print(f"  varseg  2 phases : {out['varseg_ms_per_iter']:8.3f} ms/iteration "
-          f"({out['varseg_cpu_ms_per_iter']:.3f})")
-    print(f"  skimage 2 phases : {out['skimage_ms_per_iter']:8.3f} ms/iteration "
-          f"({out['skimage_cpu_ms_per_iter']:.3f})")
-    print(f"  speed-up         : {out['speedup_per_iter']:8.1f}x   (target >= 20x)")
-    print(f"  varseg  {K} phases : {out['multiphase_ms_per_iter']:8.3f} ms/iteration "
-          f"({out['multiphase_cpu_ms_per_iter']:.3f})   (target <= 3 ms for 4 phases on "
-          f"2 cores)")
-
-    if not args.no_time_to_energy:
-        import time
-
-        t0 = time.perf_counter()
-        seg_sk = sk_chan_vese(img)
-        t_sk_default = time.perf_counter() - t0
-        x = normalise_image(img)[0]
-        lam = 0.25 / 2.0  # default mu / 2
-        e_sk = energy_from_labels(x, (~seg_sk).astype(np.int64), lam, n_phases=2).total
-        seg = chan_vese(img, dtype=dtype)
-        hit = np.flatnonzero(seg.energy <= e_sk * (1 + 1e-12))
-        t_reach = float(seg.times[hit[0]]) if hit.size else None
-        out.update({
-            "skimage_default_time_s": t_sk_default,
-            "skimage_default_energy": e_sk,
-            "varseg_default_time_s": seg.elapsed,
-            "varseg_default_energy": seg.final_energy,
-            "varseg_default_iterations": seg.n_iter,
-            "varseg_time_to_skimage_energy_s": t_reach,
-            "varseg_iterations_to_skimage_energy": int(hit[0]) if hit.size else None,
-            "speedup_to_energy": (t_sk_default / t_reach) if t_reach else None,
-        })
-        print(f"  skimage defaults : {t_sk_default:8.3f} s, final energy {e_sk:.6g} "
-              f"(shared ruler, lambda = mu/2)")
-        if t_reach is None:
-            print(f"  varseg defaults  : {seg.elapsed:8.3f} s, final energy "
-                  f"{seg.final_energy:.6g}: never at or below scikit-image's")
-        else:
-            print(f"  varseg reaches it: {t_reach:8.3f} s (iteration {hit[0]}), "
-                  f"{t_sk_default / t_reach:.1f}x sooner; its own defaults end at "
-                  f"{seg.final_energy:.6g} after {seg.elapsed:.3f} s")
+    print(f"  skimage defaults : {t_sk_default:8.3f} s, final energy {e_sk:.6g} "
+          f"(shared ruler, lambda = mu/2)")
+    if t_reach is None:
+        print(f"  varseg defaults  : {seg.elapsed:8.3f} s, final energy "
+              f"{seg.final_energy:.6g}: never at or below scikit-image's")
+    else:
+        print(f"  varseg reaches it: {t_reach:8.3f} s (iteration {hit[0]}), "
+              f"{t_sk_default / t_reach:.1f}x sooner; its own defaults end at "
+              f"{seg.final_energy:.6g} after {seg.elapsed:.3f} s")
     return out
-

@@ -32,7 +32,7 @@ def add_arguments(p):
                    help="ground truth: label map (.png/.npy) or BSDS500 .mat; a folder in "
                         "data-set mode (files matched by stem)")
     p.add_argument("--phases", "-k", type=int, default=2, help="number of phases K (default 2)")
-    p.add_argument("--methods", nargs="+", default=list(DEFAULT_METHODS),
+    p.add_argument("--methods", nargs="+", default=None,
                    choices=method_names(), metavar="METHOD",
                    help=f"methods to compare (default: {' '.join(DEFAULT_METHODS)}; "
                         f"choices: {', '.join(method_names())})")
@@ -110,6 +110,8 @@ def _apply_param(params, specs, item):
 def method_params(args):
     """Per-method keyword arguments from the command line: each method's declared
     :attr:`~varseg.methods.MethodSpec.cli_defaults`, then the options."""
+    if args.methods is None:
+        args.methods = default_methods()
     specs = {m: get_spec(m) for m in args.methods}
     params = {m: _defaults(specs[m], args) for m in args.methods}
     for item in args.param:
@@ -119,10 +121,24 @@ def method_params(args):
     return {m: p for m, p in params.items() if p}
 
 
+def default_methods():
+    """:data:`~varseg.compare.DEFAULT_METHODS`, without the torch methods when torch is not
+    installed (a classical install compares the classical methods; a warning says so)."""
+    from varseg._optional import DEEP_EXTRA_HINT, has_torch
+
+    if has_torch():
+        return list(DEFAULT_METHODS)
+    skipped = [m for m in DEFAULT_METHODS if get_spec(m).needs_torch]
+    log.warning("torch is not installed: skipping %s (%s)", ", ".join(skipped), DEEP_EXTRA_HINT)
+    return [m for m in DEFAULT_METHODS if m not in skipped]
+
+
 def check_args(args):
     """Refuse bad numbers and an unusable output folder before any work is done."""
     from varseg._validation import check_int
 
+    if args.methods is None:
+        args.methods = default_methods()
     check_int(args.phases, "--phases", minimum=2)
     check_int(args.max_size, "--max-size", minimum=0)
     check_int(args.jobs, "--jobs")

@@ -21,22 +21,33 @@ simple loop over the row that LLVM vectorises (``error_model="numpy"``: no divis
 check in the loops). In float64 the update is IEEE arithmetic in scikit-image's order of
 operations; in float32 it uses fast-math (approximate reciprocal square roots refined by a
 Newton step: within a few float32 ulps, tested); the row reductions allow re-association.
+
+The functions below are plain Python: one source, compiled twice by :func:`kernel_family`
+(:func:`varseg._jit.jit_family`) into :data:`IEEE` and :data:`FAST`, each variant under its own
+qualified name and hence its own entry in Numba's cache (which does not key on ``fastmath``).
+Nothing is compiled at import; :func:`varseg._jit.ensure_compiled` compiles before a solver's
+clock starts.
 """
 from __future__ import annotations
 
 import math
 import threading
+import types
 
 import numpy as np
-from numba import njit
 
-__all__ = ["classify", "Stepper", "means_from_sums", "n_blocks"]
+from .._jit import jit_family
+from .heaviside import dirac_pi_expr
+
+dirac_pi = dirac_pi_expr  # rebound to its compiled clone inside each kernel family
+
+__all__ = ["classify", "Stepper", "means_from_sums", "n_blocks", "partition_change",
+           "final_energy", "kernel_family", "IEEE", "FAST"]
 
 _FM = {"reassoc", "nsz"}  # lets LLVM vectorise the row reductions (sums only)
-_FAST = {"afn", "arcp", "contract"}  # float32 update only (see _update_row_fast)
+_FAST = {"afn", "arcp", "contract"}  # float32 update only (the FAST family's _update_row)
 
 
-@njit(cache=True, error_model="numpy")
 def n_blocks(rows):
     """Number of row blocks used by the kernels (at most 64, a function of ``rows`` only)."""
     return min(rows, 64)
@@ -45,7 +56,6 @@ def n_blocks(rows):
 # ------------------------------------------------------------------------------------------
 # row passes (each a simple loop over one row, vectorised by LLVM)
 # ------------------------------------------------------------------------------------------
-@njit(cache=True, error_model="numpy", fastmath=_FM)
 def _masked_sum(v, lab, s):
     acc = 0.0
     for j in range(v.shape[0]):
@@ -54,7 +64,6 @@ def _masked_sum(v, lab, s):
     return acc
 
 
-@njit(cache=True, error_model="numpy", fastmath=_FM)
 def _masked_count_sum(v, lab, s):
     n = 0
     acc = 0.0
@@ -66,7 +75,6 @@ def _masked_count_sum(v, lab, s):
     return n, acc
 
 
-@njit(cache=True, error_model="numpy", fastmath=_FM)
 def _sq_diff(a, b):
     acc = 0.0
     for j in range(a.shape[0]):
@@ -75,7 +83,6 @@ def _sq_diff(a, b):
     return acc
 
 
-@njit(cache=True, error_model="numpy", fastmath=_FM)
 def _post1(o, r, xr, lo):
     """m = 1, after the update of a row: labels ``lo`` of the new row ``o``, sum of squared
     changes from ``r``, count and sum of ``xr`` over phase 1, number of exact zeros."""
@@ -96,7 +103,6 @@ def _post1(o, r, xr, lo):
     return sq, n1, s1, nz
 
 
-@njit(cache=True, error_model="numpy")
 def _labels_row(phi, z, i, lo, m):
     """Labels of row (z, i) into ``lo``; returns whether some phi_j is exactly 0 there."""
     W = lo.shape[0]
@@ -113,7 +119,6 @@ def _labels_row(phi, z, i, lo, m):
     return nzero > 0
 
 
-@njit(cache=True, error_model="numpy")
 def _sums_row(x, phi, z, i, lo, has_zero, blk, first, pc, ps, pcc, pcs):
     """Add the counts and sums of row (z, i) (labels ``lo``) of phases ``first .. K-1`` to
     block ``blk`` (phase 0 is obtained from the totals); where the ``phi > 0`` code differs
@@ -146,7 +151,6 @@ def _sums_row(x, phi, z, i, lo, has_zero, blk, first, pc, ps, pcc, pcs):
     return ndiff
 
 
-@njit(cache=True, error_model="numpy")
 def _reduce_blocks(pc, ps, pcc, pcs, xtot):
     """Sum the block partials; phase 0 = totals minus the other phases."""
     nb, K, C = ps.shape
@@ -171,7 +175,6 @@ def _reduce_blocks(pc, ps, pcc, pcs, xtot):
     return cnt, sums, ccnt, csums
 
 
-@njit(cache=True, error_model="numpy")
 def classify(x, phi, lab, xtot):
     """Write the labels of ``phi`` into ``lab``; return phase counts (K,), sums (K, C), their
     corrections for the ``phi > 0`` convention and the number of pixels where it differs.
@@ -199,7 +202,6 @@ def classify(x, phi, lab, xtot):
     return cnt, sums, ccnt, csums, pnd.sum()
 
 
-@njit(cache=True, error_model="numpy")
 def means_from_sums(cnt, sums, ccnt, csums):
     """Means of the label partition and of the evolution partition (``phi > 0``); a phase
     with no pixel gets mean 0 (as in scikit-image and :mod:`varseg.energy`)."""
@@ -221,8 +223,7 @@ def means_from_sums(cnt, sums, ccnt, csums):
 # ------------------------------------------------------------------------------------------
 # the semi-implicit update of one pixel
 # ------------------------------------------------------------------------------------------
-@njit(cache=True, error_model="numpy")
-def _upd2(p, pxp, pxm, pyp, pym, f, mu, dt, mudt, eps, eps2, eta, one, half):
+def _upd2(p, pxp, pxm, pyp, pym, f, mu, dt, mudt, eps, eta, one, half):
     dxp = pxp - p
     dxm = p - pxm
     dx0 = (pxp - pxm) * half
@@ -235,12 +236,11 @@ def _upd2(p, pxp, pxm, pyp, pym, f, mu, dt, mudt, eps, eps2, eta, one, half):
     c4 = one / math.sqrt(eta + dx0 * dx0 + dym * dym)
     kk = pxp * c1 + pxm * c2 + pyp * c3 + pym * c4
     sc = c1 + c2 + c3 + c4
-    dl = eps / (eps2 + p * p)
+    dl = dirac_pi(p, eps)
     return (p + (dt * dl) * (mu * kk + f)) / (one + mudt * dl * sc)
 
 
-@njit(cache=True, error_model="numpy")
-def _upd3(p, pxp, pxm, pyp, pym, pzp, pzm, f, mu, dt, mudt, eps, eps2, eta, one, half):
+def _upd3(p, pxp, pxm, pyp, pym, pzp, pzm, f, mu, dt, mudt, eps, eta, one, half):
     dxp = pxp - p
     dxm = p - pxm
     dx0 = (pxp - pxm) * half
@@ -261,115 +261,84 @@ def _upd3(p, pxp, pxm, pyp, pym, pzp, pzm, f, mu, dt, mudt, eps, eps2, eta, one,
     c6 = one / math.sqrt(eta + x2 + y2 + dzm * dzm)
     kk = pxp * c1 + pxm * c2 + pyp * c3 + pym * c4 + pzp * c5 + pzm * c6
     sc = c1 + c2 + c3 + c4 + c5 + c6
-    dl = eps / (eps2 + p * p)
+    dl = dirac_pi(p, eps)
     return (p + (dt * dl) * (mu * kk + f)) / (one + mudt * dl * sc)
 
 
-@njit(cache=True, error_model="numpy")
-def _update_row(r, rp, rm, rzp, rzm, has_z, f, o, mu, dt, eps, eta):
-    """New values of one row ``o`` from the row ``r``, its neighbours rows (edge-replicated)
-    and the data force ``f``."""
+def _upd3s(p, pxp, pxm, pyp, pym, pzp, pzm, f, mu, dt, mudt, eps, eta, one, half, sp):
+    r""":func:`_upd3` on an anisotropic grid, ``sp = (1/dx, 1/dy, 1/dz, 1/dx^2, 1/dy^2,
+    1/dz^2)``: differences divided by the spacing inside :math:`C_i`, and each axis' pair
+    weighted by :math:`1/h_a^2` (the divergence of :math:`\nabla\phi/|\nabla\phi|`);
+    2D: ``pzp = pzm = p`` and ``sp[5] = 0``."""
+    dxp = (pxp - p) * sp[0]
+    dxm = (p - pxm) * sp[0]
+    dx0 = (pxp - pxm) * half * sp[0]
+    dyp = (pyp - p) * sp[1]
+    dym = (p - pym) * sp[1]
+    dy0 = (pyp - pym) * half * sp[1]
+    dzp = (pzp - p) * sp[2]
+    dzm = (p - pzm) * sp[2]
+    dz0 = (pzp - pzm) * half * sp[2]
+    x2 = dx0 * dx0
+    y2 = dy0 * dy0
+    z2 = dz0 * dz0
+    c1 = sp[3] / math.sqrt(eta + dxp * dxp + y2 + z2)
+    c2 = sp[3] / math.sqrt(eta + dxm * dxm + y2 + z2)
+    c3 = sp[4] / math.sqrt(eta + x2 + dyp * dyp + z2)
+    c4 = sp[4] / math.sqrt(eta + x2 + dym * dym + z2)
+    c5 = sp[5] / math.sqrt(eta + x2 + y2 + dzp * dzp)
+    c6 = sp[5] / math.sqrt(eta + x2 + y2 + dzm * dzm)
+    kk = pxp * c1 + pxm * c2 + pyp * c3 + pym * c4 + pzp * c5 + pzm * c6
+    sc = c1 + c2 + c3 + c4 + c5 + c6
+    dl = dirac_pi(p, eps)
+    return (p + (dt * dl) * (mu * kk + f)) / (one + mudt * dl * sc)
+
+
+def _update_row_spaced(r, rp, rm, rzp, rzm, has_z, f, o, mu, dt, eps, eta, sp):
+    """:func:`_update_row` on an anisotropic grid (``sp``: see :func:`_upd3s`)."""
     W = r.shape[0]
     one = eps / eps
     half = one / (one + one)
     mudt = mu * dt
-    eps2 = eps * eps
+    for j in range(W):
+        jp = j + 1 if j + 1 < W else j
+        jm = j - 1 if j > 0 else j
+        p = r[j]
+        zp = rzp[j] if has_z else p
+        zm = rzm[j] if has_z else p
+        o[j] = _upd3s(p, r[jp], r[jm], rp[j], rm[j], zp, zm, f[j], mu, dt, mudt, eps, eta,
+                      one, half, sp)
+
+
+def _update_row(r, rp, rm, rzp, rzm, has_z, f, o, mu, dt, eps, eta, sp):
+    """New values of one row ``o`` from the row ``r``, its neighbours rows (edge-replicated)
+    and the data force ``f``; ``sp`` empty: unit spacing, else see :func:`_upd3s`."""
+    if sp.shape[0] > 0:
+        _update_row_spaced(r, rp, rm, rzp, rzm, has_z, f, o, mu, dt, eps, eta, sp)
+        return
+    W = r.shape[0]
+    one = eps / eps
+    half = one / (one + one)
+    mudt = mu * dt
     if has_z:
         for j in range(1, W - 1):
             o[j] = _upd3(r[j], r[j + 1], r[j - 1], rp[j], rm[j], rzp[j], rzm[j], f[j],
-                         mu, dt, mudt, eps, eps2, eta, one, half)
+                         mu, dt, mudt, eps, eta, one, half)
     else:
         for j in range(1, W - 1):
             o[j] = _upd2(r[j], r[j + 1], r[j - 1], rp[j], rm[j], f[j],
-                         mu, dt, mudt, eps, eps2, eta, one, half)
+                         mu, dt, mudt, eps, eta, one, half)
     for j in (0, W - 1):  # the two border pixels (edge replication); W == 1: twice the same
         jp = j + 1 if j + 1 < W else j
         jm = j - 1 if j > 0 else j
         if has_z:
             o[j] = _upd3(r[j], r[jp], r[jm], rp[j], rm[j], rzp[j], rzm[j], f[j],
-                         mu, dt, mudt, eps, eps2, eta, one, half)
+                         mu, dt, mudt, eps, eta, one, half)
         else:
             o[j] = _upd2(r[j], r[jp], r[jm], rp[j], rm[j], f[j],
-                         mu, dt, mudt, eps, eps2, eta, one, half)
+                         mu, dt, mudt, eps, eta, one, half)
 
 
-# ------------------------------------------------------------------------------------------
-# float32 copies with fast-math (approximate reciprocal square roots and divisions refined by
-# Newton steps, FMA): about 1.6x faster; results within 1-2 float32 ulps of the IEEE version
-# (tested). Keep in sync with the functions above.
-# ------------------------------------------------------------------------------------------
-@njit(cache=True, error_model="numpy", fastmath=_FAST)
-def _upd2_fast(p, pxp, pxm, pyp, pym, f, mu, dt, mudt, eps, eps2, eta, one, half):
-    dxp = pxp - p
-    dxm = p - pxm
-    dx0 = (pxp - pxm) * half
-    dyp = pyp - p
-    dym = p - pym
-    dy0 = (pyp - pym) * half
-    c1 = one / math.sqrt(eta + dxp * dxp + dy0 * dy0)
-    c2 = one / math.sqrt(eta + dxm * dxm + dy0 * dy0)
-    c3 = one / math.sqrt(eta + dx0 * dx0 + dyp * dyp)
-    c4 = one / math.sqrt(eta + dx0 * dx0 + dym * dym)
-    kk = pxp * c1 + pxm * c2 + pyp * c3 + pym * c4
-    sc = c1 + c2 + c3 + c4
-    dl = eps / (eps2 + p * p)
-    return (p + (dt * dl) * (mu * kk + f)) / (one + mudt * dl * sc)
-
-
-@njit(cache=True, error_model="numpy", fastmath=_FAST)
-def _upd3_fast(p, pxp, pxm, pyp, pym, pzp, pzm, f, mu, dt, mudt, eps, eps2, eta, one, half):
-    dxp = pxp - p
-    dxm = p - pxm
-    dx0 = (pxp - pxm) * half
-    dyp = pyp - p
-    dym = p - pym
-    dy0 = (pyp - pym) * half
-    dzp = pzp - p
-    dzm = p - pzm
-    dz0 = (pzp - pzm) * half
-    x2 = dx0 * dx0
-    y2 = dy0 * dy0
-    z2 = dz0 * dz0
-    c1 = one / math.sqrt(eta + dxp * dxp + y2 + z2)
-    c2 = one / math.sqrt(eta + dxm * dxm + y2 + z2)
-    c3 = one / math.sqrt(eta + x2 + dyp * dyp + z2)
-    c4 = one / math.sqrt(eta + x2 + dym * dym + z2)
-    c5 = one / math.sqrt(eta + x2 + y2 + dzp * dzp)
-    c6 = one / math.sqrt(eta + x2 + y2 + dzm * dzm)
-    kk = pxp * c1 + pxm * c2 + pyp * c3 + pym * c4 + pzp * c5 + pzm * c6
-    sc = c1 + c2 + c3 + c4 + c5 + c6
-    dl = eps / (eps2 + p * p)
-    return (p + (dt * dl) * (mu * kk + f)) / (one + mudt * dl * sc)
-
-
-@njit(cache=True, error_model="numpy", fastmath=_FAST)
-def _update_row_fast(r, rp, rm, rzp, rzm, has_z, f, o, mu, dt, eps, eta):
-    """:func:`_update_row` with fast-math (float32 working precision)."""
-    W = r.shape[0]
-    one = eps / eps
-    half = one / (one + one)
-    mudt = mu * dt
-    eps2 = eps * eps
-    if has_z:
-        for j in range(1, W - 1):
-            o[j] = _upd3_fast(r[j], r[j + 1], r[j - 1], rp[j], rm[j], rzp[j], rzm[j], f[j],
-                         mu, dt, mudt, eps, eps2, eta, one, half)
-    else:
-        for j in range(1, W - 1):
-            o[j] = _upd2_fast(r[j], r[j + 1], r[j - 1], rp[j], rm[j], f[j],
-                         mu, dt, mudt, eps, eps2, eta, one, half)
-    for j in (0, W - 1):  # the two border pixels (edge replication); W == 1: twice the same
-        jp = j + 1 if j + 1 < W else j
-        jm = j - 1 if j > 0 else j
-        if has_z:
-            o[j] = _upd3_fast(r[j], r[jp], r[jm], rp[j], rm[j], rzp[j], rzm[j], f[j],
-                         mu, dt, mudt, eps, eps2, eta, one, half)
-        else:
-            o[j] = _upd2_fast(r[j], r[jp], r[jm], rp[j], rm[j], f[j],
-                         mu, dt, mudt, eps, eps2, eta, one, half)
-
-
-@njit(cache=True, error_model="numpy")
 def _forces_row(x, phi, z, i, m_evo, lam, e, f):
     r"""Data forces ``f[l, j]`` of row (z, i): :math:`-\lambda_{s_0} e_{s_0} + \lambda_{s_1}
     e_{s_1}` with :math:`e_s = \|x - c_s\|^2`, phases from ``phi > 0``."""
@@ -428,7 +397,6 @@ def _forces_row(x, phi, z, i, m_evo, lam, e, f):
         _force3(e, lam, phi[a, z, i], phi[b, z, i], 1 << l, 1 << a, 1 << b, f[l])
 
 
-@njit(cache=True, error_model="numpy")
 def _force3(e, lam, pa, pb, bl, ba, bb, fl):
     """Force of level set l for m = 3; ``a``, ``b`` are the two other level sets."""
     s00 = 0
@@ -453,7 +421,6 @@ _R2 = math.sqrt(2.0)
 _R3 = math.sqrt(3.0)
 
 
-@njit(cache=True, error_model="numpy", fastmath=_FM)
 def _energy2(lr, ld, lz, e0, e1):
     """K = 2, one row: data term (residuals ``e0``/``e1`` of each pixel's own phase) and
     isotropic length. ``ld``/``lz``: labels of the next row / slice (the row itself at the
@@ -476,7 +443,6 @@ def _energy2(lr, ld, lz, e0, e1):
     return data, length
 
 
-@njit(cache=True, error_model="numpy", fastmath=_FM)
 def _energyk(lr, ld, lz, ef):
     """Any K, one row: data term (``ef`` the flattened (K, W) residuals, gathered at each
     pixel's phase) and isotropic length, per pixel exactly ``_pixel_length``: with the forward
@@ -509,7 +475,6 @@ def _energyk(lr, ld, lz, ef):
     return data, length
 
 
-@njit(cache=True, error_model="numpy")
 def _energy_row(x, lab, z, i, m_lab, e, same):
     """Data and length terms of row (z, i) of the hard partition ``lab``: the shared energy of
     :func:`varseg._energy_kernels.hard_energy` (squared residuals to the phase means; isotropic
@@ -537,9 +502,9 @@ def _energy_row(x, lab, z, i, m_lab, e, same):
     return _energyk(lr, ld, lz, e.reshape(K * W))
 
 
-@njit(cache=True, error_model="numpy")
-def _step_block(blk, nb, x, phi, out, lab, lab_out, m_lab, m_evo, lam, mu, dt, eps, eta, record,
-                same, fast, pc, ps, pcc, pcs, pnd, pd, pdata, plen):
+def _step_block(blk, nb, x, phi, out, lab, lab_out, m_lab, m_evo, lam, mu, dt, eps, eta, sp,
+                record,
+                same, pc, ps, pcc, pcs, pnd, pd, pdata, plen):
     """Rows ``blk * rows // nb`` to ``(blk + 1) * rows // nb`` of one step (:class:`Stepper`);
     writes the block's partial sums at index ``blk``."""
     C, D, H, W = x.shape
@@ -564,12 +529,8 @@ def _step_block(blk, nb, x, phi, out, lab, lab_out, m_lab, m_evo, lam, mu, dt, e
             dacc += dd
             lacc += ll
         for l in range(m):
-            if fast:
-                _update_row_fast(phi[l, z, i], phi[l, z, ip], phi[l, z, im], phi[l, zp, i],
-                                 phi[l, zm, i], has_z, f[l], out[l, z, i], mu, dt, eps, eta)
-            else:
-                _update_row(phi[l, z, i], phi[l, z, ip], phi[l, z, im], phi[l, zp, i],
-                            phi[l, zm, i], has_z, f[l], out[l, z, i], mu, dt, eps, eta)
+            _update_row(phi[l, z, i], phi[l, z, ip], phi[l, z, im], phi[l, zp, i],
+                        phi[l, zm, i], has_z, f[l], out[l, z, i], mu, dt, eps, eta, sp)
         lo = lab_out[z, i]
         if m == 1:
             sq, n1, s1, nz = _post1(out[0, z, i], phi[0, z, i], x[0, z, i], lo)
@@ -589,9 +550,8 @@ def _step_block(blk, nb, x, phi, out, lab, lab_out, m_lab, m_evo, lam, mu, dt, e
     plen[blk] = lacc
 
 
-@njit(cache=True, error_model="numpy", nogil=True)
-def _step_range(b0, b1, nb, x, phi, out, lab, lab_out, m_lab, m_evo, lam, mu, dt, eps, eta,
-                record, same, fast, pc, ps, pcc, pcs, pnd, pd, pdata, plen):
+def _step_range(b0, b1, nb, x, phi, out, lab, lab_out, m_lab, m_evo, lam, mu, dt, eps, eta, sp,
+                record, same, pc, ps, pcc, pcs, pnd, pd, pdata, plen):
     """Blocks ``b0 .. b1 - 1`` of one step (releases the GIL: the blocks of one step run in
     several Python threads at once)."""
     for blk in range(b0, b1):
@@ -601,15 +561,15 @@ def _step_range(b0, b1, nb, x, phi, out, lab, lab_out, m_lab, m_evo, lam, mu, dt
         pcs[blk] = 0.0
         pnd[blk] = 0
         pd[blk] = 0.0
-        _step_block(blk, nb, x, phi, out, lab, lab_out, m_lab, m_evo, lam, mu, dt, eps, eta,
-                    record, same, fast, pc, ps, pcc, pcs, pnd, pd, pdata, plen)
+        _step_block(blk, nb, x, phi, out, lab, lab_out, m_lab, m_evo, lam, mu, dt, eps, eta, sp,
+                    record, same, pc, ps, pcc, pcs, pnd, pd, pdata, plen)
 
 
-@njit(cache=True, error_model="numpy")
 def _finish_step(xtot, pc, ps, pcc, pcs, pnd, pd, pdata, plen):
-    """Reduce the block partials of a step in block order."""
+    """Reduce the block partials of a step in block order; the means of the new iterate."""
     nb, m = pd.shape
     cnt, sums, ccnt, csums = _reduce_blocks(pc, ps, pcc, pcs, xtot)
+    m_lab, m_evo = means_from_sums(cnt, sums, ccnt, csums)
     dsq = np.zeros(m)
     data = 0.0
     length = 0.0
@@ -618,7 +578,55 @@ def _finish_step(xtot, pc, ps, pcc, pcs, pnd, pd, pdata, plen):
         length += plen[q]
         for l in range(m):
             dsq[l] += pd[q, l]
-    return cnt, sums, ccnt, csums, pnd.sum(), dsq, data, length
+    return m_lab, m_evo, pnd.sum(), dsq, data, length
+
+
+def _row_change(lr, rr, ld, lz):
+    """Row part of :func:`partition_change` (``ld``/``lz``: next row / slice, or the row)."""
+    W = lr.shape[0]
+    moved = 0
+    edges = 0
+    for j in range(W):
+        v = lr[j]
+        moved += 1 if v != rr[j] else 0
+        edges += (1 if ld[j] != v else 0) + (1 if lz[j] != v else 0)
+        rr[j] = v
+    for j in range(W - 1):
+        edges += 1 if lr[j + 1] != lr[j] else 0
+    return moved, edges
+
+
+def partition_change(lab, ref):
+    """Number of pixels whose label differs from ``ref`` and number of interface edges of
+    ``lab`` (pairs of axis-neighbours with different labels); copies ``lab`` into ``ref``."""
+    D, H, W = lab.shape
+    moved = 0
+    edges = 0
+    for z in range(D):
+        for i in range(H):
+            lr = lab[z, i]
+            ld = lab[z, i + 1] if i + 1 < H else lr
+            lz = lab[z + 1, i] if z + 1 < D else lr
+            mv, ed = _row_change(lr, ref[z, i], ld, lz)
+            moved += mv
+            edges += ed
+    return moved, edges
+
+
+def final_energy(x, lab, m_lab):
+    """Data and length terms of the hard partition ``lab`` with its means ``m_lab``: the
+    shared energy of :func:`varseg._energy_kernels.hard_energy` (isotropic TV) by the row
+    helpers of the step (:func:`_energy_row`)."""
+    C, D, H, W = x.shape
+    e = np.empty((m_lab.shape[0], W))
+    data = 0.0
+    length = 0.0
+    for q in range(D * H):
+        z = q // H
+        dd, ll = _energy_row(x, lab, z, q - z * H, m_lab, e, False)
+        data += dd
+        length += ll
+    return data, length
 
 
 _POOL = None
@@ -638,6 +646,16 @@ def _pool(workers):
             if old is not None:
                 old.shutdown(wait=False)
         return _POOL
+
+
+def spacing_weights(spacing, dtype):
+    """The ``sp`` argument of the update: empty for unit (or no) spacing, else ``(1/dx, 1/dy,
+    1/dz, 1/dx^2, 1/dy^2, 1/dz^2)`` for ``spacing = (dz, dy, dx)`` (``1/dz = 0`` in 2D)."""
+    if spacing is None or all(float(h) == 1.0 for h in spacing):
+        return np.empty(0, dtype=dtype)
+    dz, dy, dx = (float(h) for h in spacing)
+    inv = [1.0 / dx, 1.0 / dy, 0.0 if dz == 0 else 1.0 / dz]
+    return np.array(inv + [v * v for v in inv], dtype=dtype)
 
 
 class Stepper:
@@ -662,23 +680,25 @@ class Stepper:
 
     with :math:`\phi_i` the edge-replicated neighbours and the data force
     :math:`f_j = -\lambda_{s_0}\|x - c_{s_0}\|^2 + \lambda_{s_1}\|x - c_{s_1}\|^2`
-    (:math:`s_0, s_1`: the pixel's phase with bit j cleared / set). It returns ``cnt, sums,
-    ccnt, csums`` (phase counts/sums of ``out`` and their ``phi > 0`` corrections), ``ndiff``
+    (:math:`s_0, s_1`: the pixel's phase with bit j cleared / set). It returns ``m_lab,
+    m_evo`` (the means of the labels of ``out`` and of its ``phi > 0`` partition), ``ndiff``
     (pixels where the two conventions differ), ``dsq`` (per level set, the sum of
     :math:`(\phi^{new}_j - \phi_j)^2`) and the ``data, length`` terms of ``lab`` (0 unless
-    ``record``). ``fast``: use the fast-math copy of the update (float32 working precision).
+    ``record``). ``fast``: use the :data:`FAST` family (fast-math update, float32 working
+    precision) instead of :data:`IEEE`.
 
     Python threads, not ``parallel=True``: a waiting thread sleeps instead of spinning (an
     OpenMP barrier spinning on a busy machine can cost more than the step), and the
     compilation is several times shorter.
     """
 
-    def __init__(self, x, xtot, lam, mu, dt, eps, eta, m, threads, fast=False):
+    def __init__(self, x, xtot, lam, mu, dt, eps, eta, m, threads, fast=False, spacing=None):
         C, D, H, W = x.shape
         K = lam.shape[0]
         self.x, self.xtot, self.lam = x, xtot, lam
-        self.consts = (mu, dt, eps, eta)
+        self.consts = (mu, dt, eps, eta, spacing_weights(spacing, type(mu)))
         self.fast = bool(fast)
+        self.kernels = FAST if fast else IEEE
         self.nb = nb = n_blocks(D * H)
         self.parts = (np.zeros((nb, K)), np.zeros((nb, K, C)), np.zeros((nb, K)),
                       np.zeros((nb, K, C)), np.zeros(nb, dtype=np.int64), np.zeros((nb, m)),
@@ -688,10 +708,55 @@ class Stepper:
         self.pool = _pool(t - 1) if t > 1 else None
 
     def step(self, phi, out, lab, lab_out, m_lab, m_evo, record, same):
+        kern = self.kernels
         args = (self.nb, self.x, phi, out, lab, lab_out, m_lab, m_evo, self.lam) + \
-            self.consts + (record, same, self.fast) + self.parts
-        futures = [self.pool.submit(_step_range, b0, b1, *args) for b0, b1 in self.bounds[1:]]
-        _step_range(self.bounds[0][0], self.bounds[0][1], *args)
+            self.consts + (record, same) + self.parts
+        futures = [self.pool.submit(kern._step_range, b0, b1, *args)
+                   for b0, b1 in self.bounds[1:]]
+        kern._step_range(self.bounds[0][0], self.bounds[0][1], *args)
         for fut in futures:
             fut.result()
-        return _finish_step(self.xtot, *self.parts)
+        return kern._finish_step(self.xtot, *self.parts)
+
+
+# ------------------------------------------------------------------------------------------
+# the two kernel families, compiled from the one source above (each clone has its own
+# qualified name, hence its own entry in Numba's cache)
+# ------------------------------------------------------------------------------------------
+_KERNELS = {name: obj for name, obj in list(globals().items())
+            if isinstance(obj, types.FunctionType) and obj.__module__ == __name__
+            and name not in ("_pool", "spacing_weights")}
+_KERNELS["dirac_pi"] = dirac_pi_expr  # the one definition of scikit-image's Dirac
+_REDUCTIONS = ("_masked_sum", "_masked_count_sum", "_sq_diff", "_post1", "_energy2", "_energyk")
+_UPDATE = ("_upd2", "_upd3", "_upd3s", "_update_row", "_update_row_spaced", "dirac_pi")
+_OPTIONS = {"cache": True, "error_model": "numpy", "nogil": True}
+
+
+
+def kernel_family(suffix, fast, **options):
+    """Compile the kernels of this module as one family (:func:`varseg._jit.jit_family`).
+
+    ``fast``: the update (:func:`_update_row` and the per-pixel helpers) with the fast-math
+    flags ``{"afn", "arcp", "contract"}`` (float32 working precision); else IEEE. The row
+    reductions allow re-association in both. ``options`` override the Numba options
+    (``cache=True, error_model="numpy", nogil=True``).
+    """
+    over = {name: {"fastmath": _FM} for name in _REDUCTIONS}
+    if fast:
+        over.update({name: {"fastmath": _FAST} for name in _UPDATE})
+    return jit_family(_KERNELS, suffix, overrides=over, **{**_OPTIONS, **options})
+
+
+#: IEEE kernels (float64 working precision: scikit-image's arithmetic in its order).
+IEEE = kernel_family("ieee", fast=False)
+#: The same kernels with a fast-math update (float32 working precision): approximate
+#: reciprocal square roots and divisions refined by Newton steps, FMA; within a few float32
+#: ulps of :data:`IEEE` (tested).
+FAST = kernel_family("fast", fast=True)
+
+# the public kernels of the solver's set-up and stopping rule (IEEE: they only count and sum)
+classify = IEEE.classify  # noqa: F811
+means_from_sums = IEEE.means_from_sums  # noqa: F811
+n_blocks = IEEE.n_blocks  # noqa: F811
+partition_change = IEEE.partition_change  # noqa: F811
+final_energy = IEEE.final_energy  # noqa: F811

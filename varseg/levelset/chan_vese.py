@@ -6,11 +6,13 @@ from __future__ import annotations
 
 import math
 import time
+from dataclasses import dataclass
 
 import numpy as np
 
 from varseg.energy import normalise_image as _normalise
 
+from .._jit import ensure_compiled
 from .._validation import (
     as_channels_first,
     check_int,
@@ -22,7 +24,8 @@ from ..result import Segmentation
 from .heaviside import phase_labels, phase_memberships
 from .init import INIT_NAMES, initial_level_sets
 
-__all__ = ["chan_vese", "normalise_image", "ETA", "SERIAL_BELOW", "STOP_RULES", "STOP_WINDOW"]
+__all__ = ["chan_vese", "normalise_image", "interface_edges", "warm_kernels", "ETA",
+           "SERIAL_BELOW", "STOP_RULES", "STOP_WINDOW", "COMPILE_SECONDS"]
 
 #: Regularisation of the curvature coefficients :math:`C_i = (\eta + |\nabla\phi|^2)^{-1/2}`,
 #: the value of ``skimage.segmentation._chan_vese._cv_calculate_variation`` (scikit-image 0.26).
@@ -73,7 +76,7 @@ def _jsonable(v):
 def chan_vese(image, n_phases=2, *, mu=0.25, lambdas=1.0, dt=0.5, eps=1.0, max_iter=500,
               tol=None, stop="partition", window=STOP_WINDOW, init="checkerboard",
               channel_axis=None, dtype=np.float32, seed=None,
-              record_energy=True, return_history=False, snapshot_every=None):
+              record_energy=True, return_history=False, snapshot_every=None, spacing=None):
     r"""Multiphase Chan–Vese segmentation (Vese & Chan 2002) of a gray, colour, 2D or 3D image.
 
     :math:`m = \log_2 K` level sets :math:`\phi_1..\phi_m` represent :math:`K = 2^m` phases
@@ -183,6 +186,13 @@ def chan_vese(image, n_phases=2, *, mu=0.25, lambdas=1.0, dt=0.5, eps=1.0, max_i
         ``extras["snapshot_iters"]``.
     snapshot_every : int, optional
         Snapshot period; setting it implies ``return_history=True``.
+    spacing : sequence of float, optional
+        Pixel / voxel spacing ``(dy, dx)`` or ``(dz, dy, dx)`` (positive): the differences
+        inside :math:`C_i` are divided by the spacing of their axis and each axis' pair of
+        neighbours is weighted by :math:`1/h_a^2`, so the curvature term is that of the
+        physical surface (an anisotropic volume evolves like its isotropic resampling). Default
+        isotropic 1 (scikit-image's scheme, unchanged). The recorded energy stays on the
+        voxel grid (unit spacing).
 
     Returns
     -------
@@ -201,7 +211,8 @@ def chan_vese(image, n_phases=2, *, mu=0.25, lambdas=1.0, dt=0.5, eps=1.0, max_i
         Image not 2D/3D (with or without channel axis), NaN/Inf, ``n_phases`` not a power of
         two or larger than 8, unknown ``init`` name, ``init`` array of the wrong shape,
         ``dt``/``eps`` not positive, negative ``mu``/``tol``/``lambdas``, unsupported
-        ``dtype``, negative ``max_iter``.
+        ``dtype``, negative ``max_iter``; a 3D image whose last axis has 3 or 4 entries
+        without ``channel_axis`` (an RGB(A) image: pass ``channel_axis=-1``).
 
     Notes
     -----
@@ -238,8 +249,8 @@ def chan_vese(image, n_phases=2, *, mu=0.25, lambdas=1.0, dt=0.5, eps=1.0, max_i
     at which iterate k was available. The energy of iterate k is evaluated inside step k + 1
     from the same per-pixel terms as :func:`varseg._energy_kernels.hard_energy` (squared
     residuals to the phase means, the isotropic-TV value of its ``_pixel_length``) summed in
-    another order (equal to about 1e-15 relative, tested), the last one by
-    :func:`varseg.energy_from_labels` itself.
+    another order (equal to about 1e-15 relative, tested), the last one by the same row
+    helpers after the loop (``means`` are that partition's own means).
 
     **The recorded energy is not a Lyapunov function of the scheme**, which descends the
     regularised functional F above, not the shared energy of the hard partition:
@@ -275,6 +286,12 @@ def chan_vese(image, n_phases=2, *, mu=0.25, lambdas=1.0, dt=0.5, eps=1.0, max_i
     on a machine shared with other busy processes a spinning barrier can cost more than the
     iteration. Results do not depend on the number of threads.
 
+    **Compilation.** The first call in a process for a working precision compiles the Numba
+    kernels (or loads them from Numba's on-disk cache) by running them on a tiny image
+    *before* the clock starts (:func:`varseg._jit.ensure_compiled`; a real compilation logs
+    one ``INFO`` line, about 20 s): ``elapsed`` and ``times`` never include JIT compilation.
+    ``varseg warmup`` (:func:`varseg._jit.warmup`) compiles every kernel ahead of time.
+
     Phase means use the sharp :math:`\phi > 0` (scikit-image); ``labels`` use
     :math:`\phi \ge 0` for phase bit 0 (:func:`phase_labels`): the two differ only on pixels
     where a level set is exactly 0.
@@ -301,95 +318,195 @@ def chan_vese(image, n_phases=2, *, mu=0.25, lambdas=1.0, dt=0.5, eps=1.0, max_i
     >>> int((seg.labels == seg.labels[10, 10]).sum()), seg.converged, seg.n_iter
     (100, True, 30)
     """
-    t_start = time.perf_counter()
-    from ..energy import energy_from_labels
+    cfg = _check_args(n_phases, mu, lambdas, dt, eps, max_iter, tol, stop, window, init,
+                      dtype, snapshot_every, return_history)
+    _check_layout(image, channel_axis)
+    cfg["spacing"] = _check_spacing(spacing, np.ndim(image) - (channel_axis is not None))
+    ensure_compiled(("chan_vese", cfg["wdtype"].name), lambda: _run_tiny(cfg["wdtype"]),
+                    estimate=COMPILE_SECONDS)
+    t_start = time.perf_counter()  # after the (one-time) compilation: never in the timings
+    x_raw, gray = as_channels_first(image, channel_axis, dtype=np.float64)
+    spatial = x_raw.shape[1:]
+    rng = resolve_rng(seed)
+    x, xmin, scale = normalise_image(x_raw)
+    phi0 = initial_level_sets(spatial, cfg["m"], init, rng, image=x)  # validates the array
+    run = _Run(x=x, gray=gray, spatial=spatial, cfg=cfg, t_start=t_start,
+               record=bool(record_energy),
+               params=_params(cfg, init, channel_axis, seed, record_energy),
+               extras={"image_min": xmin, "image_scale": scale, "stop": cfg["stop"]})
+    return _solve(run, phi0)
 
-    # ---------------- validation ----------------
+
+#: Rough compilation time of the kernels of one working precision (the log line's estimate).
+COMPILE_SECONDS = 20.0
+
+
+def _check_args(n_phases, mu, lambdas, dt, eps, max_iter, tol, stop, window, init, dtype,
+                snapshot_every, return_history):
+    """Validate the scalar arguments of :func:`chan_vese`; returns them in a dict."""
     K = check_n_phases(n_phases, power_of_two=True, max_phases=8)
-    m = K.bit_length() - 1
-    mu = check_positive(mu, "mu", allow_zero=True)
-    dt = check_positive(dt, "dt")
-    eps = check_positive(eps, "eps")
     if stop not in STOP_RULES:
         raise ValueError(f"stop must be one of {sorted(STOP_RULES)}; got {stop!r}")
-    tol = STOP_RULES[stop] if tol is None else check_positive(tol, "tol", allow_zero=True)
-    window = check_int(window, "window")
-    max_iter = check_int(max_iter, "max_iter", minimum=0)
-    lam = _check_lambdas(lambdas, K)
-    wdtype = np.dtype(dtype)
-    if wdtype not in (np.float32, np.float64):
+    cfg = {
+        "K": K, "m": K.bit_length() - 1, "mu": check_positive(mu, "mu", allow_zero=True),
+        "dt": check_positive(dt, "dt"), "eps": check_positive(eps, "eps"), "stop": stop,
+        "tol": STOP_RULES[stop] if tol is None else check_positive(tol, "tol", allow_zero=True),
+        "window": check_int(window, "window"),
+        "max_iter": check_int(max_iter, "max_iter", minimum=0),
+        "lam": _check_lambdas(lambdas, K), "wdtype": np.dtype(dtype),
+    }
+    if cfg["wdtype"] not in (np.float32, np.float64):
         raise ValueError(f"dtype must be numpy.float32 or numpy.float64; got {dtype!r}")
     if isinstance(init, str) and init not in INIT_NAMES:
         raise ValueError(f"unknown init {init!r}; expected one of {list(INIT_NAMES)} or an array")
     if snapshot_every is not None:
         check_int(snapshot_every, "snapshot_every")
         return_history = True
-    every = int(snapshot_every) if snapshot_every is not None else 10
+    cfg["history"] = bool(return_history)
+    cfg["every"] = int(snapshot_every) if snapshot_every is not None else 10
+    cfg["lam_ms"] = cfg["mu"] / 2.0
+    return cfg
 
-    x_raw, gray = as_channels_first(image, channel_axis, dtype=np.float64)
-    spatial = x_raw.shape[1:]
-    rng = resolve_rng(seed)
-    x, xmin, scale = normalise_image(x_raw)
-    phi0 = initial_level_sets(spatial, m, init, rng, image=x)  # validates array shape / name
-    lam_ms = mu / 2.0
 
-    params = {
-        "n_phases": K, "mu": mu, "lambdas": lam.tolist(), "dt": dt, "eps": eps,
-        "max_iter": max_iter, "tol": tol, "stop": stop, "window": window,
+def _check_spacing(spacing, nd):
+    """``spacing`` as ``(dz, dy, dx)`` for the kernels (``dz = 0`` in 2D), or None for unit."""
+    if spacing is None:
+        return None
+    try:
+        sp = [float(h) for h in spacing]
+    except (TypeError, ValueError):
+        raise ValueError(f"spacing must be a sequence of {nd} positive floats; got "
+                         f"{spacing!r}") from None
+    if len(sp) != nd or not all(math.isfinite(h) and h > 0 for h in sp):
+        raise ValueError(f"spacing must be {nd} positive finite floats (one per spatial "
+                         f"axis); got {spacing!r}")
+    if all(h == 1.0 for h in sp):
+        return None
+    return tuple(sp) if nd == 3 else (0.0, sp[0], sp[1])
+
+
+def _check_layout(image, channel_axis):
+    """An ``(H, W, 3)`` / ``(H, W, 4)`` image without ``channel_axis`` is a colour image, not
+    a 3-slice volume: refuse it (as scikit-image does) instead of segmenting it as a volume."""
+    shape = np.shape(image)
+    if channel_axis is None and len(shape) == 3 and shape[-1] in (3, 4):
+        raise ValueError(f"image of shape {shape} looks like an RGB(A) image; pass "
+                         f"channel_axis=-1 (or reshape it if it is a volume)")
+
+
+def _params(cfg, init, channel_axis, seed, record_energy):
+    """The ``params`` dict of the result (JSON-compatible)."""
+    return {
+        "n_phases": cfg["K"], "mu": cfg["mu"], "lambdas": cfg["lam"].tolist(), "dt": cfg["dt"],
+        "eps": cfg["eps"], "max_iter": cfg["max_iter"], "tol": cfg["tol"],
+        "stop": cfg["stop"], "window": cfg["window"],
         "init": init if isinstance(init, str) else "array",
-        "channel_axis": channel_axis, "dtype": wdtype.name, "seed": _jsonable(seed),
-        "record_energy": bool(record_energy), "return_history": bool(return_history),
-        "snapshot_every": every if return_history else None,
-        "lam": lam_ms, "tv": "isotropic", "eta": ETA, "normalised": True,
+        "channel_axis": channel_axis, "dtype": cfg["wdtype"].name, "seed": _jsonable(seed),
+        "record_energy": bool(record_energy), "return_history": cfg["history"],
+        "snapshot_every": cfg["every"] if cfg["history"] else None,
+        "lam": cfg["lam_ms"], "tv": "isotropic", "eta": ETA, "normalised": True,
+        "spacing": None if cfg.get("spacing") is None else
+        [h for h in cfg["spacing"] if h != 0.0],
     }
-    extras = {"image_min": xmin, "image_scale": scale, "stop": stop}
-    C = x.shape[0]
-    nd = len(spatial)
-    x4 = np.ascontiguousarray(x.reshape((C,) + (1,) * (3 - nd) + spatial))
 
-    def _result(phi, labels, energies, times, n_iter, converged, snaps):
-        ms = energy_from_labels(x, labels, lam_ms, n_phases=K, tv="isotropic")
-        if record_energy:
-            energies.append(ms.total)
-        else:
-            energies = [ms.total]
-        times.append(time.perf_counter() - t_start)
-        if not record_energy:
-            times = times[-1:]
-        means = np.asarray(ms.means)
-        if gray:
-            means = means[:, 0]
-        if snaps is not None:
-            extras["snapshots"] = np.stack([s for _, s in snaps]).astype(np.float32)
-            extras["snapshot_iters"] = np.array([k for k, _ in snaps], dtype=np.int64)
-        return Segmentation(
-            labels=labels,
-            memberships=phase_memberships(phi, eps).astype(np.float32),
-            means=means,
-            energy=np.asarray(energies, dtype=np.float64),
-            n_iter=int(n_iter),
-            converged=bool(converged),
-            elapsed=time.perf_counter() - t_start,
-            method="chan-vese",
-            params=params,
-            level_sets=phi,
-            times=np.asarray(times, dtype=np.float64),
-            extras=extras,
-        )
 
-    # ---------------- constant image: the trivial minimiser ----------------
+@dataclass
+class _Run:
+    """What one call of :func:`chan_vese` carries from its validation to its result."""
+
+    x: np.ndarray
+    gray: bool
+    spatial: tuple
+    cfg: dict
+    t_start: float
+    record: bool
+    params: dict
+    extras: dict
+
+
+def _run_tiny(wdtype):
+    """Run every kernel of the working precision ``wdtype`` once, on a tiny image (used by
+    :func:`varseg._jit.ensure_compiled` before the clock starts)."""
+    img = np.add.outer(np.arange(6.0), np.arange(7.0)) % 4
+    cfg = _check_args(2, 0.2, 1.0, 0.5, 1.0, 2, 0.0, "partition", 1, "checkerboard", wdtype,
+                      None, False)
+    x = normalise_image(img[None])[0]
+    run = _Run(x=x, gray=True, spatial=img.shape, cfg=cfg, t_start=time.perf_counter(),
+               record=True, params={}, extras={})
+    _solve(run, initial_level_sets(img.shape, 1, "checkerboard", None, image=x))
+
+
+def warm_kernels():
+    """Compile (or load from Numba's cache) the kernels of :func:`chan_vese` for both working
+    precisions and the hard-partition energy kernels (:func:`varseg._jit.ensure_compiled`).
+
+    Returns
+    -------
+    dict
+        Seconds spent per key, e.g. ``("chan_vese", "float32")``; 0.0 for kernels already
+        run in this process.
+    """
+    from .._energy_kernels import warm as warm_energy
+
+    out = {}
+    for wdtype in (np.dtype(np.float32), np.dtype(np.float64)):
+        key = ("chan_vese", wdtype.name)
+        out[key] = ensure_compiled(key, lambda w=wdtype: _run_tiny(w), estimate=COMPILE_SECONDS)
+    out[("hard_energy",)] = ensure_compiled(("hard_energy",), warm_energy, estimate=10.0)
+    return out
+
+
+def _solve(run, phi0):
+    """Constant image: the trivial minimiser; else the iteration (:func:`_iterate`)."""
+    cfg, x = run.cfg, run.x
+    m, spatial = cfg["m"], run.spatial
     if float(x.max()) == 0.0:
-        phi = np.ones((m,) + spatial, dtype=wdtype)
-        snaps = [(0, phi.copy())] if return_history else None
-        return _result(phi, phase_labels(phi), [], [], 0, True, snaps)
+        from ..energy import energy_from_labels
 
-    # ---------------- iteration ----------------
+        phi = np.ones((m,) + spatial, dtype=cfg["wdtype"])
+        labels = phase_labels(phi)
+        ms = energy_from_labels(x, labels, cfg["lam_ms"], n_phases=cfg["K"], tv="isotropic")
+        snaps = [(0, phi.copy())] if cfg["history"] else None
+        return _result(run, phi, labels, [], [], 0, True, snaps, (ms.total, ms.means))
+    C = x.shape[0]
+    x4 = np.ascontiguousarray(x.reshape((C,) + (1,) * (3 - len(spatial)) + spatial))
     import numba
 
     threads = 1 if C * m * x4[0].size < SERIAL_BELOW else numba.get_num_threads()
-    rule = _PartitionStop(tol, window) if stop == "partition" else _LevelSetStop(tol)
-    return _iterate(x4, phi0, m, K, lam, wdtype, mu, dt, eps, rule, max_iter, record_energy,
-                    return_history, every, spatial, t_start, threads, _result, extras)
+    rule = (_PartitionStop(cfg["tol"], cfg["window"]) if cfg["stop"] == "partition"
+            else _LevelSetStop(cfg["tol"]))
+    return _iterate(run, x4, phi0, rule, threads)
+
+
+def _result(run, phi, labels, energies, times, n_iter, converged, snaps, final):
+    """The :class:`~varseg.result.Segmentation` of a run; ``final = (energy, means)`` of the
+    last partition."""
+    total, means = final
+    energies = list(energies) + [total] if run.record else [total]
+    times = list(times) + [time.perf_counter() - run.t_start]
+    if not run.record:
+        times = times[-1:]
+    means = np.asarray(means)
+    if run.gray:
+        means = means[:, 0]
+    extras = run.extras
+    if snaps is not None:
+        extras["snapshots"] = np.stack([s for _, s in snaps]).astype(np.float32)
+        extras["snapshot_iters"] = np.array([k for k, _ in snaps], dtype=np.int64)
+    return Segmentation(
+        labels=labels,
+        memberships=phase_memberships(phi, run.cfg["eps"]).astype(np.float32, copy=False),
+        means=means,
+        energy=np.asarray(energies, dtype=np.float64),
+        n_iter=int(n_iter),
+        converged=bool(converged),
+        elapsed=time.perf_counter() - run.t_start,
+        method="chan-vese",
+        params=run.params,
+        level_sets=phi,
+        times=np.asarray(times, dtype=np.float64),
+        extras=extras,
+    )
 
 
 def interface_edges(labels):
@@ -414,10 +531,11 @@ class _PartitionStop:
     def done(self, n_iter, lab, phivar):
         if n_iter % self.window:
             return False
-        moved = np.count_nonzero(lab != self.ref)
-        frac = moved / (self.window * max(interface_edges(lab), 1))
+        from ._cv_kernels import partition_change
+
+        moved, edges = partition_change(lab, self.ref)  # also copies lab into ref
+        frac = moved / (self.window * max(edges, 1))
         self.history.append(frac)
-        self.ref[...] = lab
         return self.tol > 0 and frac <= self.tol
 
 
@@ -436,53 +554,74 @@ class _LevelSetStop:
         return phivar <= self.tol
 
 
-def _iterate(x4, phi0, m, K, lam, wdtype, mu, dt, eps, rule, max_iter, record_energy,
-             return_history, every, spatial, t_start, threads, _result, extras):
-    """The solver loop of :func:`chan_vese` (arguments already validated)."""
-    from ._cv_kernels import Stepper, classify, means_from_sums
+class _State:
+    """The two buffers (iterate k and k + 1) of the level sets and labels, and the means."""
 
-    C = x4.shape[0]
-    lam_ms = mu / 2.0
-    shape4 = (m,) + x4.shape[1:]
-    phi_a = np.ascontiguousarray(phi0.reshape(shape4), dtype=wdtype)
-    phi_b = np.empty_like(phi_a)
-    lab_a = np.empty(x4.shape[1:], dtype=np.uint8)
-    lab_b = np.empty_like(lab_a)
-    n_pix = float(np.prod(spatial))
-    xtot = np.append(x4.reshape(C, -1).sum(axis=1), n_pix)
-    cnt, sums, ccnt, csums, ndiff = classify(x4, phi_a, lab_a, xtot)
-    m_lab, m_evo = means_from_sums(cnt, sums, ccnt, csums)
+    def __init__(self, x4, phi0, m, wdtype):
+        from ._cv_kernels import classify, means_from_sums
+
+        C = x4.shape[0]
+        self.phi = np.ascontiguousarray(phi0.reshape((m,) + x4.shape[1:]), dtype=wdtype)
+        self.phi_next = np.empty_like(self.phi)
+        self.lab = np.empty(x4.shape[1:], dtype=np.uint8)
+        self.lab_next = np.empty_like(self.lab)
+        self.xtot = np.append(x4.reshape(C, -1).sum(axis=1), float(self.lab.size))
+        cnt, sums, ccnt, csums, self.ndiff = classify(x4, self.phi, self.lab, self.xtot)
+        self.m_lab, self.m_evo = means_from_sums(cnt, sums, ccnt, csums)
+
+    def swap(self, m_lab, m_evo, ndiff):
+        self.phi, self.phi_next = self.phi_next, self.phi
+        self.lab, self.lab_next = self.lab_next, self.lab
+        self.m_lab, self.m_evo, self.ndiff = m_lab, m_evo, ndiff
+
+
+def _iterate(run, x4, phi0, rule, threads):
+    """The solver loop of :func:`chan_vese` (arguments already validated)."""
+    from ._cv_kernels import Stepper
+
+    cfg, spatial = run.cfg, run.spatial
+    m, wdtype, lam_ms = cfg["m"], cfg["wdtype"], cfg["lam_ms"]
+    st = _State(x4, phi0, m, wdtype)
     T = wdtype.type
-    stepper = Stepper(x4, xtot, lam, T(mu), T(dt), T(eps), T(ETA), m, threads,
-                      fast=wdtype == np.float32)
+    stepper = Stepper(x4, st.xtot, cfg["lam"], T(cfg["mu"]), T(cfg["dt"]), T(cfg["eps"]),
+                      T(ETA), m, threads, fast=wdtype == np.float32,
+                      spacing=cfg.get("spacing"))
     energies: list[float] = []
-    times = [time.perf_counter() - t_start]
-    snaps = [(0, phi_a.reshape((m,) + spatial).copy())] if return_history else None
-    record = bool(record_energy)
+    times = [time.perf_counter() - run.t_start]
+    snaps = [(0, st.phi.reshape((m,) + spatial).copy())] if cfg["history"] else None
+    n_pix = float(st.lab.size)
     converged = False
     n_iter = 0
-    rule.start(lab_a)
-    while n_iter < max_iter:
-        cnt, sums, ccnt, csums, ndiff, dsq, data, length = stepper.step(
-            phi_a, phi_b, lab_a, lab_b, m_lab, m_evo, record, ndiff == 0)
-        if record:
+    rule.start(st.lab)
+    while n_iter < cfg["max_iter"]:
+        m_lab, m_evo, ndiff, dsq, data, length = stepper.step(
+            st.phi, st.phi_next, st.lab, st.lab_next, st.m_lab, st.m_evo, run.record,
+            st.ndiff == 0)
+        if run.record:
             energies.append(data + lam_ms * length)  # energy of the iterate before this step
-        phi_a, phi_b = phi_b, phi_a
-        lab_a, lab_b = lab_b, lab_a
-        m_lab, m_evo = means_from_sums(cnt, sums, ccnt, csums)
+        st.swap(m_lab, m_evo, ndiff)
         n_iter += 1
-        times.append(time.perf_counter() - t_start)
-        phivar = math.sqrt(float(dsq.max()) / n_pix)
-        if snaps is not None and n_iter % every == 0:
-            snaps.append((n_iter, phi_a.reshape((m,) + spatial).copy()))
-        if rule.done(n_iter, lab_a, phivar):
+        times.append(time.perf_counter() - run.t_start)
+        if snaps is not None and n_iter % cfg["every"] == 0:
+            snaps.append((n_iter, st.phi.reshape((m,) + spatial).copy()))
+        if rule.done(n_iter, st.lab, math.sqrt(float(dsq.max()) / n_pix)):
             converged = True
             break
-    extras["moved_fraction"] = np.asarray(rule.history, dtype=np.float64)
-    if record:
+    run.extras["moved_fraction"] = np.asarray(rule.history, dtype=np.float64)
+    if run.record:
         times = times[: len(energies)]  # the final record (and its time) is appended below
-    phi = phi_a.reshape((m,) + spatial)
+    return _finish(run, x4, st, energies, times, n_iter, converged, snaps)
+
+
+def _finish(run, x4, st, energies, times, n_iter, converged, snaps):
+    """Final energy (the shared energy of the last partition, its own means) and result."""
+    from ._cv_kernels import final_energy
+
+    m, spatial = run.cfg["m"], run.spatial
+    phi = st.phi.reshape((m,) + spatial)
     if snaps is not None and snaps[-1][0] != n_iter:
         snaps.append((n_iter, phi.copy()))
-    labels = lab_a.reshape(spatial).astype(np.int64)
-    return _result(phi, labels, energies, times, n_iter, converged, snaps)
+    data, length = final_energy(x4, st.lab, st.m_lab)
+    final = (data + run.cfg["lam_ms"] * length, st.m_lab)
+    labels = st.lab.reshape(spatial).astype(np.int64)
+    return _result(run, phi, labels, energies, times, n_iter, converged, snaps, final)

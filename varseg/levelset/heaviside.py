@@ -5,50 +5,140 @@ r"""Regularised Heaviside and Dirac functions and the vector Heaviside of Vese &
     H_\varepsilon(z) = \tfrac12\big(1 + \tfrac{2}{\pi}\arctan(z/\varepsilon)\big), \qquad
     \delta_\varepsilon(z) = H_\varepsilon'(z) = \frac{\varepsilon/\pi}{\varepsilon^2 + z^2}
 
-(Chan & Vese 2001; Vese & Chan 2002, Eq. 7-9 of Kim & Ye 2019). The scalar functions are
-Numba-compiled so the solvers' kernels call them directly; they also accept NumPy arrays.
+(Chan & Vese 2001; Vese & Chan 2002, Eq. 7-9 of Kim & Ye 2019). Each formula is written once
+(:func:`heaviside_expr`, :func:`dirac_expr`, :func:`dirac_pi_expr`) and used by the Numba
+kernels (compiled on first use, never at import), by NumPy (:func:`heaviside`, :func:`dirac`)
+and by torch (:func:`heaviside_torch`, :func:`dirac_torch`).
 """
 from __future__ import annotations
 
 import math
+import types
 
 import numpy as np
-from numba import njit, vectorize
 
-__all__ = ["heaviside", "dirac", "phase_memberships", "phase_labels"]
+from .._jit import jit_family
+
+__all__ = ["heaviside", "dirac", "heaviside_expr", "dirac_expr", "dirac_pi_expr",
+           "heaviside_scalar", "dirac_scalar", "heaviside_torch", "dirac_torch",
+           "phase_memberships", "phase_labels"]
+
+_atan = math.atan  # rebound to numpy.arctan / torch.atan in the array and tensor versions
 
 
-@njit(cache=True, inline="always")
-def heaviside_scalar(z, eps):
-    """Scalar :math:`H_\\varepsilon(z)` for Numba kernels."""
-    return 0.5 * (1.0 + (2.0 / math.pi) * math.atan(z / eps))
+def heaviside_expr(z, eps):
+    r"""The one definition of :math:`H_\varepsilon(z) = \frac12(1 + \frac2\pi
+    \arctan(z/\varepsilon))` (Chan & Vese 2001, Eq. 7 of Kim & Ye 2019), for a Python float.
+
+    The same code object is compiled for Numba kernels (:data:`heaviside_scalar`) and bound
+    to ``numpy.arctan`` (:func:`heaviside`) and ``torch.atan`` (:func:`heaviside_torch`).
+    """
+    return 0.5 * (1.0 + (2.0 / math.pi) * _atan(z / eps))
 
 
-@njit(cache=True, inline="always")
-def dirac_scalar(z, eps):
-    """Scalar :math:`\\delta_\\varepsilon(z)` for Numba kernels."""
+def dirac_expr(z, eps):
+    r"""The one definition of :math:`\delta_\varepsilon(z) = H_\varepsilon'(z) =
+    \frac{\varepsilon/\pi}{\varepsilon^2 + z^2}`; valid for floats, arrays and tensors."""
     return (eps / math.pi) / (eps * eps + z * z)
 
 
-@vectorize(["float32(float32, float32)", "float64(float64, float64)"], cache=True)
+def dirac_pi_expr(z, eps):
+    r"""scikit-image's Dirac :math:`\pi\,\delta_\varepsilon(z) = \varepsilon / (\varepsilon^2
+    + z^2)` (``skimage.segmentation.chan_vese``; the factor :math:`\pi` is absorbed in the time
+    step), in its order of operations; used by the Chan–Vese kernels."""
+    return eps / (eps * eps + z * z)
+
+
+def _bind(fn, suffix, **names):
+    """``fn`` with some of its global names rebound (same code object)."""
+    g = dict(fn.__globals__)
+    g.update(names)
+    out = types.FunctionType(fn.__code__, g, f"{fn.__name__}_{suffix}", fn.__defaults__)
+    out.__qualname__ = f"{fn.__qualname__}_{suffix}"
+    return out
+
+
+_heaviside_np = _bind(heaviside_expr, "numpy", _atan=np.arctan)
+
+#: Numba versions of :func:`heaviside_expr` / :func:`dirac_expr` for kernels (compiled on
+#: first use, inlined into the caller).
+_SCALAR = jit_family({"heaviside_scalar": heaviside_expr, "dirac_scalar": dirac_expr},
+                     "scalar", cache=True, inline="always")
+heaviside_scalar = _SCALAR.heaviside_scalar
+dirac_scalar = _SCALAR.dirac_scalar
+
+
 def heaviside(z, eps):
     r"""Regularised Heaviside, :math:`H_\varepsilon(z) = \frac12(1 + \frac2\pi
-    \arctan(z/\varepsilon))`.
+    \arctan(z/\varepsilon))` (Chan & Vese 2001; Eq. 7 of Kim & Ye 2019).
 
     Parameters
     ----------
-    z : ndarray
+    z : float or ndarray
     eps : float
         Regularisation width :math:`\varepsilon > 0`.
+
+    Returns
+    -------
+    float or ndarray
+        Same shape as ``z``; float32 input stays float32.
     """
-    return 0.5 * (1.0 + (2.0 / math.pi) * math.atan(z / eps))
+    return _heaviside_np(np.asarray(z) if not np.isscalar(z) else np.float64(z), eps)
 
 
-@vectorize(["float32(float32, float32)", "float64(float64, float64)"], cache=True)
 def dirac(z, eps):
-    r"""Regularised Dirac,
-    :math:`\delta_\varepsilon(z) = (\varepsilon/\pi)/(\varepsilon^2 + z^2)`."""
-    return (eps / math.pi) / (eps * eps + z * z)
+    r"""Regularised Dirac :math:`\delta_\varepsilon(z) = (\varepsilon/\pi)/(\varepsilon^2 +
+    z^2)`, the derivative of :func:`heaviside`.
+
+    Parameters
+    ----------
+    z : float or ndarray
+    eps : float
+        Regularisation width :math:`\varepsilon > 0`.
+
+    Returns
+    -------
+    float or ndarray
+    """
+    return dirac_expr(np.asarray(z) if not np.isscalar(z) else np.float64(z), eps)
+
+
+def heaviside_torch(z, eps):
+    r""":func:`heaviside_expr` on a torch tensor (``torch.atan``), for the torch code.
+
+    Parameters
+    ----------
+    z : torch.Tensor
+    eps : float
+
+    Returns
+    -------
+    torch.Tensor
+    """
+    global _heaviside_t
+    if _heaviside_t is None:
+        import torch
+
+        _heaviside_t = _bind(heaviside_expr, "torch", _atan=torch.atan)
+    return _heaviside_t(z, eps)
+
+
+_heaviside_t = None
+
+
+def dirac_torch(z, eps):
+    r""":func:`dirac_expr` on a torch tensor (the derivative of :func:`heaviside_torch`).
+
+    Parameters
+    ----------
+    z : torch.Tensor
+    eps : float
+
+    Returns
+    -------
+    torch.Tensor
+    """
+    return dirac_expr(z, eps)
 
 
 def phase_memberships(level_sets, eps=None):
@@ -69,14 +159,18 @@ def phase_memberships(level_sets, eps=None):
     Returns
     -------
     ndarray, shape (2**m,) + S
+        float32 for float32 level sets (computed in float32), else float64.
     """
-    phi = np.asarray(level_sets, dtype=np.float64)
+    phi = np.asarray(level_sets)
+    dt = np.float32 if phi.dtype == np.float32 else np.float64
+    phi = phi.astype(dt, copy=False)
     m = phi.shape[0]
-    h = (phi >= 0).astype(np.float64) if eps is None else heaviside(phi, float(eps))
-    out = np.ones((2**m,) + phi.shape[1:])
+    h = (phi >= 0).astype(dt) if eps is None else heaviside(phi, dt(eps))
+    out = np.empty((2**m,) + phi.shape[1:], dtype=dt)
     for k in range(2**m):
-        for j in range(m):
-            out[k] *= (1.0 - h[j]) if (k >> j) & 1 else h[j]
+        out[k] = (1 - h[0]) if k & 1 else h[0]
+        for j in range(1, m):
+            out[k] *= (1 - h[j]) if (k >> j) & 1 else h[j]
     return out
 
 

@@ -86,11 +86,12 @@ def unet_runner(checkpoint, device="cpu"):
     """
     import torch
 
+    from varseg.models import split_output
     from varseg.result import Segmentation
-    from varseg.train.builders import rebuild_model, split_output
-    from varseg.train.engine import load_checkpoint_dict
+    from varseg.train.builders import rebuild_model
+    from varseg.train.checkpoint import load_checkpoint
 
-    ck = load_checkpoint_dict(checkpoint)
+    ck = load_checkpoint(checkpoint)
     if "model_name" not in ck or "model_config" not in ck:
         raise ValueError(f"{checkpoint} is not a varseg training checkpoint (no model_name)")
     model = rebuild_model(ck["model_name"], ck["model_config"])

@@ -465,32 +465,24 @@ class TrainConfig:
 
 
 def dataset_class(name: str):
-    """The dataset class of ``name`` (a :data:`varseg.data.DATASET_NAMES` entry or alias).
+    """The dataset class of ``name`` (:func:`varseg.data.dataset_class`)."""
+    from varseg.data import dataset_class as _lookup
 
-    Uses :func:`varseg.data.dataset_class` when the data package provides it.
-    """
-    import varseg.data as vdata
-
-    public = getattr(vdata, "dataset_class", None)
-    if public is not None:
-        return public(name)
-    registry = getattr(vdata, "_REGISTRY", {})  # fallback until varseg.data.dataset_class
-    return registry[canonical_dataset(name)]
+    return _lookup(name)
 
 
 def canonical_dataset(name: str) -> str:
-    """The canonical :data:`varseg.data.DATASET_NAMES` entry of ``name`` or an alias.
+    """The canonical :data:`varseg.data.DATASET_NAMES` entry of ``name`` or an alias
+    (:func:`varseg.data.canonical_dataset_name`).
 
     Raises
     ------
     ValueError
         Unknown name (the message lists the valid ones).
     """
-    import varseg.data as vdata
+    from varseg.data import canonical_dataset_name
 
-    key = str(name).strip().lower()
-    if key in vdata.DATASET_NAMES:
-        return key
+    return canonical_dataset_name(name)
     public = getattr(vdata, "dataset_class", None)
     try:
         if public is not None:
