@@ -253,7 +253,7 @@ def test_otsu_property(image, k, lam):
 )
 def test_chan_vese_property(image, k, mu, init):
     x, ca = image
-    # (H, W, 3) without channel_axis is the known RGB finding: see the xfail test below
+    # (H, W, 3) without channel_axis (issue 11's RGB finding): see the test below
     assume(not (ca is None and x.ndim == 3 and x.shape[-1] == 3))
     res = _call(
         chan_vese,
@@ -271,12 +271,6 @@ def test_chan_vese_property(image, k, mu, init):
         assert res.params["lam"] == pytest.approx(mu / 2)
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="issue 11, 'Silent wrong results': chan_vese treats "
-    "an (H, W, 3) RGB image without channel_axis as a 3-slice volume; the "
-    "chan_vese engineer makes it warn or raise",
-)
 @settings(max_examples=5, deadline=None, derandomize=True)
 @given(h=st.integers(4, 6), w=st.integers(4, 6))
 def test_chan_vese_rgb_without_channel_axis(h, w):
