@@ -3,7 +3,13 @@ import numpy as np
 import pytest
 
 from varseg.baselines import DEFAULT_LAM, kmeans_segment, otsu_segment
-from varseg.energy import energy_from_labels, labels_to_memberships, mumford_shah_terms
+from varseg.compare import shared_energy
+from varseg.energy import (
+    energy_from_labels,
+    labels_to_memberships,
+    mumford_shah_terms,
+    normalise_image,
+)
 from varseg.result import Segmentation
 
 
@@ -23,7 +29,12 @@ def test_recovers_three_levels_exactly(fn):
     res = fn(image, 3)
     assert isinstance(res, Segmentation)
     np.testing.assert_array_equal(res.labels, truth)  # sorted by intensity: same ids
-    np.testing.assert_allclose(res.means, [image[truth == k].mean() for k in range(3)])
+    # means on the [0, 1]-normalised image; image_min + image_scale * means: the input scale
+    raw = res.extras["image_min"] + res.extras["image_scale"] * res.means
+    np.testing.assert_allclose(raw, [image[truth == k].mean() for k in range(3)], rtol=1e-12)
+    y = (image - image.min()) / (image.max() - image.min())
+    np.testing.assert_allclose(res.means, [y[truth == k].mean() for k in range(3)],
+                               rtol=1e-12)
     assert res.memberships.shape == (3,) + image.shape
     np.testing.assert_array_equal(res.memberships.argmax(0), res.labels)
 
@@ -36,8 +47,10 @@ def test_energy_is_the_shared_energy(fn, lam):
     used = DEFAULT_LAM if lam is None else lam
     assert res.params["lam"] == used
     assert res.energy.shape == (1,)
-    ref = energy_from_labels(image, res.labels, used, n_phases=3).total
-    ref2 = mumford_shah_terms(image, labels_to_memberships(res.labels, 3), used).total
+    y = normalise_image(image)  # the recorded energy is the shared one, on [0, 1]
+    ref = energy_from_labels(y, res.labels, used, n_phases=3).total
+    ref2 = mumford_shah_terms(y, labels_to_memberships(res.labels, 3), used).total
+    assert res.params["normalised"] is True
     assert res.final_energy == pytest.approx(ref, rel=1e-12)
     assert res.final_energy == pytest.approx(ref2, rel=1e-9)
     assert res.n_iter >= 1 and res.elapsed >= 0
@@ -55,8 +68,10 @@ def test_colour_images_and_channel_axis():
     from varseg.metrics import match_labels
     for r in (km, ot):
         np.testing.assert_array_equal(match_labels(r.labels, truth), truth)
-    x = np.moveaxis(rgb, -1, 0)
+    x = np.moveaxis(normalise_image(rgb), -1, 0)  # one min/max over all channels
     assert ot.final_energy == pytest.approx(energy_from_labels(x, ot.labels, DEFAULT_LAM).total)
+    assert ot.final_energy == pytest.approx(
+        shared_energy(rgb, ot.labels, DEFAULT_LAM, channel_axis=-1).total, rel=1e-12)
 
 
 def test_kmeans_seeded_reproducible_and_errors():
@@ -77,3 +92,34 @@ def test_registry_entries():
 
     assert get_method("kmeans") is kmeans_segment
     assert get_method("otsu") is otsu_segment
+
+
+@pytest.mark.parametrize("fn", [kmeans_segment, otsu_segment])
+def test_recorded_energy_independent_of_scale(fn):
+    """One ruler: x, 255 x, 1e300 x and 1e-300 x + 7 give the same labels and energy, the
+    shared energy of varseg.compare (was 5.43e6 at x 255)."""
+    image, _ = three_level(noise=0.1, seed=2, shape=(24, 32))
+    kw = {"seed": 0} if fn is kmeans_segment else {}
+    ref = fn(image, 3, **kw)
+    cases = [(255 * image, False), (1e300 * image, False), (1e-300 * (image + 7.0), False)]
+    if fn is kmeans_segment:  # Otsu's histogram bins are not symmetric under negation
+        cases.append((-3 * image, True))
+    for scaled, flip in cases:
+        res = fn(scaled, 3, **kw)
+        # a negated image reverses the intensity order of the labels
+        np.testing.assert_array_equal(2 - res.labels if flip else res.labels, ref.labels)
+        assert res.final_energy == pytest.approx(ref.final_energy, rel=1e-9)
+        assert res.final_energy == pytest.approx(
+            shared_energy(scaled, res.labels, DEFAULT_LAM).total, rel=1e-12)
+
+
+def test_otsu_bounded_phases():
+    image, _ = three_level(noise=0.1, seed=2, shape=(24, 32))
+    res = otsu_segment(image, 5)  # 64 bins by default at K = 5: fast
+    assert res.params["nbins"] == 64 and res.labels.max() == 4
+    assert otsu_segment(image, 4).params["nbins"] == 256
+    for k in (6, 9):
+        with pytest.raises(ValueError, match="^n_phases must be at most 5"):
+            otsu_segment(image, k)
+    with pytest.raises(ValueError, match="^nbins"):
+        otsu_segment(image, 3, nbins=1)

@@ -50,6 +50,8 @@ from typing import NamedTuple
 
 import numpy as np
 
+from ._validation import check_image, check_labels, check_nonnegative
+
 __all__ = [
     "mumford_shah_energy",
     "mumford_shah_terms",
@@ -100,22 +102,27 @@ def normalise_image(image, *, return_scale=False):
     Returns
     -------
     ndarray of float64 (and ``xmin, scale`` with ``return_scale``)
+        Any finite input works, including extreme scales (1e-300 .. 1e300, and ranges wider
+        than the largest float, which are pre-scaled so that ``max - min`` cannot overflow).
 
     Raises
     ------
+    TypeError
+        Not a real numeric array.
     ValueError
         Empty image, NaN or Inf.
     """
-    x = np.asarray(image, dtype=np.float64)
-    if x.size == 0:
-        raise ValueError(f"image is empty (shape {x.shape})")
-    if not np.isfinite(x).all():
-        raise ValueError("image contains NaN or Inf values")
-    xmin = float(x.min())
+    x = check_image(image, "image", dtype=np.float64)
+    xmin, xmax = float(x.min()), float(x.max())
+    if not np.isfinite(xmax - xmin):  # range wider than the largest float: pre-scale
+        pre = max(abs(xmin), abs(xmax))
+        y, m, s = normalise_image(x / pre, return_scale=True)
+        return (y, xmin, s * pre) if return_scale else y
     y = x - xmin
-    scale = float(y.max())
+    scale = xmax - xmin
     if scale != 0:
         y = y / scale
+        np.clip(y, 0.0, 1.0, out=y)  # rounding can leave 1 + 1 ulp
     else:
         scale = 1.0
     return (y, xmin, scale) if return_scale else y
@@ -216,9 +223,9 @@ def _prepare(image, memberships, bias=None):
         x = torch.as_tensor(image, dtype=y.dtype, device=y.device)
         b = None if bias is None else torch.as_tensor(bias, dtype=y.dtype, device=y.device)
     else:
-        y = np.asarray(memberships, dtype=np.float64)
-        x = np.asarray(image, dtype=np.float64)
-        b = None if bias is None else np.asarray(bias, dtype=np.float64)
+        y = check_image(memberships, "memberships", dtype=np.float64)
+        x = check_image(image, "image", dtype=np.float64)
+        b = None if bias is None else check_image(bias, "bias", dtype=np.float64)
     if y.ndim not in (3, 4):
         raise ValueError(
             f"memberships must have shape (K, H, W) or (K, D, H, W); got shape {tuple(y.shape)}"
@@ -464,18 +471,33 @@ def mumford_shah_terms(image, memberships, lam, *, bias=None, tv="isotropic", re
     _check_options(tv=tv, reduction=reduction)
     _check_lam(lam)
     ops, x, y, b = _prepare(image, memberships, bias)
-    data, length, means = batched_terms(x, y, bias=b, tv=tv)
+    with np.errstate(over="ignore", invalid="ignore"):  # an overflow is refused below
+        data, length, means = batched_terms(x, y, bias=b, tv=tv)
     n_pix = int(np.prod(y.shape[2:]))
     d = _reduce(ops, data, reduction, n_pix)
     ln = _reduce(ops, length, reduction, n_pix)
     gray = x.shape[1] == 1 and tuple(np.shape(image)) == tuple(y.shape[2:])
     m = means[0][:, 0] if gray else means[0]
-    return MumfordShahTerms(d + lam * ln, d, ln, m)
+    total = d + lam * ln
+    _check_overflow(ops, total)
+    return MumfordShahTerms(total, d, ln, m)
 
 
 def _check_lam(lam):
-    if not np.isfinite(lam) or lam < 0:
-        raise ValueError(f"lam must be a finite non-negative number; got {lam!r}")
+    return check_nonnegative(lam, "lam")
+
+
+def _check_overflow(ops, total):
+    """An energy that overflowed (finite inputs of magnitude ~1e154 and above) is refused."""
+    if ops.torch:
+        import torch
+
+        ok = bool(torch.isfinite(total.detach()).all())
+    else:
+        ok = bool(np.isfinite(total))
+    if not ok:
+        raise ValueError("image values are too large: the energy overflows the floating "
+                         "type; rescale the image (varseg.energy.normalise_image)")
 
 
 def mumford_shah_energy(image, memberships, lam, *, bias=None, tv="isotropic", reduction="sum"):
@@ -565,7 +587,7 @@ def length_term(memberships, *, tv="isotropic", reduction="sum"):
     """
     _check_options(tv=tv, reduction=reduction)
     ops = _Ops(_is_torch(memberships))
-    y = memberships if ops.torch else np.asarray(memberships, dtype=np.float64)
+    y = memberships if ops.torch else check_image(memberships, "memberships", dtype=np.float64)
     if y.ndim not in (3, 4):
         raise ValueError(f"memberships must be (K, H, W) or (K, D, H, W); got {tuple(y.shape)}")
     _check_finite(ops, y, "memberships")
@@ -614,20 +636,23 @@ def labels_to_memberships(labels, n_phases=None, dtype=np.float64):
     Parameters
     ----------
     labels : ndarray of int, shape (H, W) or (D, H, W)
-        Labels in ``0 .. n_phases - 1``.
+        Labels in ``0 .. n_phases - 1`` (integer or boolean; floats only when every value is
+        an integer, see :func:`varseg._validation.check_labels`).
     n_phases : int, optional
-        Number of classes K; default ``labels.max() + 1``.
+        Number of classes K ≥ 1; default ``labels.max() + 1``.
 
     Returns
     -------
     ndarray, shape (K, *labels.shape)
+
+    Raises
+    ------
+    TypeError
+        Labels that are not integers (non-integral floats are refused, never truncated).
+    ValueError
+        Labels outside ``0 .. n_phases - 1``, ``n_phases`` < 1, an empty label map.
     """
-    lab = np.asarray(labels)
-    if not np.issubdtype(lab.dtype, np.integer):
-        raise ValueError(f"labels must be integers; got dtype {lab.dtype}")
-    k = int(lab.max()) + 1 if n_phases is None else int(n_phases)
-    if lab.size and (lab.min() < 0 or lab.max() >= k):
-        raise ValueError(f"labels must lie in 0..{k - 1}; got range {lab.min()}..{lab.max()}")
+    lab, k = check_labels(labels, n_phases)
     return (lab[None] == np.arange(k).reshape((k,) + (1,) * lab.ndim)).astype(dtype)
 
 
@@ -649,39 +674,69 @@ def energy_from_labels(image, labels, lam, *, n_phases=None, tv="isotropic", red
     Parameters
     ----------
     image : ndarray, shape S or (C,) + S
+        Real and finite (float32 is kept, other types are computed in float64).
     labels : ndarray of int, shape S, S = (H, W) or (D, H, W)
+        Labels in ``0 .. K-1``, checked by :func:`varseg._validation.check_labels`
+        (integral-valued floats are accepted, other floats refused).
     lam : float
+        Finite λ ≥ 0.
     n_phases : int, optional
-        K; default ``labels.max() + 1``.
+        K ≥ 1; default ``labels.max() + 1``.
     tv, reduction : see :func:`mumford_shah_energy`
 
     Returns
     -------
     MumfordShahTerms
         Floats ``total``, ``data``, ``length`` and ``means`` of shape (K, C).
+
+    Raises
+    ------
+    TypeError
+        Image or labels of a non-numeric type, non-integral labels.
+    ValueError
+        Shapes that do not match, labels outside ``0 .. K-1``, ``n_phases`` < 1, NaN/Inf in
+        the image, a negative or non-finite ``lam``, an energy that overflows float64.
     """
     from ._energy_kernels import hard_energy, hard_energy_serial
 
     _check_options(tv=tv, reduction=reduction)
+    lam = check_nonnegative(lam, "lam")
     lab = np.asarray(labels)
     if lab.ndim not in (2, 3):
         raise ValueError(f"labels must be (H, W) or (D, H, W); got shape {lab.shape}")
-    x = np.asarray(image)
+    x = check_image(image, "image")
     if x.shape == lab.shape:
         x = x[None]
     elif not (x.ndim == lab.ndim + 1 and x.shape[1:] == lab.shape):
         raise ValueError(f"image shape {x.shape} does not match labels shape {lab.shape}")
-    k = int(lab.max()) + 1 if n_phases is None else int(n_phases)
-    lab3 = lab.reshape((1,) * (3 - lab.ndim) + lab.shape).astype(np.int64, copy=False)
-    x4 = x.reshape((x.shape[0],) + lab3.shape)
-    if x4.dtype not in (np.float32, np.float64):
-        x4 = x4.astype(np.float64)
+    lab, k = check_labels(lab, n_phases)
+    _check_kernel_memory(x, lab, k)
+    # C order always: one compiled signature per dtype (no recompilation for views)
+    lab3 = np.ascontiguousarray(lab.reshape((1,) * (3 - lab.ndim) + lab.shape))
+    x4 = np.ascontiguousarray(x.reshape((x.shape[0],) + lab3.shape))
     kernel = hard_energy if lab.size >= _PARALLEL_MIN_PIXELS else hard_energy_serial
     data, length, means = kernel(x4, lab3, k, tv == "isotropic")
     n_pix = lab.size
     if reduction == "mean":
         data, length = data / n_pix, length / n_pix
-    return MumfordShahTerms(data + lam * length, data, length, means)
+    total = data + lam * length
+    _check_overflow(_Ops(False), total)
+    return MumfordShahTerms(total, data, length, means)
+
+
+#: Largest per-row work array of the hard-energy kernel, in float64 values (1 GiB).
+_KERNEL_MAX_VALUES = 1 << 27
+
+
+def _check_kernel_memory(x, lab, k):
+    """The kernel keeps per-row sums of shape (rows, K, C + 1): refuse a K that would not fit
+    (e.g. labels up to 10**6 with ``n_phases=None``) instead of exhausting memory."""
+    rows = lab.size // lab.shape[-1]
+    need = rows * k * (x.shape[0] + 1)
+    if need > _KERNEL_MAX_VALUES:
+        raise ValueError(f"labels give K = {k} classes (n_phases), too many for this "
+                         f"image ({need * 8 / 2**30:.1f} GiB of work arrays); relabel to "
+                         f"0..K-1 with a small K")
 
 
 # --------------------------------------------------------------------------------------

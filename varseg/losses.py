@@ -16,6 +16,15 @@ Reductions (per-sample value :math:`L_b = D_b + \lambda L^{TV}_b`, summed over p
   keeps λ independent of the image size. With ``"sum"`` the weight that balances the loss
   against a cross-entropy is about :math:`B N` times smaller (the official code multiplies
   the summed MS term by 1e-6 at 256², batch 4).
+
+Precision: half-precision inputs (float16, bfloat16) are evaluated and returned in float32
+(a per-sample sum over 256² pixels exceeds the float16 range of 65504), as
+:mod:`torch.amp` does for losses; float32 and float64 inputs keep their dtype.
+
+Validation: the weights (``lam``, ``beta``, ``length_weight``) must be finite and ≥ 0; the
+images finite; an empty batch, a bias field that is not finite and positive, and with
+``probabilities=True`` memberships that are negative or do not sum to 1 over K (tolerance
+:data:`PROBABILITY_TOL`) raise a one-line ``ValueError``.
 """
 from __future__ import annotations
 
@@ -23,7 +32,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from varseg.energy import _batched_tv, _Ops, batched_terms
+from varseg._validation import check_nonnegative
+from varseg.energy import batched_terms, batched_tv
 
 __all__ = [
     "mumford_shah_loss",
@@ -40,8 +50,14 @@ __all__ = [
 
 _REDUCTIONS = ("mean", "sum", "none")
 
+#: Tolerance of the ``probabilities=True`` check: every value ≥ −tol, sums within tol of 1
+#: (widened to K times the machine epsilon for half-precision input, whose rounding alone
+#: moves a sum of K probabilities by up to that much).
+PROBABILITY_TOL = 1e-4
 
-def _check(input, image, reduction, probabilities=False):
+
+def _check(input, image, reduction):
+    """Types, shapes and the reduction of a loss call; the image must be finite."""
     if reduction not in _REDUCTIONS:
         raise ValueError(f"reduction must be one of {_REDUCTIONS}; got {reduction!r}")
     if not (torch.is_tensor(input) and torch.is_tensor(image)):
@@ -54,12 +70,42 @@ def _check(input, image, reduction, probabilities=False):
         raise ValueError(
             f"image shape {tuple(image.shape)} does not match input shape {tuple(input.shape)}: "
             f"expected (B, C) + {tuple(input.shape[2:])} with B = {input.shape[0]}")
+    if input.shape[0] == 0:
+        raise ValueError(f"input has an empty batch (B = 0); got shape {tuple(input.shape)}")
     if input.shape[1] < 1:
         raise ValueError("input has no classes (K = 0)")
+    if input.numel() == 0:
+        raise ValueError(f"input has an empty spatial axis; got shape {tuple(input.shape)}")
+    if image.is_complex():
+        raise TypeError(f"image must be a real tensor; got dtype {image.dtype}")
+    if not bool(torch.isfinite(image.detach()).all()):
+        raise ValueError("image contains NaN or Inf values")
+
+
+def _work_dtype(input):
+    """float32 for half-precision inputs (the sums overflow float16), else the input's."""
+    if not input.is_floating_point():
+        raise TypeError(f"input must be a floating tensor; got dtype {input.dtype}")
+    return torch.float32 if input.dtype in (torch.float16, torch.bfloat16) else input.dtype
 
 
 def _memberships(input, probabilities):
-    return input if probabilities else torch.softmax(input, dim=1)
+    """Softmax of the logits (Eq. 10), or the checked probabilities, in the working dtype."""
+    z = input.to(_work_dtype(input))
+    if not probabilities:
+        return torch.softmax(z, dim=1)
+    p = z.detach()
+    tol = max(PROBABILITY_TOL, input.shape[1] * torch.finfo(input.dtype).eps)
+    if not bool(torch.isfinite(p).all()):
+        raise ValueError("input (probabilities=True) contains NaN or Inf values")
+    if bool((p < -tol).any()):
+        raise ValueError(f"input (probabilities=True) must be non-negative; got minimum "
+                         f"{float(p.min()):.4g}")
+    err = float((p.sum(1) - 1).abs().max())
+    if err > tol:
+        raise ValueError(f"input (probabilities=True) must sum to 1 over the class axis (1) "
+                         f"within {tol:g}; largest deviation {err:.4g}")
+    return z
 
 
 def _reduce(per_sample, reduction, n_pix):
@@ -68,6 +114,14 @@ def _reduce(per_sample, reduction, n_pix):
     if reduction == "sum":
         return per_sample.sum()
     return per_sample.sum() / (per_sample.shape[0] * n_pix)
+
+
+def _check_overflow(out, input):
+    """A non-finite loss from finite logits is an overflow of the weights or the image."""
+    if not bool(torch.isfinite(out.detach()).all()) and bool(torch.isfinite(input.detach()).all()):
+        raise ValueError(f"lam/beta or image too large: the loss overflows {out.dtype}; lower "
+                         f"the weights or rescale the image")
+    return out
 
 
 def _n_pix(t):
@@ -110,7 +164,15 @@ def mumford_shah_loss(input, image, lam, *, probabilities=False, tv="isotropic",
     Returns
     -------
     Tensor
-        Scalar, or ``(B,)`` for ``reduction="none"``.
+        Scalar, or ``(B,)`` for ``reduction="none"``; float32 for half-precision input.
+
+    Raises
+    ------
+    TypeError
+        ``input`` or ``image`` not tensors, integer logits.
+    ValueError
+        Shapes that do not match, an empty batch, NaN/Inf in the image, ``lam`` negative or
+        not finite, invalid probabilities (module docstring), unknown ``tv``/``reduction``.
 
     Examples
     --------
@@ -121,9 +183,10 @@ def mumford_shah_loss(input, image, lam, *, probabilities=False, tv="isotropic",
     >>> mumford_shah_loss(z, x, lam=0.1).backward()
     """
     _check(input, image, reduction)
+    lam = check_nonnegative(lam, "lam")
     y = _memberships(input, probabilities)
     data, length, _ = batched_terms(image.to(y.dtype), y, tv=tv)
-    return _reduce(data + lam * length, reduction, _n_pix(y))
+    return _check_overflow(_reduce(data + lam * length, reduction, _n_pix(y)), input)
 
 
 class MumfordShahLoss(nn.Module):
@@ -143,7 +206,7 @@ class MumfordShahLoss(nn.Module):
 
     def __init__(self, lam=1e-3, *, probabilities=False, tv="isotropic", reduction="mean"):
         super().__init__()
-        self.lam = float(lam)
+        self.lam = check_nonnegative(lam, "lam")
         self.probabilities = probabilities
         self.tv = tv
         self.reduction = reduction
@@ -256,15 +319,22 @@ def bias_field_mumford_shah_loss(input, bias, image, lam, beta, *, probabilities
     Tensor
     """
     _check(input, image, reduction)
+    lam = check_nonnegative(lam, "lam")
+    beta = check_nonnegative(beta, "beta")
+    if not torch.is_tensor(bias):
+        raise TypeError(f"bias must be a torch tensor; got {type(bias).__name__}")
     if bias.shape != (input.shape[0], 1) + tuple(input.shape[2:]):
         raise ValueError(f"bias must have shape (B, 1) + spatial = "
                          f"{(input.shape[0], 1) + tuple(input.shape[2:])}; got {tuple(bias.shape)}")
-    if bool((bias.detach() <= 0).any()):
-        raise ValueError("bias must be strictly positive (use varseg.losses.positive_bias)")
+    b = bias.detach()
+    if not bool((torch.isfinite(b) & (b > 0)).all()):
+        raise ValueError("bias must be finite and strictly positive (no NaN/Inf; use "
+                         "varseg.losses.positive_bias)")
     y = _memberships(input, probabilities)
     data, length, _ = batched_terms(image.to(y.dtype), y, bias=bias.to(y.dtype), tv=tv)
-    bias_tv = _batched_tv(_Ops(True), bias.to(y.dtype), tv)
-    return _reduce(data + lam * length + beta * bias_tv, reduction, _n_pix(y))
+    bias_tv = batched_tv(bias.to(y.dtype), tv)
+    return _check_overflow(_reduce(data + lam * length + beta * bias_tv, reduction, _n_pix(y)),
+                           input)
 
 
 class BiasFieldMumfordShahLoss(nn.Module):
@@ -276,8 +346,8 @@ class BiasFieldMumfordShahLoss(nn.Module):
     def __init__(self, lam=1e-3, beta=1e-3, *, probabilities=False, tv="isotropic",
                  reduction="mean"):
         super().__init__()
-        self.lam = float(lam)
-        self.beta = float(beta)
+        self.lam = check_nonnegative(lam, "lam")
+        self.beta = check_nonnegative(beta, "beta")
         self.probabilities = probabilities
         self.tv = tv
         self.reduction = reduction
@@ -332,6 +402,8 @@ def semi_supervised_loss(input, target, image, labeled, lam, *, length_weight=1e
         A batch without any labelled pixel has CE term 0.
     """
     _check(input, image, reduction)
+    lam = check_nonnegative(lam, "lam")
+    length_weight = check_nonnegative(length_weight, "length_weight")
     ce = masked_cross_entropy(input, target, labeled, ignore_index, reduction=reduction)
     ms = mumford_shah_loss(input, image, length_weight, tv=tv, reduction=reduction)
     return ce + lam * ms
@@ -403,8 +475,8 @@ class SemiSupervisedLoss(nn.Module):
     def __init__(self, lam=1e-3, *, length_weight=1e-3, ignore_index=255, tv="isotropic",
                  reduction="mean"):
         super().__init__()
-        self.lam = float(lam)
-        self.length_weight = float(length_weight)
+        self.lam = check_nonnegative(lam, "lam")
+        self.length_weight = check_nonnegative(length_weight, "length_weight")
         self.ignore_index = ignore_index
         self.tv = tv
         self.reduction = reduction

@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 import torch.nn.functional as F
+from torch.overrides import TorchFunctionMode
 
 from varseg._validation import (
     as_channels_first,
@@ -38,8 +39,9 @@ from varseg._validation import (
     check_int,
     check_n_phases,
     check_positive,
+    resolve_device,
 )
-from varseg.energy import energy_from_labels
+from varseg.energy import energy_from_labels, normalise_image
 from varseg.levelset.init import kmeans_partition
 from varseg.losses import (
     bias_field_mumford_shah_loss,
@@ -48,7 +50,6 @@ from varseg.losses import (
     unit_mean_bias,
 )
 from varseg.result import Segmentation
-from varseg.unrolled import _device, normalise_image
 
 __all__ = ["neural_segment", "with_coordinates",
            "PolynomialBias", "NEURAL_INITS", "WARM_CE"]
@@ -66,6 +67,47 @@ WARM_CE = 0.05
 
 #: Learning-rate multiplier of the :class:`PolynomialBias` coefficients.
 BIAS_LR_MULT = 10.0
+
+
+#: Random functions that take a ``generator`` keyword (:class:`_LocalGenerator`).
+_RANDOM_FUNCS = frozenset({
+    "uniform_", "normal_", "random_", "bernoulli_", "exponential_", "cauchy_", "log_normal_",
+    "geometric_", "rand", "randn", "randint", "randperm", "multinomial", "bernoulli", "normal",
+})
+
+
+class _LocalGenerator(TorchFunctionMode):
+    """Draw every random number of the torch calls made inside it from ``generator``.
+
+    A torch function mode (thread-local) that passes ``generator=`` to the random functions
+    and to the :mod:`torch.nn.init` initialisers (their ``generator=None`` default), so that
+    a network built inside it is initialised from a local :class:`torch.Generator`: the
+    caller's global random state is neither read nor changed, and concurrent calls from
+    several threads cannot interleave their draws.
+    """
+
+    def __init__(self, generator):
+        super().__init__()
+        self.generator = generator
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = dict(kwargs or {})
+        name = getattr(func, "__name__", "")
+        if kwargs.get("generator", 0) is None or (name in _RANDOM_FUNCS
+                                                  and "generator" not in kwargs):
+            kwargs["generator"] = self.generator
+        return func(*args, **kwargs)
+
+
+def _generator(seed):
+    """A local CPU :class:`torch.Generator` seeded with ``seed`` (a fresh random seed for
+    None)."""
+    g = torch.Generator()
+    if seed is None:
+        g.seed()
+    else:
+        g.manual_seed(int(seed))
+    return g
 
 
 def _superpixel_refine(labels, segments, n_segments):
@@ -411,10 +453,11 @@ def neural_segment(image, n_phases=2, *, lam=0.125, bias_field=False, beta=0.01,
     min_labels : int, optional
         Kanezaki's stop: when the argmax uses at most this many labels.
     seed : int, optional
-        Seed of the network's weights (and of everything random). The caller's global torch
-        random state is left as it was.
-    device : {"auto", "cpu", "cuda"}
-        "auto" picks CUDA when available.
+        Seed of the network's weights (and of everything random), drawn from a local
+        :class:`torch.Generator`: the caller's global torch random state is neither used nor
+        changed, and calls from several threads give the results of serial calls.
+    device : {"auto", "cpu", "cuda", "cuda:N"} or torch.device
+        "auto" picks CUDA when available (:func:`varseg._validation.resolve_device`).
     progress : bool
         Show a tqdm progress bar.
     channel_axis : int, optional
@@ -442,13 +485,16 @@ def neural_segment(image, n_phases=2, *, lam=0.125, bias_field=False, beta=0.01,
         stopped improving (or Kanezaki's ``min_labels`` fired) and the partition uses at least
         two labels; ``extras["device"]``, ``extras["loss"]`` (loss history),
         ``extras["restart_energies"]`` (final shared energy of every restart) and
-        ``extras["seed"]`` (the seed of the returned fit).
+        ``extras["seed"]`` (the seed of the returned fit). A constant image returns its
+        minimiser, the one-region partition (energy 0, ``n_iter = 0``), without fitting.
 
     Raises
     ------
     ValueError
-        Bad image, ``n_phases``, ``lam``, ``lr``, ``init``, ``optimizer``, counts that are not
-        positive, or a model output of the wrong shape.
+        Bad image (also one with fewer than ``max(2, n_phases)`` pixels), ``n_phases``,
+        ``lam``, ``lr``, ``init``, ``optimizer``, counts that are not positive (``superpixels``
+        included), a CUDA ``device`` on a machine without CUDA, or a model output of the
+        wrong shape.
 
     References
     ----------
@@ -473,29 +519,64 @@ def neural_segment(image, n_phases=2, *, lam=0.125, bias_field=False, beta=0.01,
                   hidden_channels, progress, bias_model, bias_degree, bias_sigma,
                   min(x.shape[1:]))
     restarts = check_int(restarts, "restarts")
+    if superpixels is not None:
+        superpixels = check_int(superpixels, "superpixels")
+    if seed is not None:
+        seed = check_int(seed, "seed", minimum=0)
+    _check_size(x, cfg.k)
     if model is not None and restarts > 1:
         raise ValueError("restarts > 1 needs the default model (a given model is trained "
                          "in place)")
     x = normalise_image(x)
-    dev = _device(device)
+    dev = resolve_device(device)
+    if float(x.max()) == 0.0:  # constant image: the one-region partition is the minimiser
+        fits = [_constant_fit(x, cfg, seed)]
+        name = "none" if model is None else type(model).__name__
+    else:
+        fits, name = _fits(x, cfg, model, dev, superpixels, seed, restarts, t0)
+    best = min(fits, key=lambda f: f.final_energy)
+    return _result(best, fits, x, cfg, dev, t0, superpixels, seed, restarts, name)
+
+
+def _fits(x, cfg, model, dev, superpixels, seed, restarts, t0):
+    """Every restart's fit (seeds ``seed``, ``seed + 1``, …, each model initialised from its
+    own local generator) and the model's class name."""
     xt = torch.as_tensor(x, dtype=torch.float32, device=dev)[None]
     coords = cfg.bias_field and cfg.bias_model == "network" and model is None
     inp = with_coordinates(xt) if coords else xt
     target = kmeans_partition(x, cfg.k) if cfg.init == "kmeans" else None
-    segments = _superpixels(x, superpixels) if (kanezaki_ce and superpixels) else None
+    segments = _superpixels(x, superpixels) if (cfg.kanezaki_ce and superpixels) else None
     fits = []
     for r in range(restarts):
-        s = None if seed is None else int(seed) + r
-        with torch.random.fork_rng(devices=[dev] if dev.type == "cuda" else []):
-            if s is not None:
-                torch.manual_seed(s)
-            net = model if model is not None else _default_model(inp.shape[1], cfg,
-                                                                   x.shape[1:])
-            fits.append(_fit_once(net.to(dev).train(), x, xt, inp, cfg, target, segments, t0,
-                                  s))
-    best = min(fits, key=lambda f: f.final_energy)
-    return _result(best, fits, x, cfg, dev, t0, superpixels, seed, restarts,
-                   model if model is not None else net)
+        s = None if seed is None else seed + r
+        if model is not None:
+            net = model
+        else:
+            with _LocalGenerator(_generator(s)):
+                net = _default_model(inp.shape[1], cfg, x.shape[1:])
+        fits.append(_fit_once(net.to(dev).train(), x, xt, inp, cfg, target, segments, t0, s))
+    return fits, type(net).__name__
+
+
+def _constant_fit(x, cfg, seed):
+    """The trivial minimiser of a constant image: every pixel in class 0, energy 0."""
+    spatial = x.shape[1:]
+    labels = np.zeros(spatial, dtype=np.int64)
+    memberships = np.zeros((cfg.k,) + spatial, dtype=np.float32)
+    memberships[0] = 1
+    bias = np.ones(spatial) if cfg.bias_field else None
+    return _Fit(labels=labels, memberships=memberships, bias=bias, stalled=True,
+                final_energy=energy_from_labels(x, labels, cfg.lam, n_phases=cfg.k).total,
+                seed=seed)
+
+
+def _check_size(x, k):
+    """The network's batch norm needs two values per channel, and K classes need K pixels."""
+    n = int(np.prod(x.shape[1:]))
+    if n < max(2, k):
+        raise ValueError(f"image is too small for neural_segment: {n} pixel(s) (shape "
+                         f"{tuple(x.shape[1:])}); need at least {max(2, k)} for "
+                         f"n_phases={k}")
 
 
 def _default_model(in_channels, cfg, shape):
@@ -542,7 +623,7 @@ def _config(n_phases, lam, bias_field, beta, kanezaki_ce, ms_loss, max_iter, lr,
         bias_sigma=check_positive(bias_sigma, "bias_sigma", allow_zero=True))
 
 
-def _result(best, fits, x, cfg, dev, t0, superpixels, seed, restarts, model):
+def _result(best, fits, x, cfg, dev, t0, superpixels, seed, restarts, model_name):
     final = energy_from_labels(x, best.labels, cfg.lam, n_phases=cfg.k, tv=cfg.tv)
     params = dict(n_phases=cfg.k, lam=cfg.lam, bias_field=cfg.bias_field, beta=cfg.beta,
                   kanezaki_ce=cfg.kanezaki_ce, ms_loss=cfg.ms_loss, superpixels=superpixels,
@@ -551,7 +632,7 @@ def _result(best, fits, x, cfg, dev, t0, superpixels, seed, restarts, model):
                   patience=cfg.patience, min_labels=cfg.min_labels, seed=seed,
                   device=str(dev), tv=cfg.tv, hidden_channels=cfg.hidden_channels,
                   bias_sigma=cfg.bias_sigma if cfg.bias_field else None,
-                  model=type(model).__name__)
+                  model=model_name)
     return Segmentation(
         labels=best.labels, memberships=best.memberships,
         means=final.means[:, 0] if x.shape[0] == 1 else final.means,
