@@ -40,6 +40,7 @@ from varseg._validation import (
     check_int,
     check_n_phases,
     check_positive,
+    resolve_device,
     resolve_rng,
 )
 from varseg.energy import (
@@ -194,7 +195,8 @@ def _iterate_fixed_point(ws, z, lam, step, mode, curvature_eps, dirac_eps, max_i
     """The Numba loop of :func:`ms_fixed_point`: (n_iter, converged, energy, times).
 
     ``energy[k]`` (k < n_iter) is computed inside the step that leaves iterate k; the last
-    record is appended by the caller with :func:`varseg.energy_from_labels`."""
+    record is appended by the caller with :func:`varseg.energy_from_labels`.
+    """
     from varseg._fixed_point_kernels import Runner, reduce_means, softmax_blocks, update_blocks
 
     x = ws.x
@@ -247,7 +249,8 @@ def _kernels_cached():
 
 def _warm_up(np_dtype):
     """Run the kernels once on a tiny input (JIT compilation or cache load), once per
-    process and dtype, so that no compile time enters ``Segmentation.elapsed``."""
+    process and dtype, so that no compile time enters ``Segmentation.elapsed``.
+    """
     if np_dtype in _WARMED:
         return
     from varseg._fixed_point_kernels import Workspace
@@ -523,7 +526,7 @@ def unrolled_segment(image, n_phases=2, *, model=None, lam=DEFAULT_LAM, n_iter=2
     fit_steps = check_int(fit_steps, "fit_steps", minimum=0)
     lr = check_positive(lr, "lr")
     x = normalise_image(x)
-    dev = _device(device)
+    dev = resolve_device(device)
     if seed is not None:
         torch.manual_seed(seed)
     if model is None:
@@ -556,21 +559,5 @@ def unrolled_segment(image, n_phases=2, *, model=None, lam=DEFAULT_LAM, n_iter=2
                                     method="unrolled", params=params)
     res.extras["device"] = str(dev)
     return res
-
-
-def _device(device):
-    """A torch device from "cpu", "cuda[:i]", "auto"/None or a torch.device; one-line
-    ValueError for a name torch does not know or CUDA requested without CUDA."""
-    if device is None or (isinstance(device, str) and device == "auto"):
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        dev = torch.device(device)
-    except (RuntimeError, TypeError):
-        raise ValueError(f"device must be 'cpu', 'cuda', 'cuda:N' or 'auto'; got {device!r}"
-                         ) from None
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device={device!r}: CUDA is not available on this machine; use "
-                         f"device='cpu' or 'auto'")
-    return dev
 
 

@@ -183,24 +183,11 @@ def resolve_device(spec: str = "auto", local_rank: int = 0) -> torch.device:
     ValueError
         CUDA requested but not available (or device ``N`` absent), or an unknown string.
     """
+    from varseg._validation import resolve_device as _check
+
     spec = str(spec or "auto").strip().lower()
     if spec == "auto":
         spec = "cuda" if torch.cuda.is_available() else "cpu"
-    if spec.startswith("cuda"):
-        if not torch.cuda.is_available():
-            raise ValueError(
-                f"device {spec!r} requested but CUDA is not available; use --device cpu or auto"
-            )
-        if spec == "cuda":
-            spec = f"cuda:{local_rank}"
-    try:
-        dev = torch.device(spec)
-    except RuntimeError as err:
-        raise ValueError(f"unknown device {spec!r}; use auto, cpu, cuda or cuda:N") from err
-    if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
-        raise ValueError(
-            f"device {spec!r} requested but only {torch.cuda.device_count()} CUDA device(s) exist"
-        )
-    if dev.type not in ("cpu", "cuda"):
-        raise ValueError(f"unknown device {spec!r}; use auto, cpu, cuda or cuda:N")
-    return dev
+    if spec == "cuda" and torch.cuda.is_available():
+        spec = f"cuda:{local_rank}"
+    return _check(spec)
