@@ -5,7 +5,7 @@ Two-phase Chan–Vese and its parameters
 Chan & Vese (2001) minimise the two-phase Mumford–Shah energy with a **level set**: a
 function :math:`\\phi` whose sign tells the region, :math:`\\chi_1 = H(\\phi)`,
 :math:`\\chi_2 = 1 - H(\\phi)`, :math:`H` the Heaviside step. This tutorial runs
-:func:`varseg.levelset.chan_vese.chan_vese` on the camera image and varies its parameters one
+:func:`varseg.levelset.chan_vese` on the camera image and varies its parameters one
 at a time — ``mu``, ``dt``, ``eps`` and ``init`` — to show what each one does and why.
 """
 
@@ -38,7 +38,7 @@ import numpy as np
 from skimage import data
 from skimage.transform import resize
 
-from varseg.levelset.chan_vese import chan_vese
+from varseg.levelset import chan_vese
 from varseg.plot import plot_energy, plot_evolution
 from varseg.report import overlay_image
 

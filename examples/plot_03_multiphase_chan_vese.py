@@ -6,7 +6,7 @@ One level set separates two phases. Vese & Chan (2002) observed that :math:`m` l
 separate up to :math:`2^m` phases — every pattern of signs is a phase — so four phases need
 only two level sets and eight phases three, with no vacuum and no overlap by construction.
 This tutorial segments a gray image into 4 phases and a colour image into 4 and 8 phases with
-:func:`varseg.levelset.chan_vese.chan_vese`.
+:func:`varseg.levelset.chan_vese`.
 """
 
 # %%
@@ -37,7 +37,7 @@ import numpy as np
 from skimage import data
 from skimage.transform import resize
 
-from varseg.levelset.chan_vese import chan_vese
+from varseg.levelset import chan_vese
 from varseg.plot import label_colors, plot_energy
 from varseg.report import overlay_image
 

@@ -8,7 +8,7 @@ cannot explain that, so Chan–Vese and clustering cut the image along the illum
 instead of the objects. Li et al. (2011) add a smooth multiplicative **bias field** to the
 model and estimate it jointly with the segmentation. This tutorial builds an image with a
 known bias, shows the failure of the global models and runs
-:func:`varseg.levelset.lic.bias_field_levelset`.
+:func:`varseg.levelset.bias_field_levelset`.
 """
 
 # %%
@@ -28,7 +28,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from varseg.compare import compare, label_scores
-from varseg.levelset.lic import bias_field_levelset
+from varseg.levelset import bias_field_levelset
 from varseg.plot import plot_bias_field, plot_comparison
 
 plt.rcParams.update({"figure.dpi": 150, "savefig.dpi": 150, "axes.titlesize": 11})
@@ -156,7 +156,7 @@ have_brats = BRATS.is_dir()
 if have_brats:
     import nibabel as nib
 
-    from varseg.levelset.chan_vese import chan_vese
+    from varseg.levelset import chan_vese
 
     def axial(name, z=77):
         return np.asarray(nib.load(BRATS / name).dataobj)[:, :, z].astype(np.float64)

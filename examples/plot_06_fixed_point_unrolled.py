@@ -40,7 +40,7 @@ from skimage.transform import resize
 
 from varseg.data import SyntheticShapes
 from varseg.energy import energy_from_labels
-from varseg.levelset.chan_vese import chan_vese
+from varseg.levelset import chan_vese
 from varseg.losses import mumford_shah_loss
 from varseg.metrics import match_labels
 from varseg.plot import plot_energy

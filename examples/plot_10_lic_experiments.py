@@ -3,7 +3,7 @@ Li's bias-field level set: starts, class counts and settings on real MRI
 ========================================================================
 
 The experiments behind the remarks in the docstring of
-:func:`varseg.levelset.lic.bias_field_levelset` (they used to be written there).
+:func:`varseg.levelset.bias_field_levelset` (they used to be written there).
 
 1. On synthetic images (K classes from thresholded smoothed noise, times a smooth bias), how
    often each initialisation finds the true partition, for K = 3 and K = 4.
@@ -25,7 +25,7 @@ import numpy as np
 from scipy import ndimage
 from scipy.optimize import linear_sum_assignment
 
-from varseg.levelset.lic import bias_field_levelset
+from varseg.levelset import bias_field_levelset
 
 plt.rcParams.update({"figure.dpi": 150, "savefig.dpi": 150, "axes.titlesize": 11})
 

@@ -124,7 +124,7 @@ def test_ensure_compiled_runs_once_and_announces_real_compiles(caplog):
 
 def test_chan_vese_elapsed_excludes_compilation(monkeypatch):
     """A (simulated) 1 s compilation before the first call is not in elapsed/times."""
-    from varseg.levelset import chan_vese as cv
+    from varseg.levelset import _chan_vese as cv
 
     real = cv._run_tiny
 

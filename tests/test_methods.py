@@ -6,7 +6,6 @@ import pytest
 from varseg.methods import METHODS, MethodSpec, get_method, get_spec, method_names
 
 
-
 def _signature(spec):
     try:
         return inspect.signature(spec.load()).parameters
@@ -22,7 +21,8 @@ def test_declared_options_are_the_signature(name):
     assert "channel_axis" in params
     declared = set(spec.options)
     real = set(params) - {"image", "n_phases", "channel_axis"} - set(spec.deprecated)
-    assert declared == real, f"{name}: declared-only {declared - real}, undeclared {real - declared}"
+    assert declared == real, f"{name}: declared-only {declared - real}, " \
+                             f"undeclared {real - declared}"
     if spec.length_param is not None:
         assert spec.length_param in params
     if spec.iteration_param is not None:

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from varseg.energy import energy_from_labels
-from varseg.levelset.init import kmeans_partition
+from varseg.levelset import kmeans_partition
 from varseg.metrics import match_labels
 from varseg.neural import neural_segment
 from varseg.result import Segmentation

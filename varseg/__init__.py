@@ -32,8 +32,8 @@ _LAZY = {
     # result type
     "Segmentation": "varseg.result",
     # solvers
-    "chan_vese": "varseg.levelset.chan_vese",
-    "bias_field_levelset": "varseg.levelset.lic",
+    "chan_vese": "varseg.levelset",
+    "bias_field_levelset": "varseg.levelset",
     "ms_fixed_point": "varseg.unrolled",
     "UnrolledMumfordShah": "varseg.unrolled",
     "unrolled_segment": "varseg.unrolled",

@@ -149,7 +149,7 @@ class _Ops:
         return a.sum(dim=axis) if self.torch else a.sum(axis=axis)
 
     def sqrt0(self, s):
-        """sqrt with value 0 and (sub)gradient 0 at s = 0 (no NaN in backward)."""
+        """Sqrt with value 0 and (sub)gradient 0 at s = 0 (no NaN in backward)."""
         if self.torch:
             t = self._t
             pos = s > 0
@@ -730,7 +730,8 @@ _KERNEL_MAX_VALUES = 1 << 27
 
 def _check_kernel_memory(x, lab, k):
     """The kernel keeps per-row sums of shape (rows, K, C + 1): refuse a K that would not fit
-    (e.g. labels up to 10**6 with ``n_phases=None``) instead of exhausting memory."""
+    (e.g. labels up to 10**6 with ``n_phases=None``) instead of exhausting memory.
+    """
     rows = lab.size // lab.shape[-1]
     need = rows * k * (x.shape[0] + 1)
     if need > _KERNEL_MAX_VALUES:

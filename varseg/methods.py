@@ -125,7 +125,7 @@ METHODS = {
     for s in (
         MethodSpec(
             "chan-vese",
-            "varseg.levelset.chan_vese:chan_vese",
+            "varseg.levelset:chan_vese",
             length_param="mu",
             length_scale=2.0,
             jit=True,
@@ -135,7 +135,7 @@ METHODS = {
         ),
         MethodSpec(
             "lic",
-            "varseg.levelset.lic:bias_field_levelset",
+            "varseg.levelset:bias_field_levelset",
             jit=True,
             options=(
                 "mask",

@@ -18,7 +18,7 @@ their shared mean sits between them, and the loss around that configuration is f
 (measured: on four noisy rectangles every seed ends at 0.73-0.77 pixel agreement, with or
 without the final batch norm, at 25 % higher energy than Chan–Vese). The cure is the one
 Chan–Vese needs for more than two phases: start from an optimal intensity clustering
-(:func:`varseg.levelset.init.kmeans_partition`). With ``init="kmeans"`` the network is first
+(:func:`varseg.levelset.kmeans_partition`). With ``init="kmeans"`` the network is first
 fitted for ``warm_steps`` steps by cross-entropy to that partition, then the Mumford–Shah loss
 alone takes over and moves the boundaries (length term) and the memberships (data term) to
 its own minimum; ``restarts`` independent fits keep the lowest shared energy.
@@ -42,7 +42,7 @@ from varseg._validation import (
     resolve_device,
 )
 from varseg.energy import energy_from_labels, normalise_image
-from varseg.levelset.init import kmeans_partition
+from varseg.levelset import kmeans_partition
 from varseg.losses import (
     bias_field_mumford_shah_loss,
     mumford_shah_loss,
@@ -101,7 +101,8 @@ class _LocalGenerator(TorchFunctionMode):
 
 def _generator(seed):
     """A local CPU :class:`torch.Generator` seeded with ``seed`` (a fresh random seed for
-    None)."""
+    None).
+    """
     g = torch.Generator()
     if seed is None:
         g.seed()
@@ -176,7 +177,8 @@ class _Config:
 
 def _split(out, sigma=0.0):
     """``(logits, bias)`` of a model output; the bias smoothed by :func:`smooth_bias` and
-    scaled to unit mean (:func:`unit_mean_bias`)."""
+    scaled to unit mean (:func:`unit_mean_bias`).
+    """
     logits, bias = out if isinstance(out, tuple) else (out, None)
     if bias is not None:
         if sigma > 0:
@@ -259,7 +261,8 @@ def with_coordinates(x):
 def _make_optimizer(model, cfg):
     """Adam or SGD over the trainable weights; the coefficients of a :class:`PolynomialBias`
     take :data:`BIAS_LR_MULT` times the learning rate (a handful of global parameters that
-    otherwise lag far behind the network)."""
+    otherwise lag far behind the network).
+    """
     bias = [p for p in (model.bias.parameters() if isinstance(model, _WithBias) else [])
             if p.requires_grad]
     ids = {id(p) for p in bias}
@@ -274,7 +277,8 @@ def _make_optimizer(model, cfg):
 def _warm_start(model, inp, target, cfg, opt):
     """Fit the network to the k-means partition by cross-entropy: at most ``warm_steps``
     steps, until the cross-entropy is at most :data:`WARM_CE`. Returns the number of steps
-    taken."""
+    taken.
+    """
     tgt = torch.as_tensor(target, device=inp.device)[None]
     for step in range(cfg.warm_steps):
         opt.zero_grad()
@@ -313,7 +317,8 @@ def _check_output(logits, bias, xt, cfg):
 
 def _fit_once(model, x, xt, inp, cfg, target, segments, t0, seed):
     """Train ``model`` on the image: optional k-means warm start, then the loss until it
-    stalls (:func:`_stalled`) or ``max_iter``."""
+    stalls (:func:`_stalled`) or ``max_iter``.
+    """
     from tqdm.auto import tqdm
 
     opt = _make_optimizer(model, cfg)
@@ -356,7 +361,8 @@ def _stalled(losses, cfg):
 
 def _final_pass(model, x, inp, cfg, fit):
     """Memberships, labels, bias and energy of the trained network (batch-norm in training
-    mode: the statistics of this image, as during the fit)."""
+    mode: the statistics of this image, as during the fit).
+    """
     with torch.no_grad():
         logits, bias = _split(model(inp), cfg.bias_sigma)
         y = torch.softmax(logits.double(), 1)[0].cpu().numpy()
@@ -369,7 +375,8 @@ def _final_pass(model, x, inp, cfg, fit):
 
 def _converged(fit, x):
     """The loss stopped improving and the partition did not collapse to one label (a
-    non-constant image always has a lower-energy partition with two)."""
+    non-constant image always has a lower-energy partition with two).
+    """
     constant = float(np.ptp(x)) == 0.0
     return bool(fit.stalled and (constant or len(np.unique(fit.labels)) >= 2))
 
@@ -398,7 +405,7 @@ def neural_segment(image, n_phases=2, *, lam=0.125, bias_field=False, beta=0.01,
 
     With ``init="kmeans"`` (default) the network is first fitted by cross-entropy, for
     ``warm_steps`` steps, to the optimal intensity clustering of the image
-    (:func:`varseg.levelset.init.kmeans_partition`); the loss above then takes over (see the
+    (:func:`varseg.levelset.kmeans_partition`); the loss above then takes over (see the
     module docstring for why a random start merges regions).
 
     The shared energy of the hard partition (argmax) is recorded at every iteration
@@ -540,7 +547,8 @@ def neural_segment(image, n_phases=2, *, lam=0.125, bias_field=False, beta=0.01,
 
 def _fits(x, cfg, model, dev, superpixels, seed, restarts, t0):
     """Every restart's fit (seeds ``seed``, ``seed + 1``, …, each model initialised from its
-    own local generator) and the model's class name."""
+    own local generator) and the model's class name.
+    """
     xt = torch.as_tensor(x, dtype=torch.float32, device=dev)[None]
     coords = cfg.bias_field and cfg.bias_model == "network" and model is None
     inp = with_coordinates(xt) if coords else xt

@@ -162,3 +162,4 @@ def test_default_methods_without_torch_are_the_classical_ones(monkeypatch, caplo
         methods = default_methods()
     assert methods == ["chan-vese", "lic", "kmeans", "otsu"]
     assert "varseg[deep]" in caplog.text and "neural" in caplog.text
+    assert "otsu" not in default_methods(8) and "kmeans" in default_methods(8)

@@ -175,7 +175,7 @@ def test_table_exports_round_trip(tmp_path):
 
 
 def test_chan_vese_gets_mu_equal_two_lambda():
-    pytest.importorskip("varseg.levelset.chan_vese")
+    pytest.importorskip("varseg.levelset")
     img, gt = synthetic(6, shape=(32, 32))
     table = compare(img, ["chan-vese"], gt, lam=0.2,
                     method_params={"chan-vese": {"max_iter": 30}})

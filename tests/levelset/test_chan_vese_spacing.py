@@ -5,7 +5,7 @@ import pytest
 from numpy.testing import assert_array_equal
 from scipy import ndimage
 
-from varseg.levelset.chan_vese import chan_vese
+from varseg.levelset import chan_vese
 
 
 def _cube(n=24, seed=0):

@@ -1,4 +1,4 @@
-"""Tests of the Li et al. 2011 bias-field level set (varseg.levelset.lic)."""
+"""Tests of the Li et al. 2011 bias-field level set (varseg.levelset.bias_field_levelset)."""
 from __future__ import annotations
 
 import warnings
@@ -13,11 +13,10 @@ from skimage.filters import threshold_multiotsu
 
 from varseg.compare import shared_energy
 from varseg.energy import gaussian_kernel, lic_energy
+from varseg.levelset import _bias_field as lic_mod
 from varseg.levelset import _lic_kernels as kern
-from varseg.levelset import lic as lic_mod
+from varseg.levelset import bias_field_levelset, kmeans_partition
 from varseg.levelset.heaviside import dirac, heaviside
-from varseg.levelset.init import kmeans_partition
-from varseg.levelset.lic import bias_field_levelset
 from varseg.result import Segmentation
 
 
@@ -94,7 +93,7 @@ def three():
 # 1-2. Segmentation and bias where a piecewise-constant model fails
 # --------------------------------------------------------------------------------------
 def test_two_phase_segmentation_beats_chan_vese(two):
-    from varseg.levelset.chan_vese import chan_vese
+    from varseg.levelset import chan_vese
 
     img, t, _, seg = two
     d_lic = dice(t, seg.labels, 2)
@@ -643,7 +642,7 @@ def test_compile_log_once(caplog, monkeypatch):
 
     monkeypatch.setattr(lic_mod, "_WARM", [])
     img = two_phase_image(n=24)[0]
-    with caplog.at_level(logging.INFO, logger="varseg.levelset.lic"):
+    with caplog.at_level(logging.INFO, logger="varseg.levelset"):
         bias_field_levelset(img, 2, max_iter=1)
         bias_field_levelset(img, 2, max_iter=1)
     msgs = [r.getMessage() for r in caplog.records if "compiling Numba" in r.getMessage()]
@@ -666,7 +665,7 @@ def _best_class_dice(labels, tumour):
 @pytest.mark.skipif(not BRATS.is_dir(), reason="needs ../shared/data/brats2015-sample")
 def test_brats_flair_slice_beats_chan_vese():
     nib = pytest.importorskip("nibabel")
-    from varseg.levelset.chan_vese import chan_vese
+    from varseg.levelset import chan_vese
 
     def read(name):
         return np.asarray(nib.load(BRATS / name).dataobj)[:, :, 77].astype(np.float64)

@@ -14,7 +14,7 @@ compile time enters a number. For each row:
 Rows: multiphase Chan–Vese (:func:`varseg.chan_vese`, 2/4/8 phases; peers
 ``skimage.segmentation.chan_vese`` and ``morphological_chan_vese``), the Eq. 15 fixed point
 (:func:`varseg.ms_fixed_point`, Numba; peer: the torch :func:`varseg.unrolled.fixed_point_step`
-loop), Li's bias-field level set (:func:`varseg.levelset.lic.bias_field_levelset`, one outer
+loop), Li's bias-field level set (:func:`varseg.levelset.bias_field_levelset`, one outer
 iteration), the neural minimiser (:func:`varseg.neural.neural_segment` with the
 ``backprop-ms`` preset of :data:`varseg.reproduce.presets.NEURAL_PRESETS`, one Adam step per
 iteration), the unrolled network's inference (:class:`varseg.unrolled.UnrolledMumfordShah`,
@@ -151,7 +151,7 @@ def _chan_vese_rows(img, iters, repeats, converge):
     from skimage.segmentation import chan_vese as sk_chan_vese
     from skimage.segmentation import morphological_chan_vese
 
-    from varseg.levelset.chan_vese import chan_vese
+    from varseg.levelset import chan_vese
 
     def ours(k):
         return _median_seconds(
@@ -225,7 +225,7 @@ def _fixed_point_rows(img, iters, repeats, converge):
 
 
 def _lic_row(img, iters, repeats, converge):
-    from varseg.levelset.lic import bias_field_levelset
+    from varseg.levelset import bias_field_levelset
 
     t = _median_seconds(lambda: bias_field_levelset(img, 2, n_outer=iters, tol=0.0), repeats)
     row = _row("LIC 2 phases (outer it)", t, iters)

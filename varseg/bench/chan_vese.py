@@ -82,7 +82,7 @@ def _time_table(img, args, dtype, t_sk):
     """ms/iteration of varseg for every (threads, phases); rows of dicts."""
     import numba
 
-    from varseg.levelset.chan_vese import chan_vese
+    from varseg.levelset import chan_vese
 
     iters = int(args.iters)
     threads = args.threads or sorted({1, numba.get_num_threads()})
@@ -167,13 +167,13 @@ def _time_to_energy(img, dtype):
     import numpy as np
     from skimage.segmentation import chan_vese as sk_chan_vese
 
-    from varseg.energy import energy_from_labels
-    from varseg.levelset.chan_vese import chan_vese, normalise_image
+    from varseg.energy import energy_from_labels, normalise_image
+    from varseg.levelset import chan_vese
 
     t0 = time.perf_counter()
     seg_sk = sk_chan_vese(img)
     t_sk_default = time.perf_counter() - t0
-    x = normalise_image(img)[0]
+    x = normalise_image(img)
     e_sk = energy_from_labels(x, (~seg_sk).astype(np.int64), 0.25 / 2.0, n_phases=2).total
     seg = chan_vese(img, dtype=dtype)
     hit = np.flatnonzero(seg.energy <= e_sk * (1 + 1e-12))

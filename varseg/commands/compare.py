@@ -111,7 +111,7 @@ def method_params(args):
     """Per-method keyword arguments from the command line: each method's declared
     :attr:`~varseg.methods.MethodSpec.cli_defaults`, then the options."""
     if args.methods is None:
-        args.methods = default_methods()
+        args.methods = default_methods(args.phases)
     specs = {m: get_spec(m) for m in args.methods}
     params = {m: _defaults(specs[m], args) for m in args.methods}
     for item in args.param:
@@ -121,16 +121,27 @@ def method_params(args):
     return {m: p for m, p in params.items() if p}
 
 
-def default_methods():
-    """:data:`~varseg.compare.DEFAULT_METHODS`, without the torch methods when torch is not
-    installed (a classical install compares the classical methods; a warning says so)."""
-    from varseg._optional import DEEP_EXTRA_HINT, has_torch
+def default_methods(n_phases=2):
+    """Return :data:`~varseg.compare.DEFAULT_METHODS` that can run here.
 
-    if has_torch():
-        return list(DEFAULT_METHODS)
-    skipped = [m for m in DEFAULT_METHODS if get_spec(m).needs_torch]
-    log.warning("torch is not installed: skipping %s (%s)", ", ".join(skipped), DEEP_EXTRA_HINT)
-    return [m for m in DEFAULT_METHODS if m not in skipped]
+    Without torch the torch methods are left out (a classical install compares the
+    classical methods), and Otsu above :data:`varseg.baselines.OTSU_MAX_PHASES` phases; a
+    warning names what was left out.
+    """
+    from varseg._optional import DEEP_EXTRA_HINT, has_torch
+    from varseg.baselines import OTSU_MAX_PHASES
+
+    methods = list(DEFAULT_METHODS)
+    if not has_torch():
+        skipped = [m for m in methods if get_spec(m).needs_torch]
+        log.warning("torch is not installed: skipping %s (%s)", ", ".join(skipped),
+                    DEEP_EXTRA_HINT)
+        methods = [m for m in methods if m not in skipped]
+    if n_phases > OTSU_MAX_PHASES and "otsu" in methods:
+        log.warning("otsu handles at most %d phases: left out for --phases %d",
+                    OTSU_MAX_PHASES, n_phases)
+        methods.remove("otsu")
+    return methods
 
 
 def check_args(args):
@@ -138,7 +149,7 @@ def check_args(args):
     from varseg._validation import check_int
 
     if args.methods is None:
-        args.methods = default_methods()
+        args.methods = default_methods(args.phases)
     check_int(args.phases, "--phases", minimum=2)
     check_int(args.max_size, "--max-size", minimum=0)
     check_int(args.jobs, "--jobs")

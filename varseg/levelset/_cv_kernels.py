@@ -1,4 +1,4 @@
-r"""Numba kernels of the multiphase Chan–Vese solver (:mod:`varseg.levelset.chan_vese`).
+r"""Numba kernels of the multiphase Chan–Vese solver (:func:`varseg.levelset.chan_vese`).
 
 Arrays are 3D-shaped: a 2D image is handled as ``D = 1`` (no neighbours along z).
 

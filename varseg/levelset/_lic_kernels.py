@@ -1,4 +1,4 @@
-r"""Numba kernels of the Li et al. 2011 bias-field level set (:mod:`varseg.levelset.lic`).
+r"""Numba kernels of Li 2011's level set (:func:`varseg.levelset.bias_field_levelset`).
 
 Everything works on float64 arrays of shape ``(D, H, W)``; a 2D image is passed as
 ``(1, H, W)``. An axis of length 1 is "absent": it contributes no derivative and no Neumann

@@ -111,7 +111,7 @@ def level_set_segment(image, preset=None):
 
     The preset is :data:`LEVEL_SET_PRESET` unless ``preset`` is given.
     """
-    from varseg.levelset.chan_vese import chan_vese
+    from varseg.levelset import chan_vese
 
     p = LEVEL_SET_PRESET if preset is None else preset
     return chan_vese(bsds_features(image, **p["features"]), channel_axis=-1, **p["chan_vese"])

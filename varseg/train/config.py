@@ -484,18 +484,6 @@ def canonical_dataset(name: str) -> str:
     from varseg.data import canonical_dataset_name
 
     return canonical_dataset_name(name)
-    public = getattr(vdata, "dataset_class", None)
-    try:
-        if public is not None:
-            cls = public(key)
-            return next(n for n in vdata.DATASET_NAMES if public(n) is cls)
-        key = getattr(vdata, "_ALIASES", {}).get(key, key)  # fallback, see dataset_class
-    except (ValueError, KeyError, StopIteration):
-        pass
-    if key not in vdata.DATASET_NAMES:
-        raise ValueError(f"unknown dataset {name!r}; choose one of "
-                         f"{', '.join(vdata.DATASET_NAMES)}")
-    return key
 
 
 def check_kwargs(cls, kw: dict, what: str, exclude=()) -> None:

@@ -78,13 +78,13 @@ class UnsupervisedStep(Step):
 def kmeans_targets(x: torch.Tensor, k: int) -> torch.Tensor:
     """Compute per-image k-means partitions ``(B, *S)`` of a batch ``(B, C, *S)``.
 
-    Lloyd's k-means of the colours (:func:`varseg.levelset.init.lloyd_partition`, seed 0) for
-    C > 1, the optimal 1D clustering (:func:`~varseg.levelset.init.kmeans_partition`) for gray
+    Lloyd's k-means of the colours (:func:`varseg.levelset.lloyd_partition`, seed 0) for
+    C > 1, the optimal 1D clustering (:func:`~varseg.levelset.kmeans_partition`) for gray
     images.
     """
     import numpy as np
 
-    from varseg.levelset.init import kmeans_partition, lloyd_partition
+    from varseg.levelset import kmeans_partition, lloyd_partition
 
     arr = x.detach().cpu().double().numpy()
     out = [

@@ -1,7 +1,7 @@
 r"""Initial level-set functions for the (multiphase) Chan–Vese solver.
 
 :func:`initial_level_sets` builds the :math:`m` initial level sets
-:math:`\phi_1, \dots, \phi_m` (shape ``(m,) + S``) of :func:`varseg.levelset.chan_vese.chan_vese`.
+:math:`\phi_1, \dots, \phi_m` (shape ``(m,) + S``) of :func:`varseg.levelset.chan_vese`.
 For :math:`m = 1` and a 2D shape every named initialisation is exactly the one of
 ``skimage.segmentation.chan_vese`` (same formula, computed in float64), so the two solvers start
 from the same level set:

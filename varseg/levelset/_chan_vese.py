@@ -10,7 +10,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from varseg.energy import normalise_image as _normalise
+from varseg._json import to_builtin
+from varseg.energy import normalise_image
 
 from .._jit import ensure_compiled
 from .._validation import (
@@ -21,10 +22,10 @@ from .._validation import (
     resolve_rng,
 )
 from ..result import Segmentation
+from ._init import INIT_NAMES, initial_level_sets
 from .heaviside import phase_labels, phase_memberships
-from .init import INIT_NAMES, initial_level_sets
 
-__all__ = ["chan_vese", "normalise_image", "interface_edges", "warm_kernels", "ETA",
+__all__ = ["chan_vese", "interface_edges", "warm_kernels", "ETA",
            "SERIAL_BELOW", "STOP_RULES", "STOP_WINDOW", "COMPILE_SECONDS"]
 
 #: Regularisation of the curvature coefficients :math:`C_i = (\eta + |\nabla\phi|^2)^{-1/2}`,
@@ -44,15 +45,6 @@ STOP_RULES = {"partition": 2e-3, "level-set": 1e-3}
 STOP_WINDOW = 10
 
 
-def normalise_image(x):
-    """Scale an image to [0, 1] exactly as ``skimage.segmentation.chan_vese`` does.
-
-    :func:`varseg.energy.normalise_image` with its scale: returns ``(y, xmin, scale)`` with
-    ``y = (x - xmin) / scale``.
-    """
-    return _normalise(x, return_scale=True)
-
-
 def _check_lambdas(lambdas, K):
     lam = np.asarray(lambdas, dtype=np.float64)
     if lam.ndim == 0:
@@ -63,14 +55,6 @@ def _check_lambdas(lambdas, K):
     if not np.all(np.isfinite(lam)) or np.any(lam < 0):
         raise ValueError(f"lambdas must be finite and non-negative; got {lam.tolist()}")
     return lam
-
-
-def _jsonable(v):
-    if v is None or isinstance(v, (bool, int, float, str)):
-        return v
-    if isinstance(v, np.generic):
-        return v.item()
-    return repr(v)
 
 
 def chan_vese(image, n_phases=2, *, mu=0.25, lambdas=1.0, dt=0.5, eps=1.0, max_iter=500,
@@ -130,7 +114,7 @@ def chan_vese(image, n_phases=2, *, mu=0.25, lambdas=1.0, dt=0.5, eps=1.0, max_i
     image : array_like
         ``(H, W)`` or ``(D, H, W)``, or either with a channel axis ``channel_axis``. It is
         normalised as scikit-image does: ``x - x.min()`` divided by its maximum when that is
-        not 0 (one min/max over all channels), see :func:`normalise_image`.
+        not 0 (one min/max over all channels), see :func:`varseg.energy.normalise_image`.
     n_phases : int
         K = 2, 4 or 8 (a power of two, :math:`m = \log_2 K` level sets).
     mu : float
@@ -158,7 +142,7 @@ def chan_vese(image, n_phases=2, *, mu=0.25, lambdas=1.0, dt=0.5, eps=1.0, max_i
     window : int
         Iterations between two checks of the ``"partition"`` rule (default 10).
     init : {"checkerboard", "disk", "small disk", "random", "kmeans", "lloyd"} or ndarray
-        Initial level sets, :func:`varseg.levelset.init.initial_level_sets`: for ``m = 1`` the
+        Initial level sets, :func:`varseg.levelset.initial_level_sets`: for ``m = 1`` the
         same formulas as scikit-image; for ``m > 1`` shifted checkerboards / overlapping disks
         so that all K phases are present; ``"kmeans"``: signed distances to an optimal
         intensity clustering (recommended for m > 1, see Notes); ``"lloyd"``: the same from
@@ -272,8 +256,8 @@ def chan_vese(image, n_phases=2, *, mu=0.25, lambdas=1.0, dt=0.5, eps=1.0, max_i
     phases one level set at a time; the default checkerboard works for m = 1 (Getreuer) but for
     m > 1 its straight zero lines are stationary under the curvature term where the data do not
     separate the two sides, so checkerboard remnants can survive. ``init="kmeans"``
-    (:mod:`varseg.levelset.init`) starts from an optimal intensity clustering with Gray-coded
-    phases and recovers piecewise-constant images with 4 and 8 phases (tested).
+    (:func:`varseg.levelset.initial_level_sets`) starts from an optimal intensity clustering
+    with Gray-coded phases and recovers piecewise-constant images with 4 and 8 phases (tested).
 
     **Constant image** (e.g. blank): every partition has data term 0 and the single phase 0
     has energy 0, the global minimum: the solver returns at once with all pixels in phase 0,
@@ -312,7 +296,7 @@ def chan_vese(image, n_phases=2, *, mu=0.25, lambdas=1.0, dt=0.5, eps=1.0, max_i
     Examples
     --------
     >>> import numpy as np
-    >>> from varseg.levelset.chan_vese import chan_vese
+    >>> from varseg.levelset import chan_vese
     >>> img = np.zeros((20, 20)); img[5:15, 5:15] = 1
     >>> seg = chan_vese(img, mu=0.1, max_iter=200)
     >>> int((seg.labels == seg.labels[10, 10]).sum()), seg.converged, seg.n_iter
@@ -328,7 +312,7 @@ def chan_vese(image, n_phases=2, *, mu=0.25, lambdas=1.0, dt=0.5, eps=1.0, max_i
     x_raw, gray = as_channels_first(image, channel_axis, dtype=np.float64)
     spatial = x_raw.shape[1:]
     rng = resolve_rng(seed)
-    x, xmin, scale = normalise_image(x_raw)
+    x, xmin, scale = normalise_image(x_raw, return_scale=True)
     phi0 = initial_level_sets(spatial, cfg["m"], init, rng, image=x)  # validates the array
     run = _Run(x=x, gray=gray, spatial=spatial, cfg=cfg, t_start=t_start,
                record=bool(record_energy),
@@ -404,7 +388,7 @@ def _params(cfg, init, channel_axis, seed, record_energy):
         "eps": cfg["eps"], "max_iter": cfg["max_iter"], "tol": cfg["tol"],
         "stop": cfg["stop"], "window": cfg["window"],
         "init": init if isinstance(init, str) else "array",
-        "channel_axis": channel_axis, "dtype": cfg["wdtype"].name, "seed": _jsonable(seed),
+        "channel_axis": channel_axis, "dtype": cfg["wdtype"].name, "seed": to_builtin(seed),
         "record_energy": bool(record_energy), "return_history": cfg["history"],
         "snapshot_every": cfg["every"] if cfg["history"] else None,
         "lam": cfg["lam_ms"], "tv": "isotropic", "eta": ETA, "normalised": True,
@@ -435,7 +419,7 @@ def _run_tiny(wdtype):
     img = np.add.outer(np.arange(6.0), np.arange(7.0)) % 4
     cfg = _check_args(2, 0.2, 1.0, 0.5, 1.0, 2, 0.0, "partition", 1, "checkerboard", wdtype,
                       None, False)
-    x = normalise_image(img[None])[0]
+    x = normalise_image(img[None])
     run = _Run(x=x, gray=True, spatial=img.shape, cfg=cfg, t_start=time.perf_counter(),
                record=True, params={}, extras={})
     _solve(run, initial_level_sets(img.shape, 1, "checkerboard", None, image=x))

@@ -34,8 +34,8 @@ from .._validation import (
 from ..energy import energy_from_labels, gaussian_kernel, normalise_image
 from ..result import Segmentation
 from . import _lic_kernels
+from ._init import kmeans_partition
 from .heaviside import heaviside
-from .init import kmeans_partition
 
 __all__ = ["bias_field_levelset"]
 
@@ -564,7 +564,7 @@ def bias_field_levelset(image, n_phases=2, *, mask=None, sigma=4.0, nu=None, mu=
         8-pixel blocks in a checkerboard (K = 2) or the 2×2 sign pattern of the two level
         sets, independent of the image (``"checkerboard"`` is its deprecated old name);
         ``"kmeans"`` the optimal 1D k-means classes of the mask's pixels
-        (:func:`varseg.levelset.init.kmeans_partition`); ``"otsu"`` the multi-Otsu classes
+        (:func:`varseg.levelset.kmeans_partition`); ``"otsu"`` the multi-Otsu classes
         of the mask's pixels; ``"random"`` a random phase per 8-pixel block (``seed``); an
         integer or boolean label map of shape S with values ``0 .. K-1``; or float level
         sets of shape ``(m,) + S`` (m = 1 for K = 2, else 2), or S for K = 2.
@@ -605,7 +605,7 @@ def bias_field_levelset(image, n_phases=2, *, mask=None, sigma=4.0, nu=None, mu=
 
     See Also
     --------
-    varseg.levelset.chan_vese.chan_vese : The piecewise-constant model without a bias.
+    varseg.levelset.chan_vese : The piecewise-constant model without a bias.
     varseg.energy.lic_energy : :math:`E_{LIC}` (Eq. 6) of any memberships and bias.
     varseg.compare.shared_energy : The ruler of the recorded ``energy``.
 
@@ -638,7 +638,7 @@ def bias_field_levelset(image, n_phases=2, *, mask=None, sigma=4.0, nu=None, mu=
     Examples
     --------
     >>> import numpy as np
-    >>> from varseg.levelset.lic import bias_field_levelset
+    >>> from varseg.levelset import bias_field_levelset
     >>> yy, xx = np.mgrid[:64, :64]
     >>> truth = (((yy % 16) - 8) ** 2 + ((xx % 16) - 8) ** 2 < 25).astype(int)  # 16 disks
     >>> bias = 0.6 + 0.8 * xx / 63                        # ramp 0.6 -> 1.4
