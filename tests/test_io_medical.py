@@ -86,7 +86,20 @@ def test_nifti_written_by_nibabel(tmp_path):
 
 
 def _write_dicom_series(folder, vol, spacing_xyz, origin):
-    """A minimal DICOM MR series, one file per slice (SimpleITK's series example)."""
+    """A minimal DICOM MR series, one file per slice (SimpleITK's series example).
+
+    GDCM's writer resets the C locale; it is restored so that later tests read text as UTF-8.
+    """
+    import locale
+
+    saved = locale.setlocale(locale.LC_ALL)
+    try:
+        _write_dicom_files(folder, vol, spacing_xyz, origin)
+    finally:
+        locale.setlocale(locale.LC_ALL, saved)
+
+
+def _write_dicom_files(folder, vol, spacing_xyz, origin):
     img = sitk.GetImageFromArray(vol.astype(np.int16))
     img.SetSpacing(spacing_xyz)
     img.SetOrigin(origin)
@@ -208,8 +221,8 @@ def test_reading_dicom_keeps_the_locale(tmp_path):
     """GDCM resets the C locale; reading a series must not turn Python's text I/O ASCII."""
     import locale
 
-    before = locale.getpreferredencoding(False)
     _write_dicom_series(tmp_path, np.zeros((3, 4, 5), np.int16), (1.0, 1.0, 2.0), (0, 0, 0))
+    before = locale.getpreferredencoding(False)
     arr, _ = read_image(tmp_path)
     assert arr.shape == (3, 4, 5)
     assert locale.getpreferredencoding(False) == before

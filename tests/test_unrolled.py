@@ -171,7 +171,7 @@ def test_unrolled_segment_result_and_fit():
     img, lab = four_regions(32)
     res = unrolled_segment(img, 4, n_iter=10, seed=0)
     assert res.method == "unrolled" and len(res.energy) == 10
-    fitted = unrolled_segment(img, 4, n_iter=10, fit_steps=15, seed=0)
+    fitted = unrolled_segment(img, 4, n_iter=10, max_iter=15, seed=0)
     assert fitted.energy[-1] <= res.energy[-1] * 1.05
     x = (img - img.min()) / (img.max() - img.min())
     assert res.energy[-1] == pytest.approx(
@@ -319,7 +319,7 @@ def test_unrolled_network_bad_arguments(kw, name):
 def test_unrolled_segment_bad_arguments():
     img = np.random.default_rng(0).random((8, 8))
     for kw, name in [({"lam": -1}, "lam"), ({"lam": float("nan")}, "lam"),
-                     ({"n_iter": 0}, "n_iter"), ({"fit_steps": -1}, "fit_steps"),
+                     ({"n_iter": 0}, "n_iter"), ({"max_iter": -1}, "max_iter"),
                      ({"lr": 0}, "lr"), ({"device": "tpu9"}, "device")]:
         with pytest.raises(ValueError, match=name):
             unrolled_segment(img, 2, **kw)
@@ -338,3 +338,15 @@ def test_ms_fixed_point_leaves_init_array_alone():
     keep = z0.copy()
     ms_fixed_point(img, 2, init=z0, max_iter=3, dtype=torch.float64)
     np.testing.assert_array_equal(z0, keep)
+
+
+def test_fit_steps_is_a_deprecated_spelling_of_max_iter():
+    img = np.zeros((12, 12))
+    img[3:9, 3:9] = 1
+    with pytest.warns(DeprecationWarning, match="fit_steps= is deprecated, use max_iter="):
+        old = unrolled_segment(img, 2, n_iter=3, fit_steps=2, seed=0)
+    new = unrolled_segment(img, 2, n_iter=3, max_iter=2, seed=0)
+    np.testing.assert_array_equal(old.labels, new.labels)
+    assert old.params["max_iter"] == new.params["max_iter"] == 2
+    with pytest.raises(TypeError, match="pass only max_iter="):
+        unrolled_segment(img, 2, max_iter=3, fit_steps=2)

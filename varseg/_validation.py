@@ -7,10 +7,11 @@ message starts with the name of the argument and says what was expected, so that
 from __future__ import annotations
 
 import numbers
+import warnings
 
 import numpy as np
 
-__all__ = ["as_channels_first", "check_image", "check_labels", "check_n_phases",
+__all__ = ["renamed_argument", "as_channels_first", "check_image", "check_labels", "check_n_phases",
            "check_positive", "check_nonnegative", "check_int", "check_choice",
            "resolve_rng", "resolve_device"]
 
@@ -299,3 +300,21 @@ def check_choice(value, choices, name):
 def resolve_rng(seed):
     """A NumPy Generator from a seed, a Generator or None."""
     return seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
+
+
+def renamed_argument(new_value, old_value, *, new: str, old: str, default):
+    """Resolve a keyword renamed from ``old`` to ``new`` (the old one is deprecated).
+
+    Returns ``new_value`` unless ``old_value`` is given (not ``None``), in which case a
+    DeprecationWarning is issued and ``old_value`` is returned. Giving both with different
+    values is a TypeError.
+    """
+    if old_value is None:
+        return new_value
+    if new_value != default and new_value != old_value:
+        raise TypeError(
+            f"pass only {new}= ({old}= is its deprecated spelling); got "
+            f"{new}={new_value!r} and {old}={old_value!r}"
+        )
+    warnings.warn(f"{old}= is deprecated, use {new}=", DeprecationWarning, stacklevel=3)
+    return old_value

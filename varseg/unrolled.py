@@ -40,6 +40,7 @@ from varseg._validation import (
     check_int,
     check_n_phases,
     check_positive,
+    renamed_argument,
     resolve_device,
     resolve_rng,
 )
@@ -477,12 +478,12 @@ class UnrolledMumfordShah(nn.Module):
         return out if return_all else z
 
 
-def unrolled_segment(image, n_phases=2, *, model=None, lam=DEFAULT_LAM, n_iter=20, fit_steps=0,
+def unrolled_segment(image, n_phases=2, *, model=None, lam=DEFAULT_LAM, n_iter=20, max_iter=0,
                      lr=0.05, learn_kernels=False, channel_axis=None, seed=None,
-                     device="cpu", progress=False):
+                     device="cpu", progress=False, fit_steps=None):
     r"""Segment one image with :class:`UnrolledMumfordShah`, optionally fitted to it first.
 
-    With ``fit_steps > 0`` the network's parameters are trained on this image with the
+    With ``max_iter > 0`` the network's parameters are trained on this image with the
     Mumford–Shah loss (Eq. 12, unsupervised, Adam with learning rate ``lr``) before the final
     pass — test-time optimisation. The recorded energy history holds the shared energy of the
     hard partition after each unrolled iteration of the final pass.
@@ -498,8 +499,9 @@ def unrolled_segment(image, n_phases=2, *, model=None, lam=DEFAULT_LAM, n_iter=2
         λ ≥ 0 for the recorded energy and the fitting loss.
     n_iter : int
         Unrolled iterations (≥ 1) of a new network.
-    fit_steps : int
-        Adam steps (≥ 0) fitting the network to this image.
+    max_iter : int
+        Adam steps (≥ 0) fitting the network to this image (the iteration budget, spelled as
+        in every solver).
     lr : float
         Adam's learning rate (> 0).
     learn_kernels : bool
@@ -510,6 +512,8 @@ def unrolled_segment(image, n_phases=2, *, model=None, lam=DEFAULT_LAM, n_iter=2
         "cpu", "cuda" or "auto" (ValueError for "cuda" without CUDA).
     progress : bool
         tqdm bar over the fitting steps.
+    fit_steps : int, optional
+        Deprecated spelling of ``max_iter`` (``DeprecationWarning``).
 
     Returns
     -------
@@ -523,7 +527,9 @@ def unrolled_segment(image, n_phases=2, *, model=None, lam=DEFAULT_LAM, n_iter=2
     k = check_n_phases(n_phases)
     lam = check_positive(lam, "lam", allow_zero=True)
     n_iter = check_int(n_iter, "n_iter")
-    fit_steps = check_int(fit_steps, "fit_steps", minimum=0)
+    fit_steps = check_int(renamed_argument(max_iter, fit_steps, new="max_iter",
+                                           old="fit_steps", default=0),
+                          "max_iter" if fit_steps is None else "fit_steps", minimum=0)
     lr = check_positive(lr, "lr")
     x = normalise_image(x)
     dev = resolve_device(device)
@@ -552,7 +558,7 @@ def unrolled_segment(image, n_phases=2, *, model=None, lam=DEFAULT_LAM, n_iter=2
             energy.append(energy_from_labels(x, z[0].argmax(0).cpu().numpy(), lam,
                                              n_phases=k).total)
             times.append(time.perf_counter() - t0)
-    params = dict(n_phases=k, lam=lam, n_iter=model.n_iter, fit_steps=fit_steps, lr=lr,
+    params = dict(n_phases=k, lam=lam, n_iter=model.n_iter, max_iter=fit_steps, lr=lr,
                   learn_kernels=model.kernels is not None, seed=seed, device=str(dev))
     res = _segmentation_from_logits(zs[-1].double().cpu(), x, lam, energy=energy, times=times,
                                     n_iter=model.n_iter, converged=True, t0=t0,

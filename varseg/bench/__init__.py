@@ -27,7 +27,33 @@ def add_arguments(p):
         q.set_defaults(_bench_main=mod.main)
 
 
+#: Numeric options of the targets and their smallest valid value.
+_COUNTS = {"iters": 1, "repeats": 1, "sk_repeats": 1, "size": 8, "batch": 1, "batch_size": 1,
+           "channels": 1, "threads": 1, "classes": 2, "sizes": 8, "phases": 2}
+
+
+def check_options(args):
+    """Refuse, in one line naming the option, a count below its minimum or CUDA without CUDA.
+
+    Runs before any timing, for every target (``--iters 0``, ``--size 0``, ``--repeats 0``,
+    ``--device cuda`` on a machine without CUDA, …).
+    """
+    from varseg._validation import check_int
+
+    for name, minimum in _COUNTS.items():
+        value = getattr(args, name, None)
+        for v in value if isinstance(value, (list, tuple)) else [value]:
+            if v is not None:
+                check_int(v, "--" + name.replace("_", "-"), minimum=minimum)
+    device = getattr(args, "device", None)
+    if isinstance(device, str) and device.startswith("cuda"):
+        from varseg._validation import resolve_device
+
+        resolve_device(device)
+
+
 def main(args):
     """Run the selected benchmark target; 0 on success."""
+    check_options(args)
     args._bench_main(args)
     return 0

@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import operator
 import os
-import warnings
 from collections import abc
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator, Sequence
 
 import numpy as np
+
+from varseg._validation import renamed_argument  # noqa: F401 - re-exported for the loaders
 
 from .._validation import check_int, check_positive
 from ._io import check_label_values
@@ -210,21 +211,3 @@ def reading(path: str | os.PathLike, what: str) -> Iterator[None]:
         if isinstance(err, (ValueError, TypeError)) and str(Path(path)) in text:
             raise
         raise ValueError(f"could not read {what} {path}: {text}") from None
-
-
-def renamed_argument(new_value, old_value, *, new: str, old: str, default):
-    """Resolve a keyword renamed from ``old`` to ``new`` (the old one is deprecated).
-
-    Returns ``new_value`` unless ``old_value`` is given (not ``None``), in which case a
-    DeprecationWarning is issued and ``old_value`` is returned. Giving both with different
-    values is a TypeError.
-    """
-    if old_value is None:
-        return new_value
-    if new_value != default and new_value != old_value:
-        raise TypeError(
-            f"pass only {new}= ({old}= is its deprecated spelling); got "
-            f"{new}={new_value!r} and {old}={old_value!r}"
-        )
-    warnings.warn(f"{old}= is deprecated, use {new}=", DeprecationWarning, stacklevel=3)
-    return old_value
