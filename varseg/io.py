@@ -27,6 +27,8 @@ from __future__ import annotations
 import gzip
 import locale
 import logging
+import os
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,6 +38,9 @@ import numpy as np
 from varseg._atomic import atomic_path, atomic_write_bytes
 
 __all__ = [
+    "load_bsds_ground_truth",
+    "reading",
+    "check_positive_labels",
     "read_ground_truth",
     "ImageMeta",
     "MEDICAL_HINT",
@@ -698,8 +703,6 @@ def read_ground_truth(path):
         raise FileNotFoundError(f"ground truth file not found: {path}")
     suffix = path.suffix.lower()
     if suffix == ".mat":
-        from .data import load_bsds_ground_truth
-
         return [np.asarray(g, dtype=np.int64) for g in load_bsds_ground_truth(path)]
     try:
         if suffix == ".npy":
@@ -726,3 +729,108 @@ def _as_label_map(arr, path):
         ):
             raise ValueError(f"ground truth {path} is not an integer label map (dtype {arr.dtype})")
     return arr.astype(np.int64)
+
+
+@contextmanager
+def reading(path: str | os.PathLike, what: str) -> Iterator[None]:
+    """Turn a reader's failure on a damaged file into one ValueError naming the file.
+
+    Truncated JPEG, ``.mat``, ``.nii.gz`` or ``.mha`` files fail deep inside PIL, SciPy,
+    nibabel or SimpleITK (``EOFError``, ``OSError``, ``zlib.error``, ``RuntimeError``,
+    ...), usually without the file name. A missing file (``FileNotFoundError``), a
+    missing optional package (``ImportError``) and errors that already name the file
+    pass through unchanged.
+    """
+    try:
+        yield
+    except (FileNotFoundError, ImportError, MemoryError):
+        raise
+    except Exception as err:  # noqa: BLE001 - any reader failure is a damaged file
+        text = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        if isinstance(err, (ValueError, TypeError)) and str(Path(path)) in text:
+            raise
+        raise ValueError(f"could not read {what} {path}: {text}") from None
+
+
+def check_positive_labels(labels: np.ndarray, path: str | os.PathLike, what: str) -> None:
+    """Raise ValueError naming ``path`` unless ``labels`` are integers ``>= 1``.
+
+    BSDS500 human segmentations number their regions from 1 (Arbeláez et al., TPAMI
+    2011); a 0 or a negative label means a corrupt or foreign file.
+    """
+    arr = np.asarray(labels)
+    if arr.size == 0:
+        return
+    if np.issubdtype(arr.dtype, np.floating):
+        if not np.isfinite(arr).all() or not np.array_equal(arr, np.round(arr)):
+            raise ValueError(f"{what} {path} has non-integer labels: expected integers >= 1")
+    elif not np.issubdtype(arr.dtype, np.integer):
+        raise ValueError(f"{what} {path} has labels of dtype {arr.dtype}: expected integers >= 1")
+    low = arr.min()
+    if low < 1:
+        bad = np.unique(arr[arr < 1])[:5].tolist()
+        raise ValueError(
+            f"{what} {path} has labels {bad} below 1: expected region labels numbered from 1"
+        )
+
+
+def load_bsds_ground_truth(mat_path: str | os.PathLike, field: str = "Segmentation"
+                           ) -> list[np.ndarray]:
+    """Read the human segmentations of one BSDS500 image.
+
+    ``loadmat(f)['groundTruth']`` is a (1, K) object array (a MATLAB cell); element
+    ``[0, k]`` is a (1, 1) struct whose ``['Segmentation'][0, 0]`` is a uint16 H × W label
+    map with labels starting at 1, and ``['Boundaries'][0, 0]`` a uint8 boundary map
+    (Arbeláez et al., TPAMI 2011; the benchmark of Kim & Ye, IEEE TIP 2019, Sec. V-C3).
+
+    Parameters
+    ----------
+    mat_path : path
+        ``data/groundTruth/<split>/<id>.mat``.
+    field : {"Segmentation", "Boundaries"}
+        Which map to return.
+
+    Returns
+    -------
+    list of numpy.ndarray
+        One (H, W) array per human annotator (K is usually 4-9), dtype as stored
+        (uint16 for segmentations).
+
+    Raises
+    ------
+    FileNotFoundError
+        If the file does not exist.
+    ValueError
+        Naming the file: damaged, no ``groundTruth`` cell, the field missing, or (for
+        ``"Segmentation"``) a label below 1 or not an integer.
+    """
+    from scipy.io import loadmat
+
+    path = Path(mat_path)
+    if not path.is_file():
+        raise FileNotFoundError(f"BSDS500 ground truth {path} does not exist: expected "
+                                "data/groundTruth/<split>/<id>.mat")
+    with reading(path, "BSDS500 ground truth"):
+        mat = loadmat(str(path))
+    if "groundTruth" not in mat:
+        raise ValueError(f"BSDS500 ground truth {path} has no 'groundTruth' cell (keys: "
+                         f"{sorted(k for k in mat if not k.startswith('__'))})")
+    cell = np.asarray(mat["groundTruth"]).reshape(-1)
+    out = [_annotation(entry, field, path, k) for k, entry in enumerate(cell)]
+    if not out:
+        raise ValueError(f"BSDS500 ground truth {path} holds no human segmentation")
+    return out
+
+
+def _annotation(entry, field: str, path: Path, k: int) -> np.ndarray:
+    """Map ``field`` of the ``k``-th struct of a ``groundTruth`` cell, checked."""
+    names = getattr(getattr(entry, "dtype", None), "names", None) or ()
+    if field not in names:
+        raise ValueError(f"BSDS500 ground truth {path}: segmentation {k} has fields "
+                         f"{names}, expected {field!r}")
+    arr = np.asarray(entry[field].reshape(-1)[0]) if entry.size else None
+    if arr is None or arr.ndim != 2:
+        raise ValueError(f"BSDS500 ground truth {path}: {field} {k} is not a 2-D map")
+    if field == "Segmentation":
+        check_positive_labels(arr, path, f"BSDS500 ground truth (segmentation {k})")
+    return arr

@@ -11,13 +11,12 @@ from __future__ import annotations
 import operator
 import os
 from collections import abc
-from contextlib import contextmanager
-from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Sequence
 
 import numpy as np
 
 from varseg._validation import renamed_argument  # noqa: F401 - re-exported for the loaders
+from varseg.io import check_positive_labels, reading  # noqa: F401 - re-exported
 
 from .._validation import check_int, check_positive
 from ._io import check_label_values
@@ -148,28 +147,6 @@ def check_finite_volume(volume: np.ndarray, path: str | os.PathLike, what: str) 
         )
 
 
-def check_positive_labels(labels: np.ndarray, path: str | os.PathLike, what: str) -> None:
-    """Raise ValueError naming ``path`` unless ``labels`` are integers ``>= 1``.
-
-    BSDS500 human segmentations number their regions from 1 (Arbeláez et al., TPAMI
-    2011); a 0 or a negative label means a corrupt or foreign file.
-    """
-    arr = np.asarray(labels)
-    if arr.size == 0:
-        return
-    if np.issubdtype(arr.dtype, np.floating):
-        if not np.isfinite(arr).all() or not np.array_equal(arr, np.round(arr)):
-            raise ValueError(f"{what} {path} has non-integer labels: expected integers >= 1")
-    elif not np.issubdtype(arr.dtype, np.integer):
-        raise ValueError(f"{what} {path} has labels of dtype {arr.dtype}: expected integers >= 1")
-    low = arr.min()
-    if low < 1:
-        bad = np.unique(arr[arr < 1])[:5].tolist()
-        raise ValueError(
-            f"{what} {path} has labels {bad} below 1: expected region labels numbered from 1"
-        )
-
-
 def check_wide_png_values(path: str | os.PathLike, allowed: Sequence[int], what: str) -> None:
     """Check the raw values of a 16/32-bit integer PNG against ``allowed``.
 
@@ -190,24 +167,3 @@ def check_wide_png_values(path: str | os.PathLike, allowed: Sequence[int], what:
             return
         raw = np.asarray(im)
     check_label_values(raw, allowed, path, what)
-
-
-@contextmanager
-def reading(path: str | os.PathLike, what: str) -> Iterator[None]:
-    """Turn a reader's failure on a damaged file into one ValueError naming the file.
-
-    Truncated JPEG, ``.mat``, ``.nii.gz`` or ``.mha`` files fail deep inside PIL, SciPy,
-    nibabel or SimpleITK (``EOFError``, ``OSError``, ``zlib.error``, ``RuntimeError``,
-    ...), usually without the file name. A missing file (``FileNotFoundError``), a
-    missing optional package (``ImportError``) and errors that already name the file
-    pass through unchanged.
-    """
-    try:
-        yield
-    except (FileNotFoundError, ImportError, MemoryError):
-        raise
-    except Exception as err:  # noqa: BLE001 - any reader failure is a damaged file
-        text = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        if isinstance(err, (ValueError, TypeError)) and str(Path(path)) in text:
-            raise
-        raise ValueError(f"could not read {what} {path}: {text}") from None

@@ -10,7 +10,6 @@ Hierarchical Image Segmentation", IEEE TPAMI 33(5), 2011.
 """
 from __future__ import annotations
 
-import os
 import warnings
 from pathlib import Path
 from typing import Sequence
@@ -20,75 +19,14 @@ import torch
 from torch.utils.data import Dataset
 
 from .._validation import check_int
-from ._checks import check_index, check_positive_labels, reading, renamed_argument
+from ..io import load_bsds_ground_truth
+from ._checks import check_index, renamed_argument
 from ._io import check_root, read_rgb
 from .transforms import as_size, normalise_rgb, resize_image, resize_label
 
 __all__ = ["BSDS500", "load_bsds_ground_truth"]
 
 _EXPECTED = "<root>/data/images/{train,val,test}/*.jpg and <root>/data/groundTruth/{split}/*.mat"
-
-
-def load_bsds_ground_truth(mat_path: str | os.PathLike, field: str = "Segmentation"
-                           ) -> list[np.ndarray]:
-    """Read the human segmentations of one BSDS500 image.
-
-    ``loadmat(f)['groundTruth']`` is a (1, K) object array (a MATLAB cell); element
-    ``[0, k]`` is a (1, 1) struct whose ``['Segmentation'][0, 0]`` is a uint16 H × W label
-    map with labels starting at 1, and ``['Boundaries'][0, 0]`` a uint8 boundary map
-    (Arbeláez et al., TPAMI 2011; the benchmark of Kim & Ye, IEEE TIP 2019, Sec. V-C3).
-
-    Parameters
-    ----------
-    mat_path : path
-        ``data/groundTruth/<split>/<id>.mat``.
-    field : {"Segmentation", "Boundaries"}
-        Which map to return.
-
-    Returns
-    -------
-    list of numpy.ndarray
-        One (H, W) array per human annotator (K is usually 4-9), dtype as stored
-        (uint16 for segmentations).
-
-    Raises
-    ------
-    FileNotFoundError
-        If the file does not exist.
-    ValueError
-        Naming the file: damaged, no ``groundTruth`` cell, the field missing, or (for
-        ``"Segmentation"``) a label below 1 or not an integer.
-    """
-    from scipy.io import loadmat
-
-    path = Path(mat_path)
-    if not path.is_file():
-        raise FileNotFoundError(f"BSDS500 ground truth {path} does not exist: expected "
-                                "data/groundTruth/<split>/<id>.mat")
-    with reading(path, "BSDS500 ground truth"):
-        mat = loadmat(str(path))
-    if "groundTruth" not in mat:
-        raise ValueError(f"BSDS500 ground truth {path} has no 'groundTruth' cell (keys: "
-                         f"{sorted(k for k in mat if not k.startswith('__'))})")
-    cell = np.asarray(mat["groundTruth"]).reshape(-1)
-    out = [_annotation(entry, field, path, k) for k, entry in enumerate(cell)]
-    if not out:
-        raise ValueError(f"BSDS500 ground truth {path} holds no human segmentation")
-    return out
-
-
-def _annotation(entry, field: str, path: Path, k: int) -> np.ndarray:
-    """Map ``field`` of the ``k``-th struct of a ``groundTruth`` cell, checked."""
-    names = getattr(getattr(entry, "dtype", None), "names", None) or ()
-    if field not in names:
-        raise ValueError(f"BSDS500 ground truth {path}: segmentation {k} has fields "
-                         f"{names}, expected {field!r}")
-    arr = np.asarray(entry[field].reshape(-1)[0]) if entry.size else None
-    if arr is None or arr.ndim != 2:
-        raise ValueError(f"BSDS500 ground truth {path}: {field} {k} is not a 2-D map")
-    if field == "Segmentation":
-        check_positive_labels(arr, path, f"BSDS500 ground truth (segmentation {k})")
-    return arr
 
 
 def _resolve_bsds_root(root, split: str) -> Path:
