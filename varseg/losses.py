@@ -117,7 +117,7 @@ def _reduce(per_sample, reduction, n_pix):
 
 
 def _check_overflow(out, input):
-    """A non-finite loss from finite logits is an overflow of the weights or the image."""
+    """Refuse a non-finite loss from finite logits: an overflow of the weights or the image."""
     if not bool(torch.isfinite(out.detach()).all()) and bool(torch.isfinite(input.detach()).all()):
         raise ValueError(f"lam/beta or image too large: the loss overflows {out.dtype}; lower "
                          f"the weights or rescale the image")
@@ -212,20 +212,22 @@ class MumfordShahLoss(nn.Module):
         self.reduction = reduction
 
     def forward(self, input, image):
+        """Return :func:`mumford_shah_loss` of ``input`` and ``image`` with these settings."""
         return mumford_shah_loss(input, image, self.lam, probabilities=self.probabilities,
                                  tv=self.tv, reduction=self.reduction)
 
     def extra_repr(self):
+        """Return the settings shown in the module's repr."""
         return f"lam={self.lam}, tv={self.tv!r}, reduction={self.reduction!r}"
 
 
 def positive_bias(raw, eps=1e-3):
-    r"""Map a network's raw bias channel to a positive bias field, :math:`b = \mathrm{softplus}
-    (r) + \varepsilon`.
+    r"""Map a network's raw bias channel to a positive bias field.
 
-    Softplus keeps :math:`b > 0` (so Eq. 20's denominator is positive) with a gradient that
-    never vanishes for negative inputs as :math:`\exp` would explode; ``eps`` bounds it away
-    from 0. :mod:`varseg.models` uses the same map for their ``bias_field=True`` output.
+    :math:`b = \mathrm{softplus}(r) + \varepsilon`. Softplus keeps :math:`b > 0` (so Eq. 20's
+    denominator is positive) with a gradient that never vanishes for negative inputs as
+    :math:`\exp` would explode; ``eps`` bounds it away from 0. :mod:`varseg.models` uses the
+    same map for their ``bias_field=True`` output.
     """
     return F.softplus(raw) + eps
 
@@ -235,9 +237,8 @@ def unit_mean_bias(bias):
 
     The data term of Eq. 19-20 is invariant under :math:`b \to s b,\ c_n \to c_n / s`,
     while the penalty :math:`\beta\,\mathrm{TV}(b)` scales with :math:`s`: without a
-    normalisation the loss lowers itself by shrinking the bias towards 0 (measured on a
-    per-image network: the bias fell to 0.07-0.17 and lost the shape of the true ramp).
-    Fixing the mean removes that direction, so β acts on the shape of b alone.
+    normalisation the loss lowers itself by shrinking the bias towards 0 and loses the shape
+    of the true bias. Fixing the mean removes that direction, so β acts on the shape of b alone.
 
     Parameters
     ----------
@@ -353,11 +354,13 @@ class BiasFieldMumfordShahLoss(nn.Module):
         self.reduction = reduction
 
     def forward(self, input, bias, image):
+        """Return :func:`bias_field_mumford_shah_loss` of the inputs with these settings."""
         return bias_field_mumford_shah_loss(input, bias, image, self.lam, self.beta,
                                             probabilities=self.probabilities, tv=self.tv,
                                             reduction=self.reduction)
 
     def extra_repr(self):
+        """Return the settings shown in the module's repr."""
         return f"lam={self.lam}, beta={self.beta}, tv={self.tv!r}, reduction={self.reduction!r}"
 
 
@@ -482,11 +485,13 @@ class SemiSupervisedLoss(nn.Module):
         self.reduction = reduction
 
     def forward(self, input, target, image, labeled):
+        """Return :func:`semi_supervised_loss` of the inputs with these settings."""
         return semi_supervised_loss(input, target, image, labeled, self.lam,
                                     length_weight=self.length_weight,
                                     ignore_index=self.ignore_index, tv=self.tv,
                                     reduction=self.reduction)
 
     def extra_repr(self):
+        """Return the settings shown in the module's repr."""
         return (f"lam={self.lam}, length_weight={self.length_weight}, "
                 f"ignore_index={self.ignore_index}, reduction={self.reduction!r}")
