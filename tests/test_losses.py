@@ -227,3 +227,22 @@ def test_smooth_bias_is_a_normalised_gaussian():
     ours = smooth_bias(b, 2.0)[0, 0].numpy()
     ref = gaussian_filter(b[0, 0].numpy(), 2.0, mode="mirror", truncate=3.0)
     np.testing.assert_allclose(ours, ref, rtol=1e-3)
+
+
+def test_semi_supervised_ms_weight_and_its_deprecated_spelling():
+    torch = pytest.importorskip("torch")
+    g = torch.Generator().manual_seed(0)
+    z = torch.randn(2, 3, 6, 6, generator=g)
+    t = torch.randint(0, 3, (2, 6, 6), generator=g)
+    x = torch.rand(2, 1, 6, 6, generator=g)
+    labeled = torch.tensor([True, False])
+    new = semi_supervised_loss(z, t, x, labeled, ms_weight=0.3)
+    with pytest.warns(DeprecationWarning, match="lam= is deprecated, use ms_weight="):
+        old = semi_supervised_loss(z, t, x, labeled, lam=0.3)
+    assert float(new) == pytest.approx(float(old))
+    zero = semi_supervised_loss(z, t, x, labeled, 0.0)
+    ms = mumford_shah_loss(z, x, 1e-3)
+    assert float(new - zero) == pytest.approx(0.3 * float(ms), rel=1e-6)
+    with pytest.raises(TypeError, match="needs ms_weight"):
+        semi_supervised_loss(z, t, x, labeled)
+    assert "ms_weight=0.3" in repr(SemiSupervisedLoss(0.3))

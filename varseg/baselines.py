@@ -100,7 +100,11 @@ def _check_lam(lam):
 
 
 def _prepare(image, channel_axis, n_phases, lam):
-    """Validated, channels-first image scaled to [0, 1]; K; λ; ``(image_min, image_scale)``."""
+    """Validate the inputs of a baseline.
+
+    Return the channels-first image scaled to [0, 1], whether it was gray, K, λ and
+    ``(image_min, image_scale)``.
+    """
     x, gray = as_channels_first(image, channel_axis)
     k = check_n_phases(n_phases)
     lam = _check_lam(lam)

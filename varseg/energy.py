@@ -83,8 +83,9 @@ _REDUCTIONS = ("sum", "mean")
 
 
 def normalise_image(image, *, return_scale=False):
-    """Scale an image to [0, 1] by one global minimum and maximum, as
-    ``skimage.segmentation.chan_vese`` does: ``(x - min) / (max - min)``; a constant image
+    """Scale an image to [0, 1] by one global minimum and maximum.
+
+    As ``skimage.segmentation.chan_vese`` does: ``(x - min) / (max - min)``; a constant image
     becomes all zeros.
 
     Every solver and the comparison harness evaluate the shared energy on this image, so that
@@ -149,7 +150,7 @@ class _Ops:
         return a.sum(dim=axis) if self.torch else a.sum(axis=axis)
 
     def sqrt0(self, s):
-        """Sqrt with value 0 and (sub)gradient 0 at s = 0 (no NaN in backward)."""
+        """Return sqrt with value 0 and (sub)gradient 0 at s = 0 (no NaN in backward)."""
         if self.torch:
             t = self._t
             pos = s > 0
@@ -330,8 +331,9 @@ def _batched_tv(ops, y, tv):
 
 
 def forward_difference(u, axis):
-    r"""Forward difference :math:`u(r + e_a) - u(r)` along ``axis`` with a Neumann boundary
-    (0 on the last slice), NumPy or torch: the discrete gradient of every length term here
+    r"""Forward difference :math:`u(r + e_a) - u(r)` along ``axis`` with a Neumann boundary.
+
+    Zero on the last slice, NumPy or torch: the discrete gradient of every length term here
     (Kim & Ye Eq. 12, Vese–Chan's curvature).
 
     Parameters
@@ -347,8 +349,9 @@ def forward_difference(u, axis):
 
 
 def batched_means(x, y, bias=None):
-    r"""Region means of batched images, NumPy or torch (Kim & Ye Eq. 4 / 13; Eq. 20 with a
-    bias field).
+    r"""Region means of batched images (Kim & Ye Eq. 4 / 13; Eq. 20 with a bias field).
+
+    NumPy or torch:
 
     .. math:: c_n = \frac{\sum_r x(r)\, b(r)\, y_n(r)}{\sum_r b(r)^2\, y_n(r)}
 
@@ -371,8 +374,9 @@ def batched_means(x, y, bias=None):
 
 
 def batched_residual(x, means, bias=None):
-    r"""Per-class squared residuals :math:`e_n(r) = \|x(r) - b(r)\, c_n\|^2` of batched
-    images (the data term's integrand, Kim & Ye Eq. 3 / 12; Eq. 19 with a bias field).
+    r"""Per-class squared residuals :math:`e_n(r) = \|x(r) - b(r)\, c_n\|^2` of batched images.
+
+    The data term's integrand (Kim & Ye Eq. 3 / 12; Eq. 19 with a bias field).
 
     Parameters
     ----------
@@ -388,8 +392,9 @@ def batched_residual(x, means, bias=None):
 
 
 def batched_tv(y, tv="isotropic"):
-    r"""Total variation of each membership, summed over classes and space (the length term
-    of Kim & Ye Eq. 12, forward differences with Neumann boundary), NumPy or torch.
+    r"""Total variation of each membership, summed over classes and space, NumPy or torch.
+
+    The length term of Kim & Ye Eq. 12 (forward differences with Neumann boundary).
 
     Parameters
     ----------
@@ -405,7 +410,7 @@ def batched_tv(y, tv="isotropic"):
 
 
 def batched_terms(x, y, *, bias=None, tv="isotropic", means=None):
-    """Per-sample data and length terms for batched tensors (the losses' entry point).
+    r"""Per-sample data and length terms for batched tensors (the losses' entry point).
 
     Parameters
     ----------
@@ -423,7 +428,7 @@ def batched_terms(x, y, *, bias=None, tv="isotropic", means=None):
     Returns
     -------
     data, length, means : (B,), (B,), (B, K, C)
-        :math:`D` and :math:`L` of Eq. 12 (or Eq. 19 without its :math:`\\beta` term) summed
+        :math:`D` and :math:`L` of Eq. 12 (or Eq. 19 without its :math:`\beta` term) summed
         over pixels, unreduced over the batch, and the means used.
     """
     _check_options(tv=tv)
@@ -457,7 +462,7 @@ def _reduce(ops, v, reduction, n_pix):
 
 
 def mumford_shah_terms(image, memberships, lam, *, bias=None, tv="isotropic", reduction="sum"):
-    """Total, data and length terms of the piecewise-constant Mumford–Shah energy (Eq. 1-4).
+    r"""Total, data and length terms of the piecewise-constant Mumford–Shah energy (Eq. 1-4).
 
     Same parameters as :func:`mumford_shah_energy`.
 
@@ -465,7 +470,7 @@ def mumford_shah_terms(image, memberships, lam, *, bias=None, tv="isotropic", re
     -------
     MumfordShahTerms
         ``(total, data, length, means)`` where ``total = data + lam * length``; ``length`` is
-        :math:`\\sum_n \\mathrm{TV}(y_n)` without the factor ``lam``; ``means`` has shape
+        :math:`\sum_n \mathrm{TV}(y_n)` without the factor ``lam``; ``means`` has shape
         ``(K, C)`` (``(K,)`` for a gray image).
     """
     _check_options(tv=tv, reduction=reduction)
@@ -488,7 +493,7 @@ def _check_lam(lam):
 
 
 def _check_overflow(ops, total):
-    """An energy that overflowed (finite inputs of magnitude ~1e154 and above) is refused."""
+    """Refuse an energy that overflowed (finite inputs of magnitude ~1e154 and above)."""
     if ops.torch:
         import torch
 
@@ -558,7 +563,9 @@ def mumford_shah_energy(image, memberships, lam, *, bias=None, tv="isotropic", r
 
 
 def data_term(image, memberships, *, bias=None, reduction="sum"):
-    r"""Data term :math:`\sum_n \sum_r \|x - b c_n\|^2 y_n` of Eq. 1-2 (Eq. 19 with a bias).
+    r"""Return the data term :math:`\sum_n \sum_r \|x - b c_n\|^2 y_n` of Eq. 1-2.
+
+    Eq. 19 with a bias.
 
     Parameters are those of :func:`mumford_shah_energy`.
 
@@ -630,8 +637,7 @@ def region_means(image, memberships, *, bias=None):
 
 
 def labels_to_memberships(labels, n_phases=None, dtype=np.float64):
-    """One-hot memberships ``(K, *S)`` of a label map ``S`` (the characteristic functions χ_n of
-    Eq. 3).
+    """One-hot memberships ``(K, *S)`` of a label map ``S`` (characteristic functions χ_n, Eq. 3).
 
     Parameters
     ----------
@@ -729,8 +735,9 @@ _KERNEL_MAX_VALUES = 1 << 27
 
 
 def _check_kernel_memory(x, lab, k):
-    """The kernel keeps per-row sums of shape (rows, K, C + 1): refuse a K that would not fit
-    (e.g. labels up to 10**6 with ``n_phases=None``) instead of exhausting memory.
+    """Refuse a K whose per-row sums of shape (rows, K, C + 1) would not fit in memory.
+
+    E.g. labels up to 10**6 with ``n_phases=None``: refused instead of exhausting memory.
     """
     rows = lab.size // lab.shape[-1]
     need = rows * k * (x.shape[0] + 1)

@@ -32,7 +32,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from varseg._validation import check_nonnegative
+from varseg._validation import check_nonnegative, renamed_argument
 from varseg.energy import batched_terms, batched_tv
 
 __all__ = [
@@ -44,6 +44,7 @@ __all__ = [
     "SemiSupervisedLoss",
     "masked_cross_entropy",
     "positive_bias",
+    "BIAS_EPS",
     "unit_mean_bias",
     "smooth_bias",
 ]
@@ -117,7 +118,7 @@ def _reduce(per_sample, reduction, n_pix):
 
 
 def _check_overflow(out, input):
-    """A non-finite loss from finite logits is an overflow of the weights or the image."""
+    """Refuse a non-finite loss from finite logits: an overflow of the weights or the image."""
     if not bool(torch.isfinite(out.detach()).all()) and bool(torch.isfinite(input.detach()).all()):
         raise ValueError(f"lam/beta or image too large: the loss overflows {out.dtype}; lower "
                          f"the weights or rescale the image")
@@ -212,20 +213,26 @@ class MumfordShahLoss(nn.Module):
         self.reduction = reduction
 
     def forward(self, input, image):
+        """Return :func:`mumford_shah_loss` of ``input`` and ``image`` with these settings."""
         return mumford_shah_loss(input, image, self.lam, probabilities=self.probabilities,
                                  tv=self.tv, reduction=self.reduction)
 
     def extra_repr(self):
+        """Return the settings shown in the module's repr."""
         return f"lam={self.lam}, tv={self.tv!r}, reduction={self.reduction!r}"
 
 
-def positive_bias(raw, eps=1e-3):
-    r"""Map a network's raw bias channel to a positive bias field, :math:`b = \mathrm{softplus}
-    (r) + \varepsilon`.
+#: Lower bound of a network's bias field: ``b = softplus(z) + BIAS_EPS`` (:func:`positive_bias`).
+BIAS_EPS = 1e-3
 
-    Softplus keeps :math:`b > 0` (so Eq. 20's denominator is positive) with a gradient that
-    never vanishes for negative inputs as :math:`\exp` would explode; ``eps`` bounds it away
-    from 0. :mod:`varseg.models` uses the same map for their ``bias_field=True`` output.
+
+def positive_bias(raw, eps=BIAS_EPS):
+    r"""Map a network's raw bias channel to a positive bias field.
+
+    :math:`b = \mathrm{softplus}(r) + \varepsilon`. Softplus keeps :math:`b > 0` (so Eq. 20's
+    denominator is positive) with a gradient that never vanishes for negative inputs as
+    :math:`\exp` would explode; ``eps`` bounds it away from 0. :mod:`varseg.models` uses the
+    same map for their ``bias_field=True`` output.
     """
     return F.softplus(raw) + eps
 
@@ -235,9 +242,8 @@ def unit_mean_bias(bias):
 
     The data term of Eq. 19-20 is invariant under :math:`b \to s b,\ c_n \to c_n / s`,
     while the penalty :math:`\beta\,\mathrm{TV}(b)` scales with :math:`s`: without a
-    normalisation the loss lowers itself by shrinking the bias towards 0 (measured on a
-    per-image network: the bias fell to 0.07-0.17 and lost the shape of the true ramp).
-    Fixing the mean removes that direction, so β acts on the shape of b alone.
+    normalisation the loss lowers itself by shrinking the bias towards 0 and loses the shape
+    of the true bias. Fixing the mean removes that direction, so β acts on the shape of b alone.
 
     Parameters
     ----------
@@ -298,7 +304,7 @@ def bias_field_mumford_shah_loss(input, bias, image, lam, beta, *, probabilities
             + \beta \int |\nabla b|, \qquad
         c_n = \frac{\int b\,x\,y_n}{\int b^2 y_n}
 
-    Eq. 6 of Li et al. 2011 with a delta kernel, the bias :math:`b` being an extra output
+    Li Eq. 6 (Li et al. 2011) with a delta kernel, the bias :math:`b` being an extra output
     channel of the network (Fig. 2(b)); its total variation is penalised with weight β.
 
     Parameters
@@ -353,16 +359,18 @@ class BiasFieldMumfordShahLoss(nn.Module):
         self.reduction = reduction
 
     def forward(self, input, bias, image):
+        """Return :func:`bias_field_mumford_shah_loss` of the inputs with these settings."""
         return bias_field_mumford_shah_loss(input, bias, image, self.lam, self.beta,
                                             probabilities=self.probabilities, tv=self.tv,
                                             reduction=self.reduction)
 
     def extra_repr(self):
+        """Return the settings shown in the module's repr."""
         return f"lam={self.lam}, beta={self.beta}, tv={self.tv!r}, reduction={self.reduction!r}"
 
 
-def semi_supervised_loss(input, target, image, labeled, lam, *, length_weight=1e-3,
-                         ignore_index=255, tv="isotropic", reduction="mean"):
+def semi_supervised_loss(input, target, image, labeled, ms_weight=None, *, length_weight=1e-3,
+                         ignore_index=255, tv="isotropic", reduction="mean", lam=None):
     r"""Semi-supervised loss of Kim & Ye 2019, Eq. 16-18.
 
     .. math::
@@ -384,8 +392,9 @@ def semi_supervised_loss(input, target, image, labeled, lam, *, length_weight=1e
     image : Tensor, shape (B, C, *S)
     labeled : Tensor of bool, shape (B,)
         The per-sample flag α of Eq. 17, so mixed batches work.
-    lam : float
-        Weight λ of the MS term in Eq. 16.
+    ms_weight : float
+        Weight λ of the MS term in Eq. 16 (``ms_weight`` everywhere in varseg: ``lam`` is
+        always a length weight).
     length_weight : float
         The λ inside the MS loss (Eq. 12), weighting its length term.
     ignore_index : int
@@ -395,6 +404,8 @@ def semi_supervised_loss(input, target, image, labeled, lam, *, length_weight=1e
         ``"mean"``: CE mean over labelled pixels + λ × per-pixel MS mean; ``"sum"``: CE summed
         over labelled pixels + λ × summed MS; ``"none"``: per-sample ``(B,)`` values
         :math:`\alpha_b \mathrm{CE}_b + \lambda L_{MS,b}` with per-sample CE means.
+    lam : float, optional
+        Deprecated spelling of ``ms_weight`` (``DeprecationWarning``).
 
     Returns
     -------
@@ -402,11 +413,19 @@ def semi_supervised_loss(input, target, image, labeled, lam, *, length_weight=1e
         A batch without any labelled pixel has CE term 0.
     """
     _check(input, image, reduction)
-    lam = check_nonnegative(lam, "lam")
+    ms_weight = _ms_weight(ms_weight, lam)
     length_weight = check_nonnegative(length_weight, "length_weight")
     ce = masked_cross_entropy(input, target, labeled, ignore_index, reduction=reduction)
     ms = mumford_shah_loss(input, image, length_weight, tv=tv, reduction=reduction)
-    return ce + lam * ms
+    return ce + ms_weight * ms
+
+
+def _ms_weight(ms_weight, lam):
+    """Resolve ``ms_weight`` and its deprecated spelling ``lam``; check it."""
+    ms_weight = renamed_argument(ms_weight, lam, new="ms_weight", old="lam", default=None)
+    if ms_weight is None:
+        raise TypeError("semi_supervised_loss needs ms_weight (the weight of the MS term)")
+    return check_nonnegative(ms_weight, "ms_weight")
 
 
 def masked_cross_entropy(input, target, labeled, ignore_index=255, *, reduction="mean"):
@@ -472,21 +491,25 @@ class SemiSupervisedLoss(nn.Module):
     ``forward(input, target, image, labeled)``.
     """
 
-    def __init__(self, lam=1e-3, *, length_weight=1e-3, ignore_index=255, tv="isotropic",
-                 reduction="mean"):
+    def __init__(self, ms_weight=None, *, length_weight=1e-3, ignore_index=255,
+                 tv="isotropic", reduction="mean", lam=None):
         super().__init__()
-        self.lam = check_nonnegative(lam, "lam")
+        if ms_weight is None and lam is None:
+            ms_weight = 1e-3
+        self.ms_weight = _ms_weight(ms_weight, lam)
         self.length_weight = check_nonnegative(length_weight, "length_weight")
         self.ignore_index = ignore_index
         self.tv = tv
         self.reduction = reduction
 
     def forward(self, input, target, image, labeled):
-        return semi_supervised_loss(input, target, image, labeled, self.lam,
+        """Return :func:`semi_supervised_loss` of the inputs with these settings."""
+        return semi_supervised_loss(input, target, image, labeled, self.ms_weight,
                                     length_weight=self.length_weight,
                                     ignore_index=self.ignore_index, tv=self.tv,
                                     reduction=self.reduction)
 
     def extra_repr(self):
-        return (f"lam={self.lam}, length_weight={self.length_weight}, "
+        """Return the settings shown in the module's repr."""
+        return (f"ms_weight={self.ms_weight}, length_weight={self.length_weight}, "
                 f"ignore_index={self.ignore_index}, reduction={self.reduction!r}")

@@ -14,9 +14,8 @@ From random weights the softmax of the network is nearly uniform and its argmax 
 whatever the random features happen to separate. The Mumford–Shah loss is a soft k-means
 energy with a length term; like k-means it has merged-region local minima, and gradient
 descent from a random start falls into one: the memberships of two regions drift together,
-their shared mean sits between them, and the loss around that configuration is flat
-(measured: on four noisy rectangles every seed ends at 0.73-0.77 pixel agreement, with or
-without the final batch norm, at 25 % higher energy than Chan–Vese). The cure is the one
+their shared mean sits between them, and the loss around that configuration is flat, with or
+without the final batch norm. The cure is the one
 Chan–Vese needs for more than two phases: start from an optimal intensity clustering
 (:func:`varseg.levelset.kmeans_partition`). With ``init="kmeans"`` the network is first
 fitted for ``warm_steps`` steps by cross-entropy to that partition, then the Mumford–Shah loss
@@ -100,8 +99,9 @@ class _LocalGenerator(TorchFunctionMode):
 
 
 def _generator(seed):
-    """A local CPU :class:`torch.Generator` seeded with ``seed`` (a fresh random seed for
-    None).
+    """Return a local CPU :class:`torch.Generator` seeded with ``seed``.
+
+    A fresh random seed for None.
     """
     g = torch.Generator()
     if seed is None:
@@ -176,8 +176,10 @@ class _Config:
 
 
 def _split(out, sigma=0.0):
-    """``(logits, bias)`` of a model output; the bias smoothed by :func:`smooth_bias` and
-    scaled to unit mean (:func:`unit_mean_bias`).
+    """Split a model output into ``(logits, bias)``.
+
+    The bias is smoothed by :func:`smooth_bias` and scaled to unit mean
+    (:func:`unit_mean_bias`).
     """
     logits, bias = out if isinstance(out, tuple) else (out, None)
     if bias is not None:
@@ -188,8 +190,10 @@ def _split(out, sigma=0.0):
 
 
 class PolynomialBias(torch.nn.Module):
-    r"""A smooth positive bias field of position, :math:`b(y, x) = \exp \sum_{i + j \le d}
-    a_{ij} P_i(y) P_j(x)`, with :math:`P_i` the Legendre polynomials on :math:`[-1, 1]`.
+    r"""A smooth positive bias field of position, a Legendre polynomial under an exponential.
+
+    :math:`b(y, x) = \exp \sum_{i + j \le d} a_{ij} P_i(y) P_j(x)`, with :math:`P_i` the
+    Legendre polynomials on :math:`[-1, 1]`.
 
     The classical parametric bias model of MRI inhomogeneity correction (Styner et al. 2000;
     B-splines in N3/N4): a few coefficients, smooth by construction, positive through the
@@ -220,7 +224,7 @@ class PolynomialBias(torch.nn.Module):
         self.coef = torch.nn.Parameter(torch.zeros(len(basis) - 1))
 
     def forward(self):
-        """The bias field ``(1, 1, H, W)``."""
+        """Return the bias field ``(1, 1, H, W)``."""
         return torch.exp(torch.einsum("k,khw->hw", self.coef, self.basis))[None, None]
 
 
@@ -243,8 +247,9 @@ class _WithBias(torch.nn.Module):
 
 
 def with_coordinates(x):
-    r"""Append the normalised pixel coordinates :math:`(y, x) \in [-1, 1]^2` as two input
-    channels, ``(B, C, H, W) -> (B, C + 2, H, W)`` (CoordConv, Liu et al. 2018).
+    r"""Append the normalised pixel coordinates :math:`(y, x) \in [-1, 1]^2` as two channels.
+
+    ``(B, C, H, W) -> (B, C + 2, H, W)`` (CoordConv, Liu et al. 2018).
 
     A bias field is a function of position (Eq. 5), while a fully convolutional network is
     translation-equivariant and sees only its receptive field: without the coordinates, the
@@ -259,9 +264,10 @@ def with_coordinates(x):
 
 
 def _make_optimizer(model, cfg):
-    """Adam or SGD over the trainable weights; the coefficients of a :class:`PolynomialBias`
-    take :data:`BIAS_LR_MULT` times the learning rate (a handful of global parameters that
-    otherwise lag far behind the network).
+    """Adam or SGD over the trainable weights.
+
+    The coefficients of a :class:`PolynomialBias` take :data:`BIAS_LR_MULT` times the learning
+    rate (a handful of global parameters that otherwise lag far behind the network).
     """
     bias = [p for p in (model.bias.parameters() if isinstance(model, _WithBias) else [])
             if p.requires_grad]
@@ -275,9 +281,10 @@ def _make_optimizer(model, cfg):
 
 
 def _warm_start(model, inp, target, cfg, opt):
-    """Fit the network to the k-means partition by cross-entropy: at most ``warm_steps``
-    steps, until the cross-entropy is at most :data:`WARM_CE`. Returns the number of steps
-    taken.
+    """Fit the network to the k-means partition by cross-entropy.
+
+    At most ``warm_steps`` steps, until the cross-entropy is at most :data:`WARM_CE`. Returns
+    the number of steps taken.
     """
     tgt = torch.as_tensor(target, device=inp.device)[None]
     for step in range(cfg.warm_steps):
@@ -316,8 +323,10 @@ def _check_output(logits, bias, xt, cfg):
 
 
 def _fit_once(model, x, xt, inp, cfg, target, segments, t0, seed):
-    """Train ``model`` on the image: optional k-means warm start, then the loss until it
-    stalls (:func:`_stalled`) or ``max_iter``.
+    """Train ``model`` on the image.
+
+    Optional k-means warm start, then the loss until it stalls (:func:`_stalled`) or
+    ``max_iter``.
     """
     from tqdm.auto import tqdm
 
@@ -353,15 +362,19 @@ def _fit_once(model, x, xt, inp, cfg, target, segments, t0, seed):
 
 
 def _stalled(losses, cfg):
-    """The loss improved by at most ``tol`` (relative) over the last ``patience`` steps."""
+    """Tell whether the loss stalled.
+
+    It improved by at most ``tol`` (relative) over the last ``patience`` steps.
+    """
     if len(losses) <= cfg.patience:
         return False
     return losses[-cfg.patience - 1] - losses[-1] <= cfg.tol * abs(losses[-1])
 
 
 def _final_pass(model, x, inp, cfg, fit):
-    """Memberships, labels, bias and energy of the trained network (batch-norm in training
-    mode: the statistics of this image, as during the fit).
+    """Memberships, labels, bias and energy of the trained network.
+
+    Batch-norm in training mode: the statistics of this image, as during the fit.
     """
     with torch.no_grad():
         logits, bias = _split(model(inp), cfg.bias_sigma)
@@ -374,8 +387,9 @@ def _final_pass(model, x, inp, cfg, fit):
 
 
 def _converged(fit, x):
-    """The loss stopped improving and the partition did not collapse to one label (a
-    non-constant image always has a lower-energy partition with two).
+    """Tell whether the loss stopped improving without collapsing to one label.
+
+    A non-constant image always has a lower-energy partition with two labels.
     """
     constant = float(np.ptp(x)) == 0.0
     return bool(fit.stalled and (constant or len(np.unique(fit.labels)) >= 2))
@@ -546,8 +560,9 @@ def neural_segment(image, n_phases=2, *, lam=0.125, bias_field=False, beta=0.01,
 
 
 def _fits(x, cfg, model, dev, superpixels, seed, restarts, t0):
-    """Every restart's fit (seeds ``seed``, ``seed + 1``, …, each model initialised from its
-    own local generator) and the model's class name.
+    """Every restart's fit and the model's class name.
+
+    Seeds ``seed``, ``seed + 1``, …, each model initialised from its own local generator.
     """
     xt = torch.as_tensor(x, dtype=torch.float32, device=dev)[None]
     coords = cfg.bias_field and cfg.bias_model == "network" and model is None
@@ -567,7 +582,7 @@ def _fits(x, cfg, model, dev, superpixels, seed, restarts, t0):
 
 
 def _constant_fit(x, cfg, seed):
-    """The trivial minimiser of a constant image: every pixel in class 0, energy 0."""
+    """Return the trivial minimiser of a constant image: every pixel in class 0, energy 0."""
     spatial = x.shape[1:]
     labels = np.zeros(spatial, dtype=np.int64)
     memberships = np.zeros((cfg.k,) + spatial, dtype=np.float32)
@@ -579,7 +594,10 @@ def _constant_fit(x, cfg, seed):
 
 
 def _check_size(x, k):
-    """The network's batch norm needs two values per channel, and K classes need K pixels."""
+    """Refuse an image too small for the network.
+
+    The network's batch norm needs two values per channel, and K classes need K pixels.
+    """
     n = int(np.prod(x.shape[1:]))
     if n < max(2, k):
         raise ValueError(f"image is too small for neural_segment: {n} pixel(s) (shape "

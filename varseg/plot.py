@@ -310,7 +310,7 @@ def _contours(ax, labels):
 
 def plot_bias_field(result, image, *, channel_axis=None, figsize=(13, 3.6),
                     percentiles=(1, 99)):
-    """Plot the bias field of Li's model (Eq. 5): image, bias, corrected image, segmentation.
+    """Plot Li's bias field (Kim & Ye Eq. 5): image, bias, corrected image, segmentation.
 
     The image and the corrected image are shown with robust contrast (their ``percentiles``,
     1 and 99 % by default, mapped to black and white), so that a few pixels where the bias is

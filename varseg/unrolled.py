@@ -179,7 +179,10 @@ def _working_dtype(dtype):
 
 def _check_fixed_point_args(n_phases, lam, step, max_iter, tol, update, curvature_eps,
                             dirac_eps):
-    """Validated (K, lam, step, max_iter, tol, curvature_eps, dirac_eps) of ms_fixed_point."""
+    """Validate the arguments of ms_fixed_point.
+
+    Return (K, lam, step, max_iter, tol, curvature_eps, dirac_eps).
+    """
     k = check_n_phases(n_phases)
     step = check_positive(step, "step")
     lam = check_positive(lam, "lam", allow_zero=True)
@@ -193,7 +196,7 @@ def _check_fixed_point_args(n_phases, lam, step, max_iter, tol, update, curvatur
 
 def _iterate_fixed_point(ws, z, lam, step, mode, curvature_eps, dirac_eps, max_iter, tol,
                          t0, threads=1):
-    """The Numba loop of :func:`ms_fixed_point`: (n_iter, converged, energy, times).
+    """Run the Numba loop of :func:`ms_fixed_point`: (n_iter, converged, energy, times).
 
     ``energy[k]`` (k < n_iter) is computed inside the step that leaves iterate k; the last
     record is appended by the caller with :func:`varseg.energy_from_labels`.
@@ -249,8 +252,9 @@ def _kernels_cached():
 
 
 def _warm_up(np_dtype):
-    """Run the kernels once on a tiny input (JIT compilation or cache load), once per
-    process and dtype, so that no compile time enters ``Segmentation.elapsed``.
+    """Run the kernels once on a tiny input (JIT compilation or cache load).
+
+    Once per process and dtype, so that no compile time enters ``Segmentation.elapsed``.
     """
     if np_dtype in _WARMED:
         return
@@ -372,10 +376,9 @@ def ms_fixed_point(image, n_phases=2, *, lam=DEFAULT_LAM, step=2.0, max_iter=300
 
 
 class UnrolledMumfordShah(nn.Module):
-    r"""T iterations of Eq. 15 unrolled into a trainable network (LISTA-style, Kim & Ye 2019,
-    Fig. 1).
+    r"""T iterations of Eq. 15 unrolled into a trainable network (Kim & Ye 2019, Fig. 1).
 
-    The network maps an image to logits: a soft nearest-prototype start
+    The network (LISTA-style) maps an image to logits: a soft nearest-prototype start
     :math:`z^{(0)}_n = -\beta \|x - p_n\|^2` (learnable prototypes :math:`p_n` and sharpness
     β), then T steps of :func:`fixed_point_step` with learnable step sizes
     :math:`\eta_t = \mathrm{softplus}(s_t)` and, with ``learn_kernels=True``, a learnable
@@ -444,11 +447,11 @@ class UnrolledMumfordShah(nn.Module):
 
     @property
     def steps(self):
-        """The step sizes :math:`\\eta_t` (positive), shape (T,)."""
+        r"""The step sizes :math:`\eta_t` (positive), shape (T,)."""
         return nn.functional.softplus(self.raw_steps)
 
     def initial_logits(self, x):
-        """:math:`z^{(0)}_n = -\\beta \\|x - p_n\\|^2`, shape (B, K, *S)."""
+        r""":math:`z^{(0)}_n = -\beta \|x - p_n\|^2`, shape (B, K, *S)."""
         p = self.prototypes.reshape((1, self.n_phases, self.in_channels) + (1,) * (x.ndim - 2))
         d = ((x[:, None] - p) ** 2).sum(2)
         return -torch.exp(self.log_sharpness) * d
@@ -462,6 +465,7 @@ class UnrolledMumfordShah(nn.Module):
         return kappa
 
     def forward(self, image, return_all=False):
+        """Return the logits after T iterations (all T + 1 iterates with ``return_all``)."""
         if image.ndim not in (4, 5) or image.shape[1] != self.in_channels:
             raise ValueError(f"image must be (B, {self.in_channels}, H, W) or "
                              f"(B, {self.in_channels}, D, H, W); got {tuple(image.shape)}")

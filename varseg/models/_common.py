@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from varseg.losses import positive_bias
+from varseg.losses import BIAS_EPS, positive_bias
 
 __all__ = [
     "BIAS_EPS",
@@ -33,10 +33,6 @@ __all__ = [
     "strip_prefix",
 ]
 
-#: Lower bound added to the softplus of the bias-field head: ``b = softplus(z) + BIAS_EPS``.
-#: It keeps ``b`` (and the denominator ``sum b**2 y_n`` of Eq. 20) strictly positive even
-#: when the pre-activation ``z`` saturates at large negative values.
-BIAS_EPS = 1e-3
 
 
 class BiasFieldHead(nn.Module):
