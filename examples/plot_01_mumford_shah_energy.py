@@ -100,8 +100,7 @@ print(f"by hand:  E = {E_hand:.6f}  (D = {D_hand:.6f}, L = {L_hand:.3f})")
 terms = energy_from_labels(image, truth, lam)
 E_soft = mumford_shah_energy(image, labels_to_memberships(truth, 2), lam)
 print(
-    f"varseg:   E = {terms.total:.6f}  "
-    f"(D = {terms.data:.6f}, L = {terms.length:.3f})"
+    f"varseg:   E = {terms.total:.6f}  (D = {terms.data:.6f}, L = {terms.length:.3f})"
 )
 print(f"memberships path: E = {E_soft:.6f}")
 print("region means c_n:", np.round(terms.means.ravel(), 4))

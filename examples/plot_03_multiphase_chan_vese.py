@@ -42,8 +42,9 @@ from varseg.plot import label_colors, plot_energy
 from varseg.report import overlay_image
 
 gray = resize(data.camera(), (128, 128), anti_aliasing=True)
-res4 = chan_vese(gray, 4, mu=0.1, init="disk", max_iter=300, return_history=True,
-                 snapshot_every=25)
+res4 = chan_vese(
+    gray, 4, mu=0.1, init="disk", max_iter=300, return_history=True, snapshot_every=25
+)
 print(res4.summary())
 print("level sets:", res4.level_sets.shape, " memberships:", res4.memberships.shape)
 print("phase means:", np.round(res4.means, 3))

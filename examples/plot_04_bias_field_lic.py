@@ -43,9 +43,16 @@ b_true = 0.45 + 0.55 * xx / (W - 1) + 0.275 * yy / (H - 1)
 image = b_true * t_true + 0.03 * rng.standard_normal((H, W))
 
 fig, axes = plt.subplots(1, 4, figsize=(11, 3.1))
-for ax, (a, title) in zip(axes, [(t_true, "true image t"), (b_true, "bias b"),
-                                 (image, "observed x = b t + n"), (truth, "regions")],
-                          strict=True):
+for ax, (a, title) in zip(
+    axes,
+    [
+        (t_true, "true image t"),
+        (b_true, "bias b"),
+        (image, "observed x = b t + n"),
+        (truth, "regions"),
+    ],
+    strict=True,
+):
     ax.imshow(a, cmap="gray" if title != "bias b" else "magma")
     ax.set_title(title, fontsize=11)
     ax.set_axis_off()
@@ -86,10 +93,14 @@ fig = plot_bias_field(lic, image)
 # The estimated bias matches the true one up to a constant factor (the model only fixes the
 # product :math:`b\,c_n`; varseg normalises :math:`b` to mean 1):
 ratio = lic.bias / b_true
-print(f"b_est / b_true: mean {ratio.mean():.3f}, relative spread {ratio.std() / ratio.mean():.3f}")
-print("corrected region means c_n:", np.round(lic.means, 3),
-      " (true ratio 0.55, estimated ratio "
-      f"{min(lic.means) / max(lic.means):.3f})")
+print(
+    f"b_est / b_true: mean {ratio.mean():.3f}, relative spread {ratio.std() / ratio.mean():.3f}"
+)
+print(
+    "corrected region means c_n:",
+    np.round(lic.means, 3),
+    f" (true ratio 0.55, estimated ratio {min(lic.means) / max(lic.means):.3f})",
+)
 
 # %%
 # Against the global models, on one ruler
@@ -97,8 +108,13 @@ print("corrected region means c_n:", np.round(lic.means, 3),
 # :func:`varseg.compare.compare` runs every method on the same image and scores the final
 # partitions with the same Mumford–Shah energy (one λ) and, since we know the truth, with
 # the Dice coefficient after matching labels to classes.
-table = compare(image, ["chan-vese", "lic", "kmeans", "otsu"], truth, n_phases=2,
-                method_params={"lic": {"sigma": 4}})
+table = compare(
+    image,
+    ["chan-vese", "lic", "kmeans", "otsu"],
+    truth,
+    n_phases=2,
+    method_params={"lic": {"sigma": 4}},
+)
 print(table.to_string(columns=["method", "energy", "dice", "n_iter", "time"]))
 
 # %%
@@ -166,46 +182,73 @@ if have_brats:
     brain = axial("brainmask.nii.gz") > 0
 
     def best_class(labels):
-        scores = {k: 2 * np.sum((labels == k) & tumour) / (np.sum(labels == k) + tumour.sum())
-                  for k in np.unique(labels)}
+        scores = {
+            k: 2 * np.sum((labels == k) & tumour) / (np.sum(labels == k) + tumour.sum())
+            for k in np.unique(labels)
+        }
         k = max(scores, key=scores.get)
         return k, scores[k]
 
     def bias_tv(b):
         """Anisotropic total variation of the bias over pixel pairs inside the brain."""
-        return float(np.abs(np.diff(b, axis=0))[brain[1:] & brain[:-1]].sum()
-                     + np.abs(np.diff(b, axis=1))[brain[:, 1:] & brain[:, :-1]].sum())
+        return float(
+            np.abs(np.diff(b, axis=0))[brain[1:] & brain[:-1]].sum()
+            + np.abs(np.diff(b, axis=1))[brain[:, 1:] & brain[:, :-1]].sum()
+        )
 
     cv = chan_vese(flair, 4, init="kmeans")
-    lic_mri = bias_field_levelset(flair, 4, mask=brain, init="kmeans", sigma=40.0, mu=0.01,
-                                  nu=200.0)
-    plain = bias_field_levelset(flair, 4)  # Li's defaults, no mask: the bias eats the tumour
-    for name, r in [("chan-vese K=4", cv), ("LIC, Li's defaults", plain),
-                    ("LIC, mask + k-means + sigma 40", lic_mri)]:
+    lic_mri = bias_field_levelset(
+        flair, 4, mask=brain, init="kmeans", sigma=40.0, mu=0.01, nu=200.0
+    )
+    plain = bias_field_levelset(
+        flair, 4
+    )  # Li's defaults, no mask: the bias eats the tumour
+    for name, r in [
+        ("chan-vese K=4", cv),
+        ("LIC, Li's defaults", plain),
+        ("LIC, mask + k-means + sigma 40", lic_mri),
+    ]:
         k, d = best_class(r.labels)
-        print(f"{name:32s} best-class Dice {d:.3f} (label {k}), {r.n_iter} iterations, "
-              f"{r.elapsed:.2f} s")
-    print(f"LIC bias: range {lic_mri.bias[brain].min():.3f}-{lic_mri.bias[brain].max():.3f},"
-          f" total variation {bias_tv(lic_mri.bias):.1f} (Li's defaults: "
-          f"{bias_tv(plain.bias):.1f})")
+        print(
+            f"{name:32s} best-class Dice {d:.3f} (label {k}), {r.n_iter} iterations, "
+            f"{r.elapsed:.2f} s"
+        )
+    print(
+        f"LIC bias: range {lic_mri.bias[brain].min():.3f}-{lic_mri.bias[brain].max():.3f},"
+        f" total variation {bias_tv(lic_mri.bias):.1f} (Li's defaults: "
+        f"{bias_tv(plain.bias):.1f})"
+    )
 
 # %%
 # The tumour as each method sees it (the class with the best Dice, outlined in colour; the
 # true whole tumour in white).
 if have_brats:
     fig, axes = plt.subplots(1, 3, figsize=(11, 4))
-    shown = np.clip((flair - np.percentile(flair[brain], 1))
-                    / np.ptp(np.percentile(flair[brain], [1, 99])), 0, 1)
-    for ax, (title, r, color) in zip(axes, [("FLAIR, true tumour", None, None),
-                                            ("Chan-Vese K=4", cv, "tab:orange"),
-                                            ("LIC K=4 (mask, k-means)", lic_mri, "tab:cyan")],
-                                     strict=True):
+    shown = np.clip(
+        (flair - np.percentile(flair[brain], 1))
+        / np.ptp(np.percentile(flair[brain], [1, 99])),
+        0,
+        1,
+    )
+    for ax, (title, r, color) in zip(
+        axes,
+        [
+            ("FLAIR, true tumour", None, None),
+            ("Chan-Vese K=4", cv, "tab:orange"),
+            ("LIC K=4 (mask, k-means)", lic_mri, "tab:cyan"),
+        ],
+        strict=True,
+    ):
         ax.imshow(shown.T, cmap="gray", origin="lower")
         ax.contour(tumour.T.astype(float), levels=[0.5], colors="w", linewidths=0.8)
         if r is not None:
             k, d = best_class(r.labels)
-            ax.contour((r.labels == k).T.astype(float), levels=[0.5], colors=[color],
-                       linewidths=0.9)
+            ax.contour(
+                (r.labels == k).T.astype(float),
+                levels=[0.5],
+                colors=[color],
+                linewidths=0.9,
+            )
             title = f"{title}: Dice {d:.3f}"
         ax.set_title(title, fontsize=11)
         ax.set_axis_off()

@@ -93,8 +93,13 @@ plt.show()
 # boundaries are more expensive): every method returns shorter boundaries, and the ranking
 # may change — the energy is not convex, each method stops in its own local minimum (or when
 # its own stopping rule fires), and only a common ruler makes that visible.
-table2 = compare(image, ["chan-vese", "fixed-point", "kmeans"], n_phases=2, lam=0.5,
-                 method_params={"chan-vese": {"max_iter": 300}})
+table2 = compare(
+    image,
+    ["chan-vese", "fixed-point", "kmeans"],
+    n_phases=2,
+    lam=0.5,
+    method_params={"chan-vese": {"max_iter": 300}},
+)
 columns = ["method", "energy", "data", "length", "n_iter", "time"]
 print(table2.to_string(columns=columns))
 fig = plot_comparison(image, table2, suptitle="λ = 0.5")

@@ -41,8 +41,10 @@ from varseg.reproduce import (
 
 search = load_level_set_search()
 print(search["protocol"], "\n")
-print(f"{'K':>2} {'mu':>5} {'features':>18} {'init':>7} {'smooth':>6} {'images':>6} "
-      f"{'RC':>6} {'PRI':>6} {'VI':>6}")
+print(
+    f"{'K':>2} {'mu':>5} {'features':>18} {'init':>7} {'smooth':>6} {'images':>6} "
+    f"{'RC':>6} {'PRI':>6} {'VI':>6}"
+)
 for r in search["rows"]:
     print(
         f"{r['K']:>2} {r['mu']:>5} {r['features']:>18} {r['init']:>7} {r['smooth']:>6} "

@@ -44,7 +44,9 @@ def synthetic(k, smooth, kind, n=64, seed=0):
 
 
 def matched_dice(truth, labels, k):
-    conf = np.array([[np.sum((truth == i) & (labels == j)) for j in range(k)] for i in range(k)])
+    conf = np.array(
+        [[np.sum((truth == i) & (labels == j)) for j in range(k)] for i in range(k)]
+    )
     rows, cols = linear_sum_assignment(-conf)
     return float(
         np.mean(
@@ -62,7 +64,9 @@ results = {}
 for k in (3, 4):
     for init in inits:
         d = [
-            matched_dice(t, bias_field_levelset(img, k, init=init, seed=0, max_iter=60).labels, k)
+            matched_dice(
+                t, bias_field_levelset(img, k, init=init, seed=0, max_iter=60).labels, k
+            )
             for img, t in (synthetic(k, s, kind) for s, kind in cases)
         ]
         results[k, init] = np.array(d)

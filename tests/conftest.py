@@ -1,4 +1,5 @@
 """Shared fixtures: the real data folder beside the project (``../shared/data``)."""
+
 from pathlib import Path
 
 import pytest

@@ -1,6 +1,7 @@
 """The shape of the house, read from the source with ``ast``: imports go one way (no
 cycles, no layer importing a higher one), no private name crosses a module boundary, and no
 function is longer than 80 lines of code."""
+
 import ast
 from pathlib import Path
 
@@ -12,8 +13,17 @@ PKG = Path(__file__).resolve().parents[1] / "varseg"
 LAYERS = [
     {"_validation", "_atomic", "_json", "_threads", "_environment", "_jit", "_optional"},
     {"energy", "_energy_kernels", "result", "metrics"},
-    {"levelset", "unrolled", "neural", "losses", "baselines", "models", "data", "io",
-     "_fixed_point_kernels"},
+    {
+        "levelset",
+        "unrolled",
+        "neural",
+        "losses",
+        "baselines",
+        "models",
+        "data",
+        "io",
+        "_fixed_point_kernels",
+    },
     {"methods", "train"},
     {"compare"},
     {"plot"},
@@ -42,7 +52,7 @@ def _resolve(module, is_pkg, node):
         return node.module
     base = module.split(".")
     base = base if is_pkg else base[:-1]
-    base = base[:len(base) - (node.level - 1)]
+    base = base[: len(base) - (node.level - 1)]
     return ".".join(base + ([node.module] if node.module else []))
 
 
@@ -125,9 +135,15 @@ def test_every_module_has_a_layer_and_imports_go_down():
     graph = _imports(_modules())
     unknown = sorted({_top(m) for m in graph if _layer(m) is None and m != "varseg"})
     assert unknown == [], f"add these top-level modules to LAYERS: {unknown}"
-    upward = sorted(f"{a} -> {b}" for a, bs in graph.items() for b in bs
-                    if a != "varseg" and _layer(a) is not None and _layer(b) is not None
-                    and _layer(b) > _layer(a))
+    upward = sorted(
+        f"{a} -> {b}"
+        for a, bs in graph.items()
+        for b in bs
+        if a != "varseg"
+        and _layer(a) is not None
+        and _layer(b) is not None
+        and _layer(b) > _layer(a)
+    )
     assert upward == []
 
 
@@ -140,9 +156,13 @@ def _private_imports(modules):
                 src = _resolve(mod, path.name == "__init__.py", node) or ""
                 if not src.startswith("varseg"):
                     continue
-                found += [f"{mod}: from {src} import {a.name}" for a in node.names
-                          if a.name.startswith("_") and not a.name.startswith("__")
-                          and f"{src}.{a.name}" not in modules]
+                found += [
+                    f"{mod}: from {src} import {a.name}"
+                    for a in node.names
+                    if a.name.startswith("_")
+                    and not a.name.startswith("__")
+                    and f"{src}.{a.name}" not in modules
+                ]
     return found
 
 
@@ -153,8 +173,12 @@ def test_no_private_name_crosses_a_module_boundary():
 def _code_lines(fn):
     """Lines of code of a function: without its docstring, blank and comment-only lines."""
     body = fn.body
-    if body and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant) \
-            and isinstance(body[0].value.value, str):
+    if (
+        body
+        and isinstance(body[0], ast.Expr)
+        and isinstance(body[0].value, ast.Constant)
+        and isinstance(body[0].value.value, str)
+    ):
         doc = set(range(body[0].lineno, body[0].end_lineno + 1))
     else:
         doc = set()
@@ -168,9 +192,13 @@ def _long_functions(modules):
         for node in ast.walk(ast.parse("\n".join(src))):
             if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
                 _, doc = _code_lines(node)
-                n = sum(1 for i in range(node.lineno, node.end_lineno + 1)
-                        if i not in doc and src[i - 1].strip()
-                        and not src[i - 1].strip().startswith("#"))
+                n = sum(
+                    1
+                    for i in range(node.lineno, node.end_lineno + 1)
+                    if i not in doc
+                    and src[i - 1].strip()
+                    and not src[i - 1].strip().startswith("#")
+                )
                 if n > MAX_LINES:
                     long.append(f"{mod}.{node.name}: {n}")
     return long
@@ -180,10 +208,15 @@ def test_no_function_over_80_lines_of_code():
     assert _long_functions(_modules()) == []
 
 
-@pytest.mark.parametrize("probe, expected", [
-    ("from ._x import _private", 1), ("from ._x import public", 0),
-    ("from varseg.energy import _Ops", 1), ("from __future__ import annotations", 0),
-])
+@pytest.mark.parametrize(
+    "probe, expected",
+    [
+        ("from ._x import _private", 1),
+        ("from ._x import public", 0),
+        ("from varseg.energy import _Ops", 1),
+        ("from __future__ import annotations", 0),
+    ],
+)
 def test_private_import_detector(tmp_path, probe, expected):
     (tmp_path / "varseg").mkdir()
     p = tmp_path / "varseg" / "m.py"

@@ -1,4 +1,5 @@
 """k-means and Otsu baselines: exact recovery, shared energy, conventions."""
+
 import numpy as np
 import pytest
 
@@ -33,8 +34,7 @@ def test_recovers_three_levels_exactly(fn):
     raw = res.extras["image_min"] + res.extras["image_scale"] * res.means
     np.testing.assert_allclose(raw, [image[truth == k].mean() for k in range(3)], rtol=1e-12)
     y = (image - image.min()) / (image.max() - image.min())
-    np.testing.assert_allclose(res.means, [y[truth == k].mean() for k in range(3)],
-                               rtol=1e-12)
+    np.testing.assert_allclose(res.means, [y[truth == k].mean() for k in range(3)], rtol=1e-12)
     assert res.memberships.shape == (3,) + image.shape
     np.testing.assert_array_equal(res.memberships.argmax(0), res.labels)
 
@@ -66,12 +66,14 @@ def test_colour_images_and_channel_axis():
     ot = otsu_segment(rgb, 3, channel_axis=-1)
     # thresholds on the luminance; the partition is still the 3 levels
     from varseg.metrics import match_labels
+
     for r in (km, ot):
         np.testing.assert_array_equal(match_labels(r.labels, truth), truth)
     x = np.moveaxis(normalise_image(rgb), -1, 0)  # one min/max over all channels
     assert ot.final_energy == pytest.approx(energy_from_labels(x, ot.labels, DEFAULT_LAM).total)
     assert ot.final_energy == pytest.approx(
-        shared_energy(rgb, ot.labels, DEFAULT_LAM, channel_axis=-1).total, rel=1e-12)
+        shared_energy(rgb, ot.labels, DEFAULT_LAM, channel_axis=-1).total, rel=1e-12
+    )
 
 
 def test_kmeans_seeded_reproducible_and_errors():
@@ -110,7 +112,8 @@ def test_recorded_energy_independent_of_scale(fn):
         np.testing.assert_array_equal(2 - res.labels if flip else res.labels, ref.labels)
         assert res.final_energy == pytest.approx(ref.final_energy, rel=1e-9)
         assert res.final_energy == pytest.approx(
-            shared_energy(scaled, res.labels, DEFAULT_LAM).total, rel=1e-12)
+            shared_energy(scaled, res.labels, DEFAULT_LAM).total, rel=1e-12
+        )
 
 
 def test_otsu_bounded_phases():

@@ -1,4 +1,5 @@
 """The varseg command line: --help everywhere, segment end to end, clean errors."""
+
 import numpy as np
 import pytest
 from PIL import Image
@@ -7,8 +8,9 @@ from varseg.cli import COMMANDS, main
 from varseg.result import Segmentation
 
 
-@pytest.mark.parametrize("argv", [[]] + [[c] for c in COMMANDS]
-                         + [["bench", t] for t in ("chan-vese", "loss", "models")])
+@pytest.mark.parametrize(
+    "argv", [[]] + [[c] for c in COMMANDS] + [["bench", t] for t in ("chan-vese", "loss", "models")]
+)
 def test_help_on_every_subcommand(argv, capsys):
     with pytest.raises(SystemExit) as exc:
         main(argv + ["--help"])
@@ -24,8 +26,23 @@ def test_segment_writes_outputs(tmp_path, method):
     img = (60 + 140 * lab + rng.normal(0, 10, lab.shape)).clip(0, 255).astype(np.uint8)
     Image.fromarray(img).save(tmp_path / "in.png")
     out = tmp_path / "out"
-    assert main(["segment", str(tmp_path / "in.png"), "--method", method, "--phases", "2",
-                 "--max-iter", "60", "-o", str(out)]) == 0
+    assert (
+        main(
+            [
+                "segment",
+                str(tmp_path / "in.png"),
+                "--method",
+                method,
+                "--phases",
+                "2",
+                "--max-iter",
+                "60",
+                "-o",
+                str(out),
+            ]
+        )
+        == 0
+    )
     for name in (f"{method}_labels.png", f"{method}_overlay.png", f"{method}.npz"):
         assert (out / name).exists()
     res = Segmentation.load(out / f"{method}.npz")
@@ -52,6 +69,19 @@ def test_segment_errors_write_nothing(tmp_path, capsys):
 
 def test_segment_rejects_options_the_method_lacks(tmp_path, capsys):
     np.save(tmp_path / "ok.npy", np.random.default_rng(0).random((8, 8)))
-    assert main(["segment", str(tmp_path / "ok.npy"), "--method", "otsu", "--mu", "0.1",
-                 "-o", str(tmp_path / "o")]) == 2
+    assert (
+        main(
+            [
+                "segment",
+                str(tmp_path / "ok.npy"),
+                "--method",
+                "otsu",
+                "--mu",
+                "0.1",
+                "-o",
+                str(tmp_path / "o"),
+            ]
+        )
+        == 2
+    )
     assert "does not take option 'mu'" in capsys.readouterr().err

@@ -1,5 +1,6 @@
 """The shared Mumford–Shah energy (varseg.energy): hand-computed values, NumPy/torch
 agreement, gradients against finite differences, the fast hard-partition path."""
+
 import numpy as np
 import pytest
 import torch
@@ -204,8 +205,9 @@ def test_lic_energy_by_hand_and_delta_kernel_limit():
     got = lic_energy(img, y, b, sigma=1.0, means=c)
     assert got == pytest.approx(want, rel=1e-10)
     # torch agrees
-    got_t = lic_energy(torch.tensor(img), torch.tensor(y), torch.tensor(b), sigma=1.0,
-                       means=torch.tensor(c))
+    got_t = lic_energy(
+        torch.tensor(img), torch.tensor(y), torch.tensor(b), sigma=1.0, means=torch.tensor(c)
+    )
     assert got_t.item() == pytest.approx(want, rel=1e-10)
     # with a tiny sigma the kernel is a delta and Eq. 6 is the bias data term of Eq. 19
     tiny = lic_energy(img, y, b, sigma=0.1)

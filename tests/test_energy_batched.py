@@ -1,4 +1,5 @@
 """The public batched core of the energy (used by the losses and the unrolled network)."""
+
 import numpy as np
 import pytest
 

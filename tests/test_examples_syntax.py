@@ -1,5 +1,6 @@
 """The gallery tutorials compile and follow the sphinx-gallery conventions (without running
 them: the docs build does that)."""
+
 import ast
 import re
 from pathlib import Path
@@ -28,11 +29,15 @@ def test_tutorial_compiles_and_starts_with_rest_title(path):
     compile(source, str(path), "exec")
     tree = ast.parse(source)
     first = tree.body[0]
-    assert isinstance(first, ast.Expr) and isinstance(first.value, ast.Constant) \
-        and isinstance(first.value.value, str), f"{path.name} must start with a docstring"
+    assert (
+        isinstance(first, ast.Expr)
+        and isinstance(first.value, ast.Constant)
+        and isinstance(first.value.value, str)
+    ), f"{path.name} must start with a docstring"
     doc = ast.get_docstring(tree, clean=True).splitlines()
     title, underline = doc[0].strip(), doc[1].strip()
     assert title, f"{path.name}: the docstring's first line is the title"
-    assert _UNDERLINE.match(underline) and len(underline) >= len(title), \
+    assert _UNDERLINE.match(underline) and len(underline) >= len(title), (
         f"{path.name}: the title must be underlined (reST) at least as long as the title"
+    )
     assert "# %%" in source, f"{path.name}: prose blocks start with '# %%'"

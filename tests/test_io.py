@@ -1,4 +1,5 @@
 """Image loading for the command line: files, samples and clear errors."""
+
 import numpy as np
 import pytest
 from PIL import Image
@@ -11,7 +12,7 @@ def test_sample_and_files(tmp_path):
     assert img.shape == (512, 512) and ax is None and 0 <= img.min() and img.max() <= 1
     rgb, ax = load_image("sample:astronaut")
     assert rgb.shape[-1] == 3 and ax == -1
-    arr = (np.arange(64, dtype=np.uint8).reshape(8, 8) * 4)
+    arr = np.arange(64, dtype=np.uint8).reshape(8, 8) * 4
     Image.fromarray(arr).save(tmp_path / "a.png")
     got, ax = load_image(tmp_path / "a.png")
     np.testing.assert_allclose(got, arr / 255.0)

@@ -1,4 +1,5 @@
 """Mumford–Shah losses (Eq. 12-13, 16-18, 19-20): values, gradients, edge cases."""
+
 import numpy as np
 import pytest
 import torch
@@ -54,7 +55,8 @@ def test_equals_official_formula_and_hand_value():
             c = (x3[b, 0] * y3[b, n]).sum() / y3[b, n].sum()
             want += ((x3[b, 0] - c) ** 2 * y3[b, n]).sum()
     assert mumford_shah_loss(z3, x3, 0.0, reduction="sum").item() == pytest.approx(
-        want.item(), rel=1e-12)
+        want.item(), rel=1e-12
+    )
 
 
 def test_means_are_per_image_not_per_batch():
@@ -73,8 +75,8 @@ def test_gradcheck(tv):
     z = _rand(2, 3, 5, 6, seed=5).requires_grad_(True)
     x = _rand(2, 2, 5, 6, seed=6)
     assert torch.autograd.gradcheck(
-        lambda z: mumford_shah_loss(z, x, 0.2, tv=tv, reduction="sum"), (z,), eps=1e-6,
-        atol=1e-5)
+        lambda z: mumford_shah_loss(z, x, 0.2, tv=tv, reduction="sum"), (z,), eps=1e-6, atol=1e-5
+    )
 
 
 def test_bias_loss_gradcheck_and_hand_value():
@@ -94,8 +96,11 @@ def test_bias_loss_gradcheck_and_hand_value():
         for n in range(2):
             c = (b[i, 0] * x[i, 0] * y[i, n]).sum() / (b[i, 0] ** 2 * y[i, n]).sum()
             want += ((x[i, 0] - b[i, 0] * c) ** 2 * y[i, n]).sum()
-    tv_y = sum(mumford_shah_loss(z[i:i + 1], x[i:i + 1], 1.0, reduction="sum") -
-               mumford_shah_loss(z[i:i + 1], x[i:i + 1], 0.0, reduction="sum") for i in range(2))
+    tv_y = sum(
+        mumford_shah_loss(z[i : i + 1], x[i : i + 1], 1.0, reduction="sum")
+        - mumford_shah_loss(z[i : i + 1], x[i : i + 1], 0.0, reduction="sum")
+        for i in range(2)
+    )
     dbx = torch.zeros_like(b)
     dby = torch.zeros_like(b)
     dbx[..., :, :-1] = b[..., :, 1:] - b[..., :, :-1]
@@ -167,17 +172,18 @@ def test_semi_supervised_mixed_batch():
     per = semi_supervised_loss(z, t, x, labeled, lam, length_weight=0.2, reduction="none")
     assert per.shape == (3,)
     assert per[1].item() == pytest.approx(
-        lam * mumford_shah_loss(z[1:2], x[1:2], 0.2, reduction="sum").item(), rel=1e-10)
+        lam * mumford_shah_loss(z[1:2], x[1:2], 0.2, reduction="sum").item(), rel=1e-10
+    )
     ce0 = torch.stack(nll[:33]).mean()  # sample 0 has 3 ignored pixels: 33 labelled ones
     assert per[0].item() == pytest.approx(
-        (ce0 + lam * mumford_shah_loss(z[:1], x[:1], 0.2, reduction="sum")).item(), rel=1e-10)
+        (ce0 + lam * mumford_shah_loss(z[:1], x[:1], 0.2, reduction="sum")).item(), rel=1e-10
+    )
 
 
 def test_module_matches_functional_and_errors():
     z = torch.randn(2, 2, 8, 8)
     x = torch.rand(2, 1, 8, 8)
-    assert MumfordShahLoss(0.1)(z, x).item() == pytest.approx(
-        mumford_shah_loss(z, x, 0.1).item())
+    assert MumfordShahLoss(0.1)(z, x).item() == pytest.approx(mumford_shah_loss(z, x, 0.1).item())
     with pytest.raises(ValueError, match="does not match"):
         mumford_shah_loss(z, torch.rand(2, 1, 7, 8), 0.1)
     with pytest.raises(ValueError, match="reduction"):

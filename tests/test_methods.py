@@ -1,4 +1,5 @@
 """The method registry: declared metadata agrees with the functions it describes."""
+
 import inspect
 
 import pytest
@@ -21,8 +22,9 @@ def test_declared_options_are_the_signature(name):
     assert "channel_axis" in params
     declared = set(spec.options)
     real = set(params) - {"image", "n_phases", "channel_axis"} - set(spec.deprecated)
-    assert declared == real, f"{name}: declared-only {declared - real}, " \
-                             f"undeclared {real - declared}"
+    assert declared == real, (
+        f"{name}: declared-only {declared - real}, undeclared {real - declared}"
+    )
     if spec.length_param is not None:
         assert spec.length_param in params
     if spec.iteration_param is not None:
@@ -36,11 +38,18 @@ def test_declared_options_are_the_signature(name):
 def test_shared_kwargs_follow_the_declaration():
     cv = get_spec("chan-vese")
     assert cv.shared_kwargs(lam=0.2, seed=3, progress=False, device="cpu") == {
-        "mu": pytest.approx(0.4), "seed": 3}
+        "mu": pytest.approx(0.4),
+        "seed": 3,
+    }
     otsu = get_spec("otsu")
     assert otsu.shared_kwargs(lam=0.2, seed=3) == {"lam": 0.2}
-    custom = MethodSpec("mine", lambda image, n_phases, **kw: None, length_param=None,
-                        takes_seed=False, takes_progress=True)
+    custom = MethodSpec(
+        "mine",
+        lambda image, n_phases, **kw: None,
+        length_param=None,
+        takes_seed=False,
+        takes_progress=True,
+    )
     assert custom.shared_kwargs(lam=0.2, seed=1, progress=False) == {"progress": False}
 
 

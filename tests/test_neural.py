@@ -1,4 +1,5 @@
 """The per-image neural minimiser (unsupervised "Backprop" / "Backprop + MS")."""
+
 import numpy as np
 import pytest
 import torch
@@ -39,7 +40,8 @@ def test_ms_fit_recovers_partition_and_lowers_energy():
 
     assert res.energy[-1] <= 1.02 * chan_vese(img, init="kmeans").final_energy
     assert res.energy[-1] == pytest.approx(
-        energy_from_labels(x, res.labels, 0.125, n_phases=2).total, rel=1e-12)
+        energy_from_labels(x, res.labels, 0.125, n_phases=2).total, rel=1e-12
+    )
     assert res.extras["device"] == "cpu"
     assert len(res.energy) == res.n_iter + 1 and len(res.times) == len(res.energy)
 
@@ -54,8 +56,9 @@ def test_seed_reproducible():
 
 def test_backprop_baseline_segments():
     img, lab = two_phase(32)
-    ce = neural_segment(img, 2, kanezaki_ce=True, ms_loss=False, superpixels=50, seed=0,
-                        max_iter=60, progress=False)
+    ce = neural_segment(
+        img, 2, kanezaki_ce=True, ms_loss=False, superpixels=50, seed=0, max_iter=60, progress=False
+    )
     assert ce.params["kanezaki_ce"] and not ce.params["ms_loss"]
     assert (match_labels(ce.labels, lab) == lab).mean() > 0.9
     both = neural_segment(img, 2, kanezaki_ce=True, seed=0, max_iter=60, progress=False)
@@ -72,8 +75,9 @@ def test_any_model_for_test_time_optimisation():
     assert res.params["model"] == "UNet"
     assert (match_labels(res.labels, lab) == lab).mean() > 0.9
     with pytest.raises(ValueError, match="model output"):
-        neural_segment(img, 3, model=UNet(1, 2, base_channels=4, depth=2), max_iter=2,
-                       progress=False)
+        neural_segment(
+            img, 3, model=UNet(1, 2, base_channels=4, depth=2), max_iter=2, progress=False
+        )
 
 
 def test_errors():
@@ -118,9 +122,10 @@ def regions(K, kind, n=32, sigma=0.05, seed=0, values=None):
         for k, (cy, cx) in enumerate([(0.3, 0.3), (0.7, 0.7), (0.3, 0.72)][: K - 1], 1):
             lab[(yy - cy * n) ** 2 + (xx - cx * n) ** 2 < (0.17 * n) ** 2] = k
     else:
-        for k, (y0, y1, x0, x1) in enumerate([(4, 14, 4, 20), (18, 29, 10, 28),
-                                              (5, 15, 22, 30)][: K - 1], 1):
-            lab[y0 * n // 32:y1 * n // 32, x0 * n // 32:x1 * n // 32] = k
+        for k, (y0, y1, x0, x1) in enumerate(
+            [(4, 14, 4, 20), (18, 29, 10, 28), (5, 15, 22, 30)][: K - 1], 1
+        ):
+            lab[y0 * n // 32 : y1 * n // 32, x0 * n // 32 : x1 * n // 32] = k
     rng = np.random.default_rng(seed)
     vals = np.linspace(0.1, 0.9, K) if values is None else np.asarray(values)
     img = vals[rng.permutation(K)][lab] + rng.normal(0, sigma, lab.shape)
@@ -183,8 +188,9 @@ def test_stop_rule_is_relative_improvement_over_the_window():
     assert res.converged and res.n_iter < 500
     p = res.params["patience"]
     assert loss[-p - 1] - loss[-1] <= res.params["tol"] * abs(loss[-1])
-    assert all(loss[k - p] - loss[k] > res.params["tol"] * abs(loss[k])
-               for k in range(p, len(loss) - 1))
+    assert all(
+        loss[k - p] - loss[k] > res.params["tol"] * abs(loss[k]) for k in range(p, len(loss) - 1)
+    )
 
 
 def test_caller_rng_state_untouched():
@@ -198,8 +204,7 @@ def test_caller_rng_state_untouched():
 
 def test_restarts_keep_the_lowest_energy():
     img, _ = regions(3, "disks")
-    res = neural_segment(img, 3, seed=0, restarts=2, init="random", max_iter=40,
-                         progress=False)
+    res = neural_segment(img, 3, seed=0, restarts=2, init="random", max_iter=40, progress=False)
     e = res.extras["restart_energies"]
     assert len(e) == 2 and res.final_energy == pytest.approx(e.min())
     assert res.extras["seed"] == int(np.argmin(e))
@@ -228,8 +233,9 @@ def test_smooth_bias_and_polynomial_bias():
     s = smooth_bias(b, 3.0)
     assert torch.allclose(s.mean(), b.mean(), rtol=2e-2)
     assert float((s[..., 1:] - s[..., :-1]).abs().max()) < 0.25  # the step is spread out
-    assert torch.allclose(smooth_bias(torch.full((1, 1, 9, 9), 1.5), 2.0),
-                          torch.full((1, 1, 9, 9), 1.5))
+    assert torch.allclose(
+        smooth_bias(torch.full((1, 1, 9, 9), 1.5), 2.0), torch.full((1, 1, 9, 9), 1.5)
+    )
     poly = PolynomialBias((10, 12), degree=2)
     assert torch.equal(poly(), torch.ones(1, 1, 10, 12))  # starts at b = 1
     assert poly.coef.numel() == 5  # 6 monomials of total degree <= 2, without the constant

@@ -1,4 +1,5 @@
 """Figures: axes counts, curve data, GIF frames (Agg, no display needed)."""
+
 import matplotlib
 
 matplotlib.use("Agg")
@@ -14,12 +15,20 @@ from varseg.result import Segmentation  # noqa: E402
 def seg(labels, energy, method, times=None, n_iter=None, bias=None, extras=None):
     k = int(labels.max()) + 1
     memb = np.stack([labels == i for i in range(k)]).astype(float)
-    return Segmentation(labels=labels, memberships=memb, means=np.arange(k, dtype=float),
-                        energy=np.asarray(energy, float),
-                        n_iter=len(energy) if n_iter is None else n_iter, converged=True,
-                        elapsed=1.0, method=method, params={"lam": 0.125},
-                        times=None if times is None else np.asarray(times, float), bias=bias,
-                        extras=extras or {})
+    return Segmentation(
+        labels=labels,
+        memberships=memb,
+        means=np.arange(k, dtype=float),
+        energy=np.asarray(energy, float),
+        n_iter=len(energy) if n_iter is None else n_iter,
+        converged=True,
+        elapsed=1.0,
+        method=method,
+        params={"lam": 0.125},
+        times=None if times is None else np.asarray(times, float),
+        bias=bias,
+        extras=extras or {},
+    )
 
 
 @pytest.fixture(autouse=True)
@@ -63,8 +72,9 @@ def test_plot_comparison_axes(data):
     assert len(fig.axes) == 2 * 3 + 2
     titles = [ax.get_title() for ax in fig.axes]
     assert "ground truth" in titles and any(t.startswith("b\n") for t in titles)
-    fig = plot.plot_comparison(np.stack([image] * 3, -1), list(results.values()), [gt, gt],
-                               channel_axis=-1)
+    fig = plot.plot_comparison(
+        np.stack([image] * 3, -1), list(results.values()), [gt, gt], channel_axis=-1
+    )
     assert len(fig.axes) == 2 * 3 + 2
     fig.savefig(__import__("io").BytesIO(), format="png")
 
@@ -137,8 +147,12 @@ def test_plot_evolution(data):
     assert fig.axes[-1].get_title() == "iteration 60"
     # a Segmentation with snapshots, 2 level sets each
     two = np.concatenate([snaps[:3], -snaps[:3]], axis=1)
-    r = seg(np.zeros((24, 32), int) + (snaps[0, 0] > 0), [1.0], "chan-vese",
-            extras={"snapshots": two, "snapshot_iters": np.array([0, 5, 9])})
+    r = seg(
+        np.zeros((24, 32), int) + (snaps[0, 0] > 0),
+        [1.0],
+        "chan-vese",
+        extras={"snapshots": two, "snapshot_iters": np.array([0, 5, 9])},
+    )
     fig = plot.plot_evolution(r)
     assert len(fig.axes) == 3 and fig.axes[1].get_title() == "iteration 5"
     with pytest.raises(ValueError, match="snapshots"):

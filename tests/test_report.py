@@ -1,4 +1,5 @@
 """Reports: the HTML page is self-contained and renders in a real headless browser."""
+
 import shutil
 import subprocess
 
@@ -8,10 +9,19 @@ import pytest
 from varseg.compare import compare
 from varseg.report import html_page, write_comparison_report, write_dataset_report
 
-BROWSER = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which(
-    "google-chrome")
-_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-          "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+BROWSER = (
+    shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
+)
+_FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 
 
 def _two_regions():
@@ -31,8 +41,7 @@ def test_dataset_report_writes_markdown_and_html(tmp_path):
     from varseg.compare import compare_dataset
 
     img, gt = _two_regions()
-    table = compare_dataset([("a", img, gt), ("b", img[::-1], gt[::-1])], ["otsu"],
-                            progress=False)
+    table = compare_dataset([("a", img, gt), ("b", img[::-1], gt[::-1])], ["otsu"], progress=False)
     written = write_dataset_report(table, tmp_path, source="two images")
     page = written["html"].read_text(encoding="utf-8")
     assert "Per image" in page and page.count("<tr>") >= 4 and "https://" not in page
@@ -46,13 +55,26 @@ def test_comparison_report_renders_in_headless_chromium(tmp_path):
     written = write_comparison_report(table, img, tmp_path, ground_truth=gt, source="synthetic")
     url = written["html"].resolve().as_uri()
     profile = tmp_path / "profile"
-    dom = subprocess.run([BROWSER, *_FLAGS, f"--user-data-dir={profile}", "--dump-dom", url],
-                         capture_output=True, text=True, timeout=120).stdout
+    dom = subprocess.run(
+        [BROWSER, *_FLAGS, f"--user-data-dir={profile}", "--dump-dom", url],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    ).stdout
     assert "<table" in dom and "kmeans" in dom and "otsu" in dom
     shot = tmp_path / "shot.png"
-    subprocess.run([BROWSER, *_FLAGS, f"--user-data-dir={profile}",
-                    f"--screenshot={shot}", "--window-size=1000,1400", url],
-                   capture_output=True, timeout=120)
+    subprocess.run(
+        [
+            BROWSER,
+            *_FLAGS,
+            f"--user-data-dir={profile}",
+            f"--screenshot={shot}",
+            "--window-size=1000,1400",
+            url,
+        ],
+        capture_output=True,
+        timeout=120,
+    )
     from PIL import Image
 
     pix = np.asarray(Image.open(shot).convert("L"), dtype=float)

@@ -1,4 +1,5 @@
 """The shared result type: lossless .npz round trip."""
+
 import numpy as np
 import pytest
 
@@ -9,19 +10,28 @@ def _result(**kw):
     rng = np.random.default_rng(0)
     y = rng.random((3, 5, 6)).astype(np.float32)
     y /= y.sum(0)
-    base = dict(labels=y.argmax(0), memberships=y, means=np.array([[0.1, 0.2], [0.5, 0.5],
-                                                                    [0.9, 1.0]]),
-                energy=np.array([3.0, 2.5, 2.25]), n_iter=3, converged=True, elapsed=0.125,
-                method="test", params={"lam": 0.125, "init": "disk", "sizes": [1, 2]})
+    base = dict(
+        labels=y.argmax(0),
+        memberships=y,
+        means=np.array([[0.1, 0.2], [0.5, 0.5], [0.9, 1.0]]),
+        energy=np.array([3.0, 2.5, 2.25]),
+        n_iter=3,
+        converged=True,
+        elapsed=0.125,
+        method="test",
+        params={"lam": 0.125, "init": "disk", "sizes": [1, 2]},
+    )
     base.update(kw)
     return Segmentation(**base)
 
 
 def test_round_trip_lossless(tmp_path):
-    res = _result(bias=np.linspace(0.5, 1.5, 30).reshape(5, 6),
-                  level_sets=np.random.default_rng(1).normal(size=(2, 5, 6)),
-                  times=np.array([0.1, 0.2, 0.3]),
-                  extras={"corrected": np.ones((5, 6)), "device": "cpu"})
+    res = _result(
+        bias=np.linspace(0.5, 1.5, 30).reshape(5, 6),
+        level_sets=np.random.default_rng(1).normal(size=(2, 5, 6)),
+        times=np.array([0.1, 0.2, 0.3]),
+        extras={"corrected": np.ones((5, 6)), "device": "cpu"},
+    )
     path = res.save(tmp_path / "r")
     assert path.suffix == ".npz"
     back = Segmentation.load(path)
@@ -63,13 +73,20 @@ def test_array_protocol_and_one_line_repr():
     assert int(np.sum(res)) == int(res.labels.sum())
     text = repr(res)
     assert "\n" not in text and len(text) < 120
-    assert text == ("Segmentation(method='test', shape=(5, 6), K=3, n_iter=3, "
-                    "converged=True, elapsed=0.123s)")
+    assert text == (
+        "Segmentation(method='test', shape=(5, 6), K=3, n_iter=3, converged=True, elapsed=0.123s)"
+    )
 
 
 def test_numpy_scalar_and_nested_extras_round_trip(tmp_path):
-    extras = {"scale": np.float32(0.5), "count": np.int64(7), "stop": "partition",
-              "history": [1.0, 2.5, None], "nested": {"a": [1, 2], "b": "x"}, "none": None}
+    extras = {
+        "scale": np.float32(0.5),
+        "count": np.int64(7),
+        "stop": "partition",
+        "history": [1.0, 2.5, None],
+        "nested": {"a": [1, 2], "b": "x"},
+        "none": None,
+    }
     back = Segmentation.load(_result(extras=extras).save(tmp_path / "s.npz"))
     assert back.extras["scale"] == np.float32(0.5)
     assert type(back.extras["scale"]) is np.float32 and type(back.extras["count"]) is np.int64
@@ -81,12 +98,15 @@ class _Thing:
     pass
 
 
-@pytest.mark.parametrize("key, value", [
-    ("objs", np.array([{"a": 1}, None], dtype=object)),
-    ("thing", _Thing()),
-    ("pair", (1, 2)),  # would come back as a list
-    ("deep", {"a": np.zeros(2)}),
-])
+@pytest.mark.parametrize(
+    "key, value",
+    [
+        ("objs", np.array([{"a": 1}, None], dtype=object)),
+        ("thing", _Thing()),
+        ("pair", (1, 2)),  # would come back as a list
+        ("deep", {"a": np.zeros(2)}),
+    ],
+)
 def test_save_refuses_what_cannot_round_trip(tmp_path, key, value):
     path = tmp_path / "r.npz"
     with pytest.raises(TypeError, match=repr(key)) as exc:
@@ -106,8 +126,12 @@ def test_save_refuses_tensor(tmp_path):
 
 def _corrupt_files(tmp_path):
     good = _result().save(tmp_path / "good.npz").read_bytes()
-    files = {"empty.npz": b"", "random.npz": np.random.default_rng(0).bytes(4096),
-             "truncated.npz": good[: len(good) // 2], "text.npz": b"labels,1,2\n"}
+    files = {
+        "empty.npz": b"",
+        "random.npz": np.random.default_rng(0).bytes(4096),
+        "truncated.npz": good[: len(good) // 2],
+        "text.npz": b"labels,1,2\n",
+    }
     flipped = bytearray(good)
     flipped[len(good) // 3] ^= 0xFF  # one bad byte in the compressed data: CRC fails
     files["flipped.npz"] = bytes(flipped)
@@ -123,9 +147,16 @@ def test_load_corrupt_files_one_line_error(tmp_path):
         assert name in str(exc.value) and "\n" not in str(exc.value), name
 
 
-@pytest.mark.parametrize("meta", ['"just a string"', '{"n_iter": 3}',
-                                  '{"n_iter": "3", "converged": true, "elapsed": 0.1, '
-                                  '"method": "m", "params": {}, "extras": {}}', "{not json"])
+@pytest.mark.parametrize(
+    "meta",
+    [
+        '"just a string"',
+        '{"n_iter": 3}',
+        '{"n_iter": "3", "converged": true, "elapsed": 0.1, '
+        '"method": "m", "params": {}, "extras": {}}',
+        "{not json",
+    ],
+)
 def test_load_corrupt_meta(tmp_path, meta):
     arrays = {k: np.zeros(2) for k in ("labels", "memberships", "means", "energy")}
     np.savez(tmp_path / "m.npz", __meta__=np.array(meta), **arrays)
@@ -160,8 +191,9 @@ def test_sigkill_during_save_keeps_previous_file(tmp_path):
     path = old.save(tmp_path / "res.npz")
     root = Path(__file__).resolve().parents[1]
     env = dict(os.environ, PYTHONPATH=str(root) + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    proc = subprocess.Popen([sys.executable, "-c", _KILL_SCRIPT, str(path)], env=env,
-                            stdout=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", _KILL_SCRIPT, str(path)], env=env, stdout=subprocess.PIPE, text=True
+    )
     try:
         assert proc.stdout.readline().strip() == "ready"
         deadline = time.monotonic() + 60

@@ -1,4 +1,5 @@
 """Eq. 15: the fixed-point solver and the unrolled trainable network."""
+
 import numpy as np
 import pytest
 import torch
@@ -95,7 +96,8 @@ def test_fixed_point_decreases_energy_and_segments(update):
     # the recorded energy is the shared one, on the [0, 1]-scaled image
     x = (img - img.min()) / (img.max() - img.min())
     assert res.energy[-1] == pytest.approx(
-        energy_from_labels(x, res.labels, 0.125, n_phases=4).total, rel=1e-12)
+        energy_from_labels(x, res.labels, 0.125, n_phases=4).total, rel=1e-12
+    )
 
 
 def test_fixed_point_agrees_with_chan_vese():
@@ -136,7 +138,7 @@ def _synthetic_batch(n, size=24, seed=0):
         for k in (1, 2):
             r0, c0 = rng.integers(0, size - 8, 2)
             h, w = rng.integers(5, 12, 2)
-            lab[r0:r0 + h, c0:c0 + w] = k
+            lab[r0 : r0 + h, c0 : c0 + w] = k
         imgs.append(levels[lab] + rng.normal(0, 0.05, lab.shape))
     return torch.tensor(np.stack(imgs)[:, None], dtype=torch.float32)
 
@@ -175,7 +177,8 @@ def test_unrolled_segment_result_and_fit():
     assert fitted.energy[-1] <= res.energy[-1] * 1.05
     x = (img - img.min()) / (img.max() - img.min())
     assert res.energy[-1] == pytest.approx(
-        mumford_shah_energy(x, np.eye(4)[res.labels].transpose(2, 0, 1), 0.125), rel=1e-10)
+        mumford_shah_energy(x, np.eye(4)[res.labels].transpose(2, 0, 1), 0.125), rel=1e-10
+    )
     with pytest.raises(ValueError, match="n_phases"):
         unrolled_segment(img, 3, model=UnrolledMumfordShah(4))
 
@@ -200,22 +203,46 @@ def _numba_step(z, x, lam, step, update, ceps=0.1, deps=1.0):
     ws = Workspace(x4, z.shape[0])
     softmax_blocks(0, ws.nb, z4, x4, ws.y, ws.lab, ws.part, True, ws.grow)
     reduce_means(ws.part, ws.k, x.shape[0], ws.soft, ws.hard)
-    update_blocks(0, ws.nb, z4, x4, ws.y, ws.lab, ws.soft, ws.hard, ws.prow, ws.grow,
-                  ws.energy, lam, step, UPDATE_CODES[update], ceps, deps)
+    update_blocks(
+        0,
+        ws.nb,
+        z4,
+        x4,
+        ws.y,
+        ws.lab,
+        ws.soft,
+        ws.hard,
+        ws.prow,
+        ws.grow,
+        ws.energy,
+        lam,
+        step,
+        UPDATE_CODES[update],
+        ceps,
+        deps,
+    )
     data, length = ws.energy.sum(0)
     return z4.reshape(z.shape), data, length, ws.lab.reshape(spatial)
 
 
 @pytest.mark.parametrize("update", ["softmax-gradient", "paper"])
-@pytest.mark.parametrize("spatial, channels, k", [((7, 9), 1, 2), ((12, 10), 3, 5),
-                                                   ((3, 5, 6), 2, 3), ((1, 8), 1, 4)])
+@pytest.mark.parametrize(
+    "spatial, channels, k", [((7, 9), 1, 2), ((12, 10), 3, 5), ((3, 5, 6), 2, 3), ((1, 8), 1, 4)]
+)
 def test_numba_step_agrees_with_torch(update, spatial, channels, k):
     rng = np.random.default_rng(k)
     z = rng.normal(size=(k,) + spatial) * 2
     x = rng.random((channels,) + spatial)
     new, data, length, lab = _numba_step(z.copy(), x, 0.3, 0.7, update, 0.2, 0.8)
-    ref = fixed_point_step(torch.tensor(z)[None], torch.tensor(x)[None], 0.3, 0.7,
-                           update=update, curvature_eps=0.2, dirac_eps=0.8)[0].numpy()
+    ref = fixed_point_step(
+        torch.tensor(z)[None],
+        torch.tensor(x)[None],
+        0.3,
+        0.7,
+        update=update,
+        curvature_eps=0.2,
+        dirac_eps=0.8,
+    )[0].numpy()
     np.testing.assert_allclose(new, ref, atol=1e-10, rtol=0)
     # the fused hard energy is that of the argmax partition of softmax(z)
     labels = z.argmax(0)
@@ -231,15 +258,15 @@ def test_ms_fixed_point_follows_torch_iterates(update):
     x = (img - img.min()) / (img.max() - img.min())
     z0 = np.random.default_rng(3).normal(size=(3,) + img.shape)
     n = 30
-    res = ms_fixed_point(img, 3, init=z0, max_iter=n, tol=0.0, update=update,
-                         dtype=torch.float64)
+    res = ms_fixed_point(img, 3, init=z0, max_iter=n, tol=0.0, update=update, dtype=torch.float64)
     z = torch.tensor(z0)[None]
     xt = torch.tensor(x)[None, None]
     energies = [energy_from_labels(x, z[0].argmax(0).numpy(), 0.125, n_phases=3).total]
     for _ in range(n):
         z = fixed_point_step(z, xt, 0.125, 2.0, update=update)
-        energies.append(energy_from_labels(x, torch.softmax(z, 1)[0].argmax(0).numpy(), 0.125,
-                                           n_phases=3).total)
+        energies.append(
+            energy_from_labels(x, torch.softmax(z, 1)[0].argmax(0).numpy(), 0.125, n_phases=3).total
+        )
     y = torch.softmax(z, 1)[0].numpy()
     assert res.n_iter == n and not res.converged
     np.testing.assert_allclose(res.memberships, y, atol=1e-6)  # stored as float32
@@ -297,20 +324,31 @@ def test_ms_fixed_point_bad_arguments():
         ms_fixed_point(img, dtype=torch.int64)
     with pytest.raises(TypeError, match="dtype"):
         ms_fixed_point(img, dtype=np.int32)
-    for kw, name in [({"curvature_eps": 0}, "curvature_eps"),
-                     ({"update": "paper", "dirac_eps": 0}, "dirac_eps"),
-                     ({"lam": -1}, "lam"), ({"lam": float("nan")}, "lam"),
-                     ({"step": 0}, "step"), ({"max_iter": 0}, "max_iter"),
-                     ({"tol": -1}, "tol")]:
+    for kw, name in [
+        ({"curvature_eps": 0}, "curvature_eps"),
+        ({"update": "paper", "dirac_eps": 0}, "dirac_eps"),
+        ({"lam": -1}, "lam"),
+        ({"lam": float("nan")}, "lam"),
+        ({"step": 0}, "step"),
+        ({"max_iter": 0}, "max_iter"),
+        ({"tol": -1}, "tol"),
+    ]:
         with pytest.raises(ValueError, match=name):
             ms_fixed_point(img, **kw)
 
 
-@pytest.mark.parametrize("kw, name", [({"n_iter": -1}, "n_iter"), ({"n_iter": 0}, "n_iter"),
-                                      ({"step": -1}, "step"), ({"sharpness": -1}, "sharpness"),
-                                      ({"lam": float("nan")}, "lam"),
-                                      ({"curvature_eps": 0}, "curvature_eps"),
-                                      ({"in_channels": 0}, "in_channels")])
+@pytest.mark.parametrize(
+    "kw, name",
+    [
+        ({"n_iter": -1}, "n_iter"),
+        ({"n_iter": 0}, "n_iter"),
+        ({"step": -1}, "step"),
+        ({"sharpness": -1}, "sharpness"),
+        ({"lam": float("nan")}, "lam"),
+        ({"curvature_eps": 0}, "curvature_eps"),
+        ({"in_channels": 0}, "in_channels"),
+    ],
+)
 def test_unrolled_network_bad_arguments(kw, name):
     with pytest.raises(ValueError, match=name):
         UnrolledMumfordShah(2, **kw)
@@ -318,9 +356,14 @@ def test_unrolled_network_bad_arguments(kw, name):
 
 def test_unrolled_segment_bad_arguments():
     img = np.random.default_rng(0).random((8, 8))
-    for kw, name in [({"lam": -1}, "lam"), ({"lam": float("nan")}, "lam"),
-                     ({"n_iter": 0}, "n_iter"), ({"max_iter": -1}, "max_iter"),
-                     ({"lr": 0}, "lr"), ({"device": "tpu9"}, "device")]:
+    for kw, name in [
+        ({"lam": -1}, "lam"),
+        ({"lam": float("nan")}, "lam"),
+        ({"n_iter": 0}, "n_iter"),
+        ({"max_iter": -1}, "max_iter"),
+        ({"lr": 0}, "lr"),
+        ({"device": "tpu9"}, "device"),
+    ]:
         with pytest.raises(ValueError, match=name):
             unrolled_segment(img, 2, **kw)
 

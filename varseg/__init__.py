@@ -8,6 +8,7 @@ References
 .. [1] B. Kim and J. C. Ye, "Mumford–Shah Loss Functional for Image Segmentation with
        Deep Learning", IEEE Trans. Image Process. 29, 2019.
 """
+
 import logging
 
 from varseg._optional import import_deep
@@ -43,8 +44,22 @@ _LAZY = {
 __all__ = sorted(_LAZY) + ["__version__"]
 
 
-_SUBMODULES = {"losses", "models", "data", "metrics", "plot", "levelset", "train", "energy",
-               "result", "unrolled", "neural", "compare", "methods", "io"}
+_SUBMODULES = {
+    "losses",
+    "models",
+    "data",
+    "metrics",
+    "plot",
+    "levelset",
+    "train",
+    "energy",
+    "result",
+    "unrolled",
+    "neural",
+    "compare",
+    "methods",
+    "io",
+}
 
 
 def __getattr__(name):

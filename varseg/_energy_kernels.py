@@ -5,6 +5,7 @@ thread, faster for small images (thread start-up dominates below ~10^5 pixels). 
 compiled from the one source below (:func:`varseg._jit.jit_family`, ``parallel=True`` or not;
 ``prange`` is ``range`` in the serial one), each under its own cache entry.
 """
+
 import math
 import types
 
@@ -97,11 +98,18 @@ def _hard_energy(x, lab, k, isotropic):
     return data, length, means
 
 
-_SOURCE = {name: obj for name, obj in list(globals().items())
-           if isinstance(obj, types.FunctionType) and obj.__module__ == __name__}
-_PARALLEL = jit_family(_SOURCE, "parallel", cache=True, parallel=True,
-                       overrides={name: {"parallel": False} for name in _SOURCE
-                                  if name != "_hard_energy"})
+_SOURCE = {
+    name: obj
+    for name, obj in list(globals().items())
+    if isinstance(obj, types.FunctionType) and obj.__module__ == __name__
+}
+_PARALLEL = jit_family(
+    _SOURCE,
+    "parallel",
+    cache=True,
+    parallel=True,
+    overrides={name: {"parallel": False} for name in _SOURCE if name != "_hard_energy"},
+)
 _SERIAL = jit_family(_SOURCE, "serial", cache=True)
 
 #: Rows in parallel (``prange``).

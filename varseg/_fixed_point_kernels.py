@@ -19,6 +19,7 @@ The torch :func:`varseg.unrolled.fixed_point_step` computes the same step (teste
 in float64). All work arrays live in a :class:`Workspace` allocated once per call of the
 solver: nothing is allocated per iteration.
 """
+
 from __future__ import annotations
 
 import math
@@ -26,8 +27,15 @@ import math
 import numpy as np
 from numba import njit
 
-__all__ = ["Workspace", "Runner", "softmax_blocks", "reduce_means", "update_blocks",
-           "UPDATE_CODES", "n_blocks"]
+__all__ = [
+    "Workspace",
+    "Runner",
+    "softmax_blocks",
+    "reduce_means",
+    "update_blocks",
+    "UPDATE_CODES",
+    "n_blocks",
+]
 
 #: Integer codes of the two weightings passed to the kernels.
 UPDATE_CODES = {"softmax-gradient": 0, "paper": 1}
@@ -396,8 +404,7 @@ def _hard_row(x, lab, d, i, hard):
 
 
 @njit(cache=True, error_model="numpy")
-def _update_block(b, nb, z, x, y, lab, soft, hard, prow, grow, energy, lam, step, mode,
-                  eps2, deps):
+def _update_block(b, nb, z, x, y, lab, soft, hard, prow, grow, energy, lam, step, mode, eps2, deps):
     k, dd, h, w = z.shape
     has_z = dd > 1
     p = prow[b]
@@ -426,16 +433,18 @@ def _update_block(b, nb, z, x, y, lab, soft, hard, prow, grow, energy, lam, step
 
 
 @njit(cache=True, error_model="numpy", nogil=True)
-def update_blocks(b0, b1, z, x, y, lab, soft, hard, prow, grow, energy, lam, step, mode,
-                  ceps, deps):
+def update_blocks(
+    b0, b1, z, x, y, lab, soft, hard, prow, grow, energy, lam, step, mode, ceps, deps
+):
     """One step of Eq. 15 in place on the row blocks ``b0 .. b1 - 1`` of ``z``, from
     ``y = softmax(z)`` (:func:`softmax_blocks`); the data and length terms of the hard
     partition ``lab`` of each block go to ``energy[b]`` (GIL released)."""
     nb = prow.shape[0]
     eps2 = ceps * ceps
     for b in range(b0, b1):
-        _update_block(b, nb, z, x, y, lab, soft, hard, prow, grow, energy, lam, step, mode,
-                      eps2, deps)
+        _update_block(
+            b, nb, z, x, y, lab, soft, hard, prow, grow, energy, lam, step, mode, eps2, deps
+        )
 
 
 class Runner:
@@ -460,7 +469,8 @@ class Runner:
             pool = Runner._pools.get(self.threads)
             if pool is None:
                 pool = Runner._pools.setdefault(
-                    self.threads, ThreadPoolExecutor(self.threads, "varseg-fixed-point"))
+                    self.threads, ThreadPoolExecutor(self.threads, "varseg-fixed-point")
+                )
             self.pool = pool
 
     def __call__(self, kernel, *args):

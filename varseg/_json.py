@@ -1,5 +1,6 @@
 """The one JSON coercion of varseg: numpy scalars and arrays, paths, fractions and tuples to
 built-ins."""
+
 from __future__ import annotations
 
 import os

@@ -4,6 +4,7 @@ Every check raises a one-line ``ValueError`` (a bad value) or ``TypeError`` (a b
 message starts with the name of the argument and says what was expected, so that callers
 (the library, the command line, the property-based tests) can rely on one wording.
 """
+
 from __future__ import annotations
 
 import numbers
@@ -11,13 +12,24 @@ import warnings
 
 import numpy as np
 
-__all__ = ["renamed_argument", "as_channels_first", "check_image", "check_labels", "check_n_phases",
-           "check_positive", "check_nonnegative", "check_int", "check_choice",
-           "resolve_rng", "resolve_device"]
+__all__ = [
+    "renamed_argument",
+    "as_channels_first",
+    "check_image",
+    "check_labels",
+    "check_n_phases",
+    "check_positive",
+    "check_nonnegative",
+    "check_int",
+    "check_choice",
+    "resolve_rng",
+    "resolve_device",
+]
 
 
-def as_channels_first(image, channel_axis=None, *, dtype=np.float64, name="image",
-                      spatial_ndims=(2, 3)):
+def as_channels_first(
+    image, channel_axis=None, *, dtype=np.float64, name="image", spatial_ndims=(2, 3)
+):
     """Validate an image in scikit-image conventions and return it channels first.
 
     Parameters
@@ -42,8 +54,7 @@ def as_channels_first(image, channel_axis=None, *, dtype=np.float64, name="image
         Not numeric, empty, wrong number of dimensions, NaN/Inf.
     """
     arr = np.asarray(image)
-    if arr.dtype == object or not (np.issubdtype(arr.dtype, np.number)
-                                   or arr.dtype == bool):
+    if arr.dtype == object or not (np.issubdtype(arr.dtype, np.number) or arr.dtype == bool):
         raise ValueError(f"{name} must be a numeric array; got dtype {arr.dtype}")
     if arr.size == 0:
         raise ValueError(f"{name} is empty (shape {arr.shape})")
@@ -51,14 +62,16 @@ def as_channels_first(image, channel_axis=None, *, dtype=np.float64, name="image
         if arr.ndim not in spatial_ndims:
             raise ValueError(
                 f"{name} must be {_allowed(spatial_ndims)} without channel_axis; got shape "
-                f"{arr.shape}. Pass channel_axis=-1 for a colour image.")
+                f"{arr.shape}. Pass channel_axis=-1 for a colour image."
+            )
         x = arr[None]
         gray = True
     else:
         if arr.ndim - 1 not in spatial_ndims:
             raise ValueError(
                 f"{name} with channel_axis={channel_axis} must be {_allowed(spatial_ndims)} "
-                f"plus a channel axis; got shape {arr.shape}")
+                f"plus a channel axis; got shape {arr.shape}"
+            )
         ax = channel_axis % arr.ndim if -arr.ndim <= channel_axis < arr.ndim else None
         if ax is None:
             raise ValueError(f"channel_axis={channel_axis} is out of range for shape {arr.shape}")
@@ -100,8 +113,9 @@ def _real_scalar(value, name):
             arr = np.asarray(value)
         except Exception:  # noqa: BLE001 - anything that is not array-like is refused
             raise ValueError(f"{name} must be a number; got {value!r}") from None
-        if arr.ndim != 0 or not (np.issubdtype(arr.dtype, np.integer)
-                                 or np.issubdtype(arr.dtype, np.floating)):
+        if arr.ndim != 0 or not (
+            np.issubdtype(arr.dtype, np.integer) or np.issubdtype(arr.dtype, np.floating)
+        ):
             raise ValueError(f"{name} must be a real number; got {value!r}")
     return float(value)
 
@@ -167,8 +181,11 @@ def check_image(image, name="image", *, dtype=None):
         ``"{name} is empty ..."``, ``"{name} contains NaN or Inf values"``.
     """
     arr = np.asarray(image)
-    if not (np.issubdtype(arr.dtype, np.integer) or np.issubdtype(arr.dtype, np.floating)
-            or arr.dtype == bool):
+    if not (
+        np.issubdtype(arr.dtype, np.integer)
+        or np.issubdtype(arr.dtype, np.floating)
+        or arr.dtype == bool
+    ):
         raise TypeError(f"{name} must be a real numeric array; got dtype {arr.dtype}")
     if arr.size == 0:
         raise ValueError(f"{name} is empty (shape {arr.shape})")
@@ -214,8 +231,10 @@ def check_labels(labels, n_phases=None, name="labels"):
         arr = arr.astype(np.int64)
     elif np.issubdtype(arr.dtype, np.floating):
         if arr.size and not (np.isfinite(arr).all() and (arr == np.round(arr)).all()):
-            raise TypeError(f"{name} must be integers; got dtype {arr.dtype} with non-integral "
-                            f"or non-finite values")
+            raise TypeError(
+                f"{name} must be integers; got dtype {arr.dtype} with non-integral "
+                f"or non-finite values"
+            )
         if arr.size and np.abs(arr).max() > 2.0**62:
             raise ValueError(f"{name} values are too large for integer labels")
     elif not np.issubdtype(arr.dtype, np.integer):
@@ -230,8 +249,9 @@ def check_labels(labels, n_phases=None, name="labels"):
     else:
         k = check_int(n_phases, "n_phases", minimum=1)
         if lo < 0 or hi >= k:
-            raise ValueError(f"{name} must lie in 0..{k - 1} for n_phases={k}; got range "
-                             f"{lo}..{hi}")
+            raise ValueError(
+                f"{name} must lie in 0..{k - 1} for n_phases={k}; got range {lo}..{hi}"
+            )
     return arr.astype(np.int64, copy=False), k
 
 
@@ -258,23 +278,26 @@ def resolve_device(device=None):
     if device is None or (isinstance(device, str) and device == "auto"):
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if not isinstance(device, (str, torch.device)):
-        raise ValueError(f"device must be None, 'auto', 'cpu', 'cuda[:N]' or a torch.device; "
-                         f"got {device!r}")
+        raise ValueError(
+            f"device must be None, 'auto', 'cpu', 'cuda[:N]' or a torch.device; got {device!r}"
+        )
     try:
         dev = torch.device(device)
     except (RuntimeError, ValueError):
-        raise ValueError(f"device {device!r} is not a device; expected 'auto', 'cpu' or "
-                         f"'cuda[:N]'") from None
+        raise ValueError(
+            f"device {device!r} is not a device; expected 'auto', 'cpu' or 'cuda[:N]'"
+        ) from None
     if dev.type == "cuda":
         if not torch.cuda.is_available():
-            raise ValueError(f"device {str(device)!r} requested but CUDA is not available on "
-                             f"this machine; use device='cpu'")
+            raise ValueError(
+                f"device {str(device)!r} requested but CUDA is not available on "
+                f"this machine; use device='cpu'"
+            )
         n = torch.cuda.device_count()
         if dev.index is not None and dev.index >= n:
             raise ValueError(f"device {str(device)!r}: only {n} CUDA device(s) present")
     elif dev.type != "cpu":
-        raise ValueError(f"device {str(device)!r} is not supported; expected 'cpu' or "
-                         f"'cuda[:N]'")
+        raise ValueError(f"device {str(device)!r} is not supported; expected 'cpu' or 'cuda[:N]'")
     return dev
 
 
@@ -283,8 +306,11 @@ def check_int(value, name, *, minimum=1, allow_none=False):
     are refused; ``minimum=None`` accepts any integer; ``allow_none`` lets None through)."""
     if value is None and allow_none:
         return None
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or (
-            minimum is not None and value < minimum):
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, np.integer))
+        or (minimum is not None and value < minimum)
+    ):
         kind = {None: "", 0: "non-negative ", 1: "positive "}.get(minimum, f">= {minimum} ")
         raise ValueError(f"{name} must be a {kind}integer; got {value!r}")
     return int(value)

@@ -26,6 +26,7 @@ The clustering itself also runs on the normalised image: k-means and Otsu are in
 an affine change of intensity, and the normalisation keeps them finite at any scale
 (1e-300 .. 1e300).
 """
+
 from __future__ import annotations
 
 import inspect
@@ -44,8 +45,13 @@ from ._validation import (
 from .energy import energy_from_labels, normalise_image
 from .result import Segmentation
 
-__all__ = ["kmeans_segment", "otsu_segment", "DEFAULT_LAM", "sort_labels_by_intensity",
-           "OTSU_MAX_PHASES"]
+__all__ = [
+    "kmeans_segment",
+    "otsu_segment",
+    "DEFAULT_LAM",
+    "sort_labels_by_intensity",
+    "OTSU_MAX_PHASES",
+]
 
 #: Default λ of the recorded energy: Chan–Vese's default μ = 0.25 halved (images in [0, 1]).
 DEFAULT_LAM = 0.125
@@ -116,17 +122,25 @@ def _result(x, gray, labels, n_phases, lam, method, params, n_iter, converged, t
     """``x`` is the normalised channels-first image: the recorded energy is the shared one."""
     energy = energy_from_labels(x, labels, lam, n_phases=n_phases)
     elapsed = time.perf_counter() - t0
-    memberships = (labels[None] == np.arange(n_phases).reshape(
-        (n_phases,) + (1,) * labels.ndim)).astype(np.float64)
+    memberships = (
+        labels[None] == np.arange(n_phases).reshape((n_phases,) + (1,) * labels.ndim)
+    ).astype(np.float64)
     means = np.asarray(energy.means)
     if gray:
         means = means[:, 0]
     return Segmentation(
-        labels=labels, memberships=memberships, means=means,
-        energy=np.array([energy.total], dtype=np.float64), n_iter=int(n_iter),
-        converged=bool(converged), elapsed=float(elapsed), method=method,
+        labels=labels,
+        memberships=memberships,
+        means=means,
+        energy=np.array([energy.total], dtype=np.float64),
+        n_iter=int(n_iter),
+        converged=bool(converged),
+        elapsed=float(elapsed),
+        method=method,
         params=dict(params, lam=lam, normalised=True),
-        times=np.array([elapsed], dtype=np.float64), extras=dict(extras))
+        times=np.array([elapsed], dtype=np.float64),
+        extras=dict(extras),
+    )
 
 
 def _kmeans2(data, init, max_iter, seed):
@@ -159,8 +173,7 @@ def _lloyd(data, k, max_iter, seed, chunk=5):
     return centroids, lab, n_iter, converged
 
 
-def kmeans_segment(image, n_phases=2, *, channel_axis=None, seed=None, max_iter=100,
-                   lam=None):
+def kmeans_segment(image, n_phases=2, *, channel_axis=None, seed=None, max_iter=100, lam=None):
     r"""Segment by k-means clustering of the pixel intensities (or colours).
 
     Lloyd's algorithm (:func:`scipy.cluster.vq.kmeans2`, k-means++ initialisation from a
@@ -214,8 +227,12 @@ def kmeans_segment(image, n_phases=2, *, channel_axis=None, seed=None, max_iter=
     else:
         _, lab, n_iter, converged = _lloyd(data, k, max_iter, seed)
     labels = sort_labels_by_intensity(x, lab.reshape(spatial), k)
-    params = {"n_phases": k, "seed": seed if isinstance(seed, (int, type(None))) else None,
-              "max_iter": max_iter, "channel_axis": channel_axis}
+    params = {
+        "n_phases": k,
+        "seed": seed if isinstance(seed, (int, type(None))) else None,
+        "max_iter": max_iter,
+        "channel_axis": channel_axis,
+    }
     return _result(x, gray, labels, k, lam, "kmeans", params, n_iter, converged, t0, extras)
 
 
@@ -263,9 +280,11 @@ def otsu_segment(image, n_phases=2, *, channel_axis=None, lam=None, nbins=None):
     t0 = time.perf_counter()
     x, gray, k, lam, extras = _prepare(image, channel_axis, n_phases, lam)
     if k > OTSU_MAX_PHASES:
-        raise ValueError(f"n_phases must be at most {OTSU_MAX_PHASES} for otsu_segment (the "
-                         f"multi-Otsu search is combinatorial in K); got {k}. Use "
-                         f"kmeans_segment for more classes")
+        raise ValueError(
+            f"n_phases must be at most {OTSU_MAX_PHASES} for otsu_segment (the "
+            f"multi-Otsu search is combinatorial in K); got {k}. Use "
+            f"kmeans_segment for more classes"
+        )
     if nbins is None:
         nbins = _OTSU_BINS_K5 if k == OTSU_MAX_PHASES else 256
     nbins = check_int(nbins, "nbins", minimum=2)
@@ -280,8 +299,9 @@ def otsu_segment(image, n_phases=2, *, channel_axis=None, lam=None, nbins=None):
             warnings.filterwarnings("ignore", message=".*looks like that of an RGB image")
             thresholds = threshold_multiotsu(lum, classes=k, nbins=nbins)
     except ValueError as err:
-        raise ValueError(f"otsu_segment: cannot find {k - 1} thresholds for this image "
-                         f"({err})") from err
+        raise ValueError(
+            f"otsu_segment: cannot find {k - 1} thresholds for this image ({err})"
+        ) from err
     labels = np.digitize(lum, bins=thresholds).astype(np.int64)
     labels = sort_labels_by_intensity(x, labels, k)
     params = {"n_phases": k, "channel_axis": channel_axis, "nbins": nbins}

@@ -7,6 +7,7 @@ Global options ``-q`` (warnings and errors only) and ``-v`` (debug messages, and
 of an error) set the level of the ``varseg`` logger, which every library module logs to.
 User errors are one line on stderr and exit status 2; Ctrl-C is one line and exit status 130.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -30,13 +31,17 @@ USER_ERRORS = (ValueError, TypeError, OSError, ImportError)
 
 COMMANDS = {
     "segment": ("varseg.commands.segment", "segment one image with one method"),
-    "compare": ("varseg.commands.compare",
-                "run several methods on one image (or a dataset) and score them side by side"),
+    "compare": (
+        "varseg.commands.compare",
+        "run several methods on one image (or a dataset) and score them side by side",
+    ),
     "bench": ("varseg.bench", "time varseg against its peers (chan-vese, loss, models)"),
     "train": ("varseg.commands.train", "train a network (supervised, semi- or unsupervised)"),
     "evaluate": ("varseg.commands.evaluate", "evaluate a trained checkpoint on a dataset"),
-    "reproduce": ("varseg.commands.reproduce",
-                  "reproduce a table of the paper on real data (bsds500: Table VI)"),
+    "reproduce": (
+        "varseg.commands.reproduce",
+        "reproduce a table of the paper on real data (bsds500: Table VI)",
+    ),
     "warmup": ("varseg.commands.warmup", "compile the Numba kernels ahead of time"),
 }
 
@@ -53,7 +58,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     parser = argparse.ArgumentParser(
         prog="varseg",
-        description="Classical variational and deep Mumford–Shah segmentation, side by side.")
+        description="Classical variational and deep Mumford–Shah segmentation, side by side.",
+    )
     parser.add_argument("--version", action="version", version=f"varseg {__version__}")
     _add_logging_options(parser)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
@@ -69,10 +75,20 @@ def build_parser() -> argparse.ArgumentParser:
 def _add_logging_options(parser):
     # own dests: a subcommand's "--quiet" (no progress bar) must not overwrite them
     group = parser.add_mutually_exclusive_group()
-    group.add_argument("-q", "--quiet", dest="_log_quiet", action="store_true",
-                       help="show only warnings and errors")
-    group.add_argument("-v", "--verbose", dest="_log_verbose", action="store_true",
-                       help="show debug messages (and the traceback of an error)")
+    group.add_argument(
+        "-q",
+        "--quiet",
+        dest="_log_quiet",
+        action="store_true",
+        help="show only warnings and errors",
+    )
+    group.add_argument(
+        "-v",
+        "--verbose",
+        dest="_log_verbose",
+        action="store_true",
+        help="show debug messages (and the traceback of an error)",
+    )
 
 
 class _StderrHandler(logging.StreamHandler):

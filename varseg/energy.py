@@ -44,6 +44,7 @@ References
        method for image segmentation in the presence of intensity inhomogeneities with
        application to MRI", IEEE TIP 20(7), 2011 (Eq. 6 here).
 """
+
 from __future__ import annotations
 
 from typing import NamedTuple
@@ -211,8 +212,8 @@ class _Ops:
 
 def _prepare(image, memberships, bias=None):
     """Validate and batch the inputs: returns ops, x (1,C,*S), y (1,K,*S), b (1,1,*S)|None."""
-    torch_mode = _is_torch(image) or _is_torch(memberships) or (
-        bias is not None and _is_torch(bias)
+    torch_mode = (
+        _is_torch(image) or _is_torch(memberships) or (bias is not None and _is_torch(bias))
     )
     ops = _Ops(torch_mode)
     if torch_mode:
@@ -501,8 +502,10 @@ def _check_overflow(ops, total):
     else:
         ok = bool(np.isfinite(total))
     if not ok:
-        raise ValueError("image values are too large: the energy overflows the floating "
-                         "type; rescale the image (varseg.energy.normalise_image)")
+        raise ValueError(
+            "image values are too large: the energy overflows the floating "
+            "type; rescale the image (varseg.energy.normalise_image)"
+        )
 
 
 def mumford_shah_energy(image, memberships, lam, *, bias=None, tv="isotropic", reduction="sum"):
@@ -557,9 +560,7 @@ def mumford_shah_energy(image, memberships, lam, *, bias=None, tv="isotropic", r
     >>> mumford_shah_energy(image, labels_to_memberships(labels, 2), lam=1.0)
     8.0
     """
-    return mumford_shah_terms(
-        image, memberships, lam, bias=bias, tv=tv, reduction=reduction
-    ).total
+    return mumford_shah_terms(image, memberships, lam, bias=bias, tv=tv, reduction=reduction).total
 
 
 def data_term(image, memberships, *, bias=None, reduction="sum"):
@@ -742,9 +743,11 @@ def _check_kernel_memory(x, lab, k):
     rows = lab.size // lab.shape[-1]
     need = rows * k * (x.shape[0] + 1)
     if need > _KERNEL_MAX_VALUES:
-        raise ValueError(f"labels give K = {k} classes (n_phases), too many for this "
-                         f"image ({need * 8 / 2**30:.1f} GiB of work arrays); relabel to "
-                         f"0..K-1 with a small K")
+        raise ValueError(
+            f"labels give K = {k} classes (n_phases), too many for this "
+            f"image ({need * 8 / 2**30:.1f} GiB of work arrays); relabel to "
+            f"0..K-1 with a small K"
+        )
 
 
 # --------------------------------------------------------------------------------------
@@ -771,8 +774,7 @@ def gaussian_kernel(sigma, ndim=2, truncate=2.0):
     return k / k.sum()
 
 
-def lic_energy(image, memberships, bias, *, sigma=4.0, means=None, truncate=2.0,
-               reduction="sum"):
+def lic_energy(image, memberships, bias, *, sigma=4.0, means=None, truncate=2.0, reduction="sum"):
     r"""Local intensity clustering energy of Li et al. 2011 (Eq. 6 of [1]_).
 
     .. math::
@@ -835,4 +837,3 @@ def lic_energy(image, memberships, bias, *, sigma=4.0, means=None, truncate=2.0,
         total = total + ops.sum(ops.reshape(e * y, (1, -1)), -1)
     n_pix = int(np.prod(y.shape[2:]))
     return _reduce(ops, total, reduction, n_pix)
-

@@ -22,6 +22,7 @@ a NIfTI array, stored ``(i, j, k) = (x, y, z)`` by nibabel, is transposed. 2D pi
 nibabel and SimpleITK are the ``medical`` extra (``pip install "varseg[medical]"``); they
 are imported only when a medical file is read or written.
 """
+
 from __future__ import annotations
 
 import gzip
@@ -135,8 +136,9 @@ def require_simpleitk():
     try:
         import SimpleITK
     except ImportError:  # pragma: no cover - depends on the environment
-        raise ImportError("reading MetaImage, NRRD or DICOM needs SimpleITK: "
-                          f"{MEDICAL_HINT}") from None
+        raise ImportError(
+            f"reading MetaImage, NRRD or DICOM needs SimpleITK: {MEDICAL_HINT}"
+        ) from None
     SimpleITK.ProcessObject.SetGlobalWarningDisplay(False)
     return SimpleITK
 
@@ -205,8 +207,10 @@ def read_picture(path, *, mode=None, what="image") -> np.ndarray:
     except (OSError, ValueError, SyntaxError, EOFError) as err:  # incl. UnidentifiedImageError
         raise ValueError(f"could not read {what} {path}: {_one_line(err)}") from None
     if len({f.shape for f in frames}) > 1:
-        raise ValueError(f"{what} {path} is a multi-page TIFF whose pages differ in shape: "
-                         "expected a stack of equal slices")
+        raise ValueError(
+            f"{what} {path} is a multi-page TIFF whose pages differ in shape: "
+            "expected a stack of equal slices"
+        )
     arr = frames[0] if n_frames == 1 else np.stack(frames)
     if arr.dtype == np.int32 and arr.size and 0 <= arr.min() and arr.max() <= 65535:
         arr = arr.astype(np.uint16)  # Pillow's "I" mode for 16-bit PNG
@@ -284,8 +288,13 @@ def read_nifti(path, *, what="NIfTI file"):
     if data.ndim not in (2, 3):
         raise ValueError(f"{what} {path} has shape {data.shape}: expected a 2-D or 3-D image")
     zooms = tuple(float(z) for z in img.header.get_zooms()[: data.ndim])
-    meta = ImageMeta(spacing=zooms[::-1], affine=np.asarray(img.affine, dtype=np.float64),
-                     header=img.header.copy(), source_format="nifti", path=str(path))
+    meta = ImageMeta(
+        spacing=zooms[::-1],
+        affine=np.asarray(img.affine, dtype=np.float64),
+        header=img.header.copy(),
+        source_format="nifti",
+        path=str(path),
+    )
     return np.ascontiguousarray(data.T), meta
 
 
@@ -324,14 +333,23 @@ def _from_sitk(img, source_format, path, extra=None):
     import SimpleITK as sitk
 
     if img.GetNumberOfComponentsPerPixel() != 1:
-        raise ValueError(f"{path} has {img.GetNumberOfComponentsPerPixel()} components per "
-                         "voxel: expected a scalar image")
-    header = {"origin": img.GetOrigin(), "direction": img.GetDirection(),
-              "metadata": {k: img.GetMetaData(k) for k in img.GetMetaDataKeys()}}
+        raise ValueError(
+            f"{path} has {img.GetNumberOfComponentsPerPixel()} components per "
+            "voxel: expected a scalar image"
+        )
+    header = {
+        "origin": img.GetOrigin(),
+        "direction": img.GetDirection(),
+        "metadata": {k: img.GetMetaData(k) for k in img.GetMetaDataKeys()},
+    }
     header.update(extra or {})
-    meta = ImageMeta(spacing=tuple(float(s) for s in img.GetSpacing())[::-1],
-                     affine=sitk_affine(img.GetSpacing(), img.GetOrigin(), img.GetDirection()),
-                     header=header, source_format=source_format, path=str(path))
+    meta = ImageMeta(
+        spacing=tuple(float(s) for s in img.GetSpacing())[::-1],
+        affine=sitk_affine(img.GetSpacing(), img.GetOrigin(), img.GetDirection()),
+        header=header,
+        source_format=source_format,
+        path=str(path),
+    )
     return sitk.GetArrayFromImage(img), meta
 
 
@@ -401,8 +419,14 @@ def read_dicom_series(folder, *, what="DICOM folder"):
             if not ids:
                 raise ValueError(f"{what} {folder} holds no DICOM series")
             if len(ids) > 1:
-                logger.warning("%s %s holds %d DICOM series; reading %s (others: %s)", what,
-                               folder, len(ids), ids[0], ", ".join(ids[1:]))
+                logger.warning(
+                    "%s %s holds %d DICOM series; reading %s (others: %s)",
+                    what,
+                    folder,
+                    len(ids),
+                    ids[0],
+                    ", ".join(ids[1:]),
+                )
             files = reader.GetGDCMSeriesFileNames(str(folder), ids[0])
             reader.SetFileNames(files)
             img = reader.Execute()
@@ -462,8 +486,10 @@ def read_image(path):
         spacing = (1.0,) * (3 if stack else 2)
         return arr, ImageMeta(spacing, source_format="picture", path=str(path))
     known = ", ".join(PICTURE_SUFFIXES + (".npy",) + NIFTI_SUFFIXES + SITK_SUFFIXES)
-    raise ValueError(f"unsupported image format {suffix!r} for {path}: expected one of "
-                     f"{known}, or a DICOM series folder")
+    raise ValueError(
+        f"unsupported image format {suffix!r} for {path}: expected one of "
+        f"{known}, or a DICOM series folder"
+    )
 
 
 # --------------------------------------------------------------------------------------
@@ -471,8 +497,19 @@ def read_image(path):
 # --------------------------------------------------------------------------------------
 def sample_names():
     """Names of the bundled ``skimage.data`` images usable as ``sample:NAME``."""
-    return ["astronaut", "brain", "camera", "cells3d-slice", "chelsea", "coffee", "coins",
-            "horse", "moon", "page", "text"]
+    return [
+        "astronaut",
+        "brain",
+        "camera",
+        "cells3d-slice",
+        "chelsea",
+        "coffee",
+        "coins",
+        "horse",
+        "moon",
+        "page",
+        "text",
+    ]
 
 
 def _sample(name):
@@ -493,12 +530,16 @@ def _check_layout(img, meta, spec):
     if img.ndim == 3 and img.shape[-1] == 4:
         img = img[..., :3]
     if img.ndim == 3 and img.shape[-1] == 2:
-        raise ValueError(f"image {spec} has 2 channels (gray + alpha?): expected gray "
-                         "(H, W), colour (H, W, 3) or RGBA; convert it to gray or RGB first")
+        raise ValueError(
+            f"image {spec} has 2 channels (gray + alpha?): expected gray "
+            "(H, W), colour (H, W, 3) or RGBA; convert it to gray or RGB first"
+        )
     colour = img.ndim >= 3 and img.shape[-1] == 3
     if img.ndim > 3 + colour:
-        raise ValueError(f"image {spec} has shape {img.shape}: expected (H, W), (H, W, 3), "
-                         "(D, H, W) or (D, H, W, 3)")
+        raise ValueError(
+            f"image {spec} has shape {img.shape}: expected (H, W), (H, W, 3), "
+            "(D, H, W) or (D, H, W, 3)"
+        )
     return img, (-1 if colour else None)
 
 
@@ -774,8 +815,9 @@ def check_positive_labels(labels: np.ndarray, path: str | os.PathLike, what: str
         )
 
 
-def load_bsds_ground_truth(mat_path: str | os.PathLike, field: str = "Segmentation"
-                           ) -> list[np.ndarray]:
+def load_bsds_ground_truth(
+    mat_path: str | os.PathLike, field: str = "Segmentation"
+) -> list[np.ndarray]:
     """Read the human segmentations of one BSDS500 image.
 
     ``loadmat(f)['groundTruth']`` is a (1, K) object array (a MATLAB cell); element
@@ -808,13 +850,17 @@ def load_bsds_ground_truth(mat_path: str | os.PathLike, field: str = "Segmentati
 
     path = Path(mat_path)
     if not path.is_file():
-        raise FileNotFoundError(f"BSDS500 ground truth {path} does not exist: expected "
-                                "data/groundTruth/<split>/<id>.mat")
+        raise FileNotFoundError(
+            f"BSDS500 ground truth {path} does not exist: expected "
+            "data/groundTruth/<split>/<id>.mat"
+        )
     with reading(path, "BSDS500 ground truth"):
         mat = loadmat(str(path))
     if "groundTruth" not in mat:
-        raise ValueError(f"BSDS500 ground truth {path} has no 'groundTruth' cell (keys: "
-                         f"{sorted(k for k in mat if not k.startswith('__'))})")
+        raise ValueError(
+            f"BSDS500 ground truth {path} has no 'groundTruth' cell (keys: "
+            f"{sorted(k for k in mat if not k.startswith('__'))})"
+        )
     cell = np.asarray(mat["groundTruth"]).reshape(-1)
     out = [_annotation(entry, field, path, k) for k, entry in enumerate(cell)]
     if not out:
@@ -826,8 +872,9 @@ def _annotation(entry, field: str, path: Path, k: int) -> np.ndarray:
     """Map ``field`` of the ``k``-th struct of a ``groundTruth`` cell, checked."""
     names = getattr(getattr(entry, "dtype", None), "names", None) or ()
     if field not in names:
-        raise ValueError(f"BSDS500 ground truth {path}: segmentation {k} has fields "
-                         f"{names}, expected {field!r}")
+        raise ValueError(
+            f"BSDS500 ground truth {path}: segmentation {k} has fields {names}, expected {field!r}"
+        )
     arr = np.asarray(entry[field].reshape(-1)[0]) if entry.size else None
     if arr is None or arr.ndim != 2:
         raise ValueError(f"BSDS500 ground truth {path}: {field} {k} is not a 2-D map")

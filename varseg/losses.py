@@ -26,6 +26,7 @@ images finite; an empty batch, a bias field that is not finite and positive, and
 ``probabilities=True`` memberships that are negative or do not sum to 1 over K (tolerance
 :data:`PROBABILITY_TOL`) raise a one-line ``ValueError``.
 """
+
 from __future__ import annotations
 
 import torch
@@ -65,12 +66,17 @@ def _check(input, image, reduction):
         raise TypeError("input and image must be torch tensors")
     if input.ndim not in (4, 5):
         raise ValueError(
-            f"input must be (B, K, H, W) or (B, K, D, H, W) logits; got shape {tuple(input.shape)}")
-    if image.ndim != input.ndim or image.shape[0] != input.shape[0] or \
-            image.shape[2:] != input.shape[2:]:
+            f"input must be (B, K, H, W) or (B, K, D, H, W) logits; got shape {tuple(input.shape)}"
+        )
+    if (
+        image.ndim != input.ndim
+        or image.shape[0] != input.shape[0]
+        or image.shape[2:] != input.shape[2:]
+    ):
         raise ValueError(
             f"image shape {tuple(image.shape)} does not match input shape {tuple(input.shape)}: "
-            f"expected (B, C) + {tuple(input.shape[2:])} with B = {input.shape[0]}")
+            f"expected (B, C) + {tuple(input.shape[2:])} with B = {input.shape[0]}"
+        )
     if input.shape[0] == 0:
         raise ValueError(f"input has an empty batch (B = 0); got shape {tuple(input.shape)}")
     if input.shape[1] < 1:
@@ -100,12 +106,15 @@ def _memberships(input, probabilities):
     if not bool(torch.isfinite(p).all()):
         raise ValueError("input (probabilities=True) contains NaN or Inf values")
     if bool((p < -tol).any()):
-        raise ValueError(f"input (probabilities=True) must be non-negative; got minimum "
-                         f"{float(p.min()):.4g}")
+        raise ValueError(
+            f"input (probabilities=True) must be non-negative; got minimum {float(p.min()):.4g}"
+        )
     err = float((p.sum(1) - 1).abs().max())
     if err > tol:
-        raise ValueError(f"input (probabilities=True) must sum to 1 over the class axis (1) "
-                         f"within {tol:g}; largest deviation {err:.4g}")
+        raise ValueError(
+            f"input (probabilities=True) must sum to 1 over the class axis (1) "
+            f"within {tol:g}; largest deviation {err:.4g}"
+        )
     return z
 
 
@@ -120,8 +129,10 @@ def _reduce(per_sample, reduction, n_pix):
 def _check_overflow(out, input):
     """Refuse a non-finite loss from finite logits: an overflow of the weights or the image."""
     if not bool(torch.isfinite(out.detach()).all()) and bool(torch.isfinite(input.detach()).all()):
-        raise ValueError(f"lam/beta or image too large: the loss overflows {out.dtype}; lower "
-                         f"the weights or rescale the image")
+        raise ValueError(
+            f"lam/beta or image too large: the loss overflows {out.dtype}; lower "
+            f"the weights or rescale the image"
+        )
     return out
 
 
@@ -132,8 +143,7 @@ def _n_pix(t):
     return n
 
 
-def mumford_shah_loss(input, image, lam, *, probabilities=False, tv="isotropic",
-                      reduction="mean"):
+def mumford_shah_loss(input, image, lam, *, probabilities=False, tv="isotropic", reduction="mean"):
     r"""Mumford–Shah loss of Kim & Ye 2019, Eq. 12-13.
 
     .. math::
@@ -214,8 +224,14 @@ class MumfordShahLoss(nn.Module):
 
     def forward(self, input, image):
         """Return :func:`mumford_shah_loss` of ``input`` and ``image`` with these settings."""
-        return mumford_shah_loss(input, image, self.lam, probabilities=self.probabilities,
-                                 tv=self.tv, reduction=self.reduction)
+        return mumford_shah_loss(
+            input,
+            image,
+            self.lam,
+            probabilities=self.probabilities,
+            tv=self.tv,
+            reduction=self.reduction,
+        )
 
     def extra_repr(self):
         """Return the settings shown in the module's repr."""
@@ -294,8 +310,9 @@ def smooth_bias(bias, sigma):
     return out
 
 
-def bias_field_mumford_shah_loss(input, bias, image, lam, beta, *, probabilities=False,
-                                 tv="isotropic", reduction="mean"):
+def bias_field_mumford_shah_loss(
+    input, bias, image, lam, beta, *, probabilities=False, tv="isotropic", reduction="mean"
+):
     r"""Bias-field Mumford–Shah loss of Kim & Ye 2019, Eq. 19-20 (unsupervised).
 
     .. math::
@@ -330,17 +347,22 @@ def bias_field_mumford_shah_loss(input, bias, image, lam, beta, *, probabilities
     if not torch.is_tensor(bias):
         raise TypeError(f"bias must be a torch tensor; got {type(bias).__name__}")
     if bias.shape != (input.shape[0], 1) + tuple(input.shape[2:]):
-        raise ValueError(f"bias must have shape (B, 1) + spatial = "
-                         f"{(input.shape[0], 1) + tuple(input.shape[2:])}; got {tuple(bias.shape)}")
+        raise ValueError(
+            f"bias must have shape (B, 1) + spatial = "
+            f"{(input.shape[0], 1) + tuple(input.shape[2:])}; got {tuple(bias.shape)}"
+        )
     b = bias.detach()
     if not bool((torch.isfinite(b) & (b > 0)).all()):
-        raise ValueError("bias must be finite and strictly positive (no NaN/Inf; use "
-                         "varseg.losses.positive_bias)")
+        raise ValueError(
+            "bias must be finite and strictly positive (no NaN/Inf; use "
+            "varseg.losses.positive_bias)"
+        )
     y = _memberships(input, probabilities)
     data, length, _ = batched_terms(image.to(y.dtype), y, bias=bias.to(y.dtype), tv=tv)
     bias_tv = batched_tv(bias.to(y.dtype), tv)
-    return _check_overflow(_reduce(data + lam * length + beta * bias_tv, reduction, _n_pix(y)),
-                           input)
+    return _check_overflow(
+        _reduce(data + lam * length + beta * bias_tv, reduction, _n_pix(y)), input
+    )
 
 
 class BiasFieldMumfordShahLoss(nn.Module):
@@ -349,8 +371,9 @@ class BiasFieldMumfordShahLoss(nn.Module):
     ``forward(input, bias, image)`` with shapes ``(B, K, *S)``, ``(B, 1, *S)``, ``(B, C, *S)``.
     """
 
-    def __init__(self, lam=1e-3, beta=1e-3, *, probabilities=False, tv="isotropic",
-                 reduction="mean"):
+    def __init__(
+        self, lam=1e-3, beta=1e-3, *, probabilities=False, tv="isotropic", reduction="mean"
+    ):
         super().__init__()
         self.lam = check_nonnegative(lam, "lam")
         self.beta = check_nonnegative(beta, "beta")
@@ -360,17 +383,35 @@ class BiasFieldMumfordShahLoss(nn.Module):
 
     def forward(self, input, bias, image):
         """Return :func:`bias_field_mumford_shah_loss` of the inputs with these settings."""
-        return bias_field_mumford_shah_loss(input, bias, image, self.lam, self.beta,
-                                            probabilities=self.probabilities, tv=self.tv,
-                                            reduction=self.reduction)
+        return bias_field_mumford_shah_loss(
+            input,
+            bias,
+            image,
+            self.lam,
+            self.beta,
+            probabilities=self.probabilities,
+            tv=self.tv,
+            reduction=self.reduction,
+        )
 
     def extra_repr(self):
         """Return the settings shown in the module's repr."""
         return f"lam={self.lam}, beta={self.beta}, tv={self.tv!r}, reduction={self.reduction!r}"
 
 
-def semi_supervised_loss(input, target, image, labeled, ms_weight=None, *, length_weight=1e-3,
-                         ignore_index=255, tv="isotropic", reduction="mean", lam=None):
+def semi_supervised_loss(
+    input,
+    target,
+    image,
+    labeled,
+    ms_weight=None,
+    *,
+    length_weight=1e-3,
+    ignore_index=255,
+    tv="isotropic",
+    reduction="mean",
+    lam=None,
+):
     r"""Semi-supervised loss of Kim & Ye 2019, Eq. 16-18.
 
     .. math::
@@ -464,18 +505,22 @@ def masked_cross_entropy(input, target, labeled, ignore_index=255, *, reduction=
         raise ValueError(f"reduction must be one of {_REDUCTIONS}; got {reduction!r}")
     labeled = torch.as_tensor(labeled, dtype=torch.bool, device=input.device).reshape(-1)
     if labeled.numel() != input.shape[0]:
-        raise ValueError(f"labeled must have one flag per sample ({input.shape[0]}); got "
-                         f"{labeled.numel()}")
+        raise ValueError(
+            f"labeled must have one flag per sample ({input.shape[0]}); got {labeled.numel()}"
+        )
     if target.shape != (input.shape[0],) + tuple(input.shape[2:]):
-        raise ValueError(f"target must have shape {(input.shape[0],) + tuple(input.shape[2:])}; "
-                         f"got {tuple(target.shape)}")
+        raise ValueError(
+            f"target must have shape {(input.shape[0],) + tuple(input.shape[2:])}; "
+            f"got {tuple(target.shape)}"
+        )
     target = target.long()
     valid = (target != ignore_index) & labeled.reshape((-1,) + (1,) * (target.ndim - 1))
     k = input.shape[1]
     bad = valid & ((target < 0) | (target >= k))
     if bool(bad.any()):
-        raise ValueError(f"target holds labels outside 0..{k - 1} (and != ignore_index "
-                         f"{ignore_index})")
+        raise ValueError(
+            f"target holds labels outside 0..{k - 1} (and != ignore_index {ignore_index})"
+        )
     safe_t = torch.where(valid, target, torch.zeros_like(target))
     ce_map = F.cross_entropy(input, safe_t, reduction="none") * valid
     if reduction == "none":
@@ -491,8 +536,16 @@ class SemiSupervisedLoss(nn.Module):
     ``forward(input, target, image, labeled)``.
     """
 
-    def __init__(self, ms_weight=None, *, length_weight=1e-3, ignore_index=255,
-                 tv="isotropic", reduction="mean", lam=None):
+    def __init__(
+        self,
+        ms_weight=None,
+        *,
+        length_weight=1e-3,
+        ignore_index=255,
+        tv="isotropic",
+        reduction="mean",
+        lam=None,
+    ):
         super().__init__()
         if ms_weight is None and lam is None:
             ms_weight = 1e-3
@@ -504,12 +557,21 @@ class SemiSupervisedLoss(nn.Module):
 
     def forward(self, input, target, image, labeled):
         """Return :func:`semi_supervised_loss` of the inputs with these settings."""
-        return semi_supervised_loss(input, target, image, labeled, self.ms_weight,
-                                    length_weight=self.length_weight,
-                                    ignore_index=self.ignore_index, tv=self.tv,
-                                    reduction=self.reduction)
+        return semi_supervised_loss(
+            input,
+            target,
+            image,
+            labeled,
+            self.ms_weight,
+            length_weight=self.length_weight,
+            ignore_index=self.ignore_index,
+            tv=self.tv,
+            reduction=self.reduction,
+        )
 
     def extra_repr(self):
         """Return the settings shown in the module's repr."""
-        return (f"ms_weight={self.ms_weight}, length_weight={self.length_weight}, "
-                f"ignore_index={self.ignore_index}, reduction={self.reduction!r}")
+        return (
+            f"ms_weight={self.ms_weight}, length_weight={self.length_weight}, "
+            f"ignore_index={self.ignore_index}, reduction={self.reduction!r}"
+        )

@@ -22,6 +22,7 @@ fitted for ``warm_steps`` steps by cross-entropy to that partition, then the Mum
 alone takes over and moves the boundaries (length term) and the memberships (data term) to
 its own minimum; ``restarts`` independent fits keep the lowest shared energy.
 """
+
 from __future__ import annotations
 
 import time
@@ -50,8 +51,7 @@ from varseg.losses import (
 )
 from varseg.result import Segmentation
 
-__all__ = ["neural_segment", "with_coordinates",
-           "PolynomialBias", "NEURAL_INITS", "WARM_CE"]
+__all__ = ["neural_segment", "with_coordinates", "PolynomialBias", "NEURAL_INITS", "WARM_CE"]
 
 #: Starts of :func:`neural_segment`: ``"kmeans"`` (fit the k-means partition first) or
 #: ``"random"`` (the network's random weights, as Kanezaki 2018).
@@ -69,10 +69,25 @@ BIAS_LR_MULT = 10.0
 
 
 #: Random functions that take a ``generator`` keyword (:class:`_LocalGenerator`).
-_RANDOM_FUNCS = frozenset({
-    "uniform_", "normal_", "random_", "bernoulli_", "exponential_", "cauchy_", "log_normal_",
-    "geometric_", "rand", "randn", "randint", "randperm", "multinomial", "bernoulli", "normal",
-})
+_RANDOM_FUNCS = frozenset(
+    {
+        "uniform_",
+        "normal_",
+        "random_",
+        "bernoulli_",
+        "exponential_",
+        "cauchy_",
+        "log_normal_",
+        "geometric_",
+        "rand",
+        "randn",
+        "randint",
+        "randperm",
+        "multinomial",
+        "bernoulli",
+        "normal",
+    }
+)
 
 
 class _LocalGenerator(TorchFunctionMode):
@@ -92,8 +107,9 @@ class _LocalGenerator(TorchFunctionMode):
     def __torch_function__(self, func, types, args=(), kwargs=None):
         kwargs = dict(kwargs or {})
         name = getattr(func, "__name__", "")
-        if kwargs.get("generator", 0) is None or (name in _RANDOM_FUNCS
-                                                  and "generator" not in kwargs):
+        if kwargs.get("generator", 0) is None or (
+            name in _RANDOM_FUNCS and "generator" not in kwargs
+        ):
             kwargs["generator"] = self.generator
         return func(*args, **kwargs)
 
@@ -124,11 +140,15 @@ def _superpixels(x, n):
     from skimage.segmentation import slic
 
     if x.shape[0] > 1:
-        seg = slic(np.moveaxis(x, 0, -1), n_segments=int(n), compactness=100,
-                   channel_axis=-1, start_label=0)
+        seg = slic(
+            np.moveaxis(x, 0, -1),
+            n_segments=int(n),
+            compactness=100,
+            channel_axis=-1,
+            start_label=0,
+        )
     else:
-        seg = slic(x[0], n_segments=int(n), compactness=0.1, channel_axis=None,
-                   start_label=0)
+        seg = slic(x[0], n_segments=int(n), compactness=0.1, channel_axis=None, start_label=0)
     return seg, int(seg.max()) + 1
 
 
@@ -218,8 +238,11 @@ class PolynomialBias(torch.nn.Module):
         H, W = (int(n) for n in shape)
         ys, xs = (torch.linspace(-1, 1, n, dtype=torch.float64) for n in (H, W))
         py, px = _legendre(ys, degree), _legendre(xs, degree)
-        basis = [py[i][:, None] * px[j][None, :] for i in range(degree + 1)
-                 for j in range(degree + 1 - i)]
+        basis = [
+            py[i][:, None] * px[j][None, :]
+            for i in range(degree + 1)
+            for j in range(degree + 1 - i)
+        ]
         self.register_buffer("basis", torch.stack(basis[1:]).float())  # no constant term
         self.coef = torch.nn.Parameter(torch.zeros(len(basis) - 1))
 
@@ -269,12 +292,14 @@ def _make_optimizer(model, cfg):
     The coefficients of a :class:`PolynomialBias` take :data:`BIAS_LR_MULT` times the learning
     rate (a handful of global parameters that otherwise lag far behind the network).
     """
-    bias = [p for p in (model.bias.parameters() if isinstance(model, _WithBias) else [])
-            if p.requires_grad]
+    bias = [
+        p
+        for p in (model.bias.parameters() if isinstance(model, _WithBias) else [])
+        if p.requires_grad
+    ]
     ids = {id(p) for p in bias}
     rest = [p for p in model.parameters() if p.requires_grad and id(p) not in ids]
-    groups = [{"params": rest}] + ([{"params": bias, "lr": cfg.lr * BIAS_LR_MULT}]
-                                   if bias else [])
+    groups = [{"params": rest}] + ([{"params": bias, "lr": cfg.lr * BIAS_LR_MULT}] if bias else [])
     if cfg.optimizer == "adam":
         return torch.optim.Adam(groups, lr=cfg.lr)
     return torch.optim.SGD(groups, lr=cfg.lr, momentum=0.9)
@@ -304,8 +329,9 @@ def _loss(logits, bias, xt, cfg, lab_now, segments):
     loss = logits.new_zeros(())
     if cfg.ms_loss:
         if cfg.bias_field:
-            loss = loss + bias_field_mumford_shah_loss(logits, bias, xt, cfg.lam, cfg.beta,
-                                                       tv=cfg.tv)
+            loss = loss + bias_field_mumford_shah_loss(
+                logits, bias, xt, cfg.lam, cfg.beta, tv=cfg.tv
+            )
         else:
             loss = loss + mumford_shah_loss(logits, xt, cfg.lam, tv=cfg.tv)
     if cfg.kanezaki_ce:
@@ -316,8 +342,10 @@ def _loss(logits, bias, xt, cfg, lab_now, segments):
 
 def _check_output(logits, bias, xt, cfg):
     if logits.shape[1] != cfg.k or logits.shape[2:] != xt.shape[2:]:
-        raise ValueError(f"model output has shape {tuple(logits.shape)}; expected "
-                         f"(1, {cfg.k}) + {tuple(xt.shape[2:])}")
+        raise ValueError(
+            f"model output has shape {tuple(logits.shape)}; expected "
+            f"(1, {cfg.k}) + {tuple(xt.shape[2:])}"
+        )
     if cfg.bias_field and bias is None:
         raise ValueError("bias_field=True needs a model that returns (logits, bias)")
 
@@ -335,8 +363,7 @@ def _fit_once(model, x, xt, inp, cfg, target, segments, t0, seed):
     if target is not None:
         fit.warm_steps = _warm_start(model, inp, target, cfg, opt)
         opt = _make_optimizer(model, cfg)  # fresh moments for the new loss
-    for it in tqdm(range(1, cfg.max_iter + 1), disable=not cfg.progress,
-                   desc="neural_segment"):
+    for it in tqdm(range(1, cfg.max_iter + 1), disable=not cfg.progress, desc="neural_segment"):
         opt.zero_grad()
         logits, bias = _split(model(inp), cfg.bias_sigma)
         _check_output(logits, bias, xt, cfg)
@@ -346,15 +373,16 @@ def _fit_once(model, x, xt, inp, cfg, target, segments, t0, seed):
         opt.step()
         lv = float(loss.detach())
         if not np.isfinite(lv):
-            raise FloatingPointError(f"neural_segment: the loss became {lv} at step {it}; "
-                                     f"lower lr (now {cfg.lr})")
+            raise FloatingPointError(
+                f"neural_segment: the loss became {lv} at step {it}; lower lr (now {cfg.lr})"
+            )
         fit.losses.append(lv)
-        fit.energy.append(energy_from_labels(x, lab_now, cfg.lam, n_phases=cfg.k,
-                                             tv=cfg.tv).total)
+        fit.energy.append(energy_from_labels(x, lab_now, cfg.lam, n_phases=cfg.k, tv=cfg.tv).total)
         fit.times.append(time.perf_counter() - t0)
         fit.n_iter = it
-        if _stalled(fit.losses, cfg) or (cfg.min_labels
-                                         and len(np.unique(lab_now)) <= cfg.min_labels):
+        if _stalled(fit.losses, cfg) or (
+            cfg.min_labels and len(np.unique(lab_now)) <= cfg.min_labels
+        ):
             fit.stalled = True
             break
     _final_pass(model, x, inp, cfg, fit)
@@ -382,8 +410,7 @@ def _final_pass(model, x, inp, cfg, fit):
     fit.memberships = y.astype(np.float32)
     fit.labels = y.argmax(0)
     fit.bias = None if bias is None else bias[0, 0].double().cpu().numpy()
-    fit.final_energy = energy_from_labels(x, fit.labels, cfg.lam, n_phases=cfg.k,
-                                          tv=cfg.tv).total
+    fit.final_energy = energy_from_labels(x, fit.labels, cfg.lam, n_phases=cfg.k, tv=cfg.tv).total
 
 
 def _converged(fit, x):
@@ -395,13 +422,36 @@ def _converged(fit, x):
     return bool(fit.stalled and (constant or len(np.unique(fit.labels)) >= 2))
 
 
-def neural_segment(image, n_phases=2, *, lam=0.125, bias_field=False, beta=0.01,
-                   kanezaki_ce=False, ms_loss=True, superpixels=None, model=None,
-                   init="kmeans", warm_steps=200, restarts=1, max_iter=None, lr=0.01,
-                   optimizer="adam", tol=None, patience=20, min_labels=None, seed=None,
-                   device="auto", progress=True, channel_axis=None, tv="isotropic",
-                   hidden_channels=32, bias_model="polynomial", bias_degree=3,
-                   bias_sigma=None):
+def neural_segment(
+    image,
+    n_phases=2,
+    *,
+    lam=0.125,
+    bias_field=False,
+    beta=0.01,
+    kanezaki_ce=False,
+    ms_loss=True,
+    superpixels=None,
+    model=None,
+    init="kmeans",
+    warm_steps=200,
+    restarts=1,
+    max_iter=None,
+    lr=0.01,
+    optimizer="adam",
+    tol=None,
+    patience=20,
+    min_labels=None,
+    seed=None,
+    device="auto",
+    progress=True,
+    channel_axis=None,
+    tv="isotropic",
+    hidden_channels=32,
+    bias_model="polynomial",
+    bias_degree=3,
+    bias_sigma=None,
+):
     r"""Segment one image by fitting a network to it with the Mumford–Shah loss.
 
     Minimises over the network weights :math:`\Theta`
@@ -535,10 +585,29 @@ def neural_segment(image, n_phases=2, *, lam=0.125, bias_field=False, beta=0.01,
     """
     t0 = time.perf_counter()
     x, _ = as_channels_first(image, channel_axis, spatial_ndims=(2,))
-    cfg = _config(n_phases, lam, bias_field, beta, kanezaki_ce, ms_loss, max_iter, lr,
-                  optimizer, tol, patience, min_labels, tv, init, warm_steps,
-                  hidden_channels, progress, bias_model, bias_degree, bias_sigma,
-                  min(x.shape[1:]))
+    cfg = _config(
+        n_phases,
+        lam,
+        bias_field,
+        beta,
+        kanezaki_ce,
+        ms_loss,
+        max_iter,
+        lr,
+        optimizer,
+        tol,
+        patience,
+        min_labels,
+        tv,
+        init,
+        warm_steps,
+        hidden_channels,
+        progress,
+        bias_model,
+        bias_degree,
+        bias_sigma,
+        min(x.shape[1:]),
+    )
     restarts = check_int(restarts, "restarts")
     if superpixels is not None:
         superpixels = check_int(superpixels, "superpixels")
@@ -546,8 +615,7 @@ def neural_segment(image, n_phases=2, *, lam=0.125, bias_field=False, beta=0.01,
         seed = check_int(seed, "seed", minimum=0)
     _check_size(x, cfg.k)
     if model is not None and restarts > 1:
-        raise ValueError("restarts > 1 needs the default model (a given model is trained "
-                         "in place)")
+        raise ValueError("restarts > 1 needs the default model (a given model is trained in place)")
     x = normalise_image(x)
     dev = resolve_device(device)
     if float(x.max()) == 0.0:  # constant image: the one-region partition is the minimiser
@@ -588,9 +656,14 @@ def _constant_fit(x, cfg, seed):
     memberships = np.zeros((cfg.k,) + spatial, dtype=np.float32)
     memberships[0] = 1
     bias = np.ones(spatial) if cfg.bias_field else None
-    return _Fit(labels=labels, memberships=memberships, bias=bias, stalled=True,
-                final_energy=energy_from_labels(x, labels, cfg.lam, n_phases=cfg.k).total,
-                seed=seed)
+    return _Fit(
+        labels=labels,
+        memberships=memberships,
+        bias=bias,
+        stalled=True,
+        final_energy=energy_from_labels(x, labels, cfg.lam, n_phases=cfg.k).total,
+        seed=seed,
+    )
 
 
 def _check_size(x, k):
@@ -600,9 +673,11 @@ def _check_size(x, k):
     """
     n = int(np.prod(x.shape[1:]))
     if n < max(2, k):
-        raise ValueError(f"image is too small for neural_segment: {n} pixel(s) (shape "
-                         f"{tuple(x.shape[1:])}); need at least {max(2, k)} for "
-                         f"n_phases={k}")
+        raise ValueError(
+            f"image is too small for neural_segment: {n} pixel(s) (shape "
+            f"{tuple(x.shape[1:])}); need at least {max(2, k)} for "
+            f"n_phases={k}"
+        )
 
 
 def _default_model(in_channels, cfg, shape):
@@ -611,13 +686,37 @@ def _default_model(in_channels, cfg, shape):
     if cfg.bias_field and cfg.bias_model == "polynomial":
         net = KanezakiNet(in_channels, n_channels=cfg.k, hidden_channels=cfg.hidden_channels)
         return _WithBias(net, PolynomialBias(shape, cfg.bias_degree))
-    return KanezakiNet(in_channels, n_channels=cfg.k, hidden_channels=cfg.hidden_channels,
-                       bias_field=cfg.bias_field)
+    return KanezakiNet(
+        in_channels,
+        n_channels=cfg.k,
+        hidden_channels=cfg.hidden_channels,
+        bias_field=cfg.bias_field,
+    )
 
 
-def _config(n_phases, lam, bias_field, beta, kanezaki_ce, ms_loss, max_iter, lr, optimizer,
-            tol, patience, min_labels, tv, init, warm_steps, hidden_channels, progress,
-            bias_model, bias_degree, bias_sigma, min_side):
+def _config(
+    n_phases,
+    lam,
+    bias_field,
+    beta,
+    kanezaki_ce,
+    ms_loss,
+    max_iter,
+    lr,
+    optimizer,
+    tol,
+    patience,
+    min_labels,
+    tv,
+    init,
+    warm_steps,
+    hidden_channels,
+    progress,
+    bias_model,
+    bias_degree,
+    bias_sigma,
+    min_side,
+):
     check_positive(lam, "lam", allow_zero=True)
     check_positive(beta, "beta", allow_zero=True)
     check_positive(lr, "lr")
@@ -637,36 +736,72 @@ def _config(n_phases, lam, bias_field, beta, kanezaki_ce, ms_loss, max_iter, lr,
     elif bias_sigma is None:
         bias_sigma = min_side / 8.0
     return _Config(
-        k=check_n_phases(n_phases), lam=float(lam), bias_field=bool(bias_field),
-        beta=float(beta), kanezaki_ce=bool(kanezaki_ce), ms_loss=bool(ms_loss),
-        max_iter=check_int(max_iter, "max_iter"), lr=float(lr), optimizer=optimizer,
-        tol=float(tol), patience=check_int(patience, "patience"),
+        k=check_n_phases(n_phases),
+        lam=float(lam),
+        bias_field=bool(bias_field),
+        beta=float(beta),
+        kanezaki_ce=bool(kanezaki_ce),
+        ms_loss=bool(ms_loss),
+        max_iter=check_int(max_iter, "max_iter"),
+        lr=float(lr),
+        optimizer=optimizer,
+        tol=float(tol),
+        patience=check_int(patience, "patience"),
         min_labels=None if min_labels is None else check_int(min_labels, "min_labels"),
-        tv=tv, init=init, warm_steps=check_int(warm_steps, "warm_steps", minimum=0),
+        tv=tv,
+        init=init,
+        warm_steps=check_int(warm_steps, "warm_steps", minimum=0),
         hidden_channels=check_int(hidden_channels, "hidden_channels"),
-        progress=bool(progress), bias_model=bias_model,
+        progress=bool(progress),
+        bias_model=bias_model,
         bias_degree=check_int(bias_degree, "bias_degree"),
-        bias_sigma=check_positive(bias_sigma, "bias_sigma", allow_zero=True))
+        bias_sigma=check_positive(bias_sigma, "bias_sigma", allow_zero=True),
+    )
 
 
 def _result(best, fits, x, cfg, dev, t0, superpixels, seed, restarts, model_name):
     final = energy_from_labels(x, best.labels, cfg.lam, n_phases=cfg.k, tv=cfg.tv)
-    params = dict(n_phases=cfg.k, lam=cfg.lam, bias_field=cfg.bias_field, beta=cfg.beta,
-                  kanezaki_ce=cfg.kanezaki_ce, ms_loss=cfg.ms_loss, superpixels=superpixels,
-                  init=cfg.init, warm_steps=cfg.warm_steps, restarts=restarts,
-                  max_iter=cfg.max_iter, lr=cfg.lr, optimizer=cfg.optimizer, tol=cfg.tol,
-                  patience=cfg.patience, min_labels=cfg.min_labels, seed=seed,
-                  device=str(dev), tv=cfg.tv, hidden_channels=cfg.hidden_channels,
-                  bias_sigma=cfg.bias_sigma if cfg.bias_field else None,
-                  model=model_name)
+    params = dict(
+        n_phases=cfg.k,
+        lam=cfg.lam,
+        bias_field=cfg.bias_field,
+        beta=cfg.beta,
+        kanezaki_ce=cfg.kanezaki_ce,
+        ms_loss=cfg.ms_loss,
+        superpixels=superpixels,
+        init=cfg.init,
+        warm_steps=cfg.warm_steps,
+        restarts=restarts,
+        max_iter=cfg.max_iter,
+        lr=cfg.lr,
+        optimizer=cfg.optimizer,
+        tol=cfg.tol,
+        patience=cfg.patience,
+        min_labels=cfg.min_labels,
+        seed=seed,
+        device=str(dev),
+        tv=cfg.tv,
+        hidden_channels=cfg.hidden_channels,
+        bias_sigma=cfg.bias_sigma if cfg.bias_field else None,
+        model=model_name,
+    )
     return Segmentation(
-        labels=best.labels, memberships=best.memberships,
+        labels=best.labels,
+        memberships=best.memberships,
         means=final.means[:, 0] if x.shape[0] == 1 else final.means,
-        energy=np.asarray(best.energy + [final.total]), n_iter=best.n_iter,
-        converged=_converged(best, x), elapsed=time.perf_counter() - t0, method="neural",
-        params=params, bias=best.bias,
+        energy=np.asarray(best.energy + [final.total]),
+        n_iter=best.n_iter,
+        converged=_converged(best, x),
+        elapsed=time.perf_counter() - t0,
+        method="neural",
+        params=params,
+        bias=best.bias,
         times=np.asarray(best.times + [time.perf_counter() - t0]),
-        extras={"device": str(dev), "loss": np.asarray(best.losses),
-                "restart_energies": np.asarray([f.final_energy for f in fits]),
-                "seed": -1 if best.seed is None else best.seed,
-                "warm_steps": best.warm_steps})
+        extras={
+            "device": str(dev),
+            "loss": np.asarray(best.losses),
+            "restart_energies": np.asarray([f.final_energy for f in fits]),
+            "seed": -1 if best.seed is None else best.seed,
+            "warm_steps": best.warm_steps,
+        },
+    )

@@ -9,14 +9,23 @@ offered.
 
 3D inputs are shown through their middle slice (axis 0).
 """
+
 from __future__ import annotations
 
 from collections.abc import Mapping
 
 import numpy as np
 
-__all__ = ["overlay_image", "plot_comparison", "plot_energy", "plot_bias_field", "plot_evolution",
-           "save_evolution_gif", "render_evolution_frames", "label_colors"]
+__all__ = [
+    "overlay_image",
+    "plot_comparison",
+    "plot_energy",
+    "plot_bias_field",
+    "plot_evolution",
+    "save_evolution_gif",
+    "render_evolution_frames",
+    "label_colors",
+]
 
 
 # --------------------------------------------------------------------------------------
@@ -136,8 +145,17 @@ def _energy_of(table, name, res):
 # --------------------------------------------------------------------------------------
 # comparison panels
 # --------------------------------------------------------------------------------------
-def plot_comparison(image, results, ground_truth=None, *, channel_axis=None, match=True,
-                    contour_color=(1.0, 0.15, 0.1), figsize=None, suptitle=None):
+def plot_comparison(
+    image,
+    results,
+    ground_truth=None,
+    *,
+    channel_axis=None,
+    match=True,
+    contour_color=(1.0, 0.15, 0.1),
+    figsize=None,
+    suptitle=None,
+):
     """Side-by-side panels: the image, and each method's labels and contour overlay.
 
     Layout: one column per method plus a first column; top row the image and each method's
@@ -172,8 +190,10 @@ def plot_comparison(image, results, ground_truth=None, *, channel_axis=None, mat
         raise ValueError("plot_comparison: results is empty")
     m = len(res)
     gt = ground_truth
-    if gt is not None and (isinstance(gt, (list, tuple)) or np.asarray(gt).ndim ==
-                           np.asarray(next(iter(res.values())).labels).ndim + 1):
+    if gt is not None and (
+        isinstance(gt, (list, tuple))
+        or np.asarray(gt).ndim == np.asarray(next(iter(res.values())).labels).ndim + 1
+    ):
         gt = np.asarray(gt[0])
     ref = None if gt is None else np.asarray(gt)
     fig = _new_figure(figsize or (2.3 * (m + 1), 4.9))
@@ -274,8 +294,9 @@ def plot_energy(results, x="iteration", *, ax=None, logy=False, title=None, figs
     lams = {r.params.get("lam") for r in res.values() if isinstance(r.params, dict)}
     if len(lams) == 1:
         lam = lams.pop()
-    ax.set_ylabel("Mumford–Shah energy" + (f" (λ = {lam:g})" if isinstance(lam, (int, float))
-                                            else ""))
+    ax.set_ylabel(
+        "Mumford–Shah energy" + (f" (λ = {lam:g})" if isinstance(lam, (int, float)) else "")
+    )
     if logy:
         ax.set_yscale("log")
     if x == "time" and any(len(r.energy) > 1 for r in res.values()):
@@ -304,12 +325,10 @@ def _contours(ax, labels):
         return
     colors = label_colors(int(ks.max()) + 1)
     for k in ks:
-        ax.contour((labels == k).astype(float), levels=[0.5], colors=[colors[k]],
-                   linewidths=0.9)
+        ax.contour((labels == k).astype(float), levels=[0.5], colors=[colors[k]], linewidths=0.9)
 
 
-def plot_bias_field(result, image, *, channel_axis=None, figsize=(13, 3.6),
-                    percentiles=(1, 99)):
+def plot_bias_field(result, image, *, channel_axis=None, figsize=(13, 3.6), percentiles=(1, 99)):
     """Plot Li's bias field (Kim & Ye Eq. 5): image, bias, corrected image, segmentation.
 
     The image and the corrected image are shown with robust contrast (their ``percentiles``,
@@ -344,8 +363,11 @@ def plot_bias_field(result, image, *, channel_axis=None, figsize=(13, 3.6),
         b = bias if channel_axis is None else np.expand_dims(bias, channel_axis)
         corrected = x / np.where(b == 0, 1.0, b)
     corrected = np.asarray(corrected, dtype=np.float64)
-    if corrected.shape != np.asarray(image).shape and channel_axis is None \
-            and corrected.ndim == bias.ndim + 1:
+    if (
+        corrected.shape != np.asarray(image).shape
+        and channel_axis is None
+        and corrected.ndim == bias.ndim + 1
+    ):
         corrected = corrected.mean(0) if corrected.shape[0] <= 4 else corrected.mean(-1)
     ca = channel_axis if corrected.shape == np.asarray(image).shape else None
     img_disp = _robust_scale(_display_image(image, channel_axis), percentiles)
@@ -377,8 +399,10 @@ def _snapshots(snapshots, iterations=None):
     if hasattr(snapshots, "extras") and hasattr(snapshots, "labels"):
         ex = snapshots.extras
         if "snapshots" not in ex:
-            raise ValueError("the Segmentation has no extras['snapshots']: run chan_vese with "
-                             "return_history=True (or snapshot_every=N)")
+            raise ValueError(
+                "the Segmentation has no extras['snapshots']: run chan_vese with "
+                "return_history=True (or snapshot_every=N)"
+            )
         if iterations is None:
             iterations = ex.get("snapshot_iters")
         snapshots = ex["snapshots"]
@@ -387,8 +411,10 @@ def _snapshots(snapshots, iterations=None):
         raise ValueError("snapshots is empty")
     frames = [f[None] if f.ndim == 2 else f for f in frames]
     if any(f.ndim != 3 for f in frames):
-        raise ValueError("each snapshot must be a level set (H, W) or level sets (m, H, W) "
-                         "(3D: take a slice first)")
+        raise ValueError(
+            "each snapshot must be a level set (H, W) or level sets (m, H, W) "
+            "(3D: take a slice first)"
+        )
     if iterations is None:
         iterations = list(range(len(frames)))
     iterations = [int(i) for i in np.asarray(iterations).ravel()]
@@ -404,12 +430,12 @@ def _draw_snapshot(ax, background, phi, it, title_prefix="iteration"):
     _show(ax, background, f"{title_prefix} {it}")
     for j, p in enumerate(phi):
         if p.min() < 0 < p.max():
-            ax.contour(p, levels=[0.0], colors=[_LS_COLORS[j % len(_LS_COLORS)]],
-                       linewidths=1.2)
+            ax.contour(p, levels=[0.0], colors=[_LS_COLORS[j % len(_LS_COLORS)]], linewidths=1.2)
 
 
-def plot_evolution(snapshots, image=None, *, iterations=None, channel_axis=None, ncols=None,
-                   figsize=None):
+def plot_evolution(
+    snapshots, image=None, *, iterations=None, channel_axis=None, ncols=None, figsize=None
+):
     """Snapshots of a level-set evolution: the zero level sets over the image.
 
     Parameters
@@ -438,8 +464,7 @@ def plot_evolution(snapshots, image=None, *, iterations=None, channel_axis=None,
     nrows = -(-n // ncols)
     fig = _new_figure(figsize or (2.4 * ncols, 2.5 * nrows))
     axes = fig.subplots(nrows, ncols, squeeze=False).ravel()
-    bg = (_display_image(image, channel_axis) if image is not None
-          else _display_image(frames[0][0]))
+    bg = _display_image(image, channel_axis) if image is not None else _display_image(frames[0][0])
     for ax, phi, it in zip(axes, frames, iters, strict=False):
         _draw_snapshot(ax, bg, phi, it)
     for ax in axes[n:]:
@@ -447,14 +472,14 @@ def plot_evolution(snapshots, image=None, *, iterations=None, channel_axis=None,
     return fig
 
 
-def render_evolution_frames(snapshots, image=None, *, iterations=None, channel_axis=None,
-                            size=(3.2, 3.4), dpi=80):
+def render_evolution_frames(
+    snapshots, image=None, *, iterations=None, channel_axis=None, size=(3.2, 3.4), dpi=80
+):
     """Render each snapshot as an RGB uint8 array (the frames of :func:`save_evolution_gif`)."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
 
     frames, iters = _snapshots(snapshots, iterations)
-    bg = (_display_image(image, channel_axis) if image is not None
-          else _display_image(frames[0][0]))
+    bg = _display_image(image, channel_axis) if image is not None else _display_image(frames[0][0])
     from matplotlib.figure import Figure
 
     out = []
@@ -469,8 +494,9 @@ def render_evolution_frames(snapshots, image=None, *, iterations=None, channel_a
     return out
 
 
-def save_evolution_gif(snapshots, path, image=None, *, iterations=None, channel_axis=None,
-                       duration=200, loop=0, dpi=80):
+def save_evolution_gif(
+    snapshots, path, image=None, *, iterations=None, channel_axis=None, duration=200, loop=0, dpi=80
+):
     """Write the level-set evolution as an animated GIF (Pillow), one frame per snapshot.
 
     Every frame is titled with its iteration number, so consecutive frames always differ
@@ -495,12 +521,21 @@ def save_evolution_gif(snapshots, path, image=None, *, iterations=None, channel_
 
     from PIL import Image
 
-    arrays = render_evolution_frames(snapshots, image, iterations=iterations,
-                                     channel_axis=channel_axis, dpi=dpi)
-    frames = [Image.fromarray(a).convert("P", palette=Image.Palette.ADAPTIVE, colors=255)
-              for a in arrays]
+    arrays = render_evolution_frames(
+        snapshots, image, iterations=iterations, channel_axis=channel_axis, dpi=dpi
+    )
+    frames = [
+        Image.fromarray(a).convert("P", palette=Image.Palette.ADAPTIVE, colors=255) for a in arrays
+    ]
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    frames[0].save(path, save_all=True, append_images=frames[1:], duration=int(duration),
-                   loop=int(loop), disposal=1, optimize=False)
+    frames[0].save(
+        path,
+        save_all=True,
+        append_images=frames[1:],
+        duration=int(duration),
+        loop=int(loop),
+        disposal=1,
+        optimize=False,
+    )
     return path

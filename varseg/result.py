@@ -1,4 +1,5 @@
 """The one result type returned by every segmentation method in varseg."""
+
 from __future__ import annotations
 
 import json
@@ -15,8 +16,14 @@ _ARRAYS = ("labels", "memberships", "means", "energy", "times", "bias", "level_s
 _REQUIRED = ("labels", "memberships", "means", "energy")
 _FORMAT = "varseg.Segmentation/1"
 _EXACT_KINDS = "biufcSU"  # no object, void (structured) or datetime arrays
-_META_TYPES = {"n_iter": (int,), "converged": (bool,), "elapsed": (int, float),
-               "method": (str,), "params": (dict,), "extras": (dict,)}
+_META_TYPES = {
+    "n_iter": (int,),
+    "converged": (bool,),
+    "elapsed": (int, float),
+    "method": (str,),
+    "params": (dict,),
+    "extras": (dict,),
+}
 
 
 @dataclass
@@ -92,16 +99,20 @@ class Segmentation:
         if dtype is None or np.dtype(dtype) == lab.dtype:
             return lab.copy() if copy else lab
         if copy is False:
-            raise ValueError(f"Segmentation labels have dtype {lab.dtype}; converting to "
-                             f"{np.dtype(dtype)} needs a copy, but copy=False was given")
+            raise ValueError(
+                f"Segmentation labels have dtype {lab.dtype}; converting to "
+                f"{np.dtype(dtype)} needs a copy, but copy=False was given"
+            )
         return lab.astype(dtype)
 
     def __repr__(self) -> str:
         """One line: method, shape, K, iterations, convergence and rounded time."""
         shape = tuple(int(s) for s in np.shape(self.labels))
-        return (f"Segmentation(method={self.method!r}, shape={shape}, K={self.n_phases}, "
-                f"n_iter={self.n_iter}, converged={self.converged}, "
-                f"elapsed={self.elapsed:.3g}s)")
+        return (
+            f"Segmentation(method={self.method!r}, shape={shape}, K={self.n_phases}, "
+            f"n_iter={self.n_iter}, converged={self.converged}, "
+            f"elapsed={self.elapsed:.3g}s)"
+        )
 
     def save(self, path) -> Path:
         """Save losslessly to a NumPy ``.npz`` file (suffix added if missing), atomically.
@@ -129,8 +140,9 @@ class Segmentation:
         """
         path = Path(path)
         if path.suffix != ".npz":
-            path = path.with_suffix(path.suffix + ".npz") if path.suffix else path.with_suffix(
-                ".npz")
+            path = (
+                path.with_suffix(path.suffix + ".npz") if path.suffix else path.with_suffix(".npz")
+            )
         arrays = {}
         for k in _ARRAYS:
             if getattr(self, k) is not None:
@@ -182,8 +194,10 @@ class Segmentation:
         except _NotSegmentation as err:
             raise ValueError(f"{path} is not a varseg Segmentation file: {err}") from None
         except Exception as err:  # noqa: BLE001 - zip, zlib, EOF, JSON: all mean "corrupt"
-            raise ValueError(f"could not load varseg Segmentation {path} (corrupt or "
-                             f"truncated): {_one_line(err)}") from None
+            raise ValueError(
+                f"could not load varseg Segmentation {path} (corrupt or "
+                f"truncated): {_one_line(err)}"
+            ) from None
 
     @classmethod
     def _from_parts(cls, meta, arrays):
@@ -201,18 +215,27 @@ class Segmentation:
         np_scalars = set(meta.get("numpy_scalar_extras", []))
         for k in list(arrays):
             if k.startswith("extra__"):
-                name = k[len("extra__"):]
+                name = k[len("extra__") :]
                 value = arrays.pop(k)
                 extras[name] = value[()] if name in np_scalars else value
         kw = {f.name: arrays.get(f.name) for f in fields(cls) if f.name in _ARRAYS}
-        return cls(n_iter=meta["n_iter"], converged=meta["converged"], elapsed=meta["elapsed"],
-                   method=meta["method"], params=meta["params"], extras=extras, **kw)
+        return cls(
+            n_iter=meta["n_iter"],
+            converged=meta["converged"],
+            elapsed=meta["elapsed"],
+            method=meta["method"],
+            params=meta["params"],
+            extras=extras,
+            **kw,
+        )
 
     def summary(self) -> str:
         """One-line human-readable description."""
-        return (f"{self.method}: K={self.n_phases}, energy={self.final_energy:.6g}, "
-                f"iterations={self.n_iter}, converged={self.converged}, "
-                f"time={self.elapsed:.3f}s")
+        return (
+            f"{self.method}: K={self.n_phases}, energy={self.final_energy:.6g}, "
+            f"iterations={self.n_iter}, converged={self.converged}, "
+            f"time={self.elapsed:.3f}s"
+        )
 
 
 class _NotSegmentation(ValueError):
@@ -244,12 +267,16 @@ def _storable_array(value, key, *, tensors=False):
     if _is_tensor(value) and tensors:
         value = value.detach().cpu().numpy()
     if _is_tensor(value):
-        raise TypeError(f"cannot save {key!r}: a {type(value).__module__}."
-                        f"{type(value).__name__}; convert it with .cpu().numpy() first")
+        raise TypeError(
+            f"cannot save {key!r}: a {type(value).__module__}."
+            f"{type(value).__name__}; convert it with .cpu().numpy() first"
+        )
     arr = np.asarray(value)
     if arr.dtype.kind not in _EXACT_KINDS:
-        raise TypeError(f"cannot save {key!r}: arrays of dtype {arr.dtype} do not round-trip "
-                        "(expected bool, integer, float, complex or string arrays)")
+        raise TypeError(
+            f"cannot save {key!r}: arrays of dtype {arr.dtype} do not round-trip "
+            "(expected bool, integer, float, complex or string arrays)"
+        )
     return arr
 
 
@@ -283,9 +310,11 @@ def _split_extras(extras):
         elif _is_json_exact(v):
             scalars[k] = v
         else:
-            raise TypeError(f"cannot save extras[{k!r}]: a {type(v).__name__} does not "
-                            "round-trip; use an array, a number, a string, None, or "
-                            "lists / str-keyed dicts of those")
+            raise TypeError(
+                f"cannot save extras[{k!r}]: a {type(v).__name__} does not "
+                "round-trip; use an array, a number, a string, None, or "
+                "lists / str-keyed dicts of those"
+            )
     return arrays, scalars, np_scalars
 
 

@@ -25,6 +25,7 @@ backward-difference divergence of :math:`\nabla^+ y_n / \sqrt{|\nabla^+ y_n|^2 +
 (the adjoint of the forward differences of :mod:`varseg.energy`), so :math:`g_n` is the exact
 derivative of the energy's (ε-smoothed) isotropic length term.
 """
+
 from __future__ import annotations
 
 import logging
@@ -55,8 +56,14 @@ from varseg.energy import (
 from varseg.levelset.heaviside import dirac_torch
 from varseg.result import Segmentation
 
-__all__ = ["ms_fixed_point", "fixed_point_step", "curvature", "UnrolledMumfordShah",
-           "unrolled_segment", "normalise_image"]
+__all__ = [
+    "ms_fixed_point",
+    "fixed_point_step",
+    "curvature",
+    "UnrolledMumfordShah",
+    "unrolled_segment",
+    "normalise_image",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -85,14 +92,16 @@ def curvature(y, eps=0.1):
     div = torch.zeros_like(y)
     for a, g in zip(axes, grads, strict=True):
         p = g / norm
-        shifted = torch.cat([torch.zeros_like(p.narrow(a, 0, 1)),
-                             p.narrow(a, 0, p.shape[a] - 1)], dim=a)
+        shifted = torch.cat(
+            [torch.zeros_like(p.narrow(a, 0, 1)), p.narrow(a, 0, p.shape[a] - 1)], dim=a
+        )
         div = div + p - shifted
     return div
 
 
-def fixed_point_step(z, x, lam, step, *, update="softmax-gradient", curvature_eps=0.1,
-                     dirac_eps=1.0, kappa=None):
+def fixed_point_step(
+    z, x, lam, step, *, update="softmax-gradient", curvature_eps=0.1, dirac_eps=1.0, kappa=None
+):
     r"""One iteration of Eq. 15 on logits ``z`` (B, K, *S) for images ``x`` (B, C, *S).
 
     Parameters
@@ -138,29 +147,40 @@ def _initial_logits(x, k, init, rng, sharpness=20.0):
         return -sharpness * (lum[None] - q.reshape((k,) + (1,) * lum.ndim)) ** 2
     arr = np.asarray(init, dtype=np.float64)
     if arr.shape != (k,) + spatial:
-        raise ValueError(f"init array must have shape (n_phases,) + image shape = "
-                         f"{(k,) + spatial}; got {arr.shape}")
+        raise ValueError(
+            f"init array must have shape (n_phases,) + image shape = "
+            f"{(k,) + spatial}; got {arr.shape}"
+        )
     if not np.isfinite(arr).all():
         raise ValueError("init array contains NaN or Inf")
     return arr
 
 
-def _segmentation_from_logits(z, x, lam, *, energy, times, n_iter, converged, t0, method,
-                              params):
+def _segmentation_from_logits(z, x, lam, *, energy, times, n_iter, converged, t0, method, params):
     y = torch.softmax(z, 1)[0].double().numpy()
     labels = y.argmax(0)
     k = y.shape[0]
     means = energy_from_labels(x, labels, lam, n_phases=k).means
     return Segmentation(
-        labels=labels, memberships=y.astype(np.float32),
+        labels=labels,
+        memberships=y.astype(np.float32),
         means=means[:, 0] if x.shape[0] == 1 else means,
-        energy=np.asarray(energy, dtype=np.float64), n_iter=n_iter, converged=converged,
-        elapsed=time.perf_counter() - t0, method=method, params=params,
-        times=np.asarray(times, dtype=np.float64))
+        energy=np.asarray(energy, dtype=np.float64),
+        n_iter=n_iter,
+        converged=converged,
+        elapsed=time.perf_counter() - t0,
+        method=method,
+        params=params,
+        times=np.asarray(times, dtype=np.float64),
+    )
 
 
-_NUMPY_DTYPES = {torch.float32: np.float32, torch.float64: np.float64,
-                 np.dtype(np.float32): np.float32, np.dtype(np.float64): np.float64}
+_NUMPY_DTYPES = {
+    torch.float32: np.float32,
+    torch.float64: np.float64,
+    np.dtype(np.float32): np.float32,
+    np.dtype(np.float64): np.float64,
+}
 
 
 def _working_dtype(dtype):
@@ -172,13 +192,14 @@ def _working_dtype(dtype):
         except TypeError:
             key = None
     if key not in _NUMPY_DTYPES:
-        raise TypeError(f"dtype must be torch.float32 or torch.float64 (or numpy.float32/"
-                        f"float64); got {dtype!r}")
+        raise TypeError(
+            f"dtype must be torch.float32 or torch.float64 (or numpy.float32/"
+            f"float64); got {dtype!r}"
+        )
     return _NUMPY_DTYPES[key]
 
 
-def _check_fixed_point_args(n_phases, lam, step, max_iter, tol, update, curvature_eps,
-                            dirac_eps):
+def _check_fixed_point_args(n_phases, lam, step, max_iter, tol, update, curvature_eps, dirac_eps):
     """Validate the arguments of ms_fixed_point.
 
     Return (K, lam, step, max_iter, tol, curvature_eps, dirac_eps).
@@ -194,8 +215,9 @@ def _check_fixed_point_args(n_phases, lam, step, max_iter, tol, update, curvatur
     return k, lam, step, max_iter, tol, curvature_eps, dirac_eps
 
 
-def _iterate_fixed_point(ws, z, lam, step, mode, curvature_eps, dirac_eps, max_iter, tol,
-                         t0, threads=1):
+def _iterate_fixed_point(
+    ws, z, lam, step, mode, curvature_eps, dirac_eps, max_iter, tol, t0, threads=1
+):
     """Run the Numba loop of :func:`ms_fixed_point`: (n_iter, converged, energy, times).
 
     ``energy[k]`` (k < n_iter) is computed inside the step that leaves iterate k; the last
@@ -212,8 +234,23 @@ def _iterate_fixed_point(ws, z, lam, step, mode, curvature_eps, dirac_eps, max_i
     it = 0
     for it in range(1, max_iter + 1):  # noqa: B007 - it is the count run
         reduce_means(ws.part, ws.k, x.shape[0], ws.soft, ws.hard)
-        run(update_blocks, z, x, ws.y, ws.lab, ws.soft, ws.hard, ws.prow, ws.grow, ws.energy,
-            lam, step, mode, curvature_eps, dirac_eps)
+        run(
+            update_blocks,
+            z,
+            x,
+            ws.y,
+            ws.lab,
+            ws.soft,
+            ws.hard,
+            ws.prow,
+            ws.grow,
+            ws.energy,
+            lam,
+            step,
+            mode,
+            curvature_eps,
+            dirac_eps,
+        )
         data, length = ws.energy.sum(axis=0)
         energy.append(float(data + lam * length))
         run(softmax_blocks, z, x, ws.y, ws.lab, ws.part, False, ws.grow)
@@ -245,8 +282,10 @@ def _kernels_cached():
     from varseg import _fixed_point_kernels as fk
 
     try:
-        return all(bool(getattr(fk, name)._cache._cache_file._load_index())
-                   for name in ("softmax_blocks", "update_blocks", "reduce_means"))
+        return all(
+            bool(getattr(fk, name)._cache._cache_file._load_index())
+            for name in ("softmax_blocks", "update_blocks", "reduce_means")
+        )
     except Exception:  # noqa: BLE001 - Numba internals: assume not cached
         return False
 
@@ -269,20 +308,34 @@ def _warm_up(np_dtype):
         z[0] = x[0]
         ws = Workspace(x, 2)
         for mode in (0, 1):
-            _iterate_fixed_point(ws, z, np_dtype(0.1), np_dtype(1.0), mode, np_dtype(0.1),
-                                 np_dtype(1.0), 2, 0.0, t)
+            _iterate_fixed_point(
+                ws, z, np_dtype(0.1), np_dtype(1.0), mode, np_dtype(0.1), np_dtype(1.0), 2, 0.0, t
+            )
     # the final record's kernels: the serial one and, above its size, the parallel one
     for n in (4, 1 << 17):
-        energy_from_labels(np.zeros((1, n)), np.zeros((1, n), dtype=np.int64), 0.1,
-                           n_phases=2)
-    logger.debug("fixed-point kernels ready (%s) in %.2f s", np.dtype(np_dtype).name,
-                 time.perf_counter() - t)
+        energy_from_labels(np.zeros((1, n)), np.zeros((1, n), dtype=np.int64), 0.1, n_phases=2)
+    logger.debug(
+        "fixed-point kernels ready (%s) in %.2f s", np.dtype(np_dtype).name, time.perf_counter() - t
+    )
     _WARMED.add(np_dtype)
 
 
-def ms_fixed_point(image, n_phases=2, *, lam=DEFAULT_LAM, step=2.0, max_iter=300, tol=1e-4,
-                   init="quantiles", update="softmax-gradient", curvature_eps=0.1,
-                   dirac_eps=1.0, channel_axis=None, dtype=torch.float32, seed=None):
+def ms_fixed_point(
+    image,
+    n_phases=2,
+    *,
+    lam=DEFAULT_LAM,
+    step=2.0,
+    max_iter=300,
+    tol=1e-4,
+    init="quantiles",
+    update="softmax-gradient",
+    curvature_eps=0.1,
+    dirac_eps=1.0,
+    channel_axis=None,
+    dtype=torch.float32,
+    seed=None,
+):
     r"""Segment an image with the fixed-point iteration of Eq. 15 (Kim & Ye 2019).
 
     Iterates Eq. 15 on softmax logits (see :mod:`varseg.unrolled` for the two weightings)
@@ -342,7 +395,8 @@ def ms_fixed_point(image, n_phases=2, *, lam=DEFAULT_LAM, step=2.0, max_iter=300
     """
     np_dtype = _working_dtype(dtype)
     k, lam, step, max_iter, tol, curvature_eps, dirac_eps = _check_fixed_point_args(
-        n_phases, lam, step, max_iter, tol, update, curvature_eps, dirac_eps)
+        n_phases, lam, step, max_iter, tol, update, curvature_eps, dirac_eps
+    )
     _warm_up(np_dtype)
     t0 = time.perf_counter()
     from varseg._fixed_point_kernels import UPDATE_CODES, Workspace
@@ -357,22 +411,47 @@ def ms_fixed_point(image, n_phases=2, *, lam=DEFAULT_LAM, step=2.0, max_iter=300
     ws = Workspace(x4, k)
     T = np_dtype
     n_iter, converged, energy, times = _iterate_fixed_point(
-        ws, z, T(lam), T(step), UPDATE_CODES[update], T(curvature_eps), T(dirac_eps),
-        max_iter, tol, t0, _thread_count(z.size))
+        ws,
+        z,
+        T(lam),
+        T(step),
+        UPDATE_CODES[update],
+        T(curvature_eps),
+        T(dirac_eps),
+        max_iter,
+        tol,
+        t0,
+        _thread_count(z.size),
+    )
     labels = ws.lab.reshape(spatial).astype(np.int64)
     terms = energy_from_labels(x, labels, lam, n_phases=k)
     energy.append(terms.total)
-    params = dict(n_phases=k, lam=lam, step=step, max_iter=max_iter, tol=tol,
-                  init=init if isinstance(init, str) else "array", update=update,
-                  curvature_eps=curvature_eps, dirac_eps=dirac_eps, seed=seed,
-                  dtype=np.dtype(np_dtype).name)
+    params = dict(
+        n_phases=k,
+        lam=lam,
+        step=step,
+        max_iter=max_iter,
+        tol=tol,
+        init=init if isinstance(init, str) else "array",
+        update=update,
+        curvature_eps=curvature_eps,
+        dirac_eps=dirac_eps,
+        seed=seed,
+        dtype=np.dtype(np_dtype).name,
+    )
     means = terms.means
     return Segmentation(
-        labels=labels, memberships=ws.y.reshape((k,) + spatial).astype(np.float32),
+        labels=labels,
+        memberships=ws.y.reshape((k,) + spatial).astype(np.float32),
         means=means[:, 0] if x.shape[0] == 1 else means,
-        energy=np.asarray(energy, dtype=np.float64), n_iter=n_iter, converged=converged,
-        elapsed=time.perf_counter() - t0, method="fixed-point", params=params,
-        times=np.asarray(times, dtype=np.float64))
+        energy=np.asarray(energy, dtype=np.float64),
+        n_iter=n_iter,
+        converged=converged,
+        elapsed=time.perf_counter() - t0,
+        method="fixed-point",
+        params=params,
+        times=np.asarray(times, dtype=np.float64),
+    )
 
 
 class UnrolledMumfordShah(nn.Module):
@@ -417,9 +496,20 @@ class UnrolledMumfordShah(nn.Module):
     (``learn_kernels`` needs 2D; the fixed curvature also works on ``(B, C, D, H, W)``).
     """
 
-    def __init__(self, n_phases, in_channels=1, n_iter=10, *, lam=DEFAULT_LAM, step=2.0,
-                 learn_step=True, learn_kernels=False, update="softmax-gradient",
-                 curvature_eps=0.1, sharpness=20.0):
+    def __init__(
+        self,
+        n_phases,
+        in_channels=1,
+        n_iter=10,
+        *,
+        lam=DEFAULT_LAM,
+        step=2.0,
+        learn_step=True,
+        learn_kernels=False,
+        update="softmax-gradient",
+        curvature_eps=0.1,
+        sharpness=20.0,
+    ):
         super().__init__()
         k = check_n_phases(n_phases)
         check_choice(update, set(_UPDATES), "update")
@@ -440,10 +530,18 @@ class UnrolledMumfordShah(nn.Module):
         if learn_kernels:
             lap = torch.tensor([[0.0, 1.0, 0.0], [1.0, -4.0, 1.0], [0.0, 1.0, 0.0]]) / 4
             self.kernels = nn.Parameter(lap.repeat(self.n_iter, 1, 1))
-        self.config = dict(n_phases=k, in_channels=self.in_channels, n_iter=self.n_iter,
-                           lam=self.lam, step=step, learn_step=learn_step,
-                           learn_kernels=learn_kernels, update=update,
-                           curvature_eps=curvature_eps, sharpness=sharpness)
+        self.config = dict(
+            n_phases=k,
+            in_channels=self.in_channels,
+            n_iter=self.n_iter,
+            lam=self.lam,
+            step=step,
+            learn_step=learn_step,
+            learn_kernels=learn_kernels,
+            update=update,
+            curvature_eps=curvature_eps,
+            sharpness=sharpness,
+        )
 
     @property
     def steps(self):
@@ -460,15 +558,19 @@ class UnrolledMumfordShah(nn.Module):
         def kappa(y):
             b, k = y.shape[:2]
             w = self.kernels[t].reshape(1, 1, 3, 3)
-            return nn.functional.conv2d(y.reshape(b * k, 1, *y.shape[2:]), w,
-                                        padding=1).reshape(y.shape)
+            return nn.functional.conv2d(y.reshape(b * k, 1, *y.shape[2:]), w, padding=1).reshape(
+                y.shape
+            )
+
         return kappa
 
     def forward(self, image, return_all=False):
         """Return the logits after T iterations (all T + 1 iterates with ``return_all``)."""
         if image.ndim not in (4, 5) or image.shape[1] != self.in_channels:
-            raise ValueError(f"image must be (B, {self.in_channels}, H, W) or "
-                             f"(B, {self.in_channels}, D, H, W); got {tuple(image.shape)}")
+            raise ValueError(
+                f"image must be (B, {self.in_channels}, H, W) or "
+                f"(B, {self.in_channels}, D, H, W); got {tuple(image.shape)}"
+            )
         if self.kernels is not None and image.ndim != 4:
             raise ValueError("learn_kernels=True supports 2D images (B, C, H, W) only")
         z = self.initial_logits(image)
@@ -476,15 +578,35 @@ class UnrolledMumfordShah(nn.Module):
         steps = self.steps
         for t in range(self.n_iter):
             kappa = None if self.kernels is None else self._learned_kappa(t)
-            z = fixed_point_step(z, image, self.lam, steps[t], update=self.update,
-                                 curvature_eps=self.curvature_eps, kappa=kappa)
+            z = fixed_point_step(
+                z,
+                image,
+                self.lam,
+                steps[t],
+                update=self.update,
+                curvature_eps=self.curvature_eps,
+                kappa=kappa,
+            )
             out.append(z)
         return out if return_all else z
 
 
-def unrolled_segment(image, n_phases=2, *, model=None, lam=DEFAULT_LAM, n_iter=20, max_iter=0,
-                     lr=0.05, learn_kernels=False, channel_axis=None, seed=None,
-                     device="cpu", progress=False, fit_steps=None):
+def unrolled_segment(
+    image,
+    n_phases=2,
+    *,
+    model=None,
+    lam=DEFAULT_LAM,
+    n_iter=20,
+    max_iter=0,
+    lr=0.05,
+    learn_kernels=False,
+    channel_axis=None,
+    seed=None,
+    device="cpu",
+    progress=False,
+    fit_steps=None,
+):
     r"""Segment one image with :class:`UnrolledMumfordShah`, optionally fitted to it first.
 
     With ``max_iter > 0`` the network's parameters are trained on this image with the
@@ -531,9 +653,11 @@ def unrolled_segment(image, n_phases=2, *, model=None, lam=DEFAULT_LAM, n_iter=2
     k = check_n_phases(n_phases)
     lam = check_positive(lam, "lam", allow_zero=True)
     n_iter = check_int(n_iter, "n_iter")
-    fit_steps = check_int(renamed_argument(max_iter, fit_steps, new="max_iter",
-                                           old="fit_steps", default=0),
-                          "max_iter" if fit_steps is None else "fit_steps", minimum=0)
+    fit_steps = check_int(
+        renamed_argument(max_iter, fit_steps, new="max_iter", old="fit_steps", default=0),
+        "max_iter" if fit_steps is None else "fit_steps",
+        minimum=0,
+    )
     lr = check_positive(lr, "lr")
     x = normalise_image(x)
     dev = resolve_device(device)
@@ -542,8 +666,10 @@ def unrolled_segment(image, n_phases=2, *, model=None, lam=DEFAULT_LAM, n_iter=2
     if model is None:
         model = UnrolledMumfordShah(k, x.shape[0], n_iter, lam=lam, learn_kernels=learn_kernels)
     elif model.n_phases != k or model.in_channels != x.shape[0]:
-        raise ValueError(f"model has n_phases={model.n_phases}, in_channels="
-                         f"{model.in_channels}; image needs {k} phases and {x.shape[0]} channels")
+        raise ValueError(
+            f"model has n_phases={model.n_phases}, in_channels="
+            f"{model.in_channels}; image needs {k} phases and {x.shape[0]} channels"
+        )
     model = model.to(dev)
     xt = torch.as_tensor(x, dtype=torch.float32, device=dev)[None]
     if fit_steps:
@@ -559,15 +685,31 @@ def unrolled_segment(image, n_phases=2, *, model=None, lam=DEFAULT_LAM, n_iter=2
     with torch.no_grad():
         zs = model(xt, return_all=True)
         for z in zs[1:]:
-            energy.append(energy_from_labels(x, z[0].argmax(0).cpu().numpy(), lam,
-                                             n_phases=k).total)
+            energy.append(
+                energy_from_labels(x, z[0].argmax(0).cpu().numpy(), lam, n_phases=k).total
+            )
             times.append(time.perf_counter() - t0)
-    params = dict(n_phases=k, lam=lam, n_iter=model.n_iter, max_iter=fit_steps, lr=lr,
-                  learn_kernels=model.kernels is not None, seed=seed, device=str(dev))
-    res = _segmentation_from_logits(zs[-1].double().cpu(), x, lam, energy=energy, times=times,
-                                    n_iter=model.n_iter, converged=True, t0=t0,
-                                    method="unrolled", params=params)
+    params = dict(
+        n_phases=k,
+        lam=lam,
+        n_iter=model.n_iter,
+        max_iter=fit_steps,
+        lr=lr,
+        learn_kernels=model.kernels is not None,
+        seed=seed,
+        device=str(dev),
+    )
+    res = _segmentation_from_logits(
+        zs[-1].double().cpu(),
+        x,
+        lam,
+        energy=energy,
+        times=times,
+        n_iter=model.n_iter,
+        converged=True,
+        t0=t0,
+        method="unrolled",
+        params=params,
+    )
     res.extras["device"] = str(dev)
     return res
-
-

@@ -1,4 +1,5 @@
 """``varseg compare``: the command writes the report, the CSV, figures and results."""
+
 import csv
 
 import numpy as np
@@ -24,14 +25,37 @@ def image_file(tmp_path):
 def test_compare_command_writes_report(tmp_path, image_file, capsys):
     img, gt = image_file
     out = tmp_path / "out"
-    rc = main(["compare", str(img), "--gt", str(gt), "--methods", "kmeans", "otsu",
-               "--lam", "0.2", "-q", "-o", str(out)])
+    rc = main(
+        [
+            "compare",
+            str(img),
+            "--gt",
+            str(gt),
+            "--methods",
+            "kmeans",
+            "otsu",
+            "--lam",
+            "0.2",
+            "-q",
+            "-o",
+            str(out),
+        ]
+    )
     assert rc == 0
     printed = capsys.readouterr().out
     assert "kmeans" in printed and "otsu" in printed and "report.md" in printed
-    for name in ("report.md", "results.csv", "results.json", "comparison.png",
-                 "energy_iteration.png", "energy_time.png", "kmeans.npz", "otsu.npz",
-                 "otsu_labels.png", "otsu_overlay.png"):
+    for name in (
+        "report.md",
+        "results.csv",
+        "results.json",
+        "comparison.png",
+        "energy_iteration.png",
+        "energy_time.png",
+        "kmeans.npz",
+        "otsu.npz",
+        "otsu_labels.png",
+        "otsu_overlay.png",
+    ):
         assert (out / name).is_file(), name
     report = (out / "report.md").read_text(encoding="utf-8")
     assert "| method | energy" in report and "![" in report and "comparison.png" in report
@@ -44,15 +68,33 @@ def test_compare_command_writes_report(tmp_path, image_file, capsys):
     res = Segmentation.load(out / "otsu.npz")
     assert res.labels.shape == (40, 48)
     assert table.row("otsu")["energy"] == pytest.approx(
-        __import__("varseg.compare", fromlist=["x"]).shared_energy(
-            np.asarray(Image.open(img), float), res.labels, 0.2).total)
+        __import__("varseg.compare", fromlist=["x"])
+        .shared_energy(np.asarray(Image.open(img), float), res.labels, 0.2)
+        .total
+    )
 
 
 def test_compare_command_params_and_max_size(tmp_path, image_file):
     img, _ = image_file
     out = tmp_path / "o2"
-    rc = main(["compare", str(img), "--methods", "kmeans", "--param", "kmeans.max_iter=3",
-               "--phases", "3", "--max-size", "20", "--no-figures", "-q", "-o", str(out)])
+    rc = main(
+        [
+            "compare",
+            str(img),
+            "--methods",
+            "kmeans",
+            "--param",
+            "kmeans.max_iter=3",
+            "--phases",
+            "3",
+            "--max-size",
+            "20",
+            "--no-figures",
+            "-q",
+            "-o",
+            str(out),
+        ]
+    )
     assert rc == 0
     res = Segmentation.load(out / "kmeans.npz")
     assert res.labels.shape == (17, 20)  # downscaled: largest side 20
@@ -65,8 +107,22 @@ def test_compare_command_errors(tmp_path, image_file, capsys):
     img, _ = image_file
     assert main(["compare", str(tmp_path / "missing.png"), "-o", str(tmp_path / "x")]) == 2
     assert "not found" in capsys.readouterr().err
-    assert main(["compare", str(img), "--methods", "otsu", "--param", "nokey=1", "-q",
-                 "-o", str(tmp_path / "y")]) == 2
+    assert (
+        main(
+            [
+                "compare",
+                str(img),
+                "--methods",
+                "otsu",
+                "--param",
+                "nokey=1",
+                "-q",
+                "-o",
+                str(tmp_path / "y"),
+            ]
+        )
+        == 2
+    )
     assert "nokey" in capsys.readouterr().err
 
 
@@ -79,8 +135,7 @@ def test_compare_command_dataset_mode(tmp_path, image_file):
         (d_img / f"i{k}.png").write_bytes(img.read_bytes())
         (d_gt / f"i{k}.png").write_bytes(gt.read_bytes())
     out = tmp_path / "ds"
-    rc = main(["compare", str(d_img), "--gt", str(d_gt), "--methods", "otsu", "-q",
-               "-o", str(out)])
+    rc = main(["compare", str(d_img), "--gt", str(d_gt), "--methods", "otsu", "-q", "-o", str(out)])
     assert rc == 0
     for name in ("report.md", "results.csv", "per_image.csv", "results.json"):
         assert (out / name).is_file()
@@ -94,15 +149,19 @@ def _one_error_line(err):
     return lines[0]
 
 
-@pytest.mark.parametrize("argv, needle", [
-    (["--max-size", "-5"], "--max-size must be a non-negative integer"),
-    (["--phases", "1"], "--phases must be a >= 2 integer"),
-    (["--jobs", "0"], "--jobs must be a positive integer"),
-    (["--max-iter", "0"], "--max-iter must be a positive integer"),
-    (["--param", "kmeans.nokey=1"], "method 'kmeans' has no option 'nokey'"),
-])
-def test_compare_command_refuses_bad_numbers_before_work(tmp_path, image_file, capsys, argv,
-                                                         needle):
+@pytest.mark.parametrize(
+    "argv, needle",
+    [
+        (["--max-size", "-5"], "--max-size must be a non-negative integer"),
+        (["--phases", "1"], "--phases must be a >= 2 integer"),
+        (["--jobs", "0"], "--jobs must be a positive integer"),
+        (["--max-iter", "0"], "--max-iter must be a positive integer"),
+        (["--param", "kmeans.nokey=1"], "method 'kmeans' has no option 'nokey'"),
+    ],
+)
+def test_compare_command_refuses_bad_numbers_before_work(
+    tmp_path, image_file, capsys, argv, needle
+):
     img, _ = image_file
     out = tmp_path / "never"
     rc = main(["compare", str(img), "--methods", "kmeans", "-q", "-o", str(out), *argv])
@@ -127,8 +186,20 @@ def test_compare_command_every_method_failing_is_an_error(tmp_path, image_file, 
     img, _ = image_file
     out = tmp_path / "fail"
     # a negative number of histogram bins makes Otsu fail on every image
-    rc = main(["compare", str(img), "--methods", "otsu", "--param", "otsu.nbins=-3",
-               "--no-figures", "-q", "-o", str(out)])
+    rc = main(
+        [
+            "compare",
+            str(img),
+            "--methods",
+            "otsu",
+            "--param",
+            "otsu.nbins=-3",
+            "--no-figures",
+            "-q",
+            "-o",
+            str(out),
+        ]
+    )
     assert rc == 2
     line = _one_error_line(capsys.readouterr().err)
     assert "every method failed" in line and "otsu" in line and "bins" in line
@@ -138,8 +209,23 @@ def test_compare_command_every_method_failing_is_an_error(tmp_path, image_file, 
 def test_compare_command_writes_html_report(tmp_path, image_file):
     img, gt = image_file
     out = tmp_path / "html"
-    assert main(["compare", str(img), "--gt", str(gt), "--methods", "kmeans", "otsu", "-q",
-                 "-o", str(out)]) == 0
+    assert (
+        main(
+            [
+                "compare",
+                str(img),
+                "--gt",
+                str(gt),
+                "--methods",
+                "kmeans",
+                "otsu",
+                "-q",
+                "-o",
+                str(out),
+            ]
+        )
+        == 0
+    )
     page = (out / "report.html").read_text(encoding="utf-8")
     assert page.startswith("<!DOCTYPE html>") and "</html>" in page
     assert "http://" not in page and "https://" not in page  # self-contained

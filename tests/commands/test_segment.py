@@ -244,8 +244,10 @@ def test_failure_while_writing_leaves_nothing(tmp_path, monkeypatch, capsys):
     assert not out.exists()  # the label PNG written before the failure was removed
     (tmp_path / "kept").mkdir()
     (tmp_path / "kept" / "mine.txt").write_text("x")
-    assert main(["segment", _ok_image(tmp_path), "--method", "kmeans", "-o",
-                 str(tmp_path / "kept")]) == 2
+    assert (
+        main(["segment", _ok_image(tmp_path), "--method", "kmeans", "-o", str(tmp_path / "kept")])
+        == 2
+    )
     assert [p.name for p in (tmp_path / "kept").iterdir()] == ["mine.txt"]
 
 
@@ -277,8 +279,7 @@ def test_spacing_hook_only_for_methods_that_declare_it(caplog):
     from varseg.io import ImageMeta
     from varseg.methods import MethodSpec
 
-    with_spacing = MethodSpec("a", lambda image, n_phases, spacing=None: None,
-                              options=("spacing",))
+    with_spacing = MethodSpec("a", lambda image, n_phases, spacing=None: None, options=("spacing",))
     without = MethodSpec("b", lambda image, n_phases, mu=0.1: None, options=("mu",))
     meta = ImageMeta(spacing=(3.0, 1.0, 0.5), source_format="nifti")
     vol = np.zeros((4, 5, 6))
@@ -317,13 +318,14 @@ def test_method_kwargs_follow_the_declared_metadata():
         return argparse.Namespace(**{**base, **kw})
 
     cv = get_spec("chan-vese")
-    assert method_kwargs(cv, args(lam=0.1, max_iter=7)) == {"mu": pytest.approx(0.2),
-                                                          "max_iter": 7}
+    assert method_kwargs(cv, args(lam=0.1, max_iter=7)) == {"mu": pytest.approx(0.2), "max_iter": 7}
     lic = get_spec("lic")
     assert method_kwargs(lic, args(max_iter=5))[lic.iteration_param] == 5
     with pytest.raises(ValueError, match="'otsu' is not iterative"):
         method_kwargs(get_spec("otsu"), args(max_iter=3))
     with pytest.raises(ValueError, match="does not take option 'nope'"):
         method_kwargs(cv, args(param=["nope=1"]))
-    assert method_kwargs(cv, args(param=["init=\"kmeans\"", "tol=0.01"])) == {
-        "init": "kmeans", "tol": 0.01}
+    assert method_kwargs(cv, args(param=['init="kmeans"', "tol=0.01"])) == {
+        "init": "kmeans",
+        "tol": 0.01,
+    }

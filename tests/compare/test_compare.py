@@ -1,4 +1,5 @@
 """The comparison harness: one ruler, tables, data sets, shards."""
+
 import math
 
 import numpy as np
@@ -24,19 +25,29 @@ def synthetic(seed=0, shape=(48, 48), noise=0.08, offset=3.0, scale=50.0):
     """Piecewise-constant two-phase image on an arbitrary intensity scale, with truth."""
     rng = np.random.default_rng(seed)
     gt = np.zeros(shape, np.int64)
-    gt[10:38, 8 + seed % 5:30 + seed % 5] = 1
+    gt[10:38, 8 + seed % 5 : 30 + seed % 5] = 1
     img = offset + scale * (0.25 + 0.5 * gt + noise * rng.standard_normal(shape))
     return img, gt
 
 
 def perfect_method(truth):
     """A 'method' that returns the ground truth (as a Segmentation)."""
+
     def perfect(image, n_phases, **kw):
         lab = truth.copy()
         memb = np.stack([lab == k for k in range(n_phases)]).astype(float)
-        return Segmentation(labels=lab, memberships=memb, means=np.zeros(n_phases),
-                            energy=np.array([1.0]), n_iter=1, converged=True, elapsed=0.0,
-                            method="perfect", params={"lam": kw.get("lam")})
+        return Segmentation(
+            labels=lab,
+            memberships=memb,
+            means=np.zeros(n_phases),
+            energy=np.array([1.0]),
+            n_iter=1,
+            converged=True,
+            elapsed=0.0,
+            method="perfect",
+            params={"lam": kw.get("lam")},
+        )
+
     return perfect
 
 
@@ -177,13 +188,11 @@ def test_table_exports_round_trip(tmp_path):
 def test_chan_vese_gets_mu_equal_two_lambda():
     pytest.importorskip("varseg.levelset")
     img, gt = synthetic(6, shape=(32, 32))
-    table = compare(img, ["chan-vese"], gt, lam=0.2,
-                    method_params={"chan-vese": {"max_iter": 30}})
+    table = compare(img, ["chan-vese"], gt, lam=0.2, method_params={"chan-vese": {"max_iter": 30}})
     res = table.results["chan-vese"]
     assert res.params["mu"] == pytest.approx(0.4)
     assert res.params["lam"] == pytest.approx(0.2)
-    assert table.rows[0]["recorded_energy"] == pytest.approx(table.rows[0]["energy"],
-                                                             rel=1e-6)
+    assert table.rows[0]["recorded_energy"] == pytest.approx(table.rows[0]["energy"], rel=1e-6)
 
 
 def _items(n=5):
@@ -197,9 +206,14 @@ def _items(n=5):
 def _strip(rows, approx=False):
     """Rows without timings; with ``approx`` floats compare up to summation order (the
     Numba energy kernel's parallel reduction depends on the thread count of the process)."""
-    return [{k: (pytest.approx(v, rel=1e-12, nan_ok=True) if approx and isinstance(v, float)
-                 else v)
-             for k, v in r.items() if k not in ("time", "total_time")} for r in rows]
+    return [
+        {
+            k: (pytest.approx(v, rel=1e-12, nan_ok=True) if approx and isinstance(v, float) else v)
+            for k, v in r.items()
+            if k not in ("time", "total_time")
+        }
+        for r in rows
+    ]
 
 
 def test_dataset_mode_parallel_equals_serial():

@@ -1,4 +1,5 @@
 """ComparisonTable: exports that round-trip, and clear errors for files that are not tables."""
+
 import math
 
 import numpy as np
@@ -8,11 +9,21 @@ from varseg.compare import ComparisonTable
 
 
 def _table():
-    return ComparisonTable(rows=[
-        {"method": "a", "energy": 1.23456789, "time": 0.315081, "converged": True, "n_iter": 7},
-        {"method": "b", "energy": float("nan"), "time": 12.3456, "converged": False,
-         "n_iter": 0, "error": "ValueError: boom"},
-    ], lam=0.2, meta={"n_phases": np.int64(2)})
+    return ComparisonTable(
+        rows=[
+            {"method": "a", "energy": 1.23456789, "time": 0.315081, "converged": True, "n_iter": 7},
+            {
+                "method": "b",
+                "energy": float("nan"),
+                "time": 12.3456,
+                "converged": False,
+                "n_iter": 0,
+                "error": "ValueError: boom",
+            },
+        ],
+        lam=0.2,
+        meta={"n_phases": np.int64(2)},
+    )
 
 
 def test_csv_json_round_trip_exactly(tmp_path):
@@ -24,11 +35,19 @@ def test_csv_json_round_trip_exactly(tmp_path):
     assert j.lam == 0.2 and j.meta == {"n_phases": 2} and j.rows[0] == t.rows[0]
 
 
-@pytest.mark.parametrize("content, kind", [
-    (b"", "csv"), (b"\xff\xfe\x00garbage", "csv"), (b"a,b\n1,2\n", "csv"),
-    (b"method,energy\nx,1,2\n", "csv"), (b"", "json"), (b"{not json", "json"),
-    (b"[1, 2]", "json"), (b'{"rows": [{"energy": 1}]}', "json"),
-])
+@pytest.mark.parametrize(
+    "content, kind",
+    [
+        (b"", "csv"),
+        (b"\xff\xfe\x00garbage", "csv"),
+        (b"a,b\n1,2\n", "csv"),
+        (b"method,energy\nx,1,2\n", "csv"),
+        (b"", "json"),
+        (b"{not json", "json"),
+        (b"[1, 2]", "json"),
+        (b'{"rows": [{"energy": 1}]}', "json"),
+    ],
+)
 def test_bad_files_give_one_line_value_errors(tmp_path, content, kind):
     p = tmp_path / f"bad.{kind}"
     p.write_bytes(content)

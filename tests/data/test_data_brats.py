@@ -1,4 +1,5 @@
 """BraTS 2015 loader: official .mha layout (SimpleITK) and preprocessed NIfTI layout."""
+
 from pathlib import Path
 
 import nibabel as nib
@@ -95,8 +96,12 @@ def test_context_clamped_and_targets(tmp_path):
     assert torch.equal(first[0], first[1])
     assert torch.allclose(first[1], torch.from_numpy(_seq(3)[0]).float())
     ot = _ot()[2]
-    expected = {"complete": np.isin(ot, [1, 2, 3, 4]), "core": np.isin(ot, [1, 3, 4]),
-                "enhancing": ot == 4, "multiclass": ot}
+    expected = {
+        "complete": np.isin(ot, [1, 2, 3, 4]),
+        "core": np.isin(ot, [1, 3, 4]),
+        "enhancing": ot == 4,
+        "multiclass": ot,
+    }
     for target, exp in expected.items():
         d = BraTS(tmp_path, "all", target=target, modalities=("T1",))
         assert d.num_classes == (5 if target == "multiclass" else 2)
@@ -152,10 +157,14 @@ def test_nifti_layout_matches_mha(tmp_path):
     nii = tmp_path / "nii" / "case1"
     nii.mkdir(parents=True)
     for m, s in enumerate(SEQS):
-        nib.save(nib.Nifti1Image(_seq(m).astype(np.float32).transpose(2, 1, 0), np.eye(4)),
-                 nii / f"{s}.nii.gz")
-    nib.save(nib.Nifti1Image(_ot().astype(np.float32).transpose(2, 1, 0), np.eye(4)),
-             nii / "OTMultiClass.nii.gz")
+        nib.save(
+            nib.Nifti1Image(_seq(m).astype(np.float32).transpose(2, 1, 0), np.eye(4)),
+            nii / f"{s}.nii.gz",
+        )
+    nib.save(
+        nib.Nifti1Image(_ot().astype(np.float32).transpose(2, 1, 0), np.eye(4)),
+        nii / "OTMultiClass.nii.gz",
+    )
     a = BraTS(tmp_path / "mha", "all", target="multiclass")
     b = BraTS(tmp_path / "nii", "all", target="multiclass")
     assert b.layout == "nifti" and len(a) == len(b) == Z
@@ -211,8 +220,10 @@ def brats_nii(tmp_path):
     for s in ("T1c", "Flair"):
         vol = _seq(SEQS.index(s)).astype(np.float32)
         nib.save(nib.Nifti1Image(vol.transpose(2, 1, 0), np.eye(4)), case / f"{s}.nii.gz")
-    nib.save(nib.Nifti1Image(_ot().astype(np.float32).transpose(2, 1, 0), np.eye(4)),
-             case / "OTMultiClass.nii.gz")
+    nib.save(
+        nib.Nifti1Image(_ot().astype(np.float32).transpose(2, 1, 0), np.eye(4)),
+        case / "OTMultiClass.nii.gz",
+    )
     return tmp_path / "nii", case
 
 
@@ -254,13 +265,16 @@ def test_brats_truncated_files_name_the_file(brats_nii, tmp_path):
         BraTS(tmp_path / "mha", "all", only_tumour_slices=True)
 
 
-@pytest.mark.parametrize("kw, name", [
-    ({"image_size": 0}, "image_size"),
-    ({"image_size": (-1, 8)}, "image_size"),
-    ({"context": -1}, "context"),
-    ({"cache_size": -2}, "cache_size"),
-    ({"normalise": "minmax"}, "normalise"),
-])
+@pytest.mark.parametrize(
+    "kw, name",
+    [
+        ({"image_size": 0}, "image_size"),
+        ({"image_size": (-1, 8)}, "image_size"),
+        ({"context": -1}, "context"),
+        ({"cache_size": -2}, "cache_size"),
+        ({"normalise": "minmax"}, "normalise"),
+    ],
+)
 def test_brats_bad_arguments_name_the_argument(brats_nii, kw, name):
     with pytest.raises(ValueError, match=rf"^{name} must be"):
         BraTS(brats_nii[0], "all", modalities="available", **kw)

@@ -1,4 +1,5 @@
 """BSDS500 loader and ground-truth reader on .mat files written in the real cell layout."""
+
 from pathlib import Path
 
 import numpy as np
@@ -28,9 +29,9 @@ def write_gt(path: Path, segs):
 
 def _segs(h, w):
     a = np.ones((h, w), np.uint16)
-    a[:, w // 2:] = 2
+    a[:, w // 2 :] = 2
     b = np.ones((h, w), np.uint16)
-    b[h // 2:, :] = 2
+    b[h // 2 :, :] = 2
     b[: h // 3, : w // 3] = 3
     return [a, b]
 
@@ -45,7 +46,8 @@ def make_bsds(root: Path, split="train", shapes=((12, 18), (18, 12)), gt=True):
     for i, (h, w) in enumerate(shapes):
         id_ = f"{100 + i}"
         Image.fromarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8)).save(
-            img_dir / f"{id_}.jpg")
+            img_dir / f"{id_}.jpg"
+        )
         segs = _segs(h, w)
         if gt:
             write_gt(data / "groundTruth" / split / f"{id_}.mat", segs)
@@ -56,17 +58,34 @@ def make_bsds(root: Path, split="train", shapes=((12, 18), (18, 12)), gt=True):
 def _structure(mat_path):
     g = loadmat(mat_path)["groundTruth"]
     e = g[0, 0]
-    return (type(g), g.ndim, g.shape[0], g.dtype, e.shape, e.dtype.names,
-            e["Segmentation"][0, 0].dtype, e["Segmentation"][0, 0].ndim,
-            e["Boundaries"][0, 0].dtype)
+    return (
+        type(g),
+        g.ndim,
+        g.shape[0],
+        g.dtype,
+        e.shape,
+        e.dtype.names,
+        e["Segmentation"][0, 0].dtype,
+        e["Segmentation"][0, 0].ndim,
+        e["Boundaries"][0, 0].dtype,
+    )
 
 
 def test_written_mat_round_trips_like_real_files(tmp_path):
     segs = make_bsds(tmp_path)
     p = tmp_path / "BSR" / "BSDS500" / "data" / "groundTruth" / "train" / "100.mat"
     ours = _structure(p)
-    assert ours == (np.ndarray, 2, 1, np.dtype(object), (1, 1), ("Segmentation", "Boundaries"),
-                    np.dtype(np.uint16), 2, np.dtype(np.uint8))
+    assert ours == (
+        np.ndarray,
+        2,
+        1,
+        np.dtype(object),
+        (1, 1),
+        ("Segmentation", "Boundaries"),
+        np.dtype(np.uint16),
+        2,
+        np.dtype(np.uint8),
+    )
     real = SHARED / "bsds500-sample" / "data" / "groundTruth" / "train" / "100075.mat"
     if real.is_file():
         assert _structure(real) == ours
@@ -126,8 +145,9 @@ def test_errors(tmp_path):
     with pytest.raises(FileNotFoundError, match=str(tmp_path / "x")):
         BSDS500(tmp_path / "x")
     (tmp_path / "y").mkdir()
-    with pytest.raises(FileNotFoundError,
-                       match=r"y has no data/images/train: expected <root>/data/images/\{train"):
+    with pytest.raises(
+        FileNotFoundError, match=r"y has no data/images/train: expected <root>/data/images/\{train"
+    ):
         BSDS500(tmp_path / "y")
     with pytest.raises(ValueError, match="split"):
         BSDS500(tmp_path / "y", "training")
@@ -213,8 +233,11 @@ def test_bsds_bad_image_size_names_argument(bsds6, image_size):
 def test_bsds_truncated_files_name_the_file(bsds6, kind):
     root, _ = bsds6
     data = root / "BSR" / "BSDS500" / "data"
-    path = (data / "images" / "train" / "103.jpg" if kind == "jpg"
-            else data / "groundTruth" / "train" / "103.mat")
+    path = (
+        data / "images" / "train" / "103.jpg"
+        if kind == "jpg"
+        else data / "groundTruth" / "train" / "103.mat"
+    )
     raw = path.read_bytes()
     path.write_bytes(raw[: len(raw) // 2])
     ds = BSDS500(root, "train")

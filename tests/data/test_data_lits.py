@@ -1,4 +1,5 @@
 """LiTS loader on tiny NIfTI scans written with nibabel in the official file naming."""
+
 from pathlib import Path
 
 import nibabel as nib
@@ -17,7 +18,7 @@ def _volume(offset=0):
     i = np.arange(NI)[:, None, None]
     k = np.arange(NK)[None, None, :]
     vol = (-124 + 40 * k + i + offset) * np.ones((NI, NJ, NK))
-    vol[0, 0, :] = -1000   # below the window
+    vol[0, 0, :] = -1000  # below the window
     vol[19, 19, :] = 3000  # above the window
     return vol
 
@@ -36,17 +37,21 @@ def make_lits(root: Path, n_scans=2, gz_second=True):
         ext = ".nii.gz" if (gz_second and n % 2 == 1) else ".nii"
         vol = _volume(offset=n)
         dtype = np.int16 if n % 2 == 0 else np.float32
-        nib.save(nib.Nifti1Image(vol.astype(dtype), np.diag([0.7, 0.7, 2.5, 1])),
-                 batch / f"volume-{n}{ext}")
-        nib.save(nib.Nifti1Image(_seg(), np.diag([0.7, 0.7, 2.5, 1])),
-                 batch / f"segmentation-{n}{ext}")
+        nib.save(
+            nib.Nifti1Image(vol.astype(dtype), np.diag([0.7, 0.7, 2.5, 1])),
+            batch / f"volume-{n}{ext}",
+        )
+        nib.save(
+            nib.Nifti1Image(_seg(), np.diag([0.7, 0.7, 2.5, 1])), batch / f"segmentation-{n}{ext}"
+        )
     return root
 
 
 def test_find_scans_recursive_both_extensions(tmp_path):
     make_lits(tmp_path, 3)
-    nib.save(nib.Nifti1Image(np.zeros((4, 4, 2), np.int16), np.eye(4)),
-             tmp_path / "test-volume-7.nii")  # unlabelled test scan: not matched
+    nib.save(
+        nib.Nifti1Image(np.zeros((4, 4, 2), np.int16), np.eye(4)), tmp_path / "test-volume-7.nii"
+    )  # unlabelled test scan: not matched
     scans = find_lits_scans(tmp_path)
     assert sorted(scans) == [0, 1, 2]
     assert scans[1][0].name == "volume-1.nii.gz" and scans[1][1].name == "segmentation-1.nii.gz"
@@ -117,10 +122,11 @@ def test_scan_level_split(tmp_path):
     assert (len(train), len(val)) == (118, 13) and not set(train) & set(val)
     assert split_cases(keys, val_cases=13, n_reference=131, seed=0) == (train, val)
     assert split_cases(keys, val_cases=13, n_reference=131, seed=1) != (train, val)
-    assert [len(v) for v in split_cases(range(20), val_cases=13, n_reference=131, seed=0)] \
-        == [18, 2]
-    assert [len(v) for v in split_cases(range(3), val_cases=13, n_reference=131, seed=0)] \
-        == [2, 1]
+    assert [len(v) for v in split_cases(range(20), val_cases=13, n_reference=131, seed=0)] == [
+        18,
+        2,
+    ]
+    assert [len(v) for v in split_cases(range(3), val_cases=13, n_reference=131, seed=0)] == [2, 1]
     with pytest.raises(ValueError, match="empty"):
         LiTS(make_lits(tmp_path / "one", 1), "val")
 
@@ -191,8 +197,12 @@ def test_pickle_drops_cache_and_transform(tmp_path):
     import pickle
 
     make_lits(tmp_path, 2)
-    ds = LiTS(tmp_path, "all", image_size=None,
-              transform=lambda item: {**item, "image": item["image"] * 0 + 1})
+    ds = LiTS(
+        tmp_path,
+        "all",
+        image_size=None,
+        transform=lambda item: {**item, "image": item["image"] * 0 + 1},
+    )
     ds[0]
     assert len(ds._cache) == 1
     clone = pickle.loads(pickle.dumps(LiTS(tmp_path, "all", image_size=None)))
@@ -244,14 +254,17 @@ def test_lits_truncated_nii_gz_names_file(lits2):
         LiTS(lits2, "all", image_size=None)
 
 
-@pytest.mark.parametrize("kw, name", [
-    ({"image_size": 0}, "image_size"),
-    ({"image_size": (256, -256)}, "image_size"),
-    ({"context": -1}, "context"),
-    ({"cache_size": -1}, "cache_size"),
-    ({"hu_window": (276, -124)}, "hu_window"),
-    ({"hu_window": (-124, float("inf"))}, "hu_window"),
-])
+@pytest.mark.parametrize(
+    "kw, name",
+    [
+        ({"image_size": 0}, "image_size"),
+        ({"image_size": (256, -256)}, "image_size"),
+        ({"context": -1}, "context"),
+        ({"cache_size": -1}, "cache_size"),
+        ({"hu_window": (276, -124)}, "hu_window"),
+        ({"hu_window": (-124, float("inf"))}, "hu_window"),
+    ],
+)
 def test_lits_bad_arguments_name_the_argument(lits2, kw, name):
     with pytest.raises(ValueError, match=rf"^{name} must be"):
         LiTS(lits2, "all", **kw)

@@ -1,4 +1,5 @@
 """labeled_subset / SemiSupervisedDataset / split files / build_dataset / dataset_class."""
+
 from fractions import Fraction
 
 import numpy as np
@@ -24,8 +25,9 @@ from varseg.data import (
 )
 
 
-@pytest.mark.parametrize("text,value", [("1/8", 0.125), ("0.25", 0.25), ("12.5%", 0.125),
-                                        (" 1/23 ", 1 / 23), ("1", 1.0)])
+@pytest.mark.parametrize(
+    "text,value", [("1/8", 0.125), ("0.25", 0.25), ("12.5%", 0.125), (" 1/23 ", 1 / 23), ("1", 1.0)]
+)
 def test_parse_fraction(text, value):
     assert parse_fraction(text) == pytest.approx(value)
 
@@ -136,10 +138,16 @@ def test_collate_with_image_only_dataset(tmp_path):
     assert item["label"].shape == (10, 12) and not bool(item["labeled"])
 
 
-@pytest.mark.parametrize("name, cls", [
-    ("voc", VOCSegmentation), (" Pascal-VOC ", VOCSegmentation), ("LITS17", LiTS),
-    ("bsd500", BSDS500), ("shapes", SyntheticShapes),
-])
+@pytest.mark.parametrize(
+    "name, cls",
+    [
+        ("voc", VOCSegmentation),
+        (" Pascal-VOC ", VOCSegmentation),
+        ("LITS17", LiTS),
+        ("bsd500", BSDS500),
+        ("shapes", SyntheticShapes),
+    ],
+)
 def test_dataset_class_resolves_names_and_aliases(name, cls):
     assert dataset_class(name) is cls
     assert canonical_dataset_name(name) in DATASET_NAMES

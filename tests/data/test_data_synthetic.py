@@ -1,4 +1,5 @@
 """SyntheticShapes / make_synthetic_image: determinism and label-intensity consistency."""
+
 import numpy as np
 import pytest
 import torch
@@ -38,8 +39,9 @@ def test_item_format_and_collate():
 def test_noise_free_image_is_piecewise_constant(channels):
     levels = class_levels(4, channels)
     for seed in range(5):
-        img, lab, bias = make_synthetic_image(seed, image_size=48, n_classes=4, noise=0.0,
-                                              channels=channels)
+        img, lab, bias = make_synthetic_image(
+            seed, image_size=48, n_classes=4, noise=0.0, channels=channels
+        )
         assert np.all(bias == 1)
         img = img if channels > 1 else img[None]
         assert img.dtype == np.float32 and lab.dtype == np.int64
@@ -52,8 +54,9 @@ def test_noise_free_image_is_piecewise_constant(channels):
 
 
 def test_noise_statistics_and_bias_field():
-    img, lab, bias = make_synthetic_image(np.random.default_rng(0), image_size=96, n_classes=3,
-                                          noise=0.05)
+    img, lab, bias = make_synthetic_image(
+        np.random.default_rng(0), image_size=96, n_classes=3, noise=0.05
+    )
     levels = class_levels(3)[0]
     for k in range(3):
         region = img[lab == k]
@@ -96,10 +99,15 @@ def test_negative_index_like_python():
         ds[-7]
 
 
-@pytest.mark.parametrize("kw, name", [
-    ({"image_size": 0}, "image_size"), ({"image_size": (8, -8)}, "image_size"),
-    ({"n_images": -1}, "n_images"), ({"n_images": 2.0}, "n_images"),
-])
+@pytest.mark.parametrize(
+    "kw, name",
+    [
+        ({"image_size": 0}, "image_size"),
+        ({"image_size": (8, -8)}, "image_size"),
+        ({"n_images": -1}, "n_images"),
+        ({"n_images": 2.0}, "n_images"),
+    ],
+)
 def test_bad_arguments_name_the_argument(kw, name):
     with pytest.raises(ValueError, match=rf"^{name} must be"):
         SyntheticShapes(**kw)

@@ -1,4 +1,5 @@
 """PASCAL VOC 2012 / SBD loader: real on-disk formats written to tmp_path."""
+
 from pathlib import Path
 
 import numpy as np
@@ -25,9 +26,9 @@ def _write_palette_png(path, labels):
 
 def _mask(h, w, cls, void=True):
     m = np.zeros((h, w), np.uint8)
-    m[h // 4: 3 * h // 4, w // 4: 3 * w // 4] = cls
+    m[h // 4 : 3 * h // 4, w // 4 : 3 * w // 4] = cls
     if void:
-        m[h // 4, w // 4: 3 * w // 4] = 255  # void boundary line
+        m[h // 4, w // 4 : 3 * w // 4] = 255  # void boundary line
     return m
 
 
@@ -75,8 +76,9 @@ def test_palette_masks_read_as_indices(tmp_path):
 
 def test_parent_vocdevkit_accepted_and_train_augmentation(tmp_path):
     _, masks, _ = make_voc(tmp_path, ["a1", "a2"], ["b1"], size=(30, 40))
-    ds = VOCSegmentation(tmp_path / "VOCdevkit", "train", crop_size=48, scale_range=(0.5, 0.6),
-                         seed=3)
+    ds = VOCSegmentation(
+        tmp_path / "VOCdevkit", "train", crop_size=48, scale_range=(0.5, 0.6), seed=3
+    )
     assert ds.split == "train" and ds.augment
     item = ds[0]
     assert item["image"].shape == (3, 48, 48) and item["label"].shape == (48, 48)
@@ -97,15 +99,17 @@ def test_padding_uses_mean_and_void(tmp_path):
     assert torch.all(item["label"][30:, :] == 255) and torch.all(item["label"][:, 40:] == 255)
     assert np.array_equal(item["label"][:30, :40].numpy(), masks["a1"])
     # without mean/std normalisation the padding is the ImageNet mean colour
-    raw = VOCSegmentation(voc, "train", crop_size=48, scale_range=None, flip=False, seed=0,
-                          normalise="none")[0]
+    raw = VOCSegmentation(
+        voc, "train", crop_size=48, scale_range=None, flip=False, seed=0, normalise="none"
+    )[0]
     assert torch.allclose(raw["image"][:, 40, 45], torch.tensor(IMAGENET_MEAN))
 
 
 def test_augment_flip_and_crop_keep_pairs_aligned(tmp_path):
     voc, masks, _ = make_voc(tmp_path, ["a1"], ["b1"], size=(40, 40))
-    ds = VOCSegmentation(voc, "train", crop_size=24, scale_range=None, flip=True, seed=0,
-                         normalise="none")
+    ds = VOCSegmentation(
+        voc, "train", crop_size=24, scale_range=None, flip=True, seed=0, normalise="none"
+    )
     for epoch in range(6):
         ds.set_epoch(epoch)
         item = ds[0]
@@ -117,7 +121,7 @@ def test_augment_flip_and_crop_keep_pairs_aligned(tmp_path):
         for m in (full, full[:, ::-1]):
             for t in range(0, 17):
                 for l_ in range(0, 17):
-                    if np.array_equal(m[t:t + 24, l_:l_ + 24], lab):
+                    if np.array_equal(m[t : t + 24, l_ : l_ + 24], lab):
                         found = True
         assert found
 
@@ -180,8 +184,11 @@ def _write_sbd(root: Path, ids_train, ids_val, size=(30, 40), cls=7):
         bnd = np.empty((20, 1), dtype=object)
         for c in range(20):
             bnd[c, 0] = sparse.csc_matrix(size, dtype=bool)
-        gtcls = {"Segmentation": seg, "Boundaries": bnd,
-                 "CategoriesPresent": np.array([[cls]], dtype=np.uint8)}
+        gtcls = {
+            "Segmentation": seg,
+            "Boundaries": bnd,
+            "CategoriesPresent": np.array([[cls]], dtype=np.uint8),
+        }
         savemat(ds / "cls" / f"{id_}.mat", {"GTcls": gtcls})
         img = rng.integers(0, 256, size=size + (3,), dtype=np.uint8)
         Image.fromarray(img).save(ds / "img" / f"{id_}.jpg")
@@ -225,8 +232,7 @@ def test_sbd_converted_on_first_use(tmp_path):
     voc, _, _ = make_voc(tmp_path, ["v1"], ["v2"])
     sbd, _ = _write_sbd(tmp_path, ["s1"], ["s2"])
     assert not (voc / "SegmentationClassAug").exists()
-    ds = VOCSegmentation(voc, "train", sbd_root=sbd, crop_size=None, scale_range=None,
-                         flip=False)
+    ds = VOCSegmentation(voc, "train", sbd_root=sbd, crop_size=None, scale_range=None, flip=False)
     assert (voc / "SegmentationClassAug").is_dir()
     assert ds.ids == ["s1", "s2", "v1"]
     assert np.array_equal(np.unique(ds[0]["label"].numpy()), [0, 7])
@@ -305,16 +311,19 @@ def test_voc_negative_index_like_python(voc6):
         ds[1.0]
 
 
-@pytest.mark.parametrize("kw, name", [
-    ({"crop_size": 0}, "crop_size"),
-    ({"crop_size": (321, -1)}, "crop_size"),
-    ({"crop_size": (10, 10, 10)}, "crop_size"),
-    ({"scale_range": (-0.5, 1.5)}, "scale_range"),
-    ({"scale_range": (0.0, 1.5)}, "scale_range"),
-    ({"scale_range": (1.5, 0.5)}, "scale_range"),
-    ({"scale_range": (0.5, float("nan"))}, "scale_range"),
-    ({"eval_pad_to": 0}, "eval_pad_to"),
-])
+@pytest.mark.parametrize(
+    "kw, name",
+    [
+        ({"crop_size": 0}, "crop_size"),
+        ({"crop_size": (321, -1)}, "crop_size"),
+        ({"crop_size": (10, 10, 10)}, "crop_size"),
+        ({"scale_range": (-0.5, 1.5)}, "scale_range"),
+        ({"scale_range": (0.0, 1.5)}, "scale_range"),
+        ({"scale_range": (1.5, 0.5)}, "scale_range"),
+        ({"scale_range": (0.5, float("nan"))}, "scale_range"),
+        ({"eval_pad_to": 0}, "eval_pad_to"),
+    ],
+)
 def test_voc_bad_sizes_name_the_argument(tmp_path, kw, name):
     voc, _, _ = make_voc(tmp_path, ["a1"], ["b1"])
     with pytest.raises(ValueError, match=rf"^{name} must be"):

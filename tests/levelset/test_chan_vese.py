@@ -10,6 +10,7 @@ Tolerances (stated once):
 * energy history: non-increasing to 1e-9 relative where every boundary crosses one level set
   (see the Notes of chan_vese for why it can rise otherwise).
 """
+
 import argparse
 import warnings
 
@@ -60,8 +61,9 @@ def _square():
 
 def _noise_ref():
     ref = np.zeros((10, 10))
-    ref[1:6, 1:6] = np.array([[0, 1, 1, 1, 0], [1, 1, 1, 1, 1], [1, 1, 1, 1, 1],
-                              [1, 1, 1, 1, 1], [0, 1, 1, 1, 0]])
+    ref[1:6, 1:6] = np.array(
+        [[0, 1, 1, 1, 0], [1, 1, 1, 1, 1], [1, 1, 1, 1, 1], [1, 1, 1, 1, 1], [0, 1, 1, 1, 0]]
+    )
     img = ref.copy()
     img[8, 3] = 1
     return img, ref
@@ -78,23 +80,40 @@ def _gap():
 _LS = np.full((10, 10), 1000.0)
 SK_CASES = {
     # name: (image, skimage kwargs, expected skimage result or None)
-    "flat_level_set_pos": (_square(), dict(mu=0.0, tol=1e-3, init_level_set=_LS),
-                           np.ones((10, 10))),
-    "flat_level_set_neg": (_square(), dict(mu=0.0, tol=1e-3, init_level_set=-_LS),
-                           np.zeros((10, 10))),
+    "flat_level_set_pos": (
+        _square(),
+        dict(mu=0.0, tol=1e-3, init_level_set=_LS),
+        np.ones((10, 10)),
+    ),
+    "flat_level_set_neg": (
+        _square(),
+        dict(mu=0.0, tol=1e-3, init_level_set=-_LS),
+        np.zeros((10, 10)),
+    ),
     "small_disk": (_square(), dict(mu=0.0, tol=1e-3, init_level_set="small disk"), _square()),
     "simple_shape": (_square(), dict(mu=0.0, tol=1e-8), _square()),
-    "remove_noise": (_noise_ref()[0], dict(mu=0.3, tol=1e-3, max_num_iter=100, dt=10,
-                                           init_level_set="disk"), _noise_ref()[1]),
-    "gap_closing": (_gap()[0], dict(mu=0.7, tol=1e-3, max_num_iter=1000, dt=1000,
-                                    init_level_set="disk"), _gap()[1]),
+    "remove_noise": (
+        _noise_ref()[0],
+        dict(mu=0.3, tol=1e-3, max_num_iter=100, dt=10, init_level_set="disk"),
+        _noise_ref()[1],
+    ),
+    "gap_closing": (
+        _gap()[0],
+        dict(mu=0.7, tol=1e-3, max_num_iter=1000, dt=1000, init_level_set="disk"),
+        _gap()[1],
+    ),
 }
 
 
 def _ours_kwargs(sk):
     kw = {"dtype": np.float64, "stop": "level-set"}  # scikit-image's stopping rule
-    for a, b in (("mu", "mu"), ("tol", "tol"), ("max_num_iter", "max_iter"), ("dt", "dt"),
-                 ("init_level_set", "init")):
+    for a, b in (
+        ("mu", "mu"),
+        ("tol", "tol"),
+        ("max_num_iter", "max_iter"),
+        ("dt", "dt"),
+        ("init_level_set", "init"),
+    ):
         if a in sk:
             kw[b] = sk[a]
     return kw
@@ -138,8 +157,12 @@ def test_lambdas_map_to_skimage(lambdas):
 def camera_runs():
     img = skdata.camera()[::2, ::2]  # 256², default parameters: 500 iterations each
     seg_sk = skseg.chan_vese(img)
-    return (img, seg_sk, chan_vese(img, dtype=np.float64, stop="level-set"),
-            chan_vese(img, stop="level-set"))
+    return (
+        img,
+        seg_sk,
+        chan_vese(img, dtype=np.float64, stop="level-set"),
+        chan_vese(img, stop="level-set"),
+    )
 
 
 def test_camera_agrees_with_skimage(camera_runs):
@@ -226,11 +249,11 @@ def test_inits_match_skimage_for_one_level_set():
     from skimage.segmentation import _chan_vese as skcv
 
     shape = (17, 23)
-    assert_array_equal(initial_level_sets(shape, 1, "checkerboard")[0],
-                       skcv._cv_checkerboard(shape, 5))
+    assert_array_equal(
+        initial_level_sets(shape, 1, "checkerboard")[0], skcv._cv_checkerboard(shape, 5)
+    )
     assert_array_equal(initial_level_sets(shape, 1, "disk")[0], skcv._cv_large_disk(shape))
-    assert_array_equal(initial_level_sets(shape, 1, "small disk")[0],
-                       skcv._cv_small_disk(shape))
+    assert_array_equal(initial_level_sets(shape, 1, "small disk")[0], skcv._cv_small_disk(shape))
 
 
 def test_random_init_is_seeded():
@@ -290,16 +313,21 @@ def test_volume_two_phases_ball():
 # --------------------------------------------------------------------------------------------
 # 6. recorded energy = the shared energy
 # --------------------------------------------------------------------------------------------
-@pytest.mark.parametrize("K, shape, channel_axis", [(2, (24, 30), None), (4, (24, 30), None),
-                                                     (8, (20, 22), None),
-                                                     (4, (10, 12, 14), None),
-                                                     (2, (20, 22, 3), -1)])
+@pytest.mark.parametrize(
+    "K, shape, channel_axis",
+    [
+        (2, (24, 30), None),
+        (4, (24, 30), None),
+        (8, (20, 22), None),
+        (4, (10, 12, 14), None),
+        (2, (20, 22, 3), -1),
+    ],
+)
 def test_recorded_energy_is_shared_energy(K, shape, channel_axis):
     rng = np.random.default_rng(K)
     img = rng.random(shape)
     mu = 0.2
-    seg = chan_vese(img, K, mu=mu, max_iter=12, tol=0, channel_axis=channel_axis,
-                    snapshot_every=1)
+    seg = chan_vese(img, K, mu=mu, max_iter=12, tol=0, channel_axis=channel_axis, snapshot_every=1)
     x = normalise_image(img if channel_axis is None else np.moveaxis(img, -1, 0))
     assert len(seg.energy) == len(seg.times) == seg.n_iter + 1 == 13
     assert np.all(np.diff(seg.times) > 0) and seg.times[-1] <= seg.elapsed
@@ -367,7 +395,8 @@ def test_stopping_rule_and_converged_flag():
 def _two_noisy_balls(n=32, sigma=0.1, seed=0):
     z, y, x = np.mgrid[:n, :n, :n]
     truth = (((z - 10) ** 2 + (y - 10) ** 2 + (x - 10) ** 2) < 49) | (
-        ((z - 22) ** 2 + (y - 21) ** 2 + (x - 20) ** 2) < 36)
+        ((z - 22) ** 2 + (y - 21) ** 2 + (x - 20) ** 2) < 36
+    )
     return truth + np.random.default_rng(seed).normal(0, sigma, truth.shape), truth
 
 
@@ -423,25 +452,28 @@ def test_interface_edges_counts_neighbour_pairs():
 # --------------------------------------------------------------------------------------------
 # 7. errors
 # --------------------------------------------------------------------------------------------
-@pytest.mark.parametrize("kwargs, match", [
-    (dict(image=np.zeros(10)), "2D"),
-    (dict(image=np.zeros((2, 3, 4, 5))), "2D"),
-    (dict(n_phases=3), "power of two"),
-    (dict(n_phases=6), "power of two"),
-    (dict(n_phases=16), "at most 8"),
-    (dict(image=np.array([[0.0, np.nan], [1, 2]])), "NaN or Inf"),
-    (dict(image=np.array([[0.0, np.inf], [1, 2]])), "NaN or Inf"),
-    (dict(init=np.zeros((10, 9))), r"expected \(1, 10, 10\).*got \(10, 9\)"),
-    (dict(n_phases=4, init=np.zeros((10, 10))), r"expected \(2, 10, 10\).*got \(10, 10\)"),
-    (dict(init="a"), "unknown init"),
-    (dict(dt=0.0), "dt"),
-    (dict(dt=-1.0), "dt"),
-    (dict(eps=0.0), "eps"),
-    (dict(mu=-0.1), "mu"),
-    (dict(lambdas=(1.0, 2.0, 3.0)), "lambdas"),
-    (dict(dtype=np.int32), "dtype"),
-    (dict(max_iter=-1), "max_iter"),
-])
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        (dict(image=np.zeros(10)), "2D"),
+        (dict(image=np.zeros((2, 3, 4, 5))), "2D"),
+        (dict(n_phases=3), "power of two"),
+        (dict(n_phases=6), "power of two"),
+        (dict(n_phases=16), "at most 8"),
+        (dict(image=np.array([[0.0, np.nan], [1, 2]])), "NaN or Inf"),
+        (dict(image=np.array([[0.0, np.inf], [1, 2]])), "NaN or Inf"),
+        (dict(init=np.zeros((10, 9))), r"expected \(1, 10, 10\).*got \(10, 9\)"),
+        (dict(n_phases=4, init=np.zeros((10, 10))), r"expected \(2, 10, 10\).*got \(10, 10\)"),
+        (dict(init="a"), "unknown init"),
+        (dict(dt=0.0), "dt"),
+        (dict(dt=-1.0), "dt"),
+        (dict(eps=0.0), "eps"),
+        (dict(mu=-0.1), "mu"),
+        (dict(lambdas=(1.0, 2.0, 3.0)), "lambdas"),
+        (dict(dtype=np.int32), "dtype"),
+        (dict(max_iter=-1), "max_iter"),
+    ],
+)
 def test_bad_input_raises(kwargs, match):
     kw = {"image": np.zeros((10, 10))}
     kw.update(kwargs)
@@ -483,8 +515,7 @@ def test_save_load_round_trip(tmp_path):
         assert_array_equal(getattr(back, name), getattr(seg, name))
         assert getattr(back, name).dtype == getattr(seg, name).dtype
     assert back.params == seg.params
-    assert (back.n_iter, back.converged, back.method) == (seg.n_iter, seg.converged,
-                                                          "chan-vese")
+    assert (back.n_iter, back.converged, back.method) == (seg.n_iter, seg.converged, "chan-vese")
     assert_array_equal(back.extras["snapshots"], seg.extras["snapshots"])
     assert back.extras["image_scale"] == seg.extras["image_scale"]
 
@@ -497,17 +528,38 @@ def test_bench_main_smoke():
 
     p = argparse.ArgumentParser()
     bench.add_arguments(p)
-    args = p.parse_args(["--size", "48", "--iters", "3", "--repeats", "1", "--sk-repeats", "1",
-                         "--phases", "2", "4", "--threads", "1", "2"])
+    args = p.parse_args(
+        [
+            "--size",
+            "48",
+            "--iters",
+            "3",
+            "--repeats",
+            "1",
+            "--sk-repeats",
+            "1",
+            "--phases",
+            "2",
+            "4",
+            "--threads",
+            "1",
+            "2",
+        ]
+    )
     out = bench.main(args)
-    for key in ("varseg_ms_per_iter", "skimage_ms_per_iter", "multiphase_ms_per_iter",
-                "skimage_default_time_s", "varseg_default_time_s"):
+    for key in (
+        "varseg_ms_per_iter",
+        "skimage_ms_per_iter",
+        "multiphase_ms_per_iter",
+        "skimage_default_time_s",
+        "varseg_default_time_s",
+    ):
         assert np.isfinite(out[key])
     # the printed ratio is the ratio of the two printed times
     assert out["speedup_per_iter"] == pytest.approx(
-        out["skimage_ms_per_iter"] / out["varseg_ms_per_iter"])
+        out["skimage_ms_per_iter"] / out["varseg_ms_per_iter"]
+    )
     assert [r["phases"] for r in out["table"] if r["threads"] == 1] == [2, 4]
-    assert [(r["phases"], r["threads"]) for r in out["table"]] == [(2, 1), (4, 1), (2, 2),
-                                                                  (4, 2)]
+    assert [(r["phases"], r["threads"]) for r in out["table"]] == [(2, 1), (4, 1), (2, 2), (4, 2)]
     assert out["table"][0]["thread_speedup"] == 1.0
     assert out["multiphase_K"] == 4 and out["threads"] == 2

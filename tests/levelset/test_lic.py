@@ -1,4 +1,5 @@
 """Tests of the Li et al. 2011 bias-field level set (varseg.levelset.bias_field_levelset)."""
+
 from __future__ import annotations
 
 import warnings
@@ -64,11 +65,16 @@ def three_phase_image(n=N, seed=0):
 
 def dice(truth, labels, k):
     """Mean Dice over classes after Hungarian matching of the labels to the truth."""
-    conf = np.array([[np.sum((truth == i) & (labels == j)) for j in range(k)]
-                     for i in range(k)])
+    conf = np.array([[np.sum((truth == i) & (labels == j)) for j in range(k)] for i in range(k)])
     rows, cols = linear_sum_assignment(-conf)
-    return float(np.mean([2 * conf[i, j] / (np.sum(truth == i) + np.sum(labels == j))
-                          for i, j in zip(rows, cols, strict=True)]))
+    return float(
+        np.mean(
+            [
+                2 * conf[i, j] / (np.sum(truth == i) + np.sum(labels == j))
+                for i, j in zip(rows, cols, strict=True)
+            ]
+        )
+    )
 
 
 def pearson(a, b, border=0):
@@ -349,8 +355,7 @@ def test_data_forces_are_minus_energy_derivative(k):
         dp = np.zeros_like(phi)
         dp[j] = h
         grad = (total(phi + dp) - total(phi - dp)) / (2 * h)
-        np.testing.assert_allclose(dirac(phi[j, 0], 1.0) * out[j, 0], -grad, rtol=1e-6,
-                                   atol=1e-8)
+        np.testing.assert_allclose(dirac(phi[j, 0], 1.0) * out[j, 0], -grad, rtol=1e-6, atol=1e-8)
 
 
 def test_evolve_one_step_is_li_update():
@@ -403,13 +408,15 @@ def test_scale_invariance(two):
     assert np.mean(seg.labels != s255.labels) <= 1e-3
     np.testing.assert_allclose(s255.bias, seg.bias, atol=1e-2)
     np.testing.assert_allclose(s255.means, 255 * seg.means, rtol=1e-2)
-    np.testing.assert_allclose(s255.bias[None] * s255.means[:, None, None],
-                               255 * seg.bias[None] * seg.means[:, None, None], rtol=2e-2)
+    np.testing.assert_allclose(
+        s255.bias[None] * s255.means[:, None, None],
+        255 * seg.bias[None] * seg.means[:, None, None],
+        rtol=2e-2,
+    )
     # energies are on the normalised image: the same numbers at both scales
     assert s255.params["lam"] == seg.params["lam"] == 0.125
     assert s255.energy[-1] == pytest.approx(seg.energy[-1], rel=1e-9)
-    assert s255.extras["lic_energy"][-1] == pytest.approx(seg.extras["lic_energy"][-1],
-                                                          rel=1e-3)
+    assert s255.extras["lic_energy"][-1] == pytest.approx(seg.extras["lic_energy"][-1], rel=1e-3)
     assert seg.params["nu"] == s255.params["nu"] == pytest.approx(0.001 * 255**2)
 
 
@@ -445,8 +452,9 @@ def test_inits():
     np.testing.assert_array_equal(c.level_sets, a.level_sets)
     # k-means start: the optimal 1D 2-means partition (labels ranked by intensity)
     data = lic_mod._Data(img[None], np.ones(img.shape, bool), 4.0)
-    np.testing.assert_array_equal(lic_mod._label_init("kmeans", data, 2, None),
-                                  kmeans_partition(img[None], 2))
+    np.testing.assert_array_equal(
+        lic_mod._label_init("kmeans", data, 2, None), kmeans_partition(img[None], 2)
+    )
     inside = np.zeros(img.shape, bool)
     inside[:, : img.shape[1] // 2] = True  # with a mask only the mask's pixels are clustered
     data = lic_mod._Data(img[None], inside, 4.0)
@@ -460,12 +468,10 @@ def test_inits():
     o = bias_field_levelset(img, 2, init="otsu", max_iter=3)
     assert o.params["init"] == "otsu"
     # a label map, boolean or integer, and level sets (with or without the leading axis)
-    for init in (t, t.astype(bool), np.where(t == 0, 2.0, -2.0),
-                 np.where(t == 0, 2.0, -2.0)[None]):
+    for init in (t, t.astype(bool), np.where(t == 0, 2.0, -2.0), np.where(t == 0, 2.0, -2.0)[None]):
         s = bias_field_levelset(img, 2, init=init, max_iter=1, n_inner=1)
         assert s.params["init"] == "array"
-    s3 = bias_field_levelset(img, 3, init=np.arange(img.size).reshape(img.shape) % 3,
-                             max_iter=1)
+    s3 = bias_field_levelset(img, 3, init=np.arange(img.size).reshape(img.shape) % 3, max_iter=1)
     assert s3.level_sets.shape == (2,) + img.shape
 
 
@@ -473,7 +479,8 @@ def test_three_dimensional_volume():
     rng = np.random.default_rng(0)
     zz, yy, xx = np.mgrid[:16, :32, :32]
     t = ((zz - 8) ** 2 + (yy - 16) ** 2 + (xx - 11) ** 2 < 7**2) | (
-        (np.abs(yy - 16) < 5) & (np.abs(xx - 26) < 4))
+        (np.abs(yy - 16) < 5) & (np.abs(xx - 26) < 4)
+    )
     t = t.astype(np.int64)
     bias = 0.6 + 0.8 * xx / 31
     img = bias * np.array([0.4, 0.7])[t] + 0.02 * rng.standard_normal(t.shape)
@@ -498,49 +505,51 @@ def test_multichannel():
     np.testing.assert_allclose(seg.means[:, 1], 0.5 * seg.means[:, 0], rtol=0.05)
     memb = lic_mod._memberships(seg.level_sets, 1.0, 2)
     s = x.max()
-    ref = lic_energy(np.moveaxis(x, -1, 0) / s, memb, seg.bias, sigma=4.0,
-                     means=seg.means / s)
+    ref = lic_energy(np.moveaxis(x, -1, 0) / s, memb, seg.bias, sigma=4.0, means=seg.means / s)
     assert seg.extras["lic_energy"][-1] == pytest.approx(ref, rel=1e-9)
 
 
 # --------------------------------------------------------------------------------------
 # 6. Errors and the constant image
 # --------------------------------------------------------------------------------------
-@pytest.mark.parametrize("kwargs,match", [
-    (dict(image=np.zeros(10)), "2D"),
-    (dict(image=np.zeros((2, 3, 4, 5))), "2D"),
-    (dict(image=np.full((8, 8), np.nan)), "NaN"),
-    (dict(image=np.where(np.eye(8) > 0, np.inf, 1.0)), "NaN or Inf"),
-    (dict(n_phases=1), "n_phases"),
-    (dict(n_phases=5), "n_phases"),
-    (dict(n_phases=2.0), "n_phases"),
-    (dict(sigma=0.0), "sigma"),
-    (dict(sigma=-1.0), "sigma"),
-    (dict(dt=0.0), "dt"),
-    (dict(dt=float("nan")), "dt"),
-    (dict(eps=0.0), "eps"),
-    (dict(mu=-1.0), "mu"),
-    (dict(nu=-1.0), "nu"),
-    (dict(lam=-1.0), "lam"),
-    (dict(max_iter=0), "max_iter"),
-    (dict(sigma=5.0), "wider than the image"),  # 2*round(10)+1 = 21 px > 8 px
-    (dict(sigma=1e6), "wider than the image"),
-    (dict(dt=1e6), "dt must satisfy mu\\*dt <= 1/\\(2\\*ndim\\) = 0.25"),
-    (dict(dt=0.3), "dt"),
-    (dict(mask=np.ones((8, 7), bool)), "mask must have"),
-    (dict(mask=np.zeros((8, 8), bool)), "at least 2 pixels"),
-    (dict(mask=np.full((8, 8), 0.5)), "mask must be boolean"),
-    (dict(n_inner=1.5), "n_inner"),
-    (dict(tol="x"), "tol"),
-    (dict(init="disk"), "init"),
-    (dict(init=np.zeros((9, 9))), "init"),
-    (dict(init=np.zeros((2, 8, 8))), "init"),
-    (dict(n_phases=3, init=np.zeros((8, 8))), "init"),
-    (dict(init=np.full((8, 8), 2)), "init label map"),
-    (dict(init=np.full((1, 8, 8), np.nan)), "init"),
-    (dict(image=np.zeros((2, 8))), "at least 3"),
-    (dict(image=np.zeros((8, 8, 3)), channel_axis=5), "channel_axis"),
-])
+@pytest.mark.parametrize(
+    "kwargs,match",
+    [
+        (dict(image=np.zeros(10)), "2D"),
+        (dict(image=np.zeros((2, 3, 4, 5))), "2D"),
+        (dict(image=np.full((8, 8), np.nan)), "NaN"),
+        (dict(image=np.where(np.eye(8) > 0, np.inf, 1.0)), "NaN or Inf"),
+        (dict(n_phases=1), "n_phases"),
+        (dict(n_phases=5), "n_phases"),
+        (dict(n_phases=2.0), "n_phases"),
+        (dict(sigma=0.0), "sigma"),
+        (dict(sigma=-1.0), "sigma"),
+        (dict(dt=0.0), "dt"),
+        (dict(dt=float("nan")), "dt"),
+        (dict(eps=0.0), "eps"),
+        (dict(mu=-1.0), "mu"),
+        (dict(nu=-1.0), "nu"),
+        (dict(lam=-1.0), "lam"),
+        (dict(max_iter=0), "max_iter"),
+        (dict(sigma=5.0), "wider than the image"),  # 2*round(10)+1 = 21 px > 8 px
+        (dict(sigma=1e6), "wider than the image"),
+        (dict(dt=1e6), "dt must satisfy mu\\*dt <= 1/\\(2\\*ndim\\) = 0.25"),
+        (dict(dt=0.3), "dt"),
+        (dict(mask=np.ones((8, 7), bool)), "mask must have"),
+        (dict(mask=np.zeros((8, 8), bool)), "at least 2 pixels"),
+        (dict(mask=np.full((8, 8), 0.5)), "mask must be boolean"),
+        (dict(n_inner=1.5), "n_inner"),
+        (dict(tol="x"), "tol"),
+        (dict(init="disk"), "init"),
+        (dict(init=np.zeros((9, 9))), "init"),
+        (dict(init=np.zeros((2, 8, 8))), "init"),
+        (dict(n_phases=3, init=np.zeros((8, 8))), "init"),
+        (dict(init=np.full((8, 8), 2)), "init label map"),
+        (dict(init=np.full((1, 8, 8), np.nan)), "init"),
+        (dict(image=np.zeros((2, 8))), "at least 3"),
+        (dict(image=np.zeros((8, 8, 3)), channel_axis=5), "channel_axis"),
+    ],
+)
 def test_bad_input_raises(kwargs, match):
     args = dict(image=np.random.default_rng(0).random((8, 8)), n_phases=2, sigma=1.0)
     args.update(kwargs)
@@ -548,8 +557,9 @@ def test_bad_input_raises(kwargs, match):
         bias_field_levelset(args.pop("image"), args.pop("n_phases"), **args)
 
 
-@pytest.mark.parametrize("value,shape,k", [(0.0, (12, 12), 2), (7.0, (12, 12), 3),
-                                           (-2.5, (5, 6, 7), 4)])
+@pytest.mark.parametrize(
+    "value,shape,k", [(0.0, (12, 12), 2), (7.0, (12, 12), 3), (-2.5, (5, 6, 7), 4)]
+)
 def test_constant_image(value, shape, k):
     img = np.full(shape, value)
     with warnings.catch_warnings(), np.errstate(all="raise"):
@@ -652,13 +662,21 @@ def test_compile_log_once(caplog, monkeypatch):
 # --------------------------------------------------------------------------------------
 # 9. The real BraTS 2015 FLAIR slice (skipped without ../shared/data)
 # --------------------------------------------------------------------------------------
-BRATS = (Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "brats2015-sample"
-         / "brats_2013_pat0005_1")
+BRATS = (
+    Path(__file__).resolve().parents[2]
+    / ".."
+    / "shared"
+    / "data"
+    / "brats2015-sample"
+    / "brats_2013_pat0005_1"
+)
 
 
 def _best_class_dice(labels, tumour):
-    return max(2 * np.sum((labels == k) & tumour) / (np.sum(labels == k) + np.sum(tumour))
-               for k in np.unique(labels))
+    return max(
+        2 * np.sum((labels == k) & tumour) / (np.sum(labels == k) + np.sum(tumour))
+        for k in np.unique(labels)
+    )
 
 
 @pytest.mark.slow
@@ -676,8 +694,10 @@ def test_brats_flair_slice_beats_chan_vese():
     d_lic = _best_class_dice(seg.labels, tumour)
     d_cv = _best_class_dice(chan_vese(img, 4, init="kmeans").labels, tumour)
     assert d_lic >= d_cv, (d_lic, d_cv)  # measured 0.625 vs 0.585
-    tv = (np.abs(np.diff(seg.bias, axis=0))[brain[1:] & brain[:-1]].sum()
-          + np.abs(np.diff(seg.bias, axis=1))[brain[:, 1:] & brain[:, :-1]].sum())
+    tv = (
+        np.abs(np.diff(seg.bias, axis=0))[brain[1:] & brain[:-1]].sum()
+        + np.abs(np.diff(seg.bias, axis=1))[brain[:, 1:] & brain[:, :-1]].sum()
+    )
     assert tv < 20  # smooth: measured 6.3 (a 0.98-1.03 field)
 
 

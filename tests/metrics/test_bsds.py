@@ -1,4 +1,5 @@
 """BSDS region benchmark: covering, PRI, VI — hand cases, brute force, scikit-image, real data."""
+
 import itertools
 from pathlib import Path
 
@@ -7,8 +8,16 @@ import pytest
 
 from varseg import metrics as M
 
-BSDS = (Path(__file__).resolve().parents[2].parent / "shared" / "data" / "bsds500-sample"
-        / "data" / "groundTruth" / "train" / "100075.mat")
+BSDS = (
+    Path(__file__).resolve().parents[2].parent
+    / "shared"
+    / "data"
+    / "bsds500-sample"
+    / "data"
+    / "groundTruth"
+    / "train"
+    / "100075.mat"
+)
 
 # Four pixels: S = [0 0 1 1], G = [0 0 0 1]
 S = np.array([[0, 0], [1, 1]])
@@ -49,8 +58,8 @@ def test_covering_not_symmetric():
     assert M.segmentation_covering(S, G) != pytest.approx(M.segmentation_covering(G, S))
     # docstring example: seg [0 0 0 1] vs one all-zero human map
     a, b = np.array([0, 0, 0, 1]), np.zeros(4, int)
-    assert M.segmentation_covering(a, b) == pytest.approx(0.75)    # 4 * (3/4) / 4
-    assert M.segmentation_covering(b, a) == pytest.approx(0.625)   # (3*3/4 + 1*1/4) / 4
+    assert M.segmentation_covering(a, b) == pytest.approx(0.75)  # 4 * (3/4) / 4
+    assert M.segmentation_covering(b, a) == pytest.approx(0.625)  # (3*3/4 + 1*1/4) / 4
 
 
 def test_several_ground_truths():
@@ -78,14 +87,14 @@ def test_label_zero_is_a_region_and_labels_are_ids():
     rng = np.random.default_rng(4)
     seg = rng.integers(0, 4, (10, 10))
     gts = [rng.integers(1, 5, (10, 10)) for _ in range(3)]
-    for f in (M.segmentation_covering, M.probabilistic_rand_index,
-              M.variation_of_information):
+    for f in (M.segmentation_covering, M.probabilistic_rand_index, M.variation_of_information):
         assert f(seg, gts) == pytest.approx(f(seg + 1, gts))
         assert f(seg, gts) == pytest.approx(f(-5 * seg - 2, gts))  # any ids, negatives too
     # no connected-component relabelling: two separated pieces with one label are one region
     split = np.array([[1, 0, 1]])
     assert M.segmentation_covering(split, np.array([[1, 0, 2]])) == pytest.approx(
-        (1 * 1 + 1 * 0.5 + 1 * 0.5) / 3)
+        (1 * 1 + 1 * 0.5 + 1 * 0.5) / 3
+    )
 
 
 def test_pri_brute_force_6x6():
@@ -95,8 +104,9 @@ def test_pri_brute_force_6x6():
 
     def brute_ri(a, b):
         a, b = a.ravel(), b.ravel()
-        agree = sum((a[i] == a[j]) == (b[i] == b[j])
-                    for i, j in itertools.combinations(range(a.size), 2))
+        agree = sum(
+            (a[i] == a[j]) == (b[i] == b[j]) for i, j in itertools.combinations(range(a.size), 2)
+        )
         return agree / (a.size * (a.size - 1) / 2)  # 630 pairs
 
     expected = np.mean([brute_ri(seg, g) for g in gts])
@@ -180,5 +190,12 @@ def test_real_bsds_human_vs_humans():
     assert r["covering_den"] == seg.size * len(others)
     # a human scored against itself is perfect
     assert M.region_scores(seg, [seg]) == pytest.approx(
-        {"covering": 1.0, "PRI": 1.0, "VI": 0.0, "covering_num": seg.size,
-         "covering_den": seg.size}, abs=1e-12)
+        {
+            "covering": 1.0,
+            "PRI": 1.0,
+            "VI": 0.0,
+            "covering_num": seg.size,
+            "covering_den": seg.size,
+        },
+        abs=1e-12,
+    )

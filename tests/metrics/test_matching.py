@@ -1,4 +1,5 @@
 """Hungarian matching of unsupervised clusters to classes."""
+
 import numpy as np
 import pytest
 
@@ -20,10 +21,12 @@ def test_extra_clusters_new_or_best():
     target = np.array([0, 0, 0, 0, 1, 1, 1, 1])
     pred = np.array([5, 5, 5, 7, 9, 9, 9, 9])
     # overlaps: 5->0: 3, 7->0: 1, 9->1: 4; Hungarian: 5->0, 9->1; 7 is left over
-    np.testing.assert_array_equal(M.match_labels(pred, target),
-                                  [0, 0, 0, 2, 1, 1, 1, 1])   # "new": fresh id 2
-    np.testing.assert_array_equal(M.match_labels(pred, target, unmatched="best"),
-                                  [0, 0, 0, 0, 1, 1, 1, 1])   # joins class 0
+    np.testing.assert_array_equal(
+        M.match_labels(pred, target), [0, 0, 0, 2, 1, 1, 1, 1]
+    )  # "new": fresh id 2
+    np.testing.assert_array_equal(
+        M.match_labels(pred, target, unmatched="best"), [0, 0, 0, 0, 1, 1, 1, 1]
+    )  # joins class 0
     # Dice after strict matching: class 0: 2*3/(3+4) = 6/7 ; class 1: 1
     d = M.hungarian_dice(pred, target)
     assert d[0] == pytest.approx(6 / 7) and d[1] == 1.0

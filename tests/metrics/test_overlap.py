@@ -1,6 +1,7 @@
 """Overlap metrics (confusion matrix, IoU/mIoU, Dice, precision, recall, accuracy):
 hand-computed tiny cases, conventions for empty masks / absent classes, input checks,
 torch vs NumPy."""
+
 import numpy as np
 import pytest
 
@@ -77,8 +78,9 @@ def test_ignore_index():
     pred = np.array([0, 1, 7, 0])  # the 7 sits on an ignored pixel: never looked at
     target = np.array([0, 1, 255, 1])
     # kept pixels (t, p): (0,0) (1,1) (1,0) -> cm [[1,0],[1,1]]
-    np.testing.assert_array_equal(M.confusion_matrix(pred, target, 2, ignore_index=255),
-                                  [[1, 0], [1, 1]])
+    np.testing.assert_array_equal(
+        M.confusion_matrix(pred, target, 2, ignore_index=255), [[1, 0], [1, 1]]
+    )
     # c0: 1/(1+2-1) = 1/2 ; c1: 1/(2+1-1) = 1/2
     assert M.mean_iou(pred, target, 2, ignore_index=255) == pytest.approx(0.5)
     assert M.mean_iou(pred, target, ignore_index=255) == pytest.approx(0.5)
@@ -109,8 +111,8 @@ def test_binary_empty_masks():
     for f in (M.dice, M.iou, M.precision, M.recall):
         assert f(empty, empty) == 1.0  # two empty masks agree perfectly
         assert np.isnan(f(empty, empty, empty_score=np.nan))
-        assert f(empty, full) == 0.0   # missed structure (precision: one-sided 0/0 -> 0)
-        assert f(full, empty) == 0.0   # hallucinated structure (recall: one-sided 0/0 -> 0)
+        assert f(empty, full) == 0.0  # missed structure (precision: one-sided 0/0 -> 0)
+        assert f(full, empty) == 0.0  # hallucinated structure (recall: one-sided 0/0 -> 0)
 
 
 def test_per_sample():
@@ -140,8 +142,9 @@ def test_streaming_confusion_matrix():
         acc.update(p, t)
     res = acc.compute()
     P, T = np.concatenate(preds), np.concatenate(targets)
-    np.testing.assert_array_equal(res["confusion_matrix"],
-                                  M.confusion_matrix(P, T, 4, ignore_index=255))
+    np.testing.assert_array_equal(
+        res["confusion_matrix"], M.confusion_matrix(P, T, 4, ignore_index=255)
+    )
     assert res["mIoU"] == pytest.approx(M.mean_iou(P, T, 4, ignore_index=255))
     assert res["accuracy"] == pytest.approx(M.pixel_accuracy(P, T, ignore_index=255))
     np.testing.assert_allclose(res["iou"], M.iou(P, T, 4, ignore_index=255))

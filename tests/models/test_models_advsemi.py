@@ -1,4 +1,5 @@
 """AdvSemi discriminator and losses (Hung et al., BMVC 2018)."""
+
 import math
 
 import pytest
@@ -18,10 +19,16 @@ from varseg.models import (
 def test_discriminator_architecture_and_shape():
     d = Discriminator(21)
     convs = [m for m in d.modules() if isinstance(m, nn.Conv2d)]
-    assert [(c.in_channels, c.out_channels) for c in convs] == \
-        [(21, 64), (64, 128), (128, 256), (256, 512), (512, 1)]
-    assert all(c.kernel_size == (4, 4) and c.stride == (2, 2) and c.padding == (1, 1)
-               for c in convs)
+    assert [(c.in_channels, c.out_channels) for c in convs] == [
+        (21, 64),
+        (64, 128),
+        (128, 256),
+        (256, 512),
+        (512, 1),
+    ]
+    assert all(
+        c.kernel_size == (4, 4) and c.stride == (2, 2) and c.padding == (1, 1) for c in convs
+    )
     assert d.leaky_relu.negative_slope == pytest.approx(0.2)
     small = Discriminator(3, ndf=4)
     assert small(torch.rand(2, 3, 33, 45)).shape == (2, 1, 33, 45)
@@ -70,12 +77,14 @@ def _logit(p):
 
 def test_self_training_loss_hand_built_case():
     # 1 image, 3 classes, 2x2 pixels
-    z = torch.tensor([[[[2.0, 0.0], [0.1, -1.0]],
-                       [[1.0, 3.0], [0.2, 0.0]],
-                       [[0.0, 1.0], [0.3, 2.0]]]], requires_grad=True)
+    z = torch.tensor(
+        [[[[2.0, 0.0], [0.1, -1.0]], [[1.0, 3.0], [0.2, 0.0]], [[0.0, 1.0], [0.3, 2.0]]]],
+        requires_grad=True,
+    )
     # confidence sigmoid(d): 0.9 kept, 0.1 dropped, 0.5 kept, 0.19 dropped (mask_T = 0.2)
-    d = torch.tensor([[[[_logit(0.9), _logit(0.1)], [_logit(0.5), _logit(0.19)]]]],
-                     requires_grad=True)
+    d = torch.tensor(
+        [[[[_logit(0.9), _logit(0.1)], [_logit(0.5), _logit(0.19)]]]], requires_grad=True
+    )
     loss = semi_supervised_self_training_loss(z, d, mask_T=0.2)
 
     def ce(scores):  # CE against the argmax of the same scores
@@ -110,8 +119,13 @@ def test_self_training_loss_errors():
 
 def test_loss_weights_defaults():
     w = AdvSemiLossWeights()
-    assert (w.lambda_adv, w.lambda_semi, w.lambda_semi_adv, w.mask_T, w.semi_start) == \
-        (0.01, 0.1, 0.001, 0.2, 5000)
+    assert (w.lambda_adv, w.lambda_semi, w.lambda_semi_adv, w.mask_T, w.semi_start) == (
+        0.01,
+        0.1,
+        0.001,
+        0.2,
+        5000,
+    )
     assert not w.semi_active(4999) and w.semi_active(5000)
     assert w.semi_adv_active(0)
 

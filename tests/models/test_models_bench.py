@@ -1,4 +1,5 @@
 """varseg.bench.models: the throughput benchmark runs end to end (no timing thresholds)."""
+
 import argparse
 
 from varseg.bench.models import add_arguments, main
@@ -12,13 +13,29 @@ def test_arguments_defaults():
 
 def test_small_run_reports_positive_numbers(capsys):
     parser = add_arguments(argparse.ArgumentParser())
-    args = parser.parse_args(["--models", "kanezaki", "polyphase-unet", "--device", "cpu",
-                              "--batch-size", "1", "--repeats", "1", "--small"])
+    args = parser.parse_args(
+        [
+            "--models",
+            "kanezaki",
+            "polyphase-unet",
+            "--device",
+            "cpu",
+            "--batch-size",
+            "1",
+            "--repeats",
+            "1",
+            "--small",
+        ]
+    )
     report = main(args)
     assert report["device"] == "cpu" and report["small"]
     keys = set(report["results"])
-    assert keys == {"kanezaki/BSDS", "polyphase-unet/LiTS", "polyphase-unet/BraTS",
-                    "polyphase-unet/BSDS"}
+    assert keys == {
+        "kanezaki/BSDS",
+        "polyphase-unet/LiTS",
+        "polyphase-unet/BraTS",
+        "polyphase-unet/BSDS",
+    }
     for r in report["results"].values():
         assert r["images_per_second"] > 0 and r["seconds_per_iteration"] > 0
         assert r["parameters"] > 0

@@ -1,4 +1,5 @@
 """from_checkpoint / save_checkpoint / config and build_model for every model."""
+
 import pytest
 import torch
 
@@ -63,8 +64,13 @@ def test_checkpoint_errors(tmp_path):
 
 def test_dataparallel_prefix_is_stripped(tmp_path):
     model = KanezakiNet(3, n_channels=4)
-    torch.save({"model": {f"module.{k}": v for k, v in model.state_dict().items()},
-                "model_config": model.config}, tmp_path / "dp.pt")
+    torch.save(
+        {
+            "model": {f"module.{k}": v for k, v in model.state_dict().items()},
+            "model_config": model.config,
+        },
+        tmp_path / "dp.pt",
+    )
     loaded = KanezakiNet.from_checkpoint(tmp_path / "dp.pt")
     assert torch.equal(loaded.head[0].weight, model.head[0].weight)
 
@@ -72,8 +78,7 @@ def test_dataparallel_prefix_is_stripped(tmp_path):
 def test_build_model():
     assert MODEL_NAMES == BENCH_MODELS == ("unet", "polyphase-unet", "deeplabv2", "kanezaki")
     assert isinstance(build_model("unet", 3, 2, base_channels=8, depth=2), UNet)
-    assert isinstance(build_model("Polyphase_UNet", 3, 2, base_channels=8, depth=2),
-                      PolyphaseUNet)
+    assert isinstance(build_model("Polyphase_UNet", 3, 2, base_channels=8, depth=2), PolyphaseUNet)
     assert isinstance(build_model("deeplabv2", 3, 2, depth=50), DeepLabV2)
     net = build_model("kanezaki", 3, 7, bias_field=True)
     assert isinstance(net, KanezakiNet) and net.n_channels == 7

@@ -1,4 +1,5 @@
 """DeepLabV2: output stride, ASPP sum, torchvision-format backbone loading, frozen BN."""
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -57,9 +58,14 @@ def test_backbone_matches_torchvision_resnet(net, net101):
     assert [len(getattr(net101.backbone, f"layer{i}")) for i in range(1, 5)] == [3, 4, 23, 3]
     assert sum(p.numel() for p in net101.backbone.parameters()) == RESNET101_BACKBONE_PARAMS
     keys = net101.backbone.state_dict().keys()
-    for key in ("conv1.weight", "bn1.running_var", "layer1.0.conv1.weight",
-                "layer1.0.downsample.0.weight", "layer1.0.downsample.1.bias",
-                "layer4.2.bn3.weight"):
+    for key in (
+        "conv1.weight",
+        "bn1.running_var",
+        "layer1.0.conv1.weight",
+        "layer1.0.downsample.0.weight",
+        "layer1.0.downsample.1.bias",
+        "layer4.2.bn3.weight",
+    ):
         assert key in keys
 
 
@@ -115,8 +121,9 @@ def test_load_backbone_adapts_conv1_to_four_channels(torchvision_file):
     expected = w3.mean(dim=1, keepdim=True).repeat(1, 4, 1, 1)
     assert net.backbone.conv1.weight.shape == (64, 4, 7, 7)
     torch.testing.assert_close(net.backbone.conv1.weight.detach(), expected)
-    assert torch.equal(net.backbone.layer2[0].downsample[0].weight,
-                       state["layer2.0.downsample.0.weight"])
+    assert torch.equal(
+        net.backbone.layer2[0].downsample[0].weight, state["layer2.0.downsample.0.weight"]
+    )
     assert net(torch.rand(1, 4, 33, 33)).shape == (1, 5, 33, 33)
 
 

@@ -1,4 +1,5 @@
 """KanezakiNet (ICASSP 2018)."""
+
 import pytest
 import torch
 from torch import nn

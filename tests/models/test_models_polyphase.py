@@ -1,4 +1,5 @@
 """Polyphase pooling is lossless and equals PixelUnshuffle up to a channel permutation."""
+
 import torch
 import torch.nn.functional as F
 

@@ -1,4 +1,5 @@
 """UNet and PolyphaseUNet: shapes, bias field, gradients, input validation."""
+
 import pytest
 import torch
 

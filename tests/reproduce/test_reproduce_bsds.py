@@ -1,4 +1,5 @@
 """``varseg reproduce bsds500``: Table VI with the BSDS protocol (end to end on real files)."""
+
 import json
 from pathlib import Path
 
@@ -17,8 +18,9 @@ from varseg.reproduce import (
 from varseg.reproduce.bsds import summarise
 
 BSDS = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "bsds500"
-needs_bsds = pytest.mark.skipif(not (BSDS / "data" / "images" / "val").is_dir(),
-                                reason="no ../shared/data/bsds500")
+needs_bsds = pytest.mark.skipif(
+    not (BSDS / "data" / "images" / "val").is_dir(), reason="no ../shared/data/bsds500"
+)
 
 
 def test_label_png_round_trip_is_one_based(tmp_path):
@@ -51,12 +53,36 @@ def test_score_labels_counts_label_values_and_components():
 
 
 def test_summarise_pools_covering_and_compares_with_the_paper():
-    recs = [dict(covering_num=3.0, covering_den=4.0, PRI=0.8, VI=2.0, cc_covering_num=1.0,
-                 cc_covering_den=4.0, cc_PRI=0.7, cc_VI=3.0, seconds=1.0, converged=True,
-                 n_regions=4, n_components=9),
-            dict(covering_num=1.0, covering_den=12.0, PRI=0.6, VI=3.0, cc_covering_num=2.0,
-                 cc_covering_den=12.0, cc_PRI=0.5, cc_VI=4.0, seconds=3.0, converged=False,
-                 n_regions=2, n_components=5)]
+    recs = [
+        dict(
+            covering_num=3.0,
+            covering_den=4.0,
+            PRI=0.8,
+            VI=2.0,
+            cc_covering_num=1.0,
+            cc_covering_den=4.0,
+            cc_PRI=0.7,
+            cc_VI=3.0,
+            seconds=1.0,
+            converged=True,
+            n_regions=4,
+            n_components=9,
+        ),
+        dict(
+            covering_num=1.0,
+            covering_den=12.0,
+            PRI=0.6,
+            VI=3.0,
+            cc_covering_num=2.0,
+            cc_covering_den=12.0,
+            cc_PRI=0.5,
+            cc_VI=4.0,
+            seconds=3.0,
+            converged=False,
+            n_regions=2,
+            n_components=5,
+        ),
+    ]
     row = summarise("level-set", recs)
     assert row["covering"] == pytest.approx(4.0 / 16.0)  # pooled, not the mean 0.417
     assert row["pri"] == pytest.approx(0.7) and row["vi"] == pytest.approx(2.5)
@@ -100,8 +126,24 @@ def test_reproduce_end_to_end_on_two_val_images(tmp_path):
     from varseg.cli import main
 
     out = tmp_path / "out"
-    rc = main(["reproduce", "bsds500", "--root", str(BSDS), "--split", "val", "--n", "2",
-               "--methods", "level-set", "kmeans", "-q", "-o", str(out)])
+    rc = main(
+        [
+            "reproduce",
+            "bsds500",
+            "--root",
+            str(BSDS),
+            "--split",
+            "val",
+            "--n",
+            "2",
+            "--methods",
+            "level-set",
+            "kmeans",
+            "-q",
+            "-o",
+            str(out),
+        ]
+    )
     assert rc == 0
     res = json.loads((out / "results.json").read_text())
     rows = {r["method"]: r for r in res["rows"]}
@@ -134,8 +176,26 @@ def test_reproduce_end_to_end_on_two_val_images(tmp_path):
     assert (out / "results.csv").read_text().startswith("method,")
     # resume: a second run recomputes nothing (the records' times are kept)
     before = (out / "labels" / "level-set" / f"{ids[0]}.json").read_text()
-    assert main(["reproduce", "bsds500", "--root", str(BSDS), "--split", "val", "--n", "2",
-                 "--methods", "level-set", "-q", "-o", str(out)]) == 0
+    assert (
+        main(
+            [
+                "reproduce",
+                "bsds500",
+                "--root",
+                str(BSDS),
+                "--split",
+                "val",
+                "--n",
+                "2",
+                "--methods",
+                "level-set",
+                "-q",
+                "-o",
+                str(out),
+            ]
+        )
+        == 0
+    )
     assert (out / "labels" / "level-set" / f"{ids[0]}.json").read_text() == before
 
 
@@ -143,18 +203,25 @@ def test_reproduce_end_to_end_on_two_val_images(tmp_path):
 def test_reproduce_backprop_ms_at_small_work_size(tmp_path):
     from varseg.reproduce import reproduce_bsds500
 
-    rows = reproduce_bsds500(BSDS, "val", ["backprop-ms"], n=1, out=tmp_path, work_size=48,
-                             progress=False)
+    rows = reproduce_bsds500(
+        BSDS, "val", ["backprop-ms"], n=1, out=tmp_path, work_size=48, progress=False
+    )
     assert rows[0]["n_images"] == 1 and 0 < rows[0]["covering"] <= 1
 
 
 def test_reproduce_errors(tmp_path):
     from varseg.cli import main
 
-    assert main(["reproduce", "bsds500", "--root", str(tmp_path), "-q", "-o",
-                 str(tmp_path / "o")]) == 2
-    assert main(["reproduce", "bsds500", "--root", str(tmp_path), "--n", "0", "-o",
-                 str(tmp_path / "o")]) == 2
+    assert (
+        main(["reproduce", "bsds500", "--root", str(tmp_path), "-q", "-o", str(tmp_path / "o")])
+        == 2
+    )
+    assert (
+        main(
+            ["reproduce", "bsds500", "--root", str(tmp_path), "--n", "0", "-o", str(tmp_path / "o")]
+        )
+        == 2
+    )
 
 
 def test_reproduce_corrupt_inputs_one_line_exit_2(tmp_path, capsys):
@@ -166,15 +233,25 @@ def test_reproduce_corrupt_inputs_one_line_exit_2(tmp_path, capsys):
     (root / "data" / "images" / "val" / "1.jpg").write_bytes(b"not a jpeg")
     (root / "data" / "groundTruth" / "val" / "1.mat").write_bytes(b"not a mat file")
     out = tmp_path / "out"
-    args = ["reproduce", "bsds500", "--root", str(root), "--methods", "kmeans", "-q", "-o",
-            str(out)]
+    args = [
+        "reproduce",
+        "bsds500",
+        "--root",
+        str(root),
+        "--methods",
+        "kmeans",
+        "-q",
+        "-o",
+        str(out),
+    ]
     assert main(args) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "1.jpg" in err[0] and "Traceback" not in err[0]
     from PIL import Image
 
     Image.fromarray(np.zeros((8, 8, 3), dtype=np.uint8)).save(
-        root / "data" / "images" / "val" / "1.jpg")
+        root / "data" / "images" / "val" / "1.jpg"
+    )
     assert main(args) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "1.mat" in err[0]

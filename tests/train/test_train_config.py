@@ -1,4 +1,5 @@
 """Shipped experiment configs, validation and command-line overrides."""
+
 import json
 
 import pytest
@@ -10,10 +11,22 @@ from varseg.train.config import config_path
 
 def test_every_shipped_config_loads_and_validates():
     names = list_configs()
-    expected = {"synthetic-sweep", "bsds-unet-ms", "brats-unet-1-4", "brats-unet-ms-1-4",
-                "voc-advsemi-1-8", "voc-advsemi-ms-1-8", "voc-advsemi-ms-1-4",
-                "voc-advsemi-ms-1-2", "voc-deeplab-1-8", "voc-unsup-unet-ms-bias",
-                "lits-unet-1-23", "lits-unet-ms-1-23", "lits-unet-ms-1-10", "lits-unet-ms-1-3"}
+    expected = {
+        "synthetic-sweep",
+        "bsds-unet-ms",
+        "brats-unet-1-4",
+        "brats-unet-ms-1-4",
+        "voc-advsemi-1-8",
+        "voc-advsemi-ms-1-8",
+        "voc-advsemi-ms-1-4",
+        "voc-advsemi-ms-1-2",
+        "voc-deeplab-1-8",
+        "voc-unsup-unet-ms-bias",
+        "lits-unet-1-23",
+        "lits-unet-ms-1-23",
+        "lits-unet-ms-1-10",
+        "lits-unet-ms-1-3",
+    }
     assert expected <= set(names)
     for name in names:
         cfg = load_config(name)
@@ -25,10 +38,18 @@ def test_every_shipped_config_loads_and_validates():
 
 def test_paper_schedules():
     lits = load_config("lits-unet-ms-1-10")
-    assert (lits.optimizer, lits.schedule, lits.lr_step_epochs, lits.lr_gamma) == \
-        ("adam", "step", 20, 0.5)
-    assert (lits.batch_size, lits.epochs, lits.model, lits.mode) == \
-        (4, 50, "polyphase-unet", "semi")
+    assert (lits.optimizer, lits.schedule, lits.lr_step_epochs, lits.lr_gamma) == (
+        "adam",
+        "step",
+        20,
+        0.5,
+    )
+    assert (lits.batch_size, lits.epochs, lits.model, lits.mode) == (
+        4,
+        50,
+        "polyphase-unet",
+        "semi",
+    )
     assert lits.labeled_fraction == "1/10" and lits.ms_weight > 0
     assert load_config("lits-unet-1-10").ms_weight == 0
     brats = load_config("brats-unet-ms-1-4")
@@ -39,19 +60,36 @@ def test_paper_schedules():
     assert bsds.mode == "unsupervised" and bsds.bias_field
     voc = load_config("voc-advsemi-ms-1-8")
     assert (voc.optimizer, voc.lr, voc.momentum, voc.weight_decay) == ("sgd", 2.5e-4, 0.9, 5e-4)
-    assert (voc.schedule, voc.poly_power, voc.max_steps, voc.batch_size, voc.crop_size) == \
-        ("poly", 0.9, 20000, 10, 321)
+    assert (voc.schedule, voc.poly_power, voc.max_steps, voc.batch_size, voc.crop_size) == (
+        "poly",
+        0.9,
+        20000,
+        10,
+        321,
+    )
     assert voc.head_lr_mult == 10 and voc.mode == "advsemi" and voc.ms_weight > 0
     a = voc.advsemi
-    assert (a["d_lr"], a["d_betas"], a["lambda_adv"], a["lambda_semi"], a["mask_T"],
-            a["semi_start"]) == (1e-4, [0.9, 0.99], 0.01, 0.1, 0.2, 5000)
+    assert (
+        a["d_lr"],
+        a["d_betas"],
+        a["lambda_adv"],
+        a["lambda_semi"],
+        a["mask_T"],
+        a["semi_start"],
+    ) == (1e-4, [0.9, 0.99], 0.01, 0.1, 0.2, 5000)
     assert load_config("voc-advsemi-1-8").ms_weight == 0
 
 
-@pytest.mark.parametrize("field,value,word", [
-    ("dataset", "imagenet", "voc"), ("model", "resnet", "unet"), ("mode", "magic", "advsemi"),
-    ("optimizer", "lbfgs", "sgd"), ("schedule", "cosine", "poly"),
-])
+@pytest.mark.parametrize(
+    "field,value,word",
+    [
+        ("dataset", "imagenet", "voc"),
+        ("model", "resnet", "unet"),
+        ("mode", "magic", "advsemi"),
+        ("optimizer", "lbfgs", "sgd"),
+        ("schedule", "cosine", "poly"),
+    ],
+)
 def test_unknown_choices_list_the_valid_ones(field, value, word):
     with pytest.raises(ValueError, match=word):
         TrainConfig(max_steps=1).replace(**{field: value})
@@ -84,10 +122,26 @@ def test_cli_overrides_and_list(tmp_path, capsys):
 
     p = argparse.ArgumentParser()
     add_arguments(p)
-    args = p.parse_args(["--config", "lits-unet-ms-1-10", "--root", str(tmp_path),
-                         "--lr", "3e-4", "--max-steps", "7", "--image-size", "64,48",
-                         "--model-kw", '{"base_channels": 8}', "--set", "advsemi.ndf=16",
-                         "--out", str(tmp_path / "run")])
+    args = p.parse_args(
+        [
+            "--config",
+            "lits-unet-ms-1-10",
+            "--root",
+            str(tmp_path),
+            "--lr",
+            "3e-4",
+            "--max-steps",
+            "7",
+            "--image-size",
+            "64,48",
+            "--model-kw",
+            '{"base_channels": 8}',
+            "--set",
+            "advsemi.ndf=16",
+            "--out",
+            str(tmp_path / "run"),
+        ]
+    )
     cfg = build_config(args)
     assert cfg.lr == 3e-4 and cfg.max_steps == 7 and cfg.epochs == 50
     assert cfg.image_size == [64, 48]

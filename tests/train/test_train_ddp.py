@@ -4,6 +4,7 @@ One SGD step with learning rate 1 moves the weights by exactly minus the gradien
 weights after the step mean the two-process (all-reduced) gradients equal the single-process
 gradients on the same global batch.
 """
+
 import json
 import os
 import socket
@@ -13,11 +14,37 @@ import sys
 import pytest
 import torch
 
-ARGS = ["--dataset", "synthetic", "--dataset-kw", '{"n_images": 8, "image_size": 24}',
-        "--model", "unet", "--model-kw", '{"base_channels": 4, "depth": 2, "batch_norm": false}',
-        "--mode", "supervised", "--ms-weight", "0.5", "--optimizer", "sgd", "--lr", "1.0",
-        "--set", "momentum=0.0", "--batch-size", "4", "--max-steps", "1", "--seed", "0",
-        "--device", "cpu", "--log-every", "1", "--no-progress"]
+ARGS = [
+    "--dataset",
+    "synthetic",
+    "--dataset-kw",
+    '{"n_images": 8, "image_size": 24}',
+    "--model",
+    "unet",
+    "--model-kw",
+    '{"base_channels": 4, "depth": 2, "batch_norm": false}',
+    "--mode",
+    "supervised",
+    "--ms-weight",
+    "0.5",
+    "--optimizer",
+    "sgd",
+    "--lr",
+    "1.0",
+    "--set",
+    "momentum=0.0",
+    "--batch-size",
+    "4",
+    "--max-steps",
+    "1",
+    "--seed",
+    "0",
+    "--device",
+    "cpu",
+    "--log-every",
+    "1",
+    "--no-progress",
+]
 
 
 def _free_port() -> int:
@@ -38,9 +65,24 @@ def test_ddp_gradients_equal_single_process(tmp_path):
     cmd = [sys.executable, "-m", "varseg.commands.train", *ARGS, "--out", str(single)]
     r = subprocess.run(cmd, env=_env(), capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
-           "--nnodes", "1", "--master_addr", "127.0.0.1", "--master_port", str(_free_port()),
-           "-m", "varseg.commands.train", *ARGS, "--out", str(ddp)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node",
+        "2",
+        "--nnodes",
+        "1",
+        "--master_addr",
+        "127.0.0.1",
+        "--master_port",
+        str(_free_port()),
+        "-m",
+        "varseg.commands.train",
+        *ARGS,
+        "--out",
+        str(ddp),
+    ]
     r = subprocess.run(cmd, env=_env(), capture_output=True, text=True, timeout=180)
     assert r.returncode == 0, r.stdout + r.stderr
     a = torch.load(single / "last.pt", weights_only=True)

@@ -1,4 +1,5 @@
 """Training engine on synthetic data: learning, exact resume, logs, data order, errors."""
+
 import json
 
 import numpy as np
@@ -15,9 +16,18 @@ TINY_UNET = {"base_channels": 4, "depth": 2}
 
 
 def tiny(**kw):
-    base = dict(dataset="synthetic", dataset_kw={"n_images": 8, "image_size": 32},
-                model="unet", model_kw=TINY_UNET, batch_size=4, max_steps=4, device="cpu",
-                log_every=1, checkpoint_every=0, seed=0)
+    base = dict(
+        dataset="synthetic",
+        dataset_kw={"n_images": 8, "image_size": 32},
+        model="unet",
+        model_kw=TINY_UNET,
+        batch_size=4,
+        max_steps=4,
+        device="cpu",
+        log_every=1,
+        checkpoint_every=0,
+        seed=0,
+    )
     base.update(kw)
     return TrainConfig(**base).validate()
 
@@ -27,9 +37,12 @@ def _rows(run, kind="step"):
 
 
 def test_loss_decreases_on_synthetic_data(tmp_path):
-    cfg = tiny(max_steps=16, lr=1e-2, ms_weight=0.5, dataset_kw={"n_images": 8,
-                                                                 "image_size": 32,
-                                                                 "noise": 0.05})
+    cfg = tiny(
+        max_steps=16,
+        lr=1e-2,
+        ms_weight=0.5,
+        dataset_kw={"n_images": 8, "image_size": 32, "noise": 0.05},
+    )
     summary = train(cfg, tmp_path / "run")
     assert summary["step"] == 16
     losses = [r["loss"] for r in _rows(tmp_path / "run")]
@@ -41,11 +54,38 @@ def test_loss_decreases_on_synthetic_data(tmp_path):
 
 
 def _cli_args(out, steps, *extra):
-    return ["--dataset", "synthetic", "--dataset-kw", '{"n_images": 6, "image_size": 32}',
-            "--model", "unet", "--model-kw", json.dumps(TINY_UNET), "--mode", "semi",
-            "--labeled-fraction", "1/2", "--ms-weight", "0.5", "--max-steps", str(steps),
-            "--batch-size", "2", "--seed", "3", "--device", "cpu", "--lr", "0.01",
-            "--log-every", "1", "--no-progress", "--out", str(out), *extra]
+    return [
+        "--dataset",
+        "synthetic",
+        "--dataset-kw",
+        '{"n_images": 6, "image_size": 32}',
+        "--model",
+        "unet",
+        "--model-kw",
+        json.dumps(TINY_UNET),
+        "--mode",
+        "semi",
+        "--labeled-fraction",
+        "1/2",
+        "--ms-weight",
+        "0.5",
+        "--max-steps",
+        str(steps),
+        "--batch-size",
+        "2",
+        "--seed",
+        "3",
+        "--device",
+        "cpu",
+        "--lr",
+        "0.01",
+        "--log-every",
+        "1",
+        "--no-progress",
+        "--out",
+        str(out),
+        *extra,
+    ]
 
 
 def test_resume_equals_straight_run_cli(tmp_path):
@@ -62,8 +102,9 @@ def test_resume_equals_straight_run_cli(tmp_path):
     assert ca["model"].keys() == cb["model"].keys()
     for k in ca["model"]:
         assert torch.equal(ca["model"][k], cb["model"][k]), k
-    for sa, sb in zip(ca["optimizer"]["state"].values(), cb["optimizer"]["state"].values(),
-                      strict=True):
+    for sa, sb in zip(
+        ca["optimizer"]["state"].values(), cb["optimizer"]["state"].values(), strict=True
+    ):
         assert torch.equal(sa["exp_avg"], sb["exp_avg"])
     assert [r["loss"] for r in _rows(a)] == [r["loss"] for r in _rows(b)]
     # the checkpoint holds what evaluate needs to rebuild the model
@@ -81,13 +122,22 @@ class _KillAt:
             raise self.exc
 
 
-@pytest.mark.parametrize("exc,resumed_from", [
-    (KeyboardInterrupt, 3),  # Ctrl-C: the engine saves the step it reached
-    (SystemExit, 2),         # hard kill: only the periodic checkpoint (every 2 steps) exists
-])
+@pytest.mark.parametrize(
+    "exc,resumed_from",
+    [
+        (KeyboardInterrupt, 3),  # Ctrl-C: the engine saves the step it reached
+        (SystemExit, 2),  # hard kill: only the periodic checkpoint (every 2 steps) exists
+    ],
+)
 def test_interrupted_run_resumes_to_identical_weights(tmp_path, exc, resumed_from):
-    cfg = tiny(max_steps=5, ms_weight=0.3, checkpoint_every=2, num_workers=1, batch_size=2,
-               dataset_kw={"n_images": 5, "image_size": 32})
+    cfg = tiny(
+        max_steps=5,
+        ms_weight=0.3,
+        checkpoint_every=2,
+        num_workers=1,
+        batch_size=2,
+        dataset_kw={"n_images": 5, "image_size": 32},
+    )
     train(cfg, tmp_path / "a")
     with pytest.raises(exc):
         train(cfg, tmp_path / "b", callbacks=[_KillAt(3, exc)])
@@ -108,8 +158,22 @@ def test_errors(tmp_path, capsys):
         train(tiny(max_steps=1), tmp_path / "done")
     with pytest.raises(FileNotFoundError):
         train(tiny(dataset="lits", root=str(tmp_path / "missing"), dataset_kw={}), tmp_path / "x")
-    assert run_cli("train", ["--dataset", "brats", "--root", tmp_path / "nowhere",
-                             "--max-steps", "1", "--out", tmp_path / "y"]) == 2
+    assert (
+        run_cli(
+            "train",
+            [
+                "--dataset",
+                "brats",
+                "--root",
+                tmp_path / "nowhere",
+                "--max-steps",
+                "1",
+                "--out",
+                tmp_path / "y",
+            ],
+        )
+        == 2
+    )
     assert "BraTS root" in capsys.readouterr().err
     assert run_cli("train", ["--out", tmp_path / "none", "--resume"]) == 2
     assert "cannot resume" in capsys.readouterr().err
@@ -118,8 +182,9 @@ def test_errors(tmp_path, capsys):
 def test_global_batch_must_divide_among_processes(tmp_path, monkeypatch):
     from varseg.train import engine
 
-    monkeypatch.setattr(engine, "init_distributed",
-                        lambda spec: engine.DistContext(rank=0, world_size=2))
+    monkeypatch.setattr(
+        engine, "init_distributed", lambda spec: engine.DistContext(rank=0, world_size=2)
+    )
     with pytest.raises(ValueError, match="divisible"):
         engine.Trainer(tiny(batch_size=3), tmp_path / "z")
 
@@ -134,9 +199,11 @@ def test_eq16_loss_matches_semi_supervised_loss():
     from varseg.losses import mumford_shah_loss
 
     ours = masked_cross_entropy(logits, target, labeled, 255) + 0.7 * mumford_shah_loss(
-        logits, image, 1e-2)
-    ref = semi_supervised_loss(logits, target, image, labeled, 0.7, length_weight=1e-2,
-                               ignore_index=255)
+        logits, image, 1e-2
+    )
+    ref = semi_supervised_loss(
+        logits, target, image, labeled, 0.7, length_weight=1e-2, ignore_index=255
+    )
     assert torch.allclose(ours, ref, atol=1e-6)
 
 
@@ -152,8 +219,9 @@ def test_data_order_resumable_and_split_across_ranks():
     again = [sorted(i for i, _ in b) for b in StepBatchSampler(IndexStream(idx, seed=5), 4, 7, 12)]
     assert again == batches[7:]
     # two ranks with half batches see exactly the global batch of one process
-    ranks = [StepBatchSampler(IndexStream(idx, seed=5, rank=r, world_size=2), 2, 0, 12)
-             for r in (0, 1)]
+    ranks = [
+        StepBatchSampler(IndexStream(idx, seed=5, rank=r, world_size=2), 2, 0, 12) for r in (0, 1)
+    ]
     for s, (b0, b1) in enumerate(zip(*ranks, strict=True)):
         assert sorted(i for i, _ in b0 + b1) == batches[s]
         assert not set(i for i, _ in b0) & set(i for i, _ in b1)
@@ -166,21 +234,36 @@ def test_volume_items_are_read_case_by_case():
     assert all(len(set(cases[b])) == 1 for b in batches)  # one scan per batch here
     assert sorted(sum(batches[:4], [])) == list(range(20))
     assert batches[:4] != batches[4:8]
-    ranks = [[i for b in StepBatchSampler(IndexStream(np.arange(20), seed=1, groups=cases,
-                                                      rank=r, world_size=2), 2, 0, 5)
-              for i, _ in b] for r in (0, 1)]
+    ranks = [
+        [
+            i
+            for b in StepBatchSampler(
+                IndexStream(np.arange(20), seed=1, groups=cases, rank=r, world_size=2), 2, 0, 5
+            )
+            for i, _ in b
+        ]
+        for r in (0, 1)
+    ]
     assert sorted(ranks[0] + ranks[1]) == list(range(20))
 
 
 def test_paired_batches_take_labelled_and_unlabelled_items():
     lab, unl = np.array([1, 5, 9]), np.array([0, 2, 3, 4, 6, 7, 8])
-    s = StepBatchSampler(IndexStream(lab, seed=0), 2, 0, 6, aligned=False,
-                         extra=IndexStream(unl, seed=1), extra_batch=2)
+    s = StepBatchSampler(
+        IndexStream(lab, seed=0),
+        2,
+        0,
+        6,
+        aligned=False,
+        extra=IndexStream(unl, seed=1),
+        extra_batch=2,
+    )
     for batch in s:
         ids = [i for i, _ in batch]
         assert set(ids[:2]) <= set(lab) and set(ids[2:]) <= set(unl)
-    first = [i for b in StepBatchSampler(IndexStream(lab, seed=0), 2, 0, 3, aligned=False)
-             for i, _ in b]
+    first = [
+        i for b in StepBatchSampler(IndexStream(lab, seed=0), 2, 0, 3, aligned=False) for i, _ in b
+    ]
     assert sorted(first[:3]) == [1, 5, 9] and len(first) == 6  # cycles over epochs
 
 
@@ -189,15 +272,22 @@ def test_lr_schedules():
     assert [step.factor(s) for s in (0, 5, 6, 11, 12)] == [1, 1, 0.5, 0.5, 0.25]
     poly = LRSchedule("poly", 100, steps_per_epoch=10, power=0.9)
     assert poly.factor(0) == 1 and poly.factor(100) == 0
-    assert poly.factor(50) == pytest.approx(0.5 ** 0.9)
+    assert poly.factor(50) == pytest.approx(0.5**0.9)
     opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.2)
     poly.apply(opt, 50)
-    assert opt.param_groups[0]["lr"] == pytest.approx(0.2 * 0.5 ** 0.9)
+    assert opt.param_groups[0]["lr"] == pytest.approx(0.2 * 0.5**0.9)
 
 
 def test_step_schedule_halves_the_logged_lr(tmp_path):
-    cfg = tiny(max_steps=6, schedule="step", lr_step_epochs=1, lr_gamma=0.5, lr=1e-3,
-               batch_size=4, dataset_kw={"n_images": 8, "image_size": 16})
+    cfg = tiny(
+        max_steps=6,
+        schedule="step",
+        lr_step_epochs=1,
+        lr_gamma=0.5,
+        lr=1e-3,
+        batch_size=4,
+        dataset_kw={"n_images": 8, "image_size": 16},
+    )
     train(cfg, tmp_path / "run")
     lrs = [r["lr"] for r in _rows(tmp_path / "run")]
     assert lrs == pytest.approx([1e-3, 1e-3, 5e-4, 5e-4, 2.5e-4, 2.5e-4])
@@ -206,8 +296,14 @@ def test_step_schedule_halves_the_logged_lr(tmp_path):
 
 
 def test_unsupervised_bias_field_and_semi_split(tmp_path):
-    cfg = tiny(mode="unsupervised", bias_field=True, max_steps=2, num_classes=3, beta=1e-2,
-               dataset_kw={"n_images": 4, "image_size": 16, "bias_field": 0.3})
+    cfg = tiny(
+        mode="unsupervised",
+        bias_field=True,
+        max_steps=2,
+        num_classes=3,
+        beta=1e-2,
+        dataset_kw={"n_images": 4, "image_size": 16, "bias_field": 0.3},
+    )
     train(cfg, tmp_path / "u")
     ck = torch.load(tmp_path / "u" / "last.pt", weights_only=True)
     assert ck["model_config"]["bias_field"] is True

@@ -1,4 +1,5 @@
 """Per-mode steps: Eq. 16 gradients, separate labelled / unlabelled passes, AdvSemi."""
+
 import copy
 
 import pytest
@@ -18,8 +19,11 @@ def _batch(n_lab=2, n_unl=2, size=16, seed=0):
     n = n_lab + n_unl
     label = torch.randint(0, 3, (n, size, size), generator=g)
     label[n_lab:] = -100
-    return {"image": torch.rand(n, 1, size, size, generator=g), "label": label,
-            "labeled": torch.tensor([True] * n_lab + [False] * n_unl)}
+    return {
+        "image": torch.rand(n, 1, size, size, generator=g),
+        "label": label,
+        "labeled": torch.tensor([True] * n_lab + [False] * n_unl),
+    }
 
 
 def _grads(model, cfg, batch):
@@ -30,8 +34,9 @@ def _grads(model, cfg, batch):
 
 
 def _cfg(**kw):
-    return TrainConfig(max_steps=1, mode="semi", semi_sampling="paired", ms_weight=0.7,
-                       length_weight=0.01, **kw).validate()
+    return TrainConfig(
+        max_steps=1, mode="semi", semi_sampling="paired", ms_weight=0.7, length_weight=0.01, **kw
+    ).validate()
 
 
 def test_paired_passes_give_the_gradient_of_eq16():
@@ -40,8 +45,15 @@ def test_paired_passes_give_the_gradient_of_eq16():
     batch = _batch()
     ours = _grads(net, _cfg(), batch)
     ref_net = copy.deepcopy(net)
-    loss = semi_supervised_loss(ref_net(batch["image"]), batch["label"], batch["image"],
-                                batch["labeled"], 0.7, length_weight=0.01, ignore_index=-100)
+    loss = semi_supervised_loss(
+        ref_net(batch["image"]),
+        batch["label"],
+        batch["image"],
+        batch["labeled"],
+        0.7,
+        length_weight=0.01,
+        ignore_index=-100,
+    )
     loss.backward()
     for k, p in ref_net.named_parameters():
         assert torch.allclose(ours[k], p.grad, rtol=1e-4, atol=1e-6), k
@@ -72,8 +84,12 @@ def test_unsupervised_mode_ignores_labels():
 
 def test_advsemi_step_updates_both_networks():
     torch.manual_seed(0)
-    cfg = TrainConfig(max_steps=1, mode="advsemi", ms_weight=0.1,
-                      advsemi={"ndf": 4, "semi_start": 0, "mask_T": 0.0}).validate()
+    cfg = TrainConfig(
+        max_steps=1,
+        mode="advsemi",
+        ms_weight=0.1,
+        advsemi={"ndf": 4, "semi_start": 0, "mask_T": 0.0},
+    ).validate()
     mode = make_step(cfg, TASK)
     mode.setup(torch.device("cpu"), lambda m: m)
     net = UNet(1, 3, base_channels=4, depth=2)
@@ -95,13 +111,20 @@ def test_unsupervised_bias_step_smooths_and_normalises_the_bias():
     torch.manual_seed(0)
     net = UNet(1, 3, base_channels=4, depth=2, batch_norm=False, bias_field=True)
     batch = _batch(0, 2)
-    cfg = TrainConfig(max_steps=1, mode="unsupervised", bias_field=True, length_weight=0.05,
-                      beta=0.01, bias_sigma=3.0).validate()
+    cfg = TrainConfig(
+        max_steps=1,
+        mode="unsupervised",
+        bias_field=True,
+        length_weight=0.05,
+        beta=0.01,
+        bias_sigma=3.0,
+    ).validate()
     opt = torch.optim.SGD(net.parameters(), lr=0.0)
     logs = make_step(cfg, TASK)(StepState(net, opt, torch.device("cpu")), batch, 0)
     logits, bias = split_output(net(batch["image"]))
-    want = bias_field_mumford_shah_loss(logits, unit_mean_bias(smooth_bias(bias, 3.0)),
-                                        batch["image"], 0.05, 0.01)
+    want = bias_field_mumford_shah_loss(
+        logits, unit_mean_bias(smooth_bias(bias, 3.0)), batch["image"], 0.05, 0.01
+    )
     assert float(logs["loss"]) == pytest.approx(float(want), rel=1e-5)
     with pytest.raises(ValueError, match="bias_sigma"):
         TrainConfig(bias_sigma=-1.0).validate()
@@ -120,7 +143,8 @@ def test_unsupervised_kmeans_warm_start_fits_each_images_clusters():
     net = UNet(3, 2, base_channels=4, depth=2, batch_norm=False)
     cfg = TrainConfig(max_steps=1, mode="unsupervised", kmeans_warm_steps=1).validate()
     opt = torch.optim.SGD(net.parameters(), lr=0.0)
-    logs = make_step(cfg, TaskInfo(3, 2, -100))(StepState(net, opt, torch.device("cpu")),
-                                                {"image": x}, 0)
+    logs = make_step(cfg, TaskInfo(3, 2, -100))(
+        StepState(net, opt, torch.device("cpu")), {"image": x}, 0
+    )
     want = torch.nn.functional.cross_entropy(net(x), t)
     assert "ce" in logs and float(logs["loss"]) == pytest.approx(float(want), rel=1e-5)

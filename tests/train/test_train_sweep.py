@@ -1,4 +1,5 @@
 """The labelled-fraction sweep (CE vs CE + λ·MS) end to end, with a tiny budget."""
+
 import csv
 import json
 
@@ -9,11 +10,25 @@ from varseg.train import load_config
 
 def test_synthetic_sweep_cli_writes_tables(tmp_path, capsys):
     out = tmp_path / "sweep"
-    args = ["--config", "synthetic-sweep", "--max-steps", "2",
-            "--dataset-kw", '{"n_images": 8, "image_size": 16}',
-            "--model-kw", '{"base_channels": 4, "depth": 1}',
-            "--set", 'sweep.fractions=["1/4"]', "--set", "sweep.seeds=[0]",
-            "--set", 'sweep.eval_dataset_kw={"n_images": 4}', "--no-progress", "--out", out]
+    args = [
+        "--config",
+        "synthetic-sweep",
+        "--max-steps",
+        "2",
+        "--dataset-kw",
+        '{"n_images": 8, "image_size": 16}',
+        "--model-kw",
+        '{"base_channels": 4, "depth": 1}',
+        "--set",
+        'sweep.fractions=["1/4"]',
+        "--set",
+        "sweep.seeds=[0]",
+        "--set",
+        'sweep.eval_dataset_kw={"n_images": 4}',
+        "--no-progress",
+        "--out",
+        out,
+    ]
     assert run_cli("train", args) == 0
     printed = capsys.readouterr().out
     assert "| labelled fraction |" in printed
@@ -28,8 +43,10 @@ def test_synthetic_sweep_cli_writes_tables(tmp_path, capsys):
     assert "gain_vs_ce" in summary[1]
     # both arms share the labelled split; only the MS arm loads unlabelled images
     runs_dir = out / "runs"
-    splits = [json.loads((d / "labeled_split.json").read_text())["labeled_indices"]
-              for d in sorted(runs_dir.iterdir())]
+    splits = [
+        json.loads((d / "labeled_split.json").read_text())["labeled_indices"]
+        for d in sorted(runs_dir.iterdir())
+    ]
     assert splits[0] == splits[1] and len(splits[0]) == 2
     # a second call reuses the finished runs (resumable sweep)
     before = (runs_dir / "1-4_lam0_seed0" / "last.pt").stat().st_mtime_ns

@@ -6,6 +6,7 @@
 * :func:`write_bsds` -- ``data/images/<split>/*.jpg`` and ``data/groundTruth/<split>/*.mat``;
 * :func:`run_cli` -- run ``varseg train`` / ``varseg evaluate`` without the other subcommands.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -24,12 +25,17 @@ def _blob_labels(rng, h, w, n_labels, first=1):
     for k in range(n_labels):
         y0, x0 = rng.integers(0, h // 2), rng.integers(0, w // 2)
         dy, dx = rng.integers(h // 4, h // 2 + 1), rng.integers(w // 4, w // 2 + 1)
-        lab[y0:y0 + dy, x0:x0 + dx] = first + k
+        lab[y0 : y0 + dy, x0 : x0 + dx] = first + k
     return lab
 
 
-def write_voc(root, ids_train=("2007_000001", "2007_000002", "2007_000003", "2007_000004"),
-              ids_val=("2007_000005", "2007_000006"), size=(40, 48), seed=0) -> Path:
+def write_voc(
+    root,
+    ids_train=("2007_000001", "2007_000002", "2007_000003", "2007_000004"),
+    ids_val=("2007_000005", "2007_000006"),
+    size=(40, 48),
+    seed=0,
+) -> Path:
     """A VOC 2012 tree; images are darker inside the labelled objects. Returns the root."""
     voc = Path(root) / "VOCdevkit" / "VOC2012"
     (voc / "JPEGImages").mkdir(parents=True)
@@ -91,8 +97,10 @@ def write_brats(root, n_cases=3, shape=(4, 24, 24), seed=0) -> Path:
             uid += 1
             d = case / f"VSD.Brain.XX.O.MR_{seq}.{uid}"
             d.mkdir(parents=True)
-            sitk.WriteImage(sitk.GetImageFromArray(vol.astype(np.float32)),
-                            str(d / f"VSD.Brain.XX.O.MR_{seq}.{uid}.mha"))
+            sitk.WriteImage(
+                sitk.GetImageFromArray(vol.astype(np.float32)),
+                str(d / f"VSD.Brain.XX.O.MR_{seq}.{uid}.mha"),
+            )
         uid += 1
         d = case / f"VSD.Brain_3more.XX.O.OT.{uid}"
         d.mkdir(parents=True)
@@ -100,8 +108,7 @@ def write_brats(root, n_cases=3, shape=(4, 24, 24), seed=0) -> Path:
     return Path(root)
 
 
-def write_bsds(root, splits=(("train", 3), ("test", 2)), size=(30, 36), n_humans=2,
-               seed=0) -> Path:
+def write_bsds(root, splits=(("train", 3), ("test", 2)), size=(30, 36), n_humans=2, seed=0) -> Path:
     """BSDS500 ``data/images`` and ``data/groundTruth`` (a (1, K) cell of structs per image)."""
     from scipy.io import savemat
 
@@ -116,15 +123,19 @@ def write_bsds(root, splits=(("train", 3), ("test", 2)), size=(30, 36), n_humans
             lab = _blob_labels(rng, h, w, 2, first=2) + 0
             lab[lab == 0] = 1
             img = np.zeros((h, w, 3), np.uint8)
-            for k, colour in zip((1, 2, 3), ((200, 60, 40), (40, 180, 60), (30, 60, 200)),
-                                 strict=True):
+            for k, colour in zip(
+                (1, 2, 3), ((200, 60, 40), (40, 180, 60), (30, 60, 200)), strict=True
+            ):
                 img[lab == k] = colour
             img = np.clip(img + rng.normal(0, 8, img.shape), 0, 255).astype(np.uint8)
             Image.fromarray(img).save(data / "images" / split / f"{id_}.jpg", quality=95)
             cell = np.empty((1, n_humans), dtype=object)
             for k in range(n_humans):
-                seg = lab.astype(np.uint16) if k == 0 else np.where(lab == 3, 2, lab).astype(
-                    np.uint16)
+                seg = (
+                    lab.astype(np.uint16)
+                    if k == 0
+                    else np.where(lab == 3, 2, lab).astype(np.uint16)
+                )
                 bnd = (np.roll(seg, 1, 0) != seg).astype(np.uint8)
                 rec = np.empty((1, 1), dtype=[("Segmentation", object), ("Boundaries", object)])
                 rec[0, 0] = (seg, bnd)

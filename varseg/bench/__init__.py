@@ -4,6 +4,7 @@ Targets: ``all`` (one table of every solver, :mod:`varseg.bench.all`), ``chan-ve
 scikit-image), ``loss`` (vs a transcription of the official MS loss), ``models``
 (forward+backward images/second). Never used in tests as thresholds.
 """
+
 from __future__ import annotations
 
 from importlib import import_module
@@ -28,8 +29,19 @@ def add_arguments(p):
 
 
 #: Numeric options of the targets and their smallest valid value.
-_COUNTS = {"iters": 1, "repeats": 1, "sk_repeats": 1, "size": 8, "batch": 1, "batch_size": 1,
-           "channels": 1, "threads": 1, "classes": 2, "sizes": 8, "phases": 2}
+_COUNTS = {
+    "iters": 1,
+    "repeats": 1,
+    "sk_repeats": 1,
+    "size": 8,
+    "batch": 1,
+    "batch_size": 1,
+    "channels": 1,
+    "threads": 1,
+    "classes": 2,
+    "sizes": 8,
+    "phases": 2,
+}
 
 
 def check_options(args):

@@ -20,27 +20,55 @@ before its clock starts, :func:`varseg._jit.ensure_compiled`). Wall times use ``
 the process CPU time (``time.process_time``, all threads) is printed beside them, and the load
 average too: on a machine busy with other work, wall times of several threads say little.
 """
+
 from __future__ import annotations
 
 
 def add_arguments(p):
-    p.add_argument("--iters", type=int, default=100,
-                   help="iterations per timed run (tol=0), default 100")
-    p.add_argument("--repeats", type=int, default=5,
-                   help="timed runs of varseg (median reported), default 5")
-    p.add_argument("--sk-repeats", type=int, default=3,
-                   help="timed runs of scikit-image (median reported), default 3")
-    p.add_argument("--size", type=int, default=512,
-                   help="camera resized to SIZE x SIZE (512: the original), default 512")
-    p.add_argument("--dtype", default="float32", choices=["float32", "float64"],
-                   help="working precision of varseg, default float32")
-    p.add_argument("--phases", type=int, nargs="+", default=[2, 4, 8],
-                   help="numbers of phases timed (2, 4, 8), default 2 4 8")
-    p.add_argument("--threads", type=int, nargs="+", default=None,
-                   help="Numba thread counts timed (default: 1 and NUMBA_NUM_THREADS)")
-    p.add_argument("--no-time-to-energy", action="store_true",
-                   help="skip the time-to-scikit-image-energy comparison (runs skimage to "
-                        "its default tolerance)")
+    p.add_argument(
+        "--iters", type=int, default=100, help="iterations per timed run (tol=0), default 100"
+    )
+    p.add_argument(
+        "--repeats", type=int, default=5, help="timed runs of varseg (median reported), default 5"
+    )
+    p.add_argument(
+        "--sk-repeats",
+        type=int,
+        default=3,
+        help="timed runs of scikit-image (median reported), default 3",
+    )
+    p.add_argument(
+        "--size",
+        type=int,
+        default=512,
+        help="camera resized to SIZE x SIZE (512: the original), default 512",
+    )
+    p.add_argument(
+        "--dtype",
+        default="float32",
+        choices=["float32", "float64"],
+        help="working precision of varseg, default float32",
+    )
+    p.add_argument(
+        "--phases",
+        type=int,
+        nargs="+",
+        default=[2, 4, 8],
+        help="numbers of phases timed (2, 4, 8), default 2 4 8",
+    )
+    p.add_argument(
+        "--threads",
+        type=int,
+        nargs="+",
+        default=None,
+        help="Numba thread counts timed (default: 1 and NUMBA_NUM_THREADS)",
+    )
+    p.add_argument(
+        "--no-time-to-energy",
+        action="store_true",
+        help="skip the time-to-scikit-image-energy comparison (runs skimage to "
+        "its default tolerance)",
+    )
 
 
 def _median_time(fn, repeats):
@@ -91,12 +119,23 @@ def _time_table(img, args, dtype, t_sk):
         numba.set_num_threads(th)
         for K in args.phases:
             chan_vese(img, K, max_iter=2, dtype=dtype)  # cache load (compiled before the clock)
-            t, c = (v / iters for v in _median_time(
-                lambda k=K: chan_vese(img, k, max_iter=iters, tol=0.0, dtype=dtype),
-                args.repeats))
-            rows.append({"phases": K, "threads": th, "ms_per_iter": t * 1e3,
-                         "cpu_ms_per_iter": c * 1e3, "skimage_ratio": t_sk / t,
-                         "load_average": _load()})
+            t, c = (
+                v / iters
+                for v in _median_time(
+                    lambda k=K: chan_vese(img, k, max_iter=iters, tol=0.0, dtype=dtype),
+                    args.repeats,
+                )
+            )
+            rows.append(
+                {
+                    "phases": K,
+                    "threads": th,
+                    "ms_per_iter": t * 1e3,
+                    "cpu_ms_per_iter": c * 1e3,
+                    "skimage_ratio": t_sk / t,
+                    "load_average": _load(),
+                }
+            )
     for r in rows:
         one = next((q for q in rows if q["threads"] == 1 and q["phases"] == r["phases"]), None)
         r["thread_speedup"] = one["ms_per_iter"] / r["ms_per_iter"] if one else None
@@ -109,29 +148,42 @@ def _summary(rows):
     best = {r["phases"]: r for r in rows if r["threads"] == top}
     out = {"threads": top}
     if 2 in best:
-        out.update(varseg_ms_per_iter=best[2]["ms_per_iter"],
-                   varseg_cpu_ms_per_iter=best[2]["cpu_ms_per_iter"],
-                   speedup_per_iter=best[2]["skimage_ratio"])
+        out.update(
+            varseg_ms_per_iter=best[2]["ms_per_iter"],
+            varseg_cpu_ms_per_iter=best[2]["cpu_ms_per_iter"],
+            speedup_per_iter=best[2]["skimage_ratio"],
+        )
     multi = [k for k in sorted(best) if k > 2]
     if multi:
-        out.update(multiphase_K=multi[0], multiphase_ms_per_iter=best[multi[0]]["ms_per_iter"],
-                   multiphase_cpu_ms_per_iter=best[multi[0]]["cpu_ms_per_iter"])
+        out.update(
+            multiphase_K=multi[0],
+            multiphase_ms_per_iter=best[multi[0]]["ms_per_iter"],
+            multiphase_cpu_ms_per_iter=best[multi[0]]["cpu_ms_per_iter"],
+        )
     return out
 
 
 def _print_table(out, rows):
-    print(f"{out['image']}, {out['iters']} iterations, varseg {out['dtype']}, "
-          f"load average {out['load_average']:.2f}")
-    print(f"  skimage 2 phases : {out['skimage_ms_per_iter']:8.3f} ms/iteration "
-          f"({out['skimage_cpu_ms_per_iter']:.3f} CPU)")
+    print(
+        f"{out['image']}, {out['iters']} iterations, varseg {out['dtype']}, "
+        f"load average {out['load_average']:.2f}"
+    )
+    print(
+        f"  skimage 2 phases : {out['skimage_ms_per_iter']:8.3f} ms/iteration "
+        f"({out['skimage_cpu_ms_per_iter']:.3f} CPU)"
+    )
     print("  phases threads  ms/iter  CPU ms/iter  x skimage  x 1 thread  load")
     for r in rows:
         sp = f"{r['thread_speedup']:10.2f}" if r["thread_speedup"] else f"{'-':>10s}"
-        print(f"  {r['phases']:6d} {r['threads']:7d} {r['ms_per_iter']:8.3f} "
-              f"{r['cpu_ms_per_iter']:12.3f} {r['skimage_ratio']:10.1f} {sp} "
-              f"{r['load_average']:5.2f}")
-    print("  targets: 2 phases <= 0.5 ms and >= 40x skimage on 2 cores; 4 phases <= 1 ms; "
-          "8 phases <= 2 ms; >= 1.7x from 1 to 2 threads")
+        print(
+            f"  {r['phases']:6d} {r['threads']:7d} {r['ms_per_iter']:8.3f} "
+            f"{r['cpu_ms_per_iter']:12.3f} {r['skimage_ratio']:10.1f} {sp} "
+            f"{r['load_average']:5.2f}"
+        )
+    print(
+        "  targets: 2 phases <= 0.5 ms and >= 40x skimage on 2 cores; 4 phases <= 1 ms; "
+        "8 phases <= 2 ms; >= 1.7x from 1 to 2 threads"
+    )
 
 
 def main(args) -> dict:
@@ -144,15 +196,24 @@ def main(args) -> dict:
     dtype = np.dtype(args.dtype).type
     iters = int(args.iters)
     sk_chan_vese(img, max_num_iter=1)
-    t_sk, c_sk = (v / iters for v in _median_time(
-        lambda: sk_chan_vese(img, tol=0.0, max_num_iter=iters), args.sk_repeats))
+    t_sk, c_sk = (
+        v / iters
+        for v in _median_time(
+            lambda: sk_chan_vese(img, tol=0.0, max_num_iter=iters), args.sk_repeats
+        )
+    )
     threads0 = numba.get_num_threads()
     rows = _time_table(img, args, dtype, t_sk)
     numba.set_num_threads(threads0)
-    out = {"image": f"camera {img.shape[0]}x{img.shape[1]}", "iters": iters,
-           "dtype": np.dtype(dtype).name, "load_average": _load(),
-           "skimage_ms_per_iter": t_sk * 1e3, "skimage_cpu_ms_per_iter": c_sk * 1e3,
-           "table": rows}
+    out = {
+        "image": f"camera {img.shape[0]}x{img.shape[1]}",
+        "iters": iters,
+        "dtype": np.dtype(dtype).name,
+        "load_average": _load(),
+        "skimage_ms_per_iter": t_sk * 1e3,
+        "skimage_cpu_ms_per_iter": c_sk * 1e3,
+        "table": rows,
+    }
     out.update(_summary(rows))
     _print_table(out, rows)
     if not args.no_time_to_energy:
@@ -188,13 +249,19 @@ def _time_to_energy(img, dtype):
         "varseg_iterations_to_skimage_energy": int(hit[0]) if hit.size else None,
         "speedup_to_energy": (t_sk_default / t_reach) if t_reach else None,
     }
-    print(f"  skimage defaults : {t_sk_default:8.3f} s, final energy {e_sk:.6g} "
-          f"(shared ruler, lambda = mu/2)")
+    print(
+        f"  skimage defaults : {t_sk_default:8.3f} s, final energy {e_sk:.6g} "
+        f"(shared ruler, lambda = mu/2)"
+    )
     if t_reach is None:
-        print(f"  varseg defaults  : {seg.elapsed:8.3f} s, final energy "
-              f"{seg.final_energy:.6g}: never at or below scikit-image's")
+        print(
+            f"  varseg defaults  : {seg.elapsed:8.3f} s, final energy "
+            f"{seg.final_energy:.6g}: never at or below scikit-image's"
+        )
     else:
-        print(f"  varseg reaches it: {t_reach:8.3f} s (iteration {hit[0]}), "
-              f"{t_sk_default / t_reach:.1f}x sooner; its own defaults end at "
-              f"{seg.final_energy:.6g} after {seg.elapsed:.3f} s")
+        print(
+            f"  varseg reaches it: {t_reach:8.3f} s (iteration {hit[0]}), "
+            f"{t_sk_default / t_reach:.1f}x sooner; its own defaults end at "
+            f"{seg.final_energy:.6g} after {seg.elapsed:.3f} s"
+        )
     return out

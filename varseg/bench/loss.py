@@ -1,6 +1,7 @@
 """``varseg bench loss``: forward+backward of :class:`varseg.losses.MumfordShahLoss` against a
 plain transcription of the official implementation's formula (per-class loop, anisotropic L1
 finite-difference TV), in one run, with the ratio."""
+
 from __future__ import annotations
 
 
@@ -22,9 +23,9 @@ def official_ms_loss(logits, image, lam):
     y = torch.softmax(logits, 1)
     loss = 0.0
     for ich in range(image.shape[1]):
-        x = image[:, ich:ich + 1]
+        x = image[:, ich : ich + 1]
         for n in range(y.shape[1]):
-            p = y[:, n:n + 1]
+            p = y[:, n : n + 1]
             c = (x * p).sum((2, 3)) / p.sum((2, 3))
             loss = loss + ((x - c[:, :, None, None]) ** 2 * p).sum()
     dh = (y[:, :, 1:, :] - y[:, :, :-1, :]).abs().sum()
@@ -78,7 +79,14 @@ def main(args):
 
             t_o = _time(run_ours, args.repeats, sync)
             t_r = _time(run_off, args.repeats, sync)
-            rows.append({"K": k, "size": s, "varseg_ms": 1e3 * t_o, "official_ms": 1e3 * t_r,
-                         "ratio": t_o / t_r})
+            rows.append(
+                {
+                    "K": k,
+                    "size": s,
+                    "varseg_ms": 1e3 * t_o,
+                    "official_ms": 1e3 * t_r,
+                    "ratio": t_o / t_r,
+                }
+            )
             print(f"{k:>3} {s:>5} {1e3 * t_o:>10.2f} {1e3 * t_r:>12.2f} {t_o / t_r:>6.2f}")
     return {"device": dev, "rows": rows}

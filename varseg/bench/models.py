@@ -29,6 +29,7 @@ References
 .. [1] B. Kim and J. C. Ye, "Mumford-Shah Loss Functional for Image Segmentation with Deep
        Learning", IEEE Trans. Image Process. 29, 2019, Sec. IV.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -64,15 +65,25 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     (``auto``, ``cpu`` or ``cuda``), ``--batch-size`` (default 2), ``--repeats`` (timed
     iterations, default 3) and ``--small`` (reduced inputs and networks, for a quick run).
     """
-    parser.add_argument("--models", nargs="+", choices=BENCH_MODELS, default=list(BENCH_MODELS),
-                        metavar="NAME",
-                        help=f"models to time (default: all of {', '.join(BENCH_MODELS)})")
-    parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
-                        help="device (auto: cuda if available, else cpu)")
+    parser.add_argument(
+        "--models",
+        nargs="+",
+        choices=BENCH_MODELS,
+        default=list(BENCH_MODELS),
+        metavar="NAME",
+        help=f"models to time (default: all of {', '.join(BENCH_MODELS)})",
+    )
+    parser.add_argument(
+        "--device",
+        choices=("auto", "cpu", "cuda"),
+        default="auto",
+        help="device (auto: cuda if available, else cpu)",
+    )
     parser.add_argument("--batch-size", type=int, default=2, help="images per iteration")
     parser.add_argument("--repeats", type=int, default=3, help="timed iterations per case")
-    parser.add_argument("--small", action="store_true",
-                        help="reduced input sizes and networks for a quick run")
+    parser.add_argument(
+        "--small", action="store_true", help="reduced input sizes and networks for a quick run"
+    )
     return parser
 
 
@@ -170,18 +181,27 @@ def main(args: argparse.Namespace | None = None) -> dict:
             torch.cuda.empty_cache()
 
     _print_table(results, device, small)
-    return {"device": str(device), "batch_size": batch, "repeats": repeats, "small": small,
-            "results": results}
+    return {
+        "device": str(device),
+        "batch_size": batch,
+        "repeats": repeats,
+        "small": small,
+        "results": results,
+    }
 
 
 def _print_table(results: dict, device, small: bool) -> None:
     title = f"forward+backward throughput on {device}" + (" (--small)" if small else "")
-    header = f"{'model/case':<24} {'input B x C x H x W':<22} {'K':>4} {'params':>9} " \
-             f"{'s/iter':>9} {'img/s':>9}"
+    header = (
+        f"{'model/case':<24} {'input B x C x H x W':<22} {'K':>4} {'params':>9} "
+        f"{'s/iter':>9} {'img/s':>9}"
+    )
     print(title)
     print(header)
     print("-" * len(header))
     for key, r in results.items():
         shape = " x ".join(str(v) for v in r["input_shape"])
-        print(f"{key:<24} {shape:<22} {r['num_classes']:>4} {r['parameters'] / 1e6:>8.3f}M "
-              f"{r['seconds_per_iteration']:>9.3f} {r['images_per_second']:>9.2f}")
+        print(
+            f"{key:<24} {shape:<22} {r['num_classes']:>4} {r['parameters'] / 1e6:>8.3f}M "
+            f"{r['seconds_per_iteration']:>9.3f} {r['images_per_second']:>9.2f}"
+        )

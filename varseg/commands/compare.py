@@ -13,6 +13,7 @@ scores against a label map (Hungarian-matched Dice / IoU / pixel accuracy);
 ``varseg compare images/ --gt groundTruth/ --jobs 2 -o out`` compares on every image of a
 folder (ground truth matched by file stem) and writes the mean table and the per-image table.
 """
+
 from __future__ import annotations
 
 import json
@@ -25,39 +26,76 @@ from varseg.methods import get_spec, method_names
 
 log = logging.getLogger(__name__)
 
+
 def add_arguments(p):
-    p.add_argument("image", help="image file, .npy array, sample:NAME (skimage.data), or a "
-                                 "folder of images (data-set mode)")
-    p.add_argument("--gt", default=None,
-                   help="ground truth: label map (.png/.npy) or BSDS500 .mat; a folder in "
-                        "data-set mode (files matched by stem)")
+    p.add_argument(
+        "image",
+        help="image file, .npy array, sample:NAME (skimage.data), or a "
+        "folder of images (data-set mode)",
+    )
+    p.add_argument(
+        "--gt",
+        default=None,
+        help="ground truth: label map (.png/.npy) or BSDS500 .mat; a folder in "
+        "data-set mode (files matched by stem)",
+    )
     p.add_argument("--phases", "-k", type=int, default=2, help="number of phases K (default 2)")
-    p.add_argument("--methods", nargs="+", default=None,
-                   choices=method_names(), metavar="METHOD",
-                   help=f"methods to compare (default: {' '.join(DEFAULT_METHODS)}; "
-                        f"choices: {', '.join(method_names())})")
-    p.add_argument("--lam", type=float, default=None,
-                   help="λ of the shared Mumford–Shah energy, given to every method "
-                        "(default 0.125 = Chan–Vese's mu/2 on images scaled to [0, 1])")
-    p.add_argument("--max-iter", type=int, default=None,
-                   help="iteration budget of every iterative method (max_iter / n_outer)")
-    p.add_argument("--max-size", type=int, default=256,
-                   help="downscale images whose largest side exceeds this (anti-aliased; "
-                        "ground truth by nearest neighbour); 0 keeps the full size "
-                        "(default 256)")
-    p.add_argument("--param", action="append", default=[], metavar="[METHOD.]KEY=VALUE",
-                   help="extra keyword for one method (METHOD.KEY) or for every method that "
-                        "has KEY; value parsed as JSON; repeatable")
+    p.add_argument(
+        "--methods",
+        nargs="+",
+        default=None,
+        choices=method_names(),
+        metavar="METHOD",
+        help=f"methods to compare (default: {' '.join(DEFAULT_METHODS)}; "
+        f"choices: {', '.join(method_names())})",
+    )
+    p.add_argument(
+        "--lam",
+        type=float,
+        default=None,
+        help="λ of the shared Mumford–Shah energy, given to every method "
+        "(default 0.125 = Chan–Vese's mu/2 on images scaled to [0, 1])",
+    )
+    p.add_argument(
+        "--max-iter",
+        type=int,
+        default=None,
+        help="iteration budget of every iterative method (max_iter / n_outer)",
+    )
+    p.add_argument(
+        "--max-size",
+        type=int,
+        default=256,
+        help="downscale images whose largest side exceeds this (anti-aliased; "
+        "ground truth by nearest neighbour); 0 keeps the full size "
+        "(default 256)",
+    )
+    p.add_argument(
+        "--param",
+        action="append",
+        default=[],
+        metavar="[METHOD.]KEY=VALUE",
+        help="extra keyword for one method (METHOD.KEY) or for every method that "
+        "has KEY; value parsed as JSON; repeatable",
+    )
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     p.add_argument("--device", default=None, help="auto|cpu|cuda for neural methods")
-    p.add_argument("--threads", type=int, default=None,
-                   help="CPU threads for torch and Numba inside each method (default: their "
-                        "own defaults); 1 is fastest for small images on a busy machine")
-    p.add_argument("--jobs", "-j", type=int, default=1,
-                   help="worker processes in data-set mode (default 1)")
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="CPU threads for torch and Numba inside each method (default: their "
+        "own defaults); 1 is fastest for small images on a busy machine",
+    )
+    p.add_argument(
+        "--jobs", "-j", type=int, default=1, help="worker processes in data-set mode (default 1)"
+    )
     p.add_argument("--no-figures", action="store_true", help="skip the figures")
-    p.add_argument("--gif", action="store_true",
-                   help="also write an animated GIF of the Chan–Vese level-set evolution")
+    p.add_argument(
+        "--gif",
+        action="store_true",
+        help="also write an animated GIF of the Chan–Vese level-set evolution",
+    )
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
     p.add_argument("-o", "--out", default="varseg-compare", help="output folder")
 
@@ -92,11 +130,12 @@ def _apply_param(params, specs, item):
         m, k = key.split(".", 1)
         k = k.replace("-", "_")
         if m not in params:
-            raise ValueError(f"--param {item!r}: method {m!r} is not in --methods "
-                             f"{list(params)}")
+            raise ValueError(f"--param {item!r}: method {m!r} is not in --methods {list(params)}")
         if not specs[m].accepts(k):
-            raise ValueError(f"--param {item!r}: method {m!r} has no option {k!r}; it takes "
-                             f"{sorted(specs[m].options)}")
+            raise ValueError(
+                f"--param {item!r}: method {m!r} has no option {k!r}; it takes "
+                f"{sorted(specs[m].options)}"
+            )
         params[m][k] = value
         return
     k = key.replace("-", "_")
@@ -134,12 +173,12 @@ def default_methods(n_phases=2):
     methods = list(DEFAULT_METHODS)
     if not has_torch():
         skipped = [m for m in methods if get_spec(m).needs_torch]
-        log.warning("torch is not installed: skipping %s (%s)", ", ".join(skipped),
-                    DEEP_EXTRA_HINT)
+        log.warning("torch is not installed: skipping %s (%s)", ", ".join(skipped), DEEP_EXTRA_HINT)
         methods = [m for m in methods if m not in skipped]
     if n_phases > OTSU_MAX_PHASES and "otsu" in methods:
-        log.warning("otsu handles at most %d phases: left out for --phases %d",
-                    OTSU_MAX_PHASES, n_phases)
+        log.warning(
+            "otsu handles at most %d phases: left out for --phases %d", OTSU_MAX_PHASES, n_phases
+        )
         methods.remove("otsu")
     return methods
 
@@ -180,8 +219,11 @@ def _downscale(image, channel_axis, ground_truth, max_size):
 
     if not max_size:
         return image, ground_truth, []
-    spatial = image.shape if channel_axis is None else tuple(
-        np.delete(np.array(image.shape), channel_axis % image.ndim))
+    spatial = (
+        image.shape
+        if channel_axis is None
+        else tuple(np.delete(np.array(image.shape), channel_axis % image.ndim))
+    )
     big = max(spatial)
     if big <= max_size:
         return image, ground_truth, []
@@ -198,14 +240,17 @@ def _downscale(image, channel_axis, ground_truth, max_size):
     img = resize(image, shape, order=1, anti_aliasing=True, preserve_range=True)
 
     def lab(g):
-        return resize(np.asarray(g), new, order=0, anti_aliasing=False, preserve_range=True
-                      ).astype(np.int64)
+        return resize(np.asarray(g), new, order=0, anti_aliasing=False, preserve_range=True).astype(
+            np.int64
+        )
 
     gt = ground_truth
     if gt is not None:
         gt = [lab(g) for g in gt] if isinstance(gt, list) else lab(gt)
-    note = (f"Downscaled from {'×'.join(map(str, spatial))} to {'×'.join(map(str, new))} "
-            f"(`--max-size {max_size}`; `--max-size 0` keeps the full size).")
+    note = (
+        f"Downscaled from {'×'.join(map(str, spatial))} to {'×'.join(map(str, new))} "
+        f"(`--max-size {max_size}`; `--max-size 0` keeps the full size)."
+    )
     return img, gt, [note]
 
 
@@ -216,9 +261,18 @@ def _main_dataset(args, params):
     if args.max_size:
         log.warning("--max-size is not applied in data-set mode (images used as they are)")
     t0 = time.perf_counter()
-    table = compare_dataset(args.image, args.methods, args.phases, lam=args.lam,
-                            method_params=params, seed=args.seed, gt_dir=args.gt,
-                            n_jobs=args.jobs, progress=not args.quiet, errors="ignore")
+    table = compare_dataset(
+        args.image,
+        args.methods,
+        args.phases,
+        lam=args.lam,
+        method_params=params,
+        seed=args.seed,
+        gt_dir=args.gt,
+        n_jobs=args.jobs,
+        progress=not args.quiet,
+        errors="ignore",
+    )
     _refuse_all_failed(table)
     written = write_dataset_report(table, args.out, source=args.image)
     print(table.to_string())
@@ -244,17 +298,36 @@ def main(args):
     image, channel_axis = load_image(args.image)
     gt = None if args.gt is None else read_ground_truth(args.gt)
     image, gt, notes = _downscale(image, channel_axis, gt, args.max_size)
-    table = compare(image, args.methods, gt, args.phases, lam=args.lam,
-                    channel_axis=channel_axis, method_params=params, seed=args.seed,
-                    progress=not args.quiet, errors="ignore")
+    table = compare(
+        image,
+        args.methods,
+        gt,
+        args.phases,
+        lam=args.lam,
+        channel_axis=channel_axis,
+        method_params=params,
+        seed=args.seed,
+        progress=not args.quiet,
+        errors="ignore",
+    )
     t_run = time.perf_counter() - t0
     _refuse_all_failed(table)
     written = write_comparison_report(
-        table, image, args.out, ground_truth=gt, channel_axis=channel_axis,
-        source=args.image, notes=notes, figures=not args.no_figures, evolution_gif=args.gif)
+        table,
+        image,
+        args.out,
+        ground_truth=gt,
+        channel_axis=channel_axis,
+        source=args.image,
+        notes=notes,
+        figures=not args.no_figures,
+        evolution_gif=args.gif,
+    )
     print(table.to_string())
-    print(f"shared energy: λ = {table.lam:g} on the image scaled to [0, 1]; lowest: "
-          + (table.best("energy") if any(not r.get("error") for r in table.rows) else "-"))
+    print(
+        f"shared energy: λ = {table.lam:g} on the image scaled to [0, 1]; lowest: "
+        + (table.best("energy") if any(not r.get("error") for r in table.rows) else "-")
+    )
     print(f"methods {t_run:.1f}s, total {time.perf_counter() - t0:.1f}s")
     print(f"wrote {written['report']} and {len(written) - 1} more files in {args.out}")
     return 0

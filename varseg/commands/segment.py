@@ -14,6 +14,7 @@ Outputs in the ``-o`` folder, for ``--method M``:
 Inputs, options and the output folder are checked before anything is computed; on an error
 the command exits 2 with one line on stderr and leaves no file behind.
 """
+
 from __future__ import annotations
 
 import json
@@ -30,27 +31,48 @@ logger = logging.getLogger(__name__)
 
 
 def add_arguments(p):
-    p.add_argument("image", help="image (PNG, JPEG, TIFF, .npy), volume (.nii, .nii.gz, .mha, "
-                   ".mhd, .nrrd), DICOM series folder, or sample:NAME (skimage.data)")
-    p.add_argument("--method", default="chan-vese", choices=method_names(),
-                   help="segmentation method (default: chan-vese)")
+    p.add_argument(
+        "image",
+        help="image (PNG, JPEG, TIFF, .npy), volume (.nii, .nii.gz, .mha, "
+        ".mhd, .nrrd), DICOM series folder, or sample:NAME (skimage.data)",
+    )
+    p.add_argument(
+        "--method",
+        default="chan-vese",
+        choices=method_names(),
+        help="segmentation method (default: chan-vese)",
+    )
     p.add_argument("--phases", "-k", type=int, default=2, help="number of phases K")
     p.add_argument("--mu", type=float, default=None, help="length weight of level-set methods")
-    p.add_argument("--lam", type=float, default=None,
-                   help="λ of the Mumford–Shah energy (fixed-point, unrolled, neural)")
+    p.add_argument(
+        "--lam",
+        type=float,
+        default=None,
+        help="λ of the Mumford–Shah energy (fixed-point, unrolled, neural)",
+    )
     p.add_argument("--max-iter", type=int, default=None, help="maximum iterations")
     p.add_argument("--seed", type=int, default=None, help="random seed")
     p.add_argument("--device", default=None, help="auto|cpu|cuda (neural methods)")
-    p.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
-                   help="extra keyword for the method (value parsed as JSON), repeatable")
-    p.add_argument("-o", "--out", default="varseg-out",
-                   help="output folder (created if missing; must not be a file)")
+    p.add_argument(
+        "--param",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="extra keyword for the method (value parsed as JSON), repeatable",
+    )
+    p.add_argument(
+        "-o",
+        "--out",
+        default="varseg-out",
+        help="output folder (created if missing; must not be a file)",
+    )
 
 
 def _option(spec, key, value, kw):
     if not spec.accepts(key):
-        raise ValueError(f"method {spec.name!r} does not take option {key!r}; it takes "
-                         f"{sorted(spec.options)}")
+        raise ValueError(
+            f"method {spec.name!r} does not take option {key!r}; it takes {sorted(spec.options)}"
+        )
     kw[key] = value
 
 
@@ -115,8 +137,9 @@ def check_output_dir(out) -> Path:
         with tempfile.TemporaryFile(dir=probe):
             pass
     except OSError as err:
-        raise ValueError(f"-o/--out {out} is not writable ({probe}: "
-                         f"{err.strerror or err})") from None
+        raise ValueError(
+            f"-o/--out {out} is not writable ({probe}: {err.strerror or err})"
+        ) from None
     return out
 
 
@@ -143,11 +166,14 @@ def check_device(device):
     try:
         import torch
     except ImportError:
-        raise ValueError(f"--device {name} needs torch with CUDA: pip install "
-                         "varseg[deep]") from None
+        raise ValueError(
+            f"--device {name} needs torch with CUDA: pip install varseg[deep]"
+        ) from None
     if not torch.cuda.is_available():
-        raise ValueError(f"--device {name}: CUDA is not available on this machine; use "
-                         "--device cpu or --device auto")
+        raise ValueError(
+            f"--device {name}: CUDA is not available on this machine; use "
+            "--device cpu or --device auto"
+        )
 
 
 def spacing_keyword(spec, kw, image, channel_axis, meta):
@@ -178,8 +204,9 @@ def spacing_keyword(spec, kw, image, channel_axis, meta):
     if spec.accepts("spacing"):
         return {**kw, "spacing": spacing}
     if any(s != 1.0 for s in spacing):
-        logger.warning("%s takes no voxel spacing; the spacing %s of the input is ignored",
-                       spec.name, spacing)
+        logger.warning(
+            "%s takes no voxel spacing; the spacing %s of the input is ignored", spec.name, spacing
+        )
     return kw
 
 

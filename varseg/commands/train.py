@@ -16,6 +16,7 @@ Examples::
 run is refused (exit 2). Ctrl-C stops at the end of the current step, writes a consistent
 checkpoint and exits 130.
 """
+
 from __future__ import annotations
 
 import json
@@ -26,14 +27,31 @@ from pathlib import Path
 
 # flag -> config field for the simple overrides
 _OVERRIDES = {
-    "dataset": "dataset", "root": "root", "model": "model", "mode": "mode",
-    "labeled_fraction": "labeled_fraction", "ms_weight": "ms_weight",
-    "length_weight": "length_weight", "beta": "beta", "max_steps": "max_steps",
-    "epochs": "epochs", "batch_size": "batch_size", "lr": "lr", "optimizer": "optimizer",
-    "schedule": "schedule", "num_classes": "num_classes", "num_workers": "num_workers",
-    "checkpoint_every": "checkpoint_every", "log_every": "log_every", "seed": "seed",
-    "device": "device", "val_split": "val_split", "eval_every": "eval_every",
-    "semi_sampling": "semi_sampling", "train_split": "train_split", "name": "name",
+    "dataset": "dataset",
+    "root": "root",
+    "model": "model",
+    "mode": "mode",
+    "labeled_fraction": "labeled_fraction",
+    "ms_weight": "ms_weight",
+    "length_weight": "length_weight",
+    "beta": "beta",
+    "max_steps": "max_steps",
+    "epochs": "epochs",
+    "batch_size": "batch_size",
+    "lr": "lr",
+    "optimizer": "optimizer",
+    "schedule": "schedule",
+    "num_classes": "num_classes",
+    "num_workers": "num_workers",
+    "checkpoint_every": "checkpoint_every",
+    "log_every": "log_every",
+    "seed": "seed",
+    "device": "device",
+    "val_split": "val_split",
+    "eval_every": "eval_every",
+    "semi_sampling": "semi_sampling",
+    "train_split": "train_split",
+    "name": "name",
 }
 
 
@@ -50,8 +68,12 @@ def add_arguments(p):
     g.add_argument("--lambda-ms", type=float, help="deprecated alias of --ms-weight")
     g.add_argument("--length-weight", type=float, help="length weight inside the MS loss")
     g.add_argument("--beta", type=float, help="bias-field TV weight β of Eq. 19")
-    g.add_argument("--bias-field", action="store_true", default=None,
-                   help="model with a bias-field output, loss of Eq. 19-20 (unsupervised)")
+    g.add_argument(
+        "--bias-field",
+        action="store_true",
+        default=None,
+        help="model with a bias-field output, loss of Eq. 19-20 (unsupervised)",
+    )
     g.add_argument("--num-classes", type=int, help="output classes / segments")
     g.add_argument("--model-kw", help="JSON object of model keyword arguments (merged)")
     g.add_argument("--dataset-kw", help="JSON object of dataset keyword arguments (merged)")
@@ -70,23 +92,37 @@ def add_arguments(p):
     o.add_argument("--max-steps", type=int, help="number of steps (the shorter limit wins)")
     o.add_argument("--batch-size", type=int, help="global batch size")
     o.add_argument("--seed", type=int, help="random seed")
-    o.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                   help="set any config field (JSON value), e.g. advsemi.mask_T=0.3; repeatable")
+    o.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="set any config field (JSON value), e.g. advsemi.mask_T=0.3; repeatable",
+    )
     r = p.add_argument_group("running")
     r.add_argument("--out", "-o", help="run folder")
     r.add_argument("--resume", action="store_true", help="continue the run in --out")
     r.add_argument("--device", help="auto (default) | cpu | cuda | cuda:N")
-    r.add_argument("--amp", dest="amp", action="store_true", default=None,
-                   help="force mixed precision (CUDA)")
+    r.add_argument(
+        "--amp", dest="amp", action="store_true", default=None, help="force mixed precision (CUDA)"
+    )
     r.add_argument("--no-amp", dest="amp", action="store_false", help="disable mixed precision")
     r.add_argument("--num-workers", type=int, help="DataLoader workers")
     r.add_argument("--checkpoint-every", type=int, help="steps between checkpoints")
     r.add_argument("--log-every", type=int, help="steps between log rows")
     r.add_argument("--no-progress", action="store_true", help="no progress bar")
-    r.add_argument("--sweep", action="store_true", default=None,
-                   help="run the labelled-fraction sweep (CE vs CE + λ·MS) of the config")
-    r.add_argument("--no-sweep", dest="sweep", action="store_false",
-                   help="train one run even if the config defines a sweep")
+    r.add_argument(
+        "--sweep",
+        action="store_true",
+        default=None,
+        help="run the labelled-fraction sweep (CE vs CE + λ·MS) of the config",
+    )
+    r.add_argument(
+        "--no-sweep",
+        dest="sweep",
+        action="store_false",
+        help="train one run even if the config defines a sweep",
+    )
 
 
 def _size(text):
@@ -134,21 +170,28 @@ def _base_config(args):
     if args.config:
         return load_config(args.config)
     if not args.dataset:
-        raise ValueError("give --config NAME (see --list-configs) or --dataset "
-                         "(with --model, --mode, --epochs or --max-steps)")
+        raise ValueError(
+            "give --config NAME (see --list-configs) or --dataset "
+            "(with --model, --mode, --epochs or --max-steps)"
+        )
     return TrainConfig(name="custom")
 
 
 def _flag_changes(args, cfg) -> dict:
     if args.lambda_ms is not None:
-        warnings.warn("--lambda-ms is deprecated; use --ms-weight", DeprecationWarning,
-                      stacklevel=2)
+        warnings.warn(
+            "--lambda-ms is deprecated; use --ms-weight", DeprecationWarning, stacklevel=2
+        )
         if args.ms_weight is not None and args.ms_weight != args.lambda_ms:
-            raise ValueError("--lambda-ms (deprecated) and --ms-weight disagree; give "
-                             "--ms-weight only")
+            raise ValueError(
+                "--lambda-ms (deprecated) and --ms-weight disagree; give --ms-weight only"
+            )
         args.ms_weight = args.lambda_ms
-    changes = {field: getattr(args, flag) for flag, field in _OVERRIDES.items()
-               if getattr(args, flag, None) is not None}
+    changes = {
+        field: getattr(args, flag)
+        for flag, field in _OVERRIDES.items()
+        if getattr(args, flag, None) is not None
+    }
     if args.bias_field:
         changes["bias_field"] = True
     if args.amp is not None:
@@ -240,15 +283,22 @@ def _train_one(cfg, args, progress) -> int:
         sys.stderr.write(f"varseg train: {err}\n")
         return 130
     except KeyboardInterrupt:
-        sys.stderr.write("varseg train: interrupted mid-step; the last checkpoint in "
-                         f"{args.out} is unchanged (continue with --resume)\n")
+        sys.stderr.write(
+            "varseg train: interrupted mid-step; the last checkpoint in "
+            f"{args.out} is unchanged (continue with --resume)\n"
+        )
         return 130
     if int(os.environ.get("RANK", "0")) == 0:
         row = summary["last_row"]
-        scores = ", ".join(f"{k} {v:.4g}" for k, v in row.items()
-                           if isinstance(v, float) and k not in ("lr", "elapsed_s"))
-        _echo(f"{cfg.name}: step {summary['step']}/{summary['total_steps']} "
-              f"(epoch {summary['epoch']}) {scores}")
+        scores = ", ".join(
+            f"{k} {v:.4g}"
+            for k, v in row.items()
+            if isinstance(v, float) and k not in ("lr", "elapsed_s")
+        )
+        _echo(
+            f"{cfg.name}: step {summary['step']}/{summary['total_steps']} "
+            f"(epoch {summary['epoch']}) {scores}"
+        )
         _echo(f"wrote {summary['checkpoint']}")
     return 0
 

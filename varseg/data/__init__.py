@@ -38,6 +38,7 @@ values outside a dataset's set (checked on the file's own dtype), BSDS500 region
 below 1, NaN/Inf voxels, empty split lists and damaged files (truncated JPEG, ``.mat``,
 ``.nii.gz``, ``.mha``) raise a one-line ValueError naming the file.
 """
+
 from __future__ import annotations
 
 from types import MappingProxyType
@@ -93,11 +94,18 @@ _REGISTRY = {
     "synthetic": SyntheticShapes,
 }
 _ALIASES = {
-    "voc2012": "voc", "pascal_voc": "voc", "pascal-voc": "voc", "vocsegmentation": "voc",
-    "lits2017": "lits", "lits17": "lits",
-    "brats2015": "brats", "brats15": "brats",
-    "bsds": "bsds500", "bsd500": "bsds500",
-    "syntheticshapes": "synthetic", "shapes": "synthetic",
+    "voc2012": "voc",
+    "pascal_voc": "voc",
+    "pascal-voc": "voc",
+    "vocsegmentation": "voc",
+    "lits2017": "lits",
+    "lits17": "lits",
+    "brats2015": "brats",
+    "brats15": "brats",
+    "bsds": "bsds500",
+    "bsd500": "bsds500",
+    "syntheticshapes": "synthetic",
+    "shapes": "synthetic",
 }
 #: Other accepted spellings of the :data:`DATASET_NAMES` (read-only alias → name map).
 DATASET_ALIASES = MappingProxyType(_ALIASES)
@@ -136,8 +144,10 @@ def canonical_dataset_name(name: str) -> str:
     key = name.strip().lower()
     key = _ALIASES.get(key, key)
     if key not in _REGISTRY:
-        raise ValueError(f"unknown dataset {name!r}: expected one of {', '.join(DATASET_NAMES)} "
-                         "(or an alias such as 'voc2012', 'bsds', 'brats2015')")
+        raise ValueError(
+            f"unknown dataset {name!r}: expected one of {', '.join(DATASET_NAMES)} "
+            "(or an alias such as 'voc2012', 'bsds', 'brats2015')"
+        )
     return key
 
 

@@ -8,6 +8,7 @@ Loss Functional for Image Segmentation with Deep Learning", IEEE TIP 2019, Sec. 
 palette PNGs are read with PIL as indices (not colours), NIfTI with nibabel and MetaImage
 (``.mha``) with SimpleITK.
 """
+
 from __future__ import annotations
 
 import os
@@ -92,8 +93,7 @@ def read_index_png(path: str | os.PathLike, what: str = "label mask") -> np.ndar
     if arr.dtype != np.uint8:
         lo, hi = (int(arr.min()), int(arr.max())) if arr.size else (0, 0)
         if lo < 0 or hi > 255:
-            raise ValueError(f"{what} {path} holds values {lo}..{hi}: expected class "
-                             "indices 0-255")
+            raise ValueError(f"{what} {path} holds values {lo}..{hi}: expected class indices 0-255")
     return arr.astype(np.uint8, copy=True)
 
 
@@ -115,8 +115,9 @@ def _voc_palette() -> list[int]:
 VOC_PALETTE: list[int] = _voc_palette()
 
 
-def write_index_png(path: str | os.PathLike, labels: np.ndarray, palette: Sequence[int] | None
-                    = VOC_PALETTE) -> None:
+def write_index_png(
+    path: str | os.PathLike, labels: np.ndarray, palette: Sequence[int] | None = VOC_PALETTE
+) -> None:
     """Write an ``(H, W)`` uint8 index map as a palette PNG (VOC colours by default)."""
     from PIL import Image
 
@@ -133,8 +134,13 @@ def write_index_png(path: str | os.PathLike, labels: np.ndarray, palette: Sequen
     im.save(Path(path))
 
 
-def read_nifti(path: str | os.PathLike, *, labels: bool = False, what: str = "NIfTI file",
-               reorient: bool = False):
+def read_nifti(
+    path: str | os.PathLike,
+    *,
+    labels: bool = False,
+    what: str = "NIfTI file",
+    reorient: bool = False,
+):
     """Read a NIfTI volume with nibabel (:func:`varseg.io.read_nifti_raw`).
 
     Images are read with ``get_fdata(dtype=np.float32)`` (scaling applied, e.g. CT in HU);
@@ -206,8 +212,9 @@ def check_root(root: str | os.PathLike | None, dataset: str, expected: str) -> P
     return root
 
 
-def check_label_values(labels: np.ndarray, allowed: Iterable[int], path: str | os.PathLike,
-                       dataset: str = "") -> None:
+def check_label_values(
+    labels: np.ndarray, allowed: Iterable[int], path: str | os.PathLike, dataset: str = ""
+) -> None:
     """Raise ValueError naming ``path`` and the offending values if ``labels`` has values
     outside ``allowed`` (or non-integer values)."""
     arr = np.asarray(labels)
@@ -224,8 +231,9 @@ def check_label_values(labels: np.ndarray, allowed: Iterable[int], path: str | o
     bad = vals[~np.isin(vals, allowed)]
     if bad.size == 0:
         return
-    shown = ", ".join(f"{v:g}" if isinstance(v, (float, np.floating)) else str(v)
-                      for v in bad[:10].tolist())
+    shown = ", ".join(
+        f"{v:g}" if isinstance(v, (float, np.floating)) else str(v) for v in bad[:10].tolist()
+    )
     more = f" (+{bad.size - 10} more)" if bad.size > 10 else ""
     prefix = f"{dataset} " if dataset else ""
     raise ValueError(
@@ -247,8 +255,9 @@ def _fmt_allowed(allowed: np.ndarray) -> str:
 # --------------------------------------------------------------------------------------
 # splits and randomness
 # --------------------------------------------------------------------------------------
-def split_cases(keys: Sequence[Hashable], *, val_cases: int | float, n_reference: int,
-                seed: int) -> tuple[list, list]:
+def split_cases(
+    keys: Sequence[Hashable], *, val_cases: int | float, n_reference: int, seed: int
+) -> tuple[list, list]:
     """Patient/scan-level train/val split, reproducible from ``seed``.
 
     With ``n >= n_reference`` cases, ``val_cases`` (an int) cases go to validation (e.g.
@@ -286,8 +295,16 @@ def split_cases(keys: Sequence[Hashable], *, val_cases: int | float, n_reference
     return train, val
 
 
-def select_split(keys: Sequence[Hashable], split: str, *, val_cases, n_reference: int, seed: int,
-                 dataset: str, root: Path) -> list:
+def select_split(
+    keys: Sequence[Hashable],
+    split: str,
+    *,
+    val_cases,
+    n_reference: int,
+    seed: int,
+    dataset: str,
+    root: Path,
+) -> list:
     """Pick the cases of ``split`` ("train", "val" or "all") and fail clearly when empty."""
     if split not in ("train", "val", "all"):
         raise ValueError(f"{dataset} split must be 'train', 'val' or 'all', got {split!r}")

@@ -9,6 +9,7 @@ slices for each MR sequences ... as an input", 1/4 of the training scans labelle
 Dataset paper: B. H. Menze et al., "The Multimodal Brain Tumor Image Segmentation
 Benchmark (BRATS)", IEEE Trans. Med. Imag. 34(10), 2015.
 """
+
 from __future__ import annotations
 
 import re
@@ -143,7 +144,8 @@ def find_brats_cases(root) -> tuple[str, dict[tuple[str, str], dict[str, Path]]]
             raise FileNotFoundError(
                 f"BraTS case {files['dir']} has no label file: expected "
                 "VSD.Brain_3more.XX.O.OT.<id>/*.mha (official layout) or OT*.nii[.gz] "
-                f"(NIfTI layout); found {sorted(k for k in files if k != 'dir') or 'no images'}")
+                f"(NIfTI layout); found {sorted(k for k in files if k != 'dir') or 'no images'}"
+            )
     return layout, cases
 
 
@@ -228,18 +230,30 @@ class BraTS(Dataset):
 
     ignore_index = -100
 
-    def __init__(self, root, split: str = "train", *, val_cases: int | float = 25, seed: int = 0,
-                 image_size: int | Sequence[int] | None = None, context: int = 1,
-                 target: str = "complete",
-                 modalities: Sequence[str] | str = MODALITIES, normalise: str = "auto",
-                 only_tumour_slices: bool = False, cache_size: int = 1, transform=None,
-                 normalize: str | None = None):
+    def __init__(
+        self,
+        root,
+        split: str = "train",
+        *,
+        val_cases: int | float = 25,
+        seed: int = 0,
+        image_size: int | Sequence[int] | None = None,
+        context: int = 1,
+        target: str = "complete",
+        modalities: Sequence[str] | str = MODALITIES,
+        normalise: str = "auto",
+        only_tumour_slices: bool = False,
+        cache_size: int = 1,
+        transform=None,
+        normalize: str | None = None,
+    ):
         self.layout, all_cases = find_brats_cases(root)
         self.root = Path(root)
         if target not in TARGETS:
             raise ValueError(f"target must be one of {sorted(TARGETS)}, got {target!r}")
-        normalise = renamed_argument(normalise, normalize, new="normalise", old="normalize",
-                                     default="auto")
+        normalise = renamed_argument(
+            normalise, normalize, new="normalise", old="normalize", default="auto"
+        )
         if normalise not in ("auto", "zscore", "none"):
             raise ValueError(f"normalise must be 'auto', 'zscore' or 'none', got {normalise!r}")
         self.target = target
@@ -252,9 +266,15 @@ class BraTS(Dataset):
         self.transform = transform
         self.modalities = self._resolve_modalities(modalities, all_cases)
         self.in_channels = len(self.modalities) * (2 * self.context + 1)
-        self.cases = select_split(list(all_cases), split, val_cases=val_cases,
-                                  n_reference=N_CASES, seed=seed, dataset="BraTS",
-                                  root=self.root)
+        self.cases = select_split(
+            list(all_cases),
+            split,
+            val_cases=val_cases,
+            n_reference=N_CASES,
+            seed=seed,
+            dataset="BraTS",
+            root=self.root,
+        )
         self.files = {key: all_cases[key] for key in self.cases}
         self._cache = LRUCache(check_int(cache_size, "cache_size", minimum=0))
 
@@ -279,8 +299,10 @@ class BraTS(Dataset):
             else:
                 common = [m for m in MODALITIES if all(m in f for f in cases.values())]
                 if not common:
-                    raise FileNotFoundError("BraTS: no sequence is present in every case "
-                                            f"(expected some of {MODALITIES})")
+                    raise FileNotFoundError(
+                        "BraTS: no sequence is present in every case "
+                        f"(expected some of {MODALITIES})"
+                    )
                 return tuple(common)
         mods = []
         for m in modalities:
@@ -294,14 +316,16 @@ class BraTS(Dataset):
                 raise FileNotFoundError(
                     f"BraTS case {files['dir']} has no {', '.join(missing)} file(s) (available: "
                     f"{', '.join(avail) or 'none'}): pass modalities={tuple(avail)!r} or "
-                    "modalities='available'")
+                    "modalities='available'"
+                )
         return tuple(mods)
 
     @property
     def normalize(self):
         """Deprecated spelling of :attr:`normalise` (DeprecationWarning)."""
-        warnings.warn("the normalize attribute is deprecated, use normalise",
-                      DeprecationWarning, stacklevel=2)
+        warnings.warn(
+            "the normalize attribute is deprecated, use normalise", DeprecationWarning, stacklevel=2
+        )
         return self.normalise
 
     def _depth(self, path: Path) -> int:
@@ -338,8 +362,10 @@ class BraTS(Dataset):
         for m in self.modalities:
             v = self._read(files[m], labels=False).astype(np.float32, copy=False)
             if v.shape != label.shape:
-                raise ValueError(f"BraTS file {files[m]} has shape {v.shape}, the label "
-                                 f"{files['OT']} has {label.shape}: expected equal shapes")
+                raise ValueError(
+                    f"BraTS file {files[m]} has shape {v.shape}, the label "
+                    f"{files['OT']} has {label.shape}: expected equal shapes"
+                )
             check_finite_volume(v, files[m], "BraTS file")
             done = "subtrmeandivstd" in files[m].name.lower()
             if self.normalise == "zscore" or (self.normalise == "auto" and not done):
@@ -367,19 +393,28 @@ class BraTS(Dataset):
         vols, labels = self.volume(key)
         depth = vols.shape[1]
         ks = np.clip(np.arange(k - self.context, k + self.context + 1), 0, depth - 1)
-        image = torch.from_numpy(np.ascontiguousarray(
-            vols[:, ks].reshape(-1, vols.shape[2], vols.shape[3])))
+        image = torch.from_numpy(
+            np.ascontiguousarray(vols[:, ks].reshape(-1, vols.shape[2], vols.shape[3]))
+        )
         label = torch.from_numpy(self.map_target(labels[k]))
         if self.image_size is not None:
             image = resize_image(image, self.image_size)
             label = resize_label(label, self.image_size)
         case = "/".join(p for p in key if p)
-        item = {"image": image.float().contiguous(), "label": label.contiguous(),
-                "labeled": torch.tensor(True), "index": int(index), "name": f"{case}:{k:03d}",
-                "case": case, "slice": int(k)}
+        item = {
+            "image": image.float().contiguous(),
+            "label": label.contiguous(),
+            "labeled": torch.tensor(True),
+            "index": int(index),
+            "name": f"{case}:{k:03d}",
+            "case": case,
+            "slice": int(k),
+        }
         return item if self.transform is None else self.transform(item)
 
     def __repr__(self) -> str:
-        return (f"BraTS(root={str(self.root)!r}, layout={self.layout!r}, split={self.split!r}, "
-                f"cases={len(self.cases)}, slices={len(self)}, modalities={self.modalities}, "
-                f"target={self.target!r})")
+        return (
+            f"BraTS(root={str(self.root)!r}, layout={self.layout!r}, split={self.split!r}, "
+            f"cases={len(self.cases)}, slices={len(self)}, modalities={self.modalities}, "
+            f"target={self.target!r})"
+        )

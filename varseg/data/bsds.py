@@ -8,6 +8,7 @@ segmentations serve only for the PRI / VI / covering evaluation).
 Dataset paper: P. Arbeláez, M. Maire, C. Fowlkes and J. Malik, "Contour Detection and
 Hierarchical Image Segmentation", IEEE TPAMI 33(5), 2011.
 """
+
 from __future__ import annotations
 
 import warnings
@@ -37,8 +38,7 @@ def _resolve_bsds_root(root, split: str) -> Path:
             return c / "data"
     if (root / "images" / split).is_dir():  # root = .../data
         return root
-    raise FileNotFoundError(f"BSDS500 root {root} has no data/images/{split}: expected "
-                            f"{_EXPECTED}")
+    raise FileNotFoundError(f"BSDS500 root {root} has no data/images/{split}: expected {_EXPECTED}")
 
 
 class BSDS500(Dataset):
@@ -93,11 +93,19 @@ class BSDS500(Dataset):
     in_channels = 3
     ignore_index = -100
 
-    def __init__(self, root, split: str = "train", *,
-                 image_size: int | Sequence[int] | None = None,
-                 return_all_ground_truths: bool = False, labels: bool = True,
-                 normalise="none", num_classes: int | None = None, transform=None,
-                 normalize=None):
+    def __init__(
+        self,
+        root,
+        split: str = "train",
+        *,
+        image_size: int | Sequence[int] | None = None,
+        return_all_ground_truths: bool = False,
+        labels: bool = True,
+        normalise="none",
+        num_classes: int | None = None,
+        transform=None,
+        normalize=None,
+    ):
         if split not in ("train", "val", "test"):
             raise ValueError(f"BSDS500 split must be 'train', 'val' or 'test', got {split!r}")
         self.data_dir = _resolve_bsds_root(root, split)
@@ -106,16 +114,19 @@ class BSDS500(Dataset):
         self.image_size = as_size(image_size, "image_size")
         self.return_all_ground_truths = bool(return_all_ground_truths)
         self.labels = bool(labels)
-        self.normalise = renamed_argument(normalise, normalize, new="normalise",
-                                          old="normalize", default="none")
-        self.num_classes = (None if num_classes is None
-                            else check_int(num_classes, "num_classes", minimum=2))
+        self.normalise = renamed_argument(
+            normalise, normalize, new="normalise", old="normalize", default="none"
+        )
+        self.num_classes = (
+            None if num_classes is None else check_int(num_classes, "num_classes", minimum=2)
+        )
         self.transform = transform
         img_dir = self.data_dir / "images" / split
         self.images = sorted(p for p in img_dir.glob("*.jpg") if p.is_file())
         if not self.images:
-            raise FileNotFoundError(f"BSDS500 folder {img_dir} has no *.jpg images: expected "
-                                    f"{_EXPECTED}")
+            raise FileNotFoundError(
+                f"BSDS500 folder {img_dir} has no *.jpg images: expected {_EXPECTED}"
+            )
         self.ids = [p.stem for p in self.images]
         gt_dir = self.data_dir / "groundTruth" / split
         self.ground_truth_files = [gt_dir / f"{i}.mat" for i in self.ids]
@@ -125,13 +136,15 @@ class BSDS500(Dataset):
                 raise FileNotFoundError(
                     f"BSDS500 ground truth {missing[0]} does not exist ({len(missing)} missing "
                     f"in {gt_dir}): expected one <id>.mat per image; pass labels=False for "
-                    "image-only (unsupervised) use")
+                    "image-only (unsupervised) use"
+                )
 
     @property
     def normalize(self):
         """Deprecated spelling of :attr:`normalise` (DeprecationWarning)."""
-        warnings.warn("the normalize attribute is deprecated, use normalise",
-                      DeprecationWarning, stacklevel=2)
+        warnings.warn(
+            "the normalize attribute is deprecated, use normalise", DeprecationWarning, stacklevel=2
+        )
         return self.normalise
 
     def __len__(self) -> int:
@@ -144,15 +157,21 @@ class BSDS500(Dataset):
         image = normalise_rgb(img, self.normalise)
         if self.image_size is not None:
             image = resize_image(image, self.image_size)
-        item = {"image": image.contiguous(), "labeled": torch.tensor(self.labels),
-                "index": int(index), "name": self.ids[index],
-                "orig_size": torch.tensor([h, w])}
+        item = {
+            "image": image.contiguous(),
+            "labeled": torch.tensor(self.labels),
+            "index": int(index),
+            "name": self.ids[index],
+            "orig_size": torch.tensor([h, w]),
+        }
         if self.labels or self.return_all_ground_truths:
             gts = load_bsds_ground_truth(self.ground_truth_files[index])
             for g in gts:
                 if g.shape != (h, w):
-                    raise ValueError(f"BSDS500 ground truth {self.ground_truth_files[index]} "
-                                     f"has a {g.shape} map, image is {(h, w)}: expected equal")
+                    raise ValueError(
+                        f"BSDS500 ground truth {self.ground_truth_files[index]} "
+                        f"has a {g.shape} map, image is {(h, w)}: expected equal"
+                    )
             gts_t = [torch.from_numpy(g.astype(np.int64)) for g in gts]
             if self.labels:
                 label = gts_t[0]
@@ -164,5 +183,7 @@ class BSDS500(Dataset):
         return item if self.transform is None else self.transform(item)
 
     def __repr__(self) -> str:
-        return (f"BSDS500(root={str(self.data_dir)!r}, split={self.split!r}, n={len(self)}, "
-                f"image_size={self.image_size})")
+        return (
+            f"BSDS500(root={str(self.data_dir)!r}, split={self.split!r}, n={len(self)}, "
+            f"image_size={self.image_size})"
+        )

@@ -10,6 +10,7 @@ labelled (see :func:`varseg.data.labeled_subset_by_case`).
 Dataset paper: P. Bilic et al., "The Liver Tumor Segmentation Benchmark (LiTS)",
 Medical Image Analysis 84, 2023 (challenge: P. Christ, LiTS 2017, CodaLab 17094).
 """
+
 from __future__ import annotations
 
 import re
@@ -27,8 +28,10 @@ from .transforms import as_size, resize_image, resize_label
 
 __all__ = ["LiTS", "find_lits_scans", "window_hu"]
 
-_EXPECTED = ("<root>/**/volume-<N>.nii[.gz] with <root>/**/segmentation-<N>.nii[.gz] "
-             "(e.g. 'Training Batch 1/volume-0.nii')")
+_EXPECTED = (
+    "<root>/**/volume-<N>.nii[.gz] with <root>/**/segmentation-<N>.nii[.gz] "
+    "(e.g. 'Training Batch 1/volume-0.nii')"
+)
 _VOL_RE = re.compile(r"^volume-(\d+)\.nii(\.gz)?$")
 _SEG_RE = re.compile(r"^segmentation-(\d+)\.nii(\.gz)?$")
 N_SCANS = 131  # labelled LiTS 2017 training scans
@@ -58,8 +61,7 @@ def _check_window(hu_window) -> tuple[float, float]:
     except (TypeError, ValueError):
         raise ValueError(f"hu_window must be (low, high) numbers, got {hu_window!r}") from None
     if not (np.isfinite(lo) and np.isfinite(hi) and hi > lo):
-        raise ValueError(f"hu_window must be finite (low, high) with high > low, got "
-                         f"{hu_window!r}")
+        raise ValueError(f"hu_window must be finite (low, high) with high > low, got {hu_window!r}")
     return lo, hi
 
 
@@ -85,14 +87,16 @@ def find_lits_scans(root) -> dict[int, tuple[Path, Path]]:
                 if n not in table or (table[n].name.endswith(".gz") and not m.group(2)):
                     table[n] = p
     if not vols:
-        raise FileNotFoundError(f"LiTS root {root} has no volume-<N>.nii files: expected "
-                                f"{_EXPECTED}")
+        raise FileNotFoundError(
+            f"LiTS root {root} has no volume-<N>.nii files: expected {_EXPECTED}"
+        )
     missing = sorted(set(vols) - set(segs))
     if missing:
         n = missing[0]
         raise FileNotFoundError(
             f"LiTS volume {vols[n]} has no segmentation: expected "
-            f"segmentation-{n}.nii[.gz] somewhere under {root} ({len(missing)} scan(s) lack one)")
+            f"segmentation-{n}.nii[.gz] somewhere under {root} ({len(missing)} scan(s) lack one)"
+        )
     return {n: (vols[n], segs[n]) for n in sorted(vols)}
 
 
@@ -154,11 +158,21 @@ class LiTS(Dataset):
     ignore_index = -100
     classes = ("background", "liver", "tumour")
 
-    def __init__(self, root, split: str = "train", *, val_cases: int | float = 13, seed: int = 0,
-                 image_size: int | Sequence[int] | None = 256,
-                 hu_window: Sequence[float] = (-124.0, 276.0), context: int = 1,
-                 only_liver_slices: bool = False, cache_size: int = 1, reorient: bool = False,
-                 transform=None):
+    def __init__(
+        self,
+        root,
+        split: str = "train",
+        *,
+        val_cases: int | float = 13,
+        seed: int = 0,
+        image_size: int | Sequence[int] | None = 256,
+        hu_window: Sequence[float] = (-124.0, 276.0),
+        context: int = 1,
+        only_liver_slices: bool = False,
+        cache_size: int = 1,
+        reorient: bool = False,
+        transform=None,
+    ):
         scans = find_lits_scans(root)
         self.root = Path(root)
         self.split = split
@@ -169,8 +183,15 @@ class LiTS(Dataset):
         self.in_channels = 2 * self.context + 1
         self.reorient = bool(reorient)
         self.transform = transform
-        self.cases = select_split(list(scans), split, val_cases=val_cases, n_reference=N_SCANS,
-                                  seed=seed, dataset="LiTS", root=self.root)
+        self.cases = select_split(
+            list(scans),
+            split,
+            val_cases=val_cases,
+            n_reference=N_SCANS,
+            seed=seed,
+            dataset="LiTS",
+            root=self.root,
+        )
         self.files = {n: scans[n] for n in self.cases}
         self._cache = LRUCache(check_int(cache_size, "cache_size", minimum=0))
 
@@ -185,8 +206,10 @@ class LiTS(Dataset):
             if len(shape) != 3:
                 raise ValueError(f"LiTS volume {vol_p} has shape {shape}: expected 3-D")
             if seg_shape != shape:
-                raise ValueError(f"LiTS segmentation {seg_p} has shape {seg_shape}, "
-                                 f"its volume {vol_p} has {shape}: expected equal shapes")
+                raise ValueError(
+                    f"LiTS segmentation {seg_p} has shape {seg_shape}, "
+                    f"its volume {vol_p} has {shape}: expected equal shapes"
+                )
             self.n_slices[n] = shape[2]
             if only_liver_slices:
                 mask = self._read_mask(n)
@@ -232,11 +255,19 @@ class LiTS(Dataset):
         if self.image_size is not None:
             image = resize_image(image, self.image_size)
             label = resize_label(label, self.image_size)
-        item = {"image": image.float().contiguous(), "label": label.contiguous(),
-                "labeled": torch.tensor(True), "index": int(index),
-                "name": f"volume-{n}:{k:03d}", "case": int(n), "slice": int(k)}
+        item = {
+            "image": image.float().contiguous(),
+            "label": label.contiguous(),
+            "labeled": torch.tensor(True),
+            "index": int(index),
+            "name": f"volume-{n}:{k:03d}",
+            "case": int(n),
+            "slice": int(k),
+        }
         return item if self.transform is None else self.transform(item)
 
     def __repr__(self) -> str:
-        return (f"LiTS(root={str(self.root)!r}, split={self.split!r}, scans={len(self.cases)}, "
-                f"slices={len(self)}, image_size={self.image_size})")
+        return (
+            f"LiTS(root={str(self.root)!r}, split={self.split!r}, scans={len(self.cases)}, "
+            f"slices={len(self)}, image_size={self.image_size})"
+        )

@@ -9,6 +9,7 @@ all), Sec. V-A (VOC with 1/8, 1/4, 1/2 labelled images, as in AdvSemi, Hung et a
 BMVC 2018) and Sec. V-B (LiTS with 1/23, 1/10, 1/3 of the training *scans*, BraTS with
 1/4 of the scans labelled).
 """
+
 from __future__ import annotations
 
 import json
@@ -60,8 +61,10 @@ def parse_fraction(fraction: float | str | Fraction) -> float:
             else:
                 value = float(Fraction(text))
         except (ValueError, ZeroDivisionError) as exc:
-            raise ValueError(f"cannot parse labelled fraction {fraction!r}: expected e.g. "
-                             "'1/8', '0.125' or '12.5%'") from exc
+            raise ValueError(
+                f"cannot parse labelled fraction {fraction!r}: expected e.g. "
+                "'1/8', '0.125' or '12.5%'"
+            ) from exc
     else:
         value = float(fraction)
     if not 0.0 < value <= 1.0 or math.isnan(value):
@@ -103,8 +106,9 @@ def labeled_subset(n_items: int, fraction: float | str = 1.0, seed: int = 0) -> 
     return np.sort(perm[:k]).astype(np.int64)
 
 
-def labeled_subset_by_case(item_cases: Sequence[int] | np.ndarray, fraction: float | str = 1.0,
-                           seed: int = 0) -> np.ndarray:
+def labeled_subset_by_case(
+    item_cases: Sequence[int] | np.ndarray, fraction: float | str = 1.0, seed: int = 0
+) -> np.ndarray:
     """Labelled *item* indices when whole scans are labelled (LiTS / BraTS).
 
     The paper labels a fraction of the training scans (Kim & Ye, IEEE TIP 2019, Sec. V-B:
@@ -244,8 +248,12 @@ def save_split(path: str | os.PathLike, indices, meta: dict | None = None) -> Pa
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     idx = [int(i) for i in np.asarray(indices).reshape(-1)]
-    payload = {"version": 1, "n_labeled": len(idx), "labeled_indices": idx,
-               "meta": dict(meta or {})}
+    payload = {
+        "version": 1,
+        "n_labeled": len(idx),
+        "labeled_indices": idx,
+        "meta": dict(meta or {}),
+    }
     atomic_write_text(path, json.dumps(payload, indent=1, default=json_default))
     return path
 
@@ -261,12 +269,15 @@ def load_split(path: str | os.PathLike) -> tuple[np.ndarray, dict]:
     """
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"split file {path} does not exist: expected a JSON file "
-                                "written by varseg.data.save_split")
+        raise FileNotFoundError(
+            f"split file {path} does not exist: expected a JSON file "
+            "written by varseg.data.save_split"
+        )
     with open(path) as f:
         payload = json.load(f)
     if not isinstance(payload, dict) or "labeled_indices" not in payload:
-        raise ValueError(f"split file {path} has no 'labeled_indices' list: expected a JSON "
-                         "file written by varseg.data.save_split")
+        raise ValueError(
+            f"split file {path} has no 'labeled_indices' list: expected a JSON "
+            "file written by varseg.data.save_split"
+        )
     return np.asarray(payload["labeled_indices"], dtype=np.int64), payload.get("meta", {})
-

@@ -7,6 +7,7 @@ model ``I = b · J + noise`` of its Eq. 5-6 and Sec. III-C2 (Eq. 19-20, after Li
 IEEE TIP 20(7), 2011). Useful for tests of classical solvers and for quick training
 without any download.
 """
+
 from __future__ import annotations
 
 import zlib
@@ -78,11 +79,18 @@ def _smooth_field(rng: np.random.Generator, h: int, w: int, kind: str) -> np.nda
     return (f / m if m > 0 else f).astype(np.float32)
 
 
-def make_synthetic_image(seed: int | np.random.Generator | Sequence[int] = 0, *,
-                         image_size: int | Sequence[int] = 64, n_classes: int = 3,
-                         noise: float = 0.1, bias_field: float = 0.0, texture: float = 0.0,
-                         channels: int = 1, n_shapes: int | None = None,
-                         bias_kind: str = "polynomial"):
+def make_synthetic_image(
+    seed: int | np.random.Generator | Sequence[int] = 0,
+    *,
+    image_size: int | Sequence[int] = 64,
+    n_classes: int = 3,
+    noise: float = 0.1,
+    bias_field: float = 0.0,
+    texture: float = 0.0,
+    channels: int = 1,
+    n_shapes: int | None = None,
+    bias_kind: str = "polynomial",
+):
     """Draw one piecewise-constant test image.
 
     ``image = bias * J + texture_term + N(0, noise²)``, where ``J`` is the clean
@@ -191,10 +199,22 @@ class SyntheticShapes(Dataset):
 
     ignore_index = -100
 
-    def __init__(self, n_images: int = 64, *, image_size: int | Sequence[int] = 64,
-                 n_classes: int = 3, noise: float = 0.1, bias_field: float = 0.0,
-                 texture: float = 0.0, channels: int = 1, seed: int = 0, split: str = "train",
-                 bias_kind: str = "polynomial", root=None, transform=None):
+    def __init__(
+        self,
+        n_images: int = 64,
+        *,
+        image_size: int | Sequence[int] = 64,
+        n_classes: int = 3,
+        noise: float = 0.1,
+        bias_field: float = 0.0,
+        texture: float = 0.0,
+        channels: int = 1,
+        seed: int = 0,
+        split: str = "train",
+        bias_kind: str = "polynomial",
+        root=None,
+        transform=None,
+    ):
         self.n_images = check_int(n_images, "n_images", minimum=0)
         as_size(image_size, "image_size")  # validates; kept as given
         self.image_size = image_size
@@ -219,16 +239,29 @@ class SyntheticShapes(Dataset):
     def __getitem__(self, index: int) -> dict:
         index = check_index(index, len(self), "SyntheticShapes")
         image, labels, bias = make_synthetic_image(
-            self.rng_seed(index), image_size=self.image_size, n_classes=self.num_classes,
-            noise=self.noise, bias_field=self.bias_field, texture=self.texture,
-            channels=self.in_channels, bias_kind=self.bias_kind)
+            self.rng_seed(index),
+            image_size=self.image_size,
+            n_classes=self.num_classes,
+            noise=self.noise,
+            bias_field=self.bias_field,
+            texture=self.texture,
+            channels=self.in_channels,
+            bias_kind=self.bias_kind,
+        )
         if image.ndim == 2:
             image = image[None]
-        item = {"image": torch.from_numpy(image), "label": torch.from_numpy(labels),
-                "bias": torch.from_numpy(bias), "labeled": torch.tensor(True),
-                "index": int(index), "name": f"synthetic-{self.split}-{index:05d}"}
+        item = {
+            "image": torch.from_numpy(image),
+            "label": torch.from_numpy(labels),
+            "bias": torch.from_numpy(bias),
+            "labeled": torch.tensor(True),
+            "index": int(index),
+            "name": f"synthetic-{self.split}-{index:05d}",
+        }
         return item if self.transform is None else self.transform(item)
 
     def __repr__(self) -> str:
-        return (f"SyntheticShapes(n_images={self.n_images}, image_size={self.image_size}, "
-                f"n_classes={self.num_classes}, split={self.split!r}, seed={self.seed})")
+        return (
+            f"SyntheticShapes(n_images={self.n_images}, image_size={self.image_size}, "
+            f"n_classes={self.num_classes}, split={self.split!r}, seed={self.seed})"
+        )

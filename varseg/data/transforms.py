@@ -10,6 +10,7 @@ Sec. IV-B1), follows the AdvSemi / DeepLab-v2 recipe the paper builds on (Hung e
 BMVC 2018): random scale, pad (image with the mean, i.e. 0 after normalisation; label
 with the ignore value 255), random crop and horizontal flip.
 """
+
 from __future__ import annotations
 
 import warnings
@@ -67,8 +68,9 @@ def as_size(size: int | Sequence[int] | None, name: str = "size") -> tuple[int, 
     return check_size(size, name)
 
 
-def resize_image(image: torch.Tensor, size: int | Sequence[int], *,
-                 antialias: bool = True) -> torch.Tensor:
+def resize_image(
+    image: torch.Tensor, size: int | Sequence[int], *, antialias: bool = True
+) -> torch.Tensor:
     """Bilinear resize of a ``(C, H, W)`` (or ``(H, W)``) float image to ``size``.
 
     ``antialias=True`` low-pass filters when downsampling (e.g. LiTS 512² → 256²); it has
@@ -81,8 +83,9 @@ def resize_image(image: torch.Tensor, size: int | Sequence[int], *,
         return image
     squeeze = image.ndim == 2
     x = image[None, None] if squeeze else image[None]
-    x = F.interpolate(x.float(), size=size, mode="bilinear", align_corners=False,
-                      antialias=antialias)
+    x = F.interpolate(
+        x.float(), size=size, mode="bilinear", align_corners=False, antialias=antialias
+    )
     return x[0, 0] if squeeze else x[0]
 
 
@@ -136,8 +139,9 @@ def normalise_rgb(image_uint8: np.ndarray, mode="imagenet") -> torch.Tensor:
             x = x.flip(0)
             return x - torch.tensor(CAFFE_BGR_MEAN, dtype=torch.float32)[:, None, None]
         else:
-            raise ValueError(f"unknown normalisation {mode!r}: 'imagenet', 'none', 'caffe' "
-                             "or a (mean, std) pair")
+            raise ValueError(
+                f"unknown normalisation {mode!r}: 'imagenet', 'none', 'caffe' or a (mean, std) pair"
+            )
     else:
         mean, std = mode
     mean_t = torch.as_tensor(mean, dtype=torch.float32)[:, None, None]
@@ -163,13 +167,20 @@ def normalize_rgb(image_uint8: np.ndarray, mode="imagenet") -> torch.Tensor:
     torch.Tensor
         Float32 ``(3, H, W)``.
     """
-    warnings.warn("normalize_rgb is deprecated, use normalise_rgb", DeprecationWarning,
-                  stacklevel=2)
+    warnings.warn(
+        "normalize_rgb is deprecated, use normalise_rgb", DeprecationWarning, stacklevel=2
+    )
     return normalise_rgb(image_uint8, mode)
 
 
-def pad_to(image: torch.Tensor, label: torch.Tensor | None, size: Sequence[int], *,
-           image_fill: float | Sequence[float] = 0.0, label_fill: int = 255):
+def pad_to(
+    image: torch.Tensor,
+    label: torch.Tensor | None,
+    size: Sequence[int],
+    *,
+    image_fill: float | Sequence[float] = 0.0,
+    label_fill: int = 255,
+):
     """Pad ``image`` (C, H, W) and ``label`` (H, W) at the bottom/right to at least ``size``.
 
     The image is padded with ``image_fill`` (a scalar or one value per channel; 0 is the
@@ -192,10 +203,17 @@ def pad_to(image: torch.Tensor, label: torch.Tensor | None, size: Sequence[int],
     return image, label
 
 
-def random_scale_crop_flip(image: torch.Tensor, label: torch.Tensor, rng: np.random.Generator,
-                           *, crop_size: int | Sequence[int] | None,
-                           scale_range: Sequence[float] | None = (0.5, 1.5), flip: bool = True,
-                           image_fill: float | Sequence[float] = 0.0, label_fill: int = 255):
+def random_scale_crop_flip(
+    image: torch.Tensor,
+    label: torch.Tensor,
+    rng: np.random.Generator,
+    *,
+    crop_size: int | Sequence[int] | None,
+    scale_range: Sequence[float] | None = (0.5, 1.5),
+    flip: bool = True,
+    image_fill: float | Sequence[float] = 0.0,
+    label_fill: int = 255,
+):
     """Training augmentation: random scale, pad, random crop, random horizontal flip.
 
     The scale factor is uniform in ``scale_range`` (image bilinear, label nearest); if the
@@ -229,13 +247,12 @@ def random_scale_crop_flip(image: torch.Tensor, label: torch.Tensor, rng: np.ran
         label = resize_label(label, size)
     if crop_size is not None:
         ch, cw = as_size(crop_size, "crop_size")
-        image, label = pad_to(image, label, (ch, cw), image_fill=image_fill,
-                              label_fill=label_fill)
+        image, label = pad_to(image, label, (ch, cw), image_fill=image_fill, label_fill=label_fill)
         h, w = image.shape[-2:]
         top = int(rng.integers(0, h - ch + 1))
         left = int(rng.integers(0, w - cw + 1))
-        image = image[:, top:top + ch, left:left + cw]
-        label = label[top:top + ch, left:left + cw]
+        image = image[:, top : top + ch, left : left + cw]
+        label = label[top : top + ch, left : left + cw]
     if flip and rng.random() < 0.5:
         image = image.flip(-1)
         label = label.flip(-1)

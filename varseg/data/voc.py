@@ -9,6 +9,7 @@ annotations of the Semantic Boundaries Dataset (SBD, Hariharan et al., ICCV 2011
 Dataset paper: M. Everingham et al., "The PASCAL Visual Object Classes (VOC) Challenge",
 IJCV 88(2), 2010.
 """
+
 from __future__ import annotations
 
 import os
@@ -42,13 +43,33 @@ from .transforms import IMAGENET_MEAN, as_size, normalise_rgb, pad_to, random_sc
 __all__ = ["VOCSegmentation", "convert_sbd", "read_voc_mask", "read_sbd_mat", "VOC_CLASSES"]
 
 VOC_CLASSES = (
-    "background", "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat",
-    "chair", "cow", "diningtable", "dog", "horse", "motorbike", "person", "pottedplant",
-    "sheep", "sofa", "train", "tvmonitor",
+    "background",
+    "aeroplane",
+    "bicycle",
+    "bird",
+    "boat",
+    "bottle",
+    "bus",
+    "car",
+    "cat",
+    "chair",
+    "cow",
+    "diningtable",
+    "dog",
+    "horse",
+    "motorbike",
+    "person",
+    "pottedplant",
+    "sheep",
+    "sofa",
+    "train",
+    "tvmonitor",
 )
 _ALLOWED = tuple(range(21)) + (255,)
-_EXPECTED = ("<root>/{JPEGImages/*.jpg, SegmentationClass/*.png or SegmentationClassAug/*.png, "
-             "ImageSets/Segmentation/{train,val,train_aug}.txt} (root = VOCdevkit/VOC2012)")
+_EXPECTED = (
+    "<root>/{JPEGImages/*.jpg, SegmentationClass/*.png or SegmentationClassAug/*.png, "
+    "ImageSets/Segmentation/{train,val,train_aug}.txt} (root = VOCdevkit/VOC2012)"
+)
 
 
 def _resolve_voc_root(root) -> Path:
@@ -100,8 +121,10 @@ def read_voc_mask(path: str | os.PathLike) -> np.ndarray:
 
 
 def _resolve_sbd_root(sbd_root) -> Path:
-    expected = ("<sbd_root>/{img/*.jpg, cls/*.mat, train.txt, val.txt} "
-                "(sbd_root = benchmark_RELEASE/dataset)")
+    expected = (
+        "<sbd_root>/{img/*.jpg, cls/*.mat, train.txt, val.txt} "
+        "(sbd_root = benchmark_RELEASE/dataset)"
+    )
     sbd_root = check_root(sbd_root, "SBD", expected)
     for cand in (sbd_root, sbd_root / "dataset", sbd_root / "benchmark_RELEASE" / "dataset"):
         if (cand / "cls").is_dir():
@@ -140,16 +163,23 @@ def read_sbd_mat(path: str | os.PathLike) -> np.ndarray:
     with reading(path, "SBD annotation"):
         mat = loadmat(str(path))
     if "GTcls" not in mat:
-        raise ValueError(f"SBD annotation {path} has no 'GTcls' struct (keys: "
-                         f"{sorted(k for k in mat if not k.startswith('__'))})")
+        raise ValueError(
+            f"SBD annotation {path} has no 'GTcls' struct (keys: "
+            f"{sorted(k for k in mat if not k.startswith('__'))})"
+        )
     with reading(path, "SBD annotation"):
         seg = np.asarray(mat["GTcls"][0]["Segmentation"][0])
     check_label_values(seg, _ALLOWED, path, "SBD")
     return seg.astype(np.uint8)
 
 
-def convert_sbd(sbd_root: str | os.PathLike, voc_root: str | os.PathLike, *,
-                prefer_voc: bool = True, overwrite: bool = False) -> Path:
+def convert_sbd(
+    sbd_root: str | os.PathLike,
+    voc_root: str | os.PathLike,
+    *,
+    prefer_voc: bool = True,
+    overwrite: bool = False,
+) -> Path:
     """Build ``SegmentationClassAug/`` and ``ImageSets/Segmentation/train_aug.txt`` from SBD.
 
     The augmented training list of Kim & Ye, IEEE TIP 2019, Sec. IV-A1 (10,582 images for
@@ -313,20 +343,33 @@ class VOCSegmentation(Dataset):
     ignore_index = 255
     classes = VOC_CLASSES
 
-    def __init__(self, root, split: str = "train", *, crop_size: int | Sequence[int] | None = 321,
-                 scale_range: Sequence[float] | None = (0.5, 1.5), flip: bool = True,
-                 augment: bool | None = None, use_sbd: bool | None = None, sbd_root=None,
-                 normalise="imagenet", eval_pad_to: int | Sequence[int] | None = None,
-                 seed: int | None = None, check_files: bool = True, transform=None,
-                 normalize=None):
+    def __init__(
+        self,
+        root,
+        split: str = "train",
+        *,
+        crop_size: int | Sequence[int] | None = 321,
+        scale_range: Sequence[float] | None = (0.5, 1.5),
+        flip: bool = True,
+        augment: bool | None = None,
+        use_sbd: bool | None = None,
+        sbd_root=None,
+        normalise="imagenet",
+        eval_pad_to: int | Sequence[int] | None = None,
+        seed: int | None = None,
+        check_files: bool = True,
+        transform=None,
+        normalize=None,
+    ):
         self.root = _resolve_voc_root(root)
         self.requested_split = split
         self.crop_size = as_size(crop_size, "crop_size")
         self.scale_range = check_scale_range(scale_range)
         self.flip = bool(flip)
         self.augment = split.startswith("train") if augment is None else bool(augment)
-        self.normalise = renamed_argument(normalise, normalize, new="normalise",
-                                          old="normalize", default="imagenet")
+        self.normalise = renamed_argument(
+            normalise, normalize, new="normalise", old="normalize", default="imagenet"
+        )
         self.eval_pad_to = as_size(eval_pad_to, "eval_pad_to")
         self.seed = seed
         self.epoch = 0
@@ -378,16 +421,22 @@ class VOCSegmentation(Dataset):
                     f"<root>/ImageSets/Segmentation/{self.split}.txt (available: {avail})"
                 )
             return _read_list(list_file, "VOC split file")
-        ids = sorted(p.stem for p in self.mask_dir.glob("*.png")
-                     if (self.root / "JPEGImages" / f"{p.stem}.jpg").is_file())
+        ids = sorted(
+            p.stem
+            for p in self.mask_dir.glob("*.png")
+            if (self.root / "JPEGImages" / f"{p.stem}.jpg").is_file()
+        )
         if not ids:
             raise FileNotFoundError(
                 f"VOC 2012 root {self.root}: no JPEGImages/<id>.jpg with a "
-                f"{self.mask_dir.name}/<id>.png found: expected {_EXPECTED}")
+                f"{self.mask_dir.name}/<id>.png found: expected {_EXPECTED}"
+            )
         warnings.warn(
             f"VOC 2012 root {self.root} has no ImageSets/Segmentation: using all "
             f"{len(ids)} JPEGImages with a mask in {self.mask_dir.name} for split "
-            f"{requested!r}", stacklevel=3)
+            f"{requested!r}",
+            stacklevel=3,
+        )
         return ids
 
     def _check_files(self) -> None:
@@ -396,13 +445,15 @@ class VOCSegmentation(Dataset):
             if missing:
                 raise FileNotFoundError(
                     f"VOC 2012 split {self.split!r}: {len(missing)} {kind} file(s) missing, "
-                    f"e.g. {missing[0]}: expected one per id of the split list")
+                    f"e.g. {missing[0]}: expected one per id of the split list"
+                )
 
     @property
     def normalize(self):
         """Deprecated spelling of :attr:`normalise` (DeprecationWarning)."""
-        warnings.warn("the normalize attribute is deprecated, use normalise",
-                      DeprecationWarning, stacklevel=2)
+        warnings.warn(
+            "the normalize attribute is deprecated, use normalise", DeprecationWarning, stacklevel=2
+        )
         return self.normalise
 
     # ------------------------------------------------------------------
@@ -424,8 +475,10 @@ class VOCSegmentation(Dataset):
         img = read_rgb(self.images[index], "VOC image")
         lab = read_voc_mask(self.masks[index])
         if img.shape[:2] != lab.shape:
-            raise ValueError(f"VOC mask {self.masks[index]} has shape {lab.shape}, its image "
-                             f"{self.images[index]} has {img.shape[:2]}: expected equal sizes")
+            raise ValueError(
+                f"VOC mask {self.masks[index]} has shape {lab.shape}, its image "
+                f"{self.images[index]} has {img.shape[:2]}: expected equal sizes"
+            )
         return img, lab
 
     def __getitem__(self, index: int) -> dict:
@@ -435,16 +488,34 @@ class VOCSegmentation(Dataset):
         label = torch.from_numpy(lab.astype(np.int64))
         if self.augment:
             image, label = random_scale_crop_flip(
-                image, label, item_rng(self.seed, index, self.epoch), crop_size=self.crop_size,
-                scale_range=self.scale_range, flip=self.flip, image_fill=self._fill(),
-                label_fill=self.ignore_index)
+                image,
+                label,
+                item_rng(self.seed, index, self.epoch),
+                crop_size=self.crop_size,
+                scale_range=self.scale_range,
+                flip=self.flip,
+                image_fill=self._fill(),
+                label_fill=self.ignore_index,
+            )
         elif self.eval_pad_to is not None:
-            image, label = pad_to(image, label, self.eval_pad_to, image_fill=self._fill(),
-                                  label_fill=self.ignore_index)
-        item = {"image": image.contiguous(), "label": label.contiguous(),
-                "labeled": torch.tensor(True), "index": int(index), "name": self.ids[index]}
+            image, label = pad_to(
+                image,
+                label,
+                self.eval_pad_to,
+                image_fill=self._fill(),
+                label_fill=self.ignore_index,
+            )
+        item = {
+            "image": image.contiguous(),
+            "label": label.contiguous(),
+            "labeled": torch.tensor(True),
+            "index": int(index),
+            "name": self.ids[index],
+        }
         return item if self.transform is None else self.transform(item)
 
     def __repr__(self) -> str:
-        return (f"VOCSegmentation(root={str(self.root)!r}, split={self.split!r}, n={len(self)}, "
-                f"augment={self.augment}, masks={self.mask_dir.name})")
+        return (
+            f"VOCSegmentation(root={str(self.root)!r}, split={self.split!r}, n={len(self)}, "
+            f"augment={self.augment}, masks={self.mask_dir.name})"
+        )

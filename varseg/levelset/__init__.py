@@ -6,6 +6,7 @@ The public names live in private modules (``_chan_vese``, ``_bias_field``, ``_in
 scikit-image's ``segmentation`` package, and are loaded on first use so that importing the
 package costs nothing until a solver is needed.
 """
+
 from importlib import import_module
 
 _LAZY = {

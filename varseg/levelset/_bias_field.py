@@ -14,6 +14,7 @@ energy
 by alternating (Li et al. 2011, Section III-C / IV) a few gradient-descent steps of the level sets
 :math:`\phi`, then the closed-form centres :math:`c`, then the closed-form bias :math:`b`.
 """
+
 from __future__ import annotations
 
 import logging
@@ -162,9 +163,14 @@ def _update_bias(data, memb, c):
     """
     shape, n = memb.shape[1:], data.w.size
     num, den = np.empty(shape), np.empty(shape)
-    _lic_kernels.bias_sources(data.x.reshape(-1, n), np.ascontiguousarray(c),
-                              memb.reshape(-1, n), data.w.reshape(-1), num.reshape(-1),
-                              den.reshape(-1))
+    _lic_kernels.bias_sources(
+        data.x.reshape(-1, n),
+        np.ascontiguousarray(c),
+        memb.reshape(-1, n),
+        data.w.reshape(-1),
+        num.reshape(-1),
+        den.reshape(-1),
+    )
     num, den = _smooth(num, data.k1), _smooth(den, data.k1)
     ok = den > 1e-12 * float(den.max())
     if data.masked:
@@ -189,9 +195,16 @@ def _residuals(data, c, kb, kb2):
     """
     n = data.w.size
     e = np.empty((c.shape[0],) + kb.shape)
-    _lic_kernels.residuals(data.x.reshape(-1, n), np.ascontiguousarray(c),
-                           data.sx2.reshape(-1), data.k1w.reshape(-1), kb.reshape(-1),
-                           kb2.reshape(-1), data.w.reshape(-1), e.reshape(c.shape[0], -1))
+    _lic_kernels.residuals(
+        data.x.reshape(-1, n),
+        np.ascontiguousarray(c),
+        data.sx2.reshape(-1),
+        data.k1w.reshape(-1),
+        kb.reshape(-1),
+        kb2.reshape(-1),
+        data.w.reshape(-1),
+        e.reshape(c.shape[0], -1),
+    )
     return e
 
 
@@ -219,8 +232,7 @@ def _check_mask(mask, shape):
         raise ValueError(f"mask must be boolean (or integer 0/1); got dtype {arr.dtype}")
     inside = arr != 0
     if np.count_nonzero(inside) < 2:
-        raise ValueError("mask must select at least 2 pixels; got "
-                         f"{np.count_nonzero(inside)}")
+        raise ValueError(f"mask must select at least 2 pixels; got {np.count_nonzero(inside)}")
     return inside
 
 
@@ -228,20 +240,27 @@ def _check_sigma_dt(sigma, dt, mu, shape):
     """Kernel no wider than the image; explicit-scheme bound mu*dt <= 1/(2d) (Li et al. 2010)."""
     width = 2 * max(1, int(round(_TRUNCATE * sigma))) + 1
     if width > max(shape):
-        raise ValueError(f"sigma={sigma!r} gives a kernel {width} px wide (2*round(2*sigma)+1), "
-                         f"wider than the image (largest side {max(shape)} px)")
+        raise ValueError(
+            f"sigma={sigma!r} gives a kernel {width} px wide (2*round(2*sigma)+1), "
+            f"wider than the image (largest side {max(shape)} px)"
+        )
     ndim = sum(s > 1 for s in shape)
     bound = 1.0 / (2 * ndim)
     if mu * dt > bound:
-        raise ValueError(f"dt must satisfy mu*dt <= 1/(2*ndim) = {bound:g} (stability of the "
-                         f"explicit scheme); got dt={dt!r} with mu={mu!r}")
+        raise ValueError(
+            f"dt must satisfy mu*dt <= 1/(2*ndim) = {bound:g} (stability of the "
+            f"explicit scheme); got dt={dt!r} with mu={mu!r}"
+        )
 
 
 def _resolve_budget(max_iter, n_outer):
     """``max_iter``, or the deprecated ``n_outer`` (with a DeprecationWarning)."""
     if n_outer is not None:
-        warnings.warn("bias_field_levelset: n_outer is deprecated, use max_iter",
-                      DeprecationWarning, stacklevel=3)
+        warnings.warn(
+            "bias_field_levelset: n_outer is deprecated, use max_iter",
+            DeprecationWarning,
+            stacklevel=3,
+        )
         max_iter = n_outer
     return check_int(max_iter, "n_outer" if n_outer is not None else "max_iter")
 
@@ -249,9 +268,12 @@ def _resolve_budget(max_iter, n_outer):
 def _resolve_init(init):
     if isinstance(init, str) and init in _DEPRECATED_INITS:
         new = _DEPRECATED_INITS[init]
-        warnings.warn(f"bias_field_levelset: init={init!r} is deprecated, use init={new!r} "
-                      "(in chan_vese 'checkerboard' is a sin·sin level set)",
-                      DeprecationWarning, stacklevel=3)
+        warnings.warn(
+            f"bias_field_levelset: init={init!r} is deprecated, use init={new!r} "
+            "(in chan_vese 'checkerboard' is a sin·sin level set)",
+            DeprecationWarning,
+            stacklevel=3,
+        )
         return new
     return init
 
@@ -289,13 +311,16 @@ def _array_init(arr, shape, n_phases, c0):
     """Level sets (m,) + S from a user label map or level-set array."""
     m = 1 if n_phases == 2 else 2
     if arr.dtype == object or not (np.issubdtype(arr.dtype, np.number) or arr.dtype == bool):
-        raise ValueError(f"init must be one of {list(_INITS)} or a numeric array; got "
-                         f"dtype {arr.dtype}")
+        raise ValueError(
+            f"init must be one of {list(_INITS)} or a numeric array; got dtype {arr.dtype}"
+        )
     if (np.issubdtype(arr.dtype, np.integer) or arr.dtype == bool) and arr.shape == shape:
         arr = arr.astype(np.int64)
         if arr.min() < 0 or arr.max() >= n_phases:
-            raise ValueError(f"init label map must have values in 0..{n_phases - 1}; got "
-                             f"range {arr.min()}..{arr.max()}")
+            raise ValueError(
+                f"init label map must have values in 0..{n_phases - 1}; got "
+                f"range {arr.min()}..{arr.max()}"
+            )
         return _level_sets_from_labels(arr, n_phases, c0)
     if m == 1 and arr.shape == shape:
         arr = arr[None]
@@ -304,7 +329,8 @@ def _array_init(arr, shape, n_phases, c0):
             f"init array must be level sets of shape {(m,) + shape}"
             + (f" (or {shape})" if m == 1 else "")
             + f", or an integer label map of shape {shape}, for n_phases={n_phases}; got "
-            f"shape {arr.shape}")
+            f"shape {arr.shape}"
+        )
     arr = np.array(arr, dtype=np.float64)
     if not np.isfinite(arr).all():
         raise ValueError("init level sets contain NaN or Inf values")
@@ -323,8 +349,9 @@ def warm_kernels():
     """Compile (or load from Numba's cache) the kernels once per process, before any clock."""
     if _WARM:
         return
-    logger.info("compiling Numba kernels once, about %d s (much less from a warm Numba cache)",
-                _COMPILE_S)
+    logger.info(
+        "compiling Numba kernels once, about %d s (much less from a warm Numba cache)", _COMPILE_S
+    )
     t = time.perf_counter()
     for m, k in ((1, 2), (2, 4)):
         phi = np.ones((m, 1, 6, 6))
@@ -354,8 +381,9 @@ def _internal_image(x_in, inside):
     with np.errstate(over="ignore", invalid="ignore"):
         span = float((vals - x0).max())
         if not np.isfinite(span):
-            raise ValueError("image range overflows float64 (max - min is not finite); "
-                             "rescale the image")
+            raise ValueError(
+                "image range overflows float64 (max - min is not finite); rescale the image"
+            )
         if span == 0 or not np.ptp(vals, axis=1).any():  # constant in the mask
             return np.zeros_like(x_in), x0, 0.0
         y = np.where(inside[None], (x_in - x0) / span, 0.0) * _INTERNAL_MAX
@@ -380,11 +408,19 @@ def _iterate(data, phi, cfg, xn):
     n_in, converged, it = max(1, int(np.count_nonzero(data.inside))), False, 0
     for it in range(1, cfg["max_iter"] + 1):
         # 1. level sets: n_inner steps with c, b (hence e_i) fixed (Li Eq. 20 / 33)
-        _lic_kernels.evolve(phi4, e.reshape((k,) + phi4.shape[1:]), cfg["nu"], cfg["mu"],
-                            cfg["dt"], eps, cfg["n_inner"])
+        _lic_kernels.evolve(
+            phi4,
+            e.reshape((k,) + phi4.shape[1:]),
+            cfg["nu"],
+            cfg["mu"],
+            cfg["dt"],
+            eps,
+            cfg["n_inner"],
+        )
         if not np.isfinite(phi4.sum()):  # NaN or Inf anywhere (|phi| never nears 1e308)
-            raise ValueError(f"level sets became NaN/Inf at iteration {it}: reduce dt "
-                             f"(dt={cfg['dt']!r})")
+            raise ValueError(
+                f"level sets became NaN/Inf at iteration {it}: reduce dt (dt={cfg['dt']!r})"
+            )
         phi = phi4.reshape((m,) + shape)
         memb = _memberships(phi, eps, k)
         c = _update_means(data, memb, kb, kb2)  # 2. centres (Li Eq. 21 / 34)
@@ -412,8 +448,12 @@ def _constant_solution(data, x_in, phi_shape, cfg, xn):
     labels = np.zeros(data.inside.shape, dtype=np.int64)
     c = None  # the centres are the constant itself (see _result)
     e_ms = energy_from_labels(xn, labels, cfg["lam"], n_phases=k).total
-    hist = {"energy": [e_ms], "lic": [0.0], "change": [0.0],
-            "times": [time.perf_counter() - cfg["t0"]]}
+    hist = {
+        "energy": [e_ms],
+        "lic": [0.0],
+        "change": [0.0],
+        "times": [time.perf_counter() - cfg["t0"]],
+    }
     return phi, memb, labels, c, np.ones(data.inside.shape), hist, 0, True
 
 
@@ -443,16 +483,39 @@ def _result(out, data, x_in, gray, x0, span, cfg, channel_axis, ndim_in):
     }
     params = {key: v for key, v in cfg.items() if key != "t0"}
     return Segmentation(
-        labels=labels, memberships=memb.astype(np.float32),
+        labels=labels,
+        memberships=memb.astype(np.float32),
         means=np.asarray(means, dtype=np.float64),
-        energy=np.asarray(hist["energy"], dtype=np.float64), n_iter=int(n_iter),
-        converged=bool(converged), elapsed=time.perf_counter() - cfg["t0"], method="lic",
-        params=params, bias=bias, level_sets=np.asarray(phi, dtype=np.float64),
-        times=np.asarray(hist["times"], dtype=np.float64), extras=extras)
+        energy=np.asarray(hist["energy"], dtype=np.float64),
+        n_iter=int(n_iter),
+        converged=bool(converged),
+        elapsed=time.perf_counter() - cfg["t0"],
+        method="lic",
+        params=params,
+        bias=bias,
+        level_sets=np.asarray(phi, dtype=np.float64),
+        times=np.asarray(hist["times"], dtype=np.float64),
+        extras=extras,
+    )
 
 
-def _config(n_phases, sigma, nu, mu, dt, eps, max_iter, n_inner, init, lam, seed, tol,
-            channel_axis, shape, masked):
+def _config(
+    n_phases,
+    sigma,
+    nu,
+    mu,
+    dt,
+    eps,
+    max_iter,
+    n_inner,
+    init,
+    lam,
+    seed,
+    tol,
+    channel_axis,
+    shape,
+    masked,
+):
     """Validate the parameters (the JSON-serialisable ``params`` of the result)."""
     k = check_n_phases(n_phases, max_phases=4)
     sigma = check_positive(sigma, "sigma")
@@ -468,23 +531,52 @@ def _config(n_phases, sigma, nu, mu, dt, eps, max_iter, n_inner, init, lam, seed
     if not np.isfinite(tol):
         raise ValueError(f"tol must be finite; got {tol!r}")
     if min(shape) < 3:
-        raise ValueError(f"each spatial axis of image must have at least 3 pixels; got "
-                         f"spatial shape {shape}")
+        raise ValueError(
+            f"each spatial axis of image must have at least 3 pixels; got spatial shape {shape}"
+        )
     _check_sigma_dt(sigma, dt, mu, shape)
-    return {"n_phases": k, "sigma": sigma, "nu": nu, "mu": mu, "dt": dt, "eps": eps,
-            "max_iter": max_iter, "n_inner": check_int(n_inner, "n_inner"),
-            "init": init if isinstance(init, str) else "array", "lam": float(lam),
-            "seed": int(seed) if isinstance(seed, (int, np.integer)) else None, "tol": tol,
-            "channel_axis": channel_axis, "truncate": _TRUNCATE, "masked": masked,
-            "normalised": True}
+    return {
+        "n_phases": k,
+        "sigma": sigma,
+        "nu": nu,
+        "mu": mu,
+        "dt": dt,
+        "eps": eps,
+        "max_iter": max_iter,
+        "n_inner": check_int(n_inner, "n_inner"),
+        "init": init if isinstance(init, str) else "array",
+        "lam": float(lam),
+        "seed": int(seed) if isinstance(seed, (int, np.integer)) else None,
+        "tol": tol,
+        "channel_axis": channel_axis,
+        "truncate": _TRUNCATE,
+        "masked": masked,
+        "normalised": True,
+    }
 
 
 # --------------------------------------------------------------------------------------
 # Public solver
 # --------------------------------------------------------------------------------------
-def bias_field_levelset(image, n_phases=2, *, mask=None, sigma=4.0, nu=None, mu=1.0, dt=0.1,
-                        eps=1.0, max_iter=100, n_inner=10, init="regions", lam=None, seed=None,
-                        tol=1e-4, channel_axis=None, n_outer=None):
+def bias_field_levelset(
+    image,
+    n_phases=2,
+    *,
+    mask=None,
+    sigma=4.0,
+    nu=None,
+    mu=1.0,
+    dt=0.1,
+    eps=1.0,
+    max_iter=100,
+    n_inner=10,
+    init="regions",
+    lam=None,
+    seed=None,
+    tol=1e-4,
+    channel_axis=None,
+    n_outer=None,
+):
     r"""Segment an image with intensity inhomogeneity by Li et al.'s bias-field level set.
 
     Local intensity clustering (LIC) of Li et al. 2011 [1]_ (Eq. 5-6 of Kim & Ye 2019 [3]_):
@@ -656,8 +748,23 @@ def bias_field_levelset(image, n_phases=2, *, mask=None, sigma=4.0, nu=None, mu=
     x_in, gray = as_channels_first(image, channel_axis)
     shape = x_in.shape[1:]
     inside = _check_mask(mask, shape)
-    cfg = _config(n_phases, sigma, nu, mu, dt, eps, max_iter, n_inner, init, lam, seed, tol,
-                  channel_axis, shape, mask is not None)
+    cfg = _config(
+        n_phases,
+        sigma,
+        nu,
+        mu,
+        dt,
+        eps,
+        max_iter,
+        n_inner,
+        init,
+        lam,
+        seed,
+        tol,
+        channel_axis,
+        shape,
+        mask is not None,
+    )
     y, x0, span = _internal_image(x_in, inside)
     data = _Data(y, inside, cfg["sigma"])
     phi = _initial_level_sets(init, data, cfg["n_phases"], cfg["eps"], resolve_rng(seed))

@@ -2,6 +2,7 @@ r"""Multiphase Chan–Vese / Vese–Chan segmentation (Numba), compatible with s
 
 See :func:`chan_vese`.
 """
+
 from __future__ import annotations
 
 import math
@@ -25,8 +26,16 @@ from ..result import Segmentation
 from ._init import INIT_NAMES, initial_level_sets
 from .heaviside import phase_labels, phase_memberships
 
-__all__ = ["chan_vese", "interface_edges", "warm_kernels", "ETA",
-           "SERIAL_BELOW", "STOP_RULES", "STOP_WINDOW", "COMPILE_SECONDS"]
+__all__ = [
+    "chan_vese",
+    "interface_edges",
+    "warm_kernels",
+    "ETA",
+    "SERIAL_BELOW",
+    "STOP_RULES",
+    "STOP_WINDOW",
+    "COMPILE_SECONDS",
+]
 
 #: Regularisation of the curvature coefficients :math:`C_i = (\eta + |\nabla\phi|^2)^{-1/2}`,
 #: the value of ``skimage.segmentation._chan_vese._cv_calculate_variation`` (scikit-image 0.26).
@@ -50,17 +59,35 @@ def _check_lambdas(lambdas, K):
     if lam.ndim == 0:
         lam = np.full(K, float(lam))
     if lam.shape != (K,):
-        raise ValueError(f"lambdas must be a scalar or a sequence of n_phases={K} values; "
-                         f"got shape {lam.shape}")
+        raise ValueError(
+            f"lambdas must be a scalar or a sequence of n_phases={K} values; got shape {lam.shape}"
+        )
     if not np.all(np.isfinite(lam)) or np.any(lam < 0):
         raise ValueError(f"lambdas must be finite and non-negative; got {lam.tolist()}")
     return lam
 
 
-def chan_vese(image, n_phases=2, *, mu=0.25, lambdas=1.0, dt=0.5, eps=1.0, max_iter=500,
-              tol=None, stop="partition", window=STOP_WINDOW, init="checkerboard",
-              channel_axis=None, dtype=np.float32, seed=None,
-              record_energy=True, return_history=False, snapshot_every=None, spacing=None):
+def chan_vese(
+    image,
+    n_phases=2,
+    *,
+    mu=0.25,
+    lambdas=1.0,
+    dt=0.5,
+    eps=1.0,
+    max_iter=500,
+    tol=None,
+    stop="partition",
+    window=STOP_WINDOW,
+    init="checkerboard",
+    channel_axis=None,
+    dtype=np.float32,
+    seed=None,
+    record_energy=True,
+    return_history=False,
+    snapshot_every=None,
+    spacing=None,
+):
     r"""Multiphase Chan–Vese segmentation (Vese & Chan 2002) of a gray, colour, 2D or 3D image.
 
     :math:`m = \log_2 K` level sets :math:`\phi_1..\phi_m` represent :math:`K = 2^m` phases
@@ -302,22 +329,44 @@ def chan_vese(image, n_phases=2, *, mu=0.25, lambdas=1.0, dt=0.5, eps=1.0, max_i
     >>> int((seg.labels == seg.labels[10, 10]).sum()), seg.converged, seg.n_iter
     (100, True, 30)
     """
-    cfg = _check_args(n_phases, mu, lambdas, dt, eps, max_iter, tol, stop, window, init,
-                      dtype, snapshot_every, return_history)
+    cfg = _check_args(
+        n_phases,
+        mu,
+        lambdas,
+        dt,
+        eps,
+        max_iter,
+        tol,
+        stop,
+        window,
+        init,
+        dtype,
+        snapshot_every,
+        return_history,
+    )
     _check_layout(image, channel_axis)
     cfg["spacing"] = _check_spacing(spacing, np.ndim(image) - (channel_axis is not None))
-    ensure_compiled(("chan_vese", cfg["wdtype"].name), lambda: _run_tiny(cfg["wdtype"]),
-                    estimate=COMPILE_SECONDS)
+    ensure_compiled(
+        ("chan_vese", cfg["wdtype"].name),
+        lambda: _run_tiny(cfg["wdtype"]),
+        estimate=COMPILE_SECONDS,
+    )
     t_start = time.perf_counter()  # after the (one-time) compilation: never in the timings
     x_raw, gray = as_channels_first(image, channel_axis, dtype=np.float64)
     spatial = x_raw.shape[1:]
     rng = resolve_rng(seed)
     x, xmin, scale = normalise_image(x_raw, return_scale=True)
     phi0 = initial_level_sets(spatial, cfg["m"], init, rng, image=x)  # validates the array
-    run = _Run(x=x, gray=gray, spatial=spatial, cfg=cfg, t_start=t_start,
-               record=bool(record_energy),
-               params=_params(cfg, init, channel_axis, seed, record_energy),
-               extras={"image_min": xmin, "image_scale": scale, "stop": cfg["stop"]})
+    run = _Run(
+        x=x,
+        gray=gray,
+        spatial=spatial,
+        cfg=cfg,
+        t_start=t_start,
+        record=bool(record_energy),
+        params=_params(cfg, init, channel_axis, seed, record_energy),
+        extras={"image_min": xmin, "image_scale": scale, "stop": cfg["stop"]},
+    )
     return _solve(run, phi0)
 
 
@@ -325,19 +374,37 @@ def chan_vese(image, n_phases=2, *, mu=0.25, lambdas=1.0, dt=0.5, eps=1.0, max_i
 COMPILE_SECONDS = 20.0
 
 
-def _check_args(n_phases, mu, lambdas, dt, eps, max_iter, tol, stop, window, init, dtype,
-                snapshot_every, return_history):
+def _check_args(
+    n_phases,
+    mu,
+    lambdas,
+    dt,
+    eps,
+    max_iter,
+    tol,
+    stop,
+    window,
+    init,
+    dtype,
+    snapshot_every,
+    return_history,
+):
     """Validate the scalar arguments of :func:`chan_vese`; returns them in a dict."""
     K = check_n_phases(n_phases, power_of_two=True, max_phases=8)
     if stop not in STOP_RULES:
         raise ValueError(f"stop must be one of {sorted(STOP_RULES)}; got {stop!r}")
     cfg = {
-        "K": K, "m": K.bit_length() - 1, "mu": check_positive(mu, "mu", allow_zero=True),
-        "dt": check_positive(dt, "dt"), "eps": check_positive(eps, "eps"), "stop": stop,
+        "K": K,
+        "m": K.bit_length() - 1,
+        "mu": check_positive(mu, "mu", allow_zero=True),
+        "dt": check_positive(dt, "dt"),
+        "eps": check_positive(eps, "eps"),
+        "stop": stop,
         "tol": STOP_RULES[stop] if tol is None else check_positive(tol, "tol", allow_zero=True),
         "window": check_int(window, "window"),
         "max_iter": check_int(max_iter, "max_iter", minimum=0),
-        "lam": _check_lambdas(lambdas, K), "wdtype": np.dtype(dtype),
+        "lam": _check_lambdas(lambdas, K),
+        "wdtype": np.dtype(dtype),
     }
     if cfg["wdtype"] not in (np.float32, np.float64):
         raise ValueError(f"dtype must be numpy.float32 or numpy.float64; got {dtype!r}")
@@ -359,11 +426,13 @@ def _check_spacing(spacing, nd):
     try:
         sp = [float(h) for h in spacing]
     except (TypeError, ValueError):
-        raise ValueError(f"spacing must be a sequence of {nd} positive floats; got "
-                         f"{spacing!r}") from None
+        raise ValueError(
+            f"spacing must be a sequence of {nd} positive floats; got {spacing!r}"
+        ) from None
     if len(sp) != nd or not all(math.isfinite(h) and h > 0 for h in sp):
-        raise ValueError(f"spacing must be {nd} positive finite floats (one per spatial "
-                         f"axis); got {spacing!r}")
+        raise ValueError(
+            f"spacing must be {nd} positive finite floats (one per spatial axis); got {spacing!r}"
+        )
     if all(h == 1.0 for h in sp):
         return None
     return tuple(sp) if nd == 3 else (0.0, sp[0], sp[1])
@@ -377,23 +446,36 @@ def _check_layout(image, channel_axis):
     """
     shape = np.shape(image)
     if channel_axis is None and len(shape) == 3 and shape[-1] in (3, 4):
-        raise ValueError(f"image of shape {shape} looks like an RGB(A) image; pass "
-                         f"channel_axis=-1 (or reshape it if it is a volume)")
+        raise ValueError(
+            f"image of shape {shape} looks like an RGB(A) image; pass "
+            f"channel_axis=-1 (or reshape it if it is a volume)"
+        )
 
 
 def _params(cfg, init, channel_axis, seed, record_energy):
     """Return the ``params`` dict of the result (JSON-compatible)."""
     return {
-        "n_phases": cfg["K"], "mu": cfg["mu"], "lambdas": cfg["lam"].tolist(), "dt": cfg["dt"],
-        "eps": cfg["eps"], "max_iter": cfg["max_iter"], "tol": cfg["tol"],
-        "stop": cfg["stop"], "window": cfg["window"],
+        "n_phases": cfg["K"],
+        "mu": cfg["mu"],
+        "lambdas": cfg["lam"].tolist(),
+        "dt": cfg["dt"],
+        "eps": cfg["eps"],
+        "max_iter": cfg["max_iter"],
+        "tol": cfg["tol"],
+        "stop": cfg["stop"],
+        "window": cfg["window"],
         "init": init if isinstance(init, str) else "array",
-        "channel_axis": channel_axis, "dtype": cfg["wdtype"].name, "seed": to_builtin(seed),
-        "record_energy": bool(record_energy), "return_history": cfg["history"],
+        "channel_axis": channel_axis,
+        "dtype": cfg["wdtype"].name,
+        "seed": to_builtin(seed),
+        "record_energy": bool(record_energy),
+        "return_history": cfg["history"],
         "snapshot_every": cfg["every"] if cfg["history"] else None,
-        "lam": cfg["lam_ms"], "tv": "isotropic", "eta": ETA, "normalised": True,
-        "spacing": None if cfg.get("spacing") is None else
-        [h for h in cfg["spacing"] if h != 0.0],
+        "lam": cfg["lam_ms"],
+        "tv": "isotropic",
+        "eta": ETA,
+        "normalised": True,
+        "spacing": None if cfg.get("spacing") is None else [h for h in cfg["spacing"] if h != 0.0],
     }
 
 
@@ -417,11 +499,20 @@ def _run_tiny(wdtype):
     Used by :func:`varseg._jit.ensure_compiled` before the clock starts.
     """
     img = np.add.outer(np.arange(6.0), np.arange(7.0)) % 4
-    cfg = _check_args(2, 0.2, 1.0, 0.5, 1.0, 2, 0.0, "partition", 1, "checkerboard", wdtype,
-                      None, False)
+    cfg = _check_args(
+        2, 0.2, 1.0, 0.5, 1.0, 2, 0.0, "partition", 1, "checkerboard", wdtype, None, False
+    )
     x = normalise_image(img[None])
-    run = _Run(x=x, gray=True, spatial=img.shape, cfg=cfg, t_start=time.perf_counter(),
-               record=True, params={}, extras={})
+    run = _Run(
+        x=x,
+        gray=True,
+        spatial=img.shape,
+        cfg=cfg,
+        t_start=time.perf_counter(),
+        record=True,
+        params={},
+        extras={},
+    )
     _solve(run, initial_level_sets(img.shape, 1, "checkerboard", None, image=x))
 
 
@@ -464,8 +555,11 @@ def _solve(run, phi0):
     import numba
 
     threads = 1 if C * m * x4[0].size < SERIAL_BELOW else numba.get_num_threads()
-    rule = (_PartitionStop(cfg["tol"], cfg["window"]) if cfg["stop"] == "partition"
-            else _LevelSetStop(cfg["tol"]))
+    rule = (
+        _PartitionStop(cfg["tol"], cfg["window"])
+        if cfg["stop"] == "partition"
+        else _LevelSetStop(cfg["tol"])
+    )
     return _iterate(run, x4, phi0, rule, threads)
 
 
@@ -581,9 +675,19 @@ def _iterate(run, x4, phi0, rule, threads):
     m, wdtype, lam_ms = cfg["m"], cfg["wdtype"], cfg["lam_ms"]
     st = _State(x4, phi0, m, wdtype)
     T = wdtype.type
-    stepper = Stepper(x4, st.xtot, cfg["lam"], T(cfg["mu"]), T(cfg["dt"]), T(cfg["eps"]),
-                      T(ETA), m, threads, fast=wdtype == np.float32,
-                      spacing=cfg.get("spacing"))
+    stepper = Stepper(
+        x4,
+        st.xtot,
+        cfg["lam"],
+        T(cfg["mu"]),
+        T(cfg["dt"]),
+        T(cfg["eps"]),
+        T(ETA),
+        m,
+        threads,
+        fast=wdtype == np.float32,
+        spacing=cfg.get("spacing"),
+    )
     energies: list[float] = []
     times = [time.perf_counter() - run.t_start]
     snaps = [(0, st.phi.reshape((m,) + spatial).copy())] if cfg["history"] else None
@@ -593,8 +697,8 @@ def _iterate(run, x4, phi0, rule, threads):
     rule.start(st.lab)
     while n_iter < cfg["max_iter"]:
         m_lab, m_evo, ndiff, dsq, data, length = stepper.step(
-            st.phi, st.phi_next, st.lab, st.lab_next, st.m_lab, st.m_evo, run.record,
-            st.ndiff == 0)
+            st.phi, st.phi_next, st.lab, st.lab_next, st.m_lab, st.m_evo, run.record, st.ndiff == 0
+        )
         if run.record:
             energies.append(data + lam_ms * length)  # energy of the iterate before this step
         st.swap(m_lab, m_evo, ndiff)

@@ -28,6 +28,7 @@ qualified name and hence its own entry in Numba's cache (which does not key on `
 Nothing is compiled at import; :func:`varseg._jit.ensure_compiled` compiles before a solver's
 clock starts.
 """
+
 from __future__ import annotations
 
 import math
@@ -41,8 +42,17 @@ from .heaviside import dirac_pi_expr
 
 dirac_pi = dirac_pi_expr  # rebound to its compiled clone inside each kernel family
 
-__all__ = ["classify", "Stepper", "means_from_sums", "n_blocks", "partition_change",
-           "final_energy", "kernel_family", "IEEE", "FAST"]
+__all__ = [
+    "classify",
+    "Stepper",
+    "means_from_sums",
+    "n_blocks",
+    "partition_change",
+    "final_energy",
+    "kernel_family",
+    "IEEE",
+    "FAST",
+]
 
 _FM = {"reassoc", "nsz"}  # lets LLVM vectorise the row reductions (sums only)
 _FAST = {"afn", "arcp", "contract"}  # float32 update only (the FAST family's _update_row)
@@ -306,8 +316,9 @@ def _update_row_spaced(r, rp, rm, rzp, rzm, has_z, f, o, mu, dt, eps, eta, sp):
         p = r[j]
         zp = rzp[j] if has_z else p
         zm = rzm[j] if has_z else p
-        o[j] = _upd3s(p, r[jp], r[jm], rp[j], rm[j], zp, zm, f[j], mu, dt, mudt, eps, eta,
-                      one, half, sp)
+        o[j] = _upd3s(
+            p, r[jp], r[jm], rp[j], rm[j], zp, zm, f[j], mu, dt, mudt, eps, eta, one, half, sp
+        )
 
 
 def _update_row(r, rp, rm, rzp, rzm, has_z, f, o, mu, dt, eps, eta, sp):
@@ -322,21 +333,51 @@ def _update_row(r, rp, rm, rzp, rzm, has_z, f, o, mu, dt, eps, eta, sp):
     mudt = mu * dt
     if has_z:
         for j in range(1, W - 1):
-            o[j] = _upd3(r[j], r[j + 1], r[j - 1], rp[j], rm[j], rzp[j], rzm[j], f[j],
-                         mu, dt, mudt, eps, eta, one, half)
+            o[j] = _upd3(
+                r[j],
+                r[j + 1],
+                r[j - 1],
+                rp[j],
+                rm[j],
+                rzp[j],
+                rzm[j],
+                f[j],
+                mu,
+                dt,
+                mudt,
+                eps,
+                eta,
+                one,
+                half,
+            )
     else:
         for j in range(1, W - 1):
-            o[j] = _upd2(r[j], r[j + 1], r[j - 1], rp[j], rm[j], f[j],
-                         mu, dt, mudt, eps, eta, one, half)
+            o[j] = _upd2(
+                r[j], r[j + 1], r[j - 1], rp[j], rm[j], f[j], mu, dt, mudt, eps, eta, one, half
+            )
     for j in (0, W - 1):  # the two border pixels (edge replication); W == 1: twice the same
         jp = j + 1 if j + 1 < W else j
         jm = j - 1 if j > 0 else j
         if has_z:
-            o[j] = _upd3(r[j], r[jp], r[jm], rp[j], rm[j], rzp[j], rzm[j], f[j],
-                         mu, dt, mudt, eps, eta, one, half)
+            o[j] = _upd3(
+                r[j],
+                r[jp],
+                r[jm],
+                rp[j],
+                rm[j],
+                rzp[j],
+                rzm[j],
+                f[j],
+                mu,
+                dt,
+                mudt,
+                eps,
+                eta,
+                one,
+                half,
+            )
         else:
-            o[j] = _upd2(r[j], r[jp], r[jm], rp[j], rm[j], f[j],
-                         mu, dt, mudt, eps, eta, one, half)
+            o[j] = _upd2(r[j], r[jp], r[jm], rp[j], rm[j], f[j], mu, dt, mudt, eps, eta, one, half)
 
 
 def _forces_row(x, phi, z, i, m_evo, lam, e, f):
@@ -502,9 +543,33 @@ def _energy_row(x, lab, z, i, m_lab, e, same):
     return _energyk(lr, ld, lz, e.reshape(K * W))
 
 
-def _step_block(blk, nb, x, phi, out, lab, lab_out, m_lab, m_evo, lam, mu, dt, eps, eta, sp,
-                record,
-                same, pc, ps, pcc, pcs, pnd, pd, pdata, plen):
+def _step_block(
+    blk,
+    nb,
+    x,
+    phi,
+    out,
+    lab,
+    lab_out,
+    m_lab,
+    m_evo,
+    lam,
+    mu,
+    dt,
+    eps,
+    eta,
+    sp,
+    record,
+    same,
+    pc,
+    ps,
+    pcc,
+    pcs,
+    pnd,
+    pd,
+    pdata,
+    plen,
+):
     """Rows ``blk * rows // nb`` to ``(blk + 1) * rows // nb`` of one step (:class:`Stepper`);
     writes the block's partial sums at index ``blk``."""
     C, D, H, W = x.shape
@@ -529,8 +594,21 @@ def _step_block(blk, nb, x, phi, out, lab, lab_out, m_lab, m_evo, lam, mu, dt, e
             dacc += dd
             lacc += ll
         for l in range(m):
-            _update_row(phi[l, z, i], phi[l, z, ip], phi[l, z, im], phi[l, zp, i],
-                        phi[l, zm, i], has_z, f[l], out[l, z, i], mu, dt, eps, eta, sp)
+            _update_row(
+                phi[l, z, i],
+                phi[l, z, ip],
+                phi[l, z, im],
+                phi[l, zp, i],
+                phi[l, zm, i],
+                has_z,
+                f[l],
+                out[l, z, i],
+                mu,
+                dt,
+                eps,
+                eta,
+                sp,
+            )
         lo = lab_out[z, i]
         if m == 1:
             sq, n1, s1, nz = _post1(out[0, z, i], phi[0, z, i], x[0, z, i], lo)
@@ -550,8 +628,34 @@ def _step_block(blk, nb, x, phi, out, lab, lab_out, m_lab, m_evo, lam, mu, dt, e
     plen[blk] = lacc
 
 
-def _step_range(b0, b1, nb, x, phi, out, lab, lab_out, m_lab, m_evo, lam, mu, dt, eps, eta, sp,
-                record, same, pc, ps, pcc, pcs, pnd, pd, pdata, plen):
+def _step_range(
+    b0,
+    b1,
+    nb,
+    x,
+    phi,
+    out,
+    lab,
+    lab_out,
+    m_lab,
+    m_evo,
+    lam,
+    mu,
+    dt,
+    eps,
+    eta,
+    sp,
+    record,
+    same,
+    pc,
+    ps,
+    pcc,
+    pcs,
+    pnd,
+    pd,
+    pdata,
+    plen,
+):
     """Blocks ``b0 .. b1 - 1`` of one step (releases the GIL: the blocks of one step run in
     several Python threads at once)."""
     for blk in range(b0, b1):
@@ -561,8 +665,33 @@ def _step_range(b0, b1, nb, x, phi, out, lab, lab_out, m_lab, m_evo, lam, mu, dt
         pcs[blk] = 0.0
         pnd[blk] = 0
         pd[blk] = 0.0
-        _step_block(blk, nb, x, phi, out, lab, lab_out, m_lab, m_evo, lam, mu, dt, eps, eta, sp,
-                    record, same, pc, ps, pcc, pcs, pnd, pd, pdata, plen)
+        _step_block(
+            blk,
+            nb,
+            x,
+            phi,
+            out,
+            lab,
+            lab_out,
+            m_lab,
+            m_evo,
+            lam,
+            mu,
+            dt,
+            eps,
+            eta,
+            sp,
+            record,
+            same,
+            pc,
+            ps,
+            pcc,
+            pcs,
+            pnd,
+            pd,
+            pdata,
+            plen,
+        )
 
 
 def _finish_step(xtot, pc, ps, pcc, pcs, pnd, pd, pdata, plen):
@@ -641,8 +770,7 @@ def _pool(workers):
             from concurrent.futures import ThreadPoolExecutor
 
             old = _POOL
-            _POOL = ThreadPoolExecutor(max_workers=workers,
-                                       thread_name_prefix="varseg-chan-vese")
+            _POOL = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="varseg-chan-vese")
             if old is not None:
                 old.shutdown(wait=False)
         return _POOL
@@ -700,19 +828,29 @@ class Stepper:
         self.fast = bool(fast)
         self.kernels = FAST if fast else IEEE
         self.nb = nb = n_blocks(D * H)
-        self.parts = (np.zeros((nb, K)), np.zeros((nb, K, C)), np.zeros((nb, K)),
-                      np.zeros((nb, K, C)), np.zeros(nb, dtype=np.int64), np.zeros((nb, m)),
-                      np.zeros(nb), np.zeros(nb))
+        self.parts = (
+            np.zeros((nb, K)),
+            np.zeros((nb, K, C)),
+            np.zeros((nb, K)),
+            np.zeros((nb, K, C)),
+            np.zeros(nb, dtype=np.int64),
+            np.zeros((nb, m)),
+            np.zeros(nb),
+            np.zeros(nb),
+        )
         t = max(1, min(int(threads), nb))
         self.bounds = [(k * nb // t, (k + 1) * nb // t) for k in range(t)]
         self.pool = _pool(t - 1) if t > 1 else None
 
     def step(self, phi, out, lab, lab_out, m_lab, m_evo, record, same):
         kern = self.kernels
-        args = (self.nb, self.x, phi, out, lab, lab_out, m_lab, m_evo, self.lam) + \
-            self.consts + (record, same) + self.parts
-        futures = [self.pool.submit(kern._step_range, b0, b1, *args)
-                   for b0, b1 in self.bounds[1:]]
+        args = (
+            (self.nb, self.x, phi, out, lab, lab_out, m_lab, m_evo, self.lam)
+            + self.consts
+            + (record, same)
+            + self.parts
+        )
+        futures = [self.pool.submit(kern._step_range, b0, b1, *args) for b0, b1 in self.bounds[1:]]
         kern._step_range(self.bounds[0][0], self.bounds[0][1], *args)
         for fut in futures:
             fut.result()
@@ -723,14 +861,17 @@ class Stepper:
 # the two kernel families, compiled from the one source above (each clone has its own
 # qualified name, hence its own entry in Numba's cache)
 # ------------------------------------------------------------------------------------------
-_KERNELS = {name: obj for name, obj in list(globals().items())
-            if isinstance(obj, types.FunctionType) and obj.__module__ == __name__
-            and name not in ("_pool", "spacing_weights")}
+_KERNELS = {
+    name: obj
+    for name, obj in list(globals().items())
+    if isinstance(obj, types.FunctionType)
+    and obj.__module__ == __name__
+    and name not in ("_pool", "spacing_weights")
+}
 _KERNELS["dirac_pi"] = dirac_pi_expr  # the one definition of scikit-image's Dirac
 _REDUCTIONS = ("_masked_sum", "_masked_count_sum", "_sq_diff", "_post1", "_energy2", "_energyk")
 _UPDATE = ("_upd2", "_upd3", "_upd3s", "_update_row", "_update_row_spaced", "dirac_pi")
 _OPTIONS = {"cache": True, "error_model": "numpy", "nogil": True}
-
 
 
 def kernel_family(suffix, fast, **options):

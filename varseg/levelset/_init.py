@@ -49,6 +49,7 @@ from the same level set:
 
 An array is accepted as well: shape ``S`` (only for :math:`m = 1`) or ``(m,) + S``.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -82,8 +83,10 @@ def _disk(shape, small, offset):
         radius /= 2.0
     if radius <= 0:  # degenerate (an axis of length <= 2): avoid a division by zero
         radius = 1.0
-    pos = tuple(int(np.clip(round(c + o * radius), 0, n - 1))
-                for c, o, n in zip(centre, offset, shape, strict=True))
+    pos = tuple(
+        int(np.clip(round(c + o * radius), 0, n - 1))
+        for c, o, n in zip(centre, offset, shape, strict=True)
+    )
     res = np.ones(shape)
     res[pos] = 0.0
     d = distance_transform_edt(res)
@@ -302,8 +305,9 @@ def initial_level_sets(shape, m, init="checkerboard", rng=None, image=None):
                 out[j] = _checkerboard(shape, shifts)
             return out
         if init in ("disk", "small disk"):
-            return np.stack([_disk(shape, init == "small disk", _disk_offsets(j, nd, m))
-                             for j in range(m)])
+            return np.stack(
+                [_disk(shape, init == "small disk", _disk_offsets(j, nd, m)) for j in range(m)]
+            )
         if init == "random":
             if rng is None:
                 rng = np.random.default_rng()
@@ -317,8 +321,10 @@ def initial_level_sets(shape, m, init="checkerboard", rng=None, image=None):
                 rank = lloyd_partition(image, 2**m, rng)
                 code = rank ^ (rank >> 1)
             return np.stack([_signed_distance(((code >> j) & 1) == 0) for j in range(m)])
-        raise ValueError(f"unknown init {init!r}; expected one of {list(INIT_NAMES)} or an "
-                         f"array of shape {(m,) + shape}")
+        raise ValueError(
+            f"unknown init {init!r}; expected one of {list(INIT_NAMES)} or an "
+            f"array of shape {(m,) + shape}"
+        )
     arr = np.asarray(init)
     if arr.dtype == object or not (np.issubdtype(arr.dtype, np.number) or arr.dtype == bool):
         raise ValueError(f"init must be a name or a numeric array; got dtype {arr.dtype}")
@@ -327,8 +333,10 @@ def initial_level_sets(shape, m, init="checkerboard", rng=None, image=None):
         arr = arr[None]
     if arr.shape != expected:
         alt = f" or {shape}" if m == 1 else ""
-        raise ValueError(f"init array has the wrong shape: expected {expected}{alt} "
-                         f"(m={m} level sets), got {arr.shape}")
+        raise ValueError(
+            f"init array has the wrong shape: expected {expected}{alt} "
+            f"(m={m} level sets), got {arr.shape}"
+        )
     arr = np.array(arr, dtype=np.float64)
     if not np.isfinite(arr).all():
         raise ValueError("init array contains NaN or Inf values")

@@ -16,6 +16,7 @@ boundary condition. The discretisation is that of Li's MATLAB code (``lse_bfe.m`
 * explicit Euler step :math:`u \leftarrow u + \Delta t\,[\delta_\varepsilon(u)(f + \nu\kappa)
   + \mu(\Delta u - \kappa)]` with the data force :math:`f` of :func:`data_forces`.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -23,8 +24,15 @@ from numba import njit
 
 from .heaviside import dirac_scalar, heaviside_scalar
 
-__all__ = ["neumann_bc", "curvature", "data_forces", "evolve", "smooth_2d", "bias_sources",
-           "residuals"]
+__all__ = [
+    "neumann_bc",
+    "curvature",
+    "data_forces",
+    "evolve",
+    "smooth_2d",
+    "bias_sources",
+    "residuals",
+]
 
 _TINY = 1e-10  # inside the square root of |grad u|, as in Li's curvature_central
 
@@ -182,16 +190,21 @@ def data_forces(phi, e, eps, out):
                 elif K == 3:
                     h1 = heaviside_scalar(phi[0, d, i, j], eps)
                     h2 = heaviside_scalar(phi[1, d, i, j], eps)
-                    out[0, d, i, j] = -(e[0, d, i, j] * h2 + e[1, d, i, j] * (1.0 - h2)
-                                        - e[2, d, i, j])
+                    out[0, d, i, j] = -(
+                        e[0, d, i, j] * h2 + e[1, d, i, j] * (1.0 - h2) - e[2, d, i, j]
+                    )
                     out[1, d, i, j] = -h1 * (e[0, d, i, j] - e[1, d, i, j])
                 else:
                     h1 = heaviside_scalar(phi[0, d, i, j], eps)
                     h2 = heaviside_scalar(phi[1, d, i, j], eps)
-                    out[0, d, i, j] = -(h2 * (e[0, d, i, j] - e[2, d, i, j])
-                                        + (1.0 - h2) * (e[1, d, i, j] - e[3, d, i, j]))
-                    out[1, d, i, j] = -(h1 * (e[0, d, i, j] - e[1, d, i, j])
-                                        + (1.0 - h1) * (e[2, d, i, j] - e[3, d, i, j]))
+                    out[0, d, i, j] = -(
+                        h2 * (e[0, d, i, j] - e[2, d, i, j])
+                        + (1.0 - h2) * (e[1, d, i, j] - e[3, d, i, j])
+                    )
+                    out[1, d, i, j] = -(
+                        h1 * (e[0, d, i, j] - e[1, d, i, j])
+                        + (1.0 - h1) * (e[2, d, i, j] - e[3, d, i, j])
+                    )
 
 
 @njit(cache=True)
@@ -206,9 +219,11 @@ def _step_nd(u, force, nd, nh, nw, nu, mu, dt, eps, out):
             im, ip = _lo(i), _hi(i, H)
             for w in range(W):
                 wm, wp = _lo(w), _hi(w, W)
-                k = (_grad1(nd[dm, i, w], nd[d, i, w], nd[dp, i, w], d, D)
-                     + _grad1(nh[d, im, w], nh[d, i, w], nh[d, ip, w], i, H)
-                     + _grad1(nw[d, i, wm], nw[d, i, w], nw[d, i, wp], w, W))
+                k = (
+                    _grad1(nd[dm, i, w], nd[d, i, w], nd[dp, i, w], d, D)
+                    + _grad1(nh[d, im, w], nh[d, i, w], nh[d, ip, w], i, H)
+                    + _grad1(nw[d, i, wm], nw[d, i, w], nw[d, i, wp], w, W)
+                )
                 a0 = u[d, i, w]
                 lap = 0.0
                 if D > 1:
@@ -217,8 +232,9 @@ def _step_nd(u, force, nd, nh, nw, nu, mu, dt, eps, out):
                     lap += u[d, _mirror_lo(i), w] + u[d, _mirror_hi(i, H), w] - 2.0 * a0
                 if W > 1:
                     lap += u[d, i, _mirror_lo(w)] + u[d, i, _mirror_hi(w, W)] - 2.0 * a0
-                out[d, i, w] = a0 + dt * (dirac_scalar(a0, eps) * (force[d, i, w] + nu * k)
-                                          + mu * (lap - k))
+                out[d, i, w] = a0 + dt * (
+                    dirac_scalar(a0, eps) * (force[d, i, w] + nu * k) + mu * (lap - k)
+                )
 
 
 # 2D fast path: the same formulas on (H, W) with the border cases hoisted out of the inner
@@ -264,13 +280,54 @@ def _step_2d(u, f, nh, nw, nu, mu, dt, eps, out):
         fi = 0.5 if 0 < i < H - 1 else 1.0
         li = i - 1 if i > 0 else 1  # mirror neighbours of the Laplacian
         hi = i + 1 if i < H - 1 else H - 2
-        _update_px(u, f, nh, nw, nu, mu, dt, eps, out, i, im, ip, fi, li, hi,
-                   0, 0, 1, 1.0, 1, 1)
+        _update_px(u, f, nh, nw, nu, mu, dt, eps, out, i, im, ip, fi, li, hi, 0, 0, 1, 1.0, 1, 1)
         for w in range(1, W - 1):
-            _update_px(u, f, nh, nw, nu, mu, dt, eps, out, i, im, ip, fi, li, hi,
-                       w, w - 1, w + 1, 0.5, w - 1, w + 1)
-        _update_px(u, f, nh, nw, nu, mu, dt, eps, out, i, im, ip, fi, li, hi,
-                   W - 1, W - 2, W - 1, 1.0, W - 2, W - 2)
+            _update_px(
+                u,
+                f,
+                nh,
+                nw,
+                nu,
+                mu,
+                dt,
+                eps,
+                out,
+                i,
+                im,
+                ip,
+                fi,
+                li,
+                hi,
+                w,
+                w - 1,
+                w + 1,
+                0.5,
+                w - 1,
+                w + 1,
+            )
+        _update_px(
+            u,
+            f,
+            nh,
+            nw,
+            nu,
+            mu,
+            dt,
+            eps,
+            out,
+            i,
+            im,
+            ip,
+            fi,
+            li,
+            hi,
+            W - 1,
+            W - 2,
+            W - 1,
+            1.0,
+            W - 2,
+            W - 2,
+        )
 
 
 @njit(cache=True)
@@ -291,10 +348,12 @@ def _forces_2d(phi, e, eps, out):
                 out[0, i, w] = -(e[0, i, w] * h2 + e[1, i, w] * (1.0 - h2) - e[2, i, w])
                 out[1, i, w] = -h1 * (e[0, i, w] - e[1, i, w])
             else:
-                out[0, i, w] = -(h2 * (e[0, i, w] - e[2, i, w])
-                                 + (1.0 - h2) * (e[1, i, w] - e[3, i, w]))
-                out[1, i, w] = -(h1 * (e[0, i, w] - e[1, i, w])
-                                 + (1.0 - h1) * (e[2, i, w] - e[3, i, w]))
+                out[0, i, w] = -(
+                    h2 * (e[0, i, w] - e[2, i, w]) + (1.0 - h2) * (e[1, i, w] - e[3, i, w])
+                )
+                out[1, i, w] = -(
+                    h1 * (e[0, i, w] - e[1, i, w]) + (1.0 - h1) * (e[2, i, w] - e[3, i, w])
+                )
 
 
 @njit(cache=True)

@@ -10,6 +10,7 @@ r"""Regularised Heaviside and Dirac functions and the vector Heaviside of Vese &
 kernels (compiled on first use, never at import), by NumPy (:func:`heaviside`, :func:`dirac`)
 and by torch (:func:`heaviside_torch`, :func:`dirac_torch`).
 """
+
 from __future__ import annotations
 
 import math
@@ -19,9 +20,19 @@ import numpy as np
 
 from .._jit import jit_family
 
-__all__ = ["heaviside", "dirac", "heaviside_expr", "dirac_expr", "dirac_pi_expr",
-           "heaviside_scalar", "dirac_scalar", "heaviside_torch", "dirac_torch",
-           "phase_memberships", "phase_labels"]
+__all__ = [
+    "heaviside",
+    "dirac",
+    "heaviside_expr",
+    "dirac_expr",
+    "dirac_pi_expr",
+    "heaviside_scalar",
+    "dirac_scalar",
+    "heaviside_torch",
+    "dirac_torch",
+    "phase_memberships",
+    "phase_labels",
+]
 
 _atan = math.atan  # rebound to numpy.arctan / torch.atan in the array and tensor versions
 
@@ -70,8 +81,12 @@ _heaviside_np = _bind(heaviside_expr, "numpy", _atan=np.arctan)
 
 #: Numba versions of :func:`heaviside_expr` / :func:`dirac_expr` for kernels (compiled on
 #: first use, inlined into the caller).
-_SCALAR = jit_family({"heaviside_scalar": heaviside_expr, "dirac_scalar": dirac_expr},
-                     "scalar", cache=True, inline="always")
+_SCALAR = jit_family(
+    {"heaviside_scalar": heaviside_expr, "dirac_scalar": dirac_expr},
+    "scalar",
+    cache=True,
+    inline="always",
+)
 heaviside_scalar = _SCALAR.heaviside_scalar
 dirac_scalar = _SCALAR.dirac_scalar
 

@@ -1,4 +1,5 @@
 """Compile every level-set and energy kernel ahead of time (``varseg warmup``)."""
+
 from __future__ import annotations
 
 import time

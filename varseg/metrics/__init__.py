@@ -11,6 +11,7 @@
 All functions take NumPy arrays or torch tensors of integer labels and return NumPy values;
 see each module's docstring for the conventions (empty masks, absent classes, label 0).
 """
+
 from .bsds import (
     bsds_region_scores,
     covering_counts,
@@ -33,9 +34,21 @@ from .overlap import (
 )
 
 __all__ = [
-    "ConfusionMatrix", "confusion_matrix", "iou", "mean_iou", "dice", "precision", "recall",
+    "ConfusionMatrix",
+    "confusion_matrix",
+    "iou",
+    "mean_iou",
+    "dice",
+    "precision",
+    "recall",
     "pixel_accuracy",
-    "rand_index", "probabilistic_rand_index", "variation_of_information",
-    "segmentation_covering", "covering_counts", "region_scores", "bsds_region_scores",
-    "match_labels", "hungarian_dice",
+    "rand_index",
+    "probabilistic_rand_index",
+    "variation_of_information",
+    "segmentation_covering",
+    "covering_counts",
+    "region_scores",
+    "bsds_region_scores",
+    "match_labels",
+    "hungarian_dice",
 ]

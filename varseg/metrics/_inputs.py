@@ -1,4 +1,5 @@
 """Input handling shared by the metrics: tensors to NumPy, label maps validated."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -35,11 +36,11 @@ def as_labels(x, name, *, allow_empty=True):
             raise ValueError(
                 f"{name} must hold integer labels; got non-integer values (e.g. "
                 f"{arr[frac].flat[0]!r}). Pass hard labels such as logits.argmax(1), not "
-                f"probabilities")
+                f"probabilities"
+            )
         arr = arr.astype(np.int64)
     else:
-        raise ValueError(f"{name} must be an integer or boolean label array; got dtype "
-                         f"{arr.dtype}")
+        raise ValueError(f"{name} must be an integer or boolean label array; got dtype {arr.dtype}")
     if not allow_empty and arr.size == 0:
         raise ValueError(f"{name} is empty (shape {arr.shape})")
     return arr
@@ -49,6 +50,7 @@ def label_pair(pred, target, names=("pred", "target"), *, allow_empty=True):
     p = as_labels(pred, names[0], allow_empty=allow_empty)
     t = as_labels(target, names[1], allow_empty=allow_empty)
     if p.shape != t.shape:
-        raise ValueError(f"{names[0]} and {names[1]} must have the same shape; got "
-                         f"{p.shape} and {t.shape}")
+        raise ValueError(
+            f"{names[0]} and {names[1]} must have the same shape; got {p.shape} and {t.shape}"
+        )
     return p, t

@@ -69,14 +69,22 @@ References
 - B. Kim and J. C. Ye, "Mumford-Shah Loss Functional for Image Segmentation with Deep
   Learning", IEEE Trans. Image Process. 29, 2019, Table VI.
 """
+
 from __future__ import annotations
 
 import numpy as np
 
 from ._inputs import as_labels, to_numpy
 
-__all__ = ["rand_index", "probabilistic_rand_index", "variation_of_information",
-           "segmentation_covering", "covering_counts", "region_scores", "bsds_region_scores"]
+__all__ = [
+    "rand_index",
+    "probabilistic_rand_index",
+    "variation_of_information",
+    "segmentation_covering",
+    "covering_counts",
+    "region_scores",
+    "bsds_region_scores",
+]
 
 
 # --------------------------------------------------------------------------------------------
@@ -104,9 +112,9 @@ def _ri(a, b, counts, n):
     if n < 2:
         return 1.0  # no pixel pair: nothing to disagree on
     # exact integer arithmetic (Python ints: no overflow for any realistic N)
-    sum_u = int((a.sizes ** 2).sum())
-    sum_v = int((b.sizes ** 2).sum())
-    sum_uv = int((counts ** 2).sum())
+    sum_u = int((a.sizes**2).sum())
+    sum_v = int((b.sizes**2).sum())
+    sum_uv = int((counts**2).sum())
     disagree2 = sum_u + sum_v - 2 * sum_uv  # twice the number of disagreeing pairs
     return 1.0 - (disagree2 / 2) / (n * (n - 1) / 2)
 
@@ -145,8 +153,10 @@ def _ground_truth_list(ground_truths, shape, name="ground_truths"):
             items = list(arr)
             names = [f"{name}[{k}]" for k in range(len(items))]
         else:
-            raise ValueError(f"{name} must be a label map of the shape of seg {shape}, a "
-                             f"stack of them or a list; got shape {arr.shape}")
+            raise ValueError(
+                f"{name} must be a label map of the shape of seg {shape}, a "
+                f"stack of them or a list; got shape {arr.shape}"
+            )
     if not items:
         raise ValueError(f"{name} is empty: at least one ground-truth segmentation is needed")
     out = []
@@ -210,8 +220,9 @@ def rand_index(seg, ground_truth):
     s = as_labels(seg, "seg", allow_empty=False)
     g = as_labels(ground_truth, "ground_truth", allow_empty=False)
     if g.shape != s.shape:
-        raise ValueError(f"seg and ground_truth must have the same shape; got {s.shape} and "
-                         f"{g.shape}")
+        raise ValueError(
+            f"seg and ground_truth must have the same shape; got {s.shape} and {g.shape}"
+        )
     a, b = _Compact(s.ravel()), _Compact(g.ravel())
     _, _, counts = _table(a, b)
     return _ri(a, b, counts, s.size)
@@ -370,9 +381,13 @@ def region_scores(seg, ground_truths):
     JMVA 2007.
     """
     r = _image_scores(seg, ground_truths)
-    return {"covering": r["num"] / r["den"], "PRI": float(np.mean(r["ri"])),
-            "VI": float(np.mean(r["vi"])), "covering_num": r["num"],
-            "covering_den": r["den"]}
+    return {
+        "covering": r["num"] / r["den"],
+        "PRI": float(np.mean(r["ri"])),
+        "VI": float(np.mean(r["vi"])),
+        "covering_num": r["num"],
+        "covering_den": r["den"],
+    }
 
 
 def bsds_region_scores(segs, ground_truth_lists):
@@ -414,8 +429,9 @@ def bsds_region_scores(segs, ground_truth_lists):
     segs = list(segs)
     gls = list(ground_truth_lists)
     if len(segs) != len(gls):
-        raise ValueError(f"segs and ground_truth_lists must have the same length; got "
-                         f"{len(segs)} and {len(gls)}")
+        raise ValueError(
+            f"segs and ground_truth_lists must have the same length; got {len(segs)} and {len(gls)}"
+        )
     if not segs:
         raise ValueError("segs is empty: no image to score")
     keys = ("covering", "PRI", "VI", "covering_num", "covering_den")
@@ -428,6 +444,10 @@ def bsds_region_scores(segs, ground_truth_lists):
         for k in keys:
             per[k].append(r[k])
     per = {k: np.asarray(v, dtype=np.float64) for k, v in per.items()}
-    return {"covering": float(per["covering_num"].sum() / per["covering_den"].sum()),
-            "PRI": float(per["PRI"].mean()), "VI": float(per["VI"].mean()),
-            "n_images": len(segs), "per_image": per}
+    return {
+        "covering": float(per["covering_num"].sum() / per["covering_den"].sum()),
+        "PRI": float(per["PRI"].mean()),
+        "VI": float(per["VI"].mean()),
+        "n_images": len(segs),
+        "per_image": per,
+    }

@@ -15,6 +15,7 @@ References
 - B. Kim and J. C. Ye, "Mumford-Shah Loss Functional for Image Segmentation with Deep
   Learning", IEEE Trans. Image Process. 29, 2019 (unsupervised experiments, Tables VI-VII).
 """
+
 from __future__ import annotations
 
 import numpy as np

@@ -55,6 +55,7 @@ References
 - B. Kim and J. C. Ye, "Mumford-Shah Loss Functional for Image Segmentation with Deep
   Learning", IEEE Trans. Image Process. 29:1856-1866, 2019 (Tables I-V).
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -62,8 +63,17 @@ import numpy as np
 from .._validation import check_int
 from ._inputs import label_pair
 
-__all__ = ["confusion_matrix", "ConfusionMatrix", "iou", "mean_iou", "dice", "precision",
-           "recall", "pixel_accuracy", "scores_from_confusion"]
+__all__ = [
+    "confusion_matrix",
+    "ConfusionMatrix",
+    "iou",
+    "mean_iou",
+    "dice",
+    "precision",
+    "recall",
+    "pixel_accuracy",
+    "scores_from_confusion",
+]
 
 _METRICS = ("iou", "dice", "precision", "recall")
 
@@ -102,8 +112,9 @@ def _confusion(p, t, k, ignore_index):
             if lo < 0 or hi >= k:
                 bad = lo if lo < 0 else hi
                 extra = " and is not ignore_index" if name == "target" else ""
-                raise ValueError(f"{name} contains label {bad}, outside [0, num_classes={k})"
-                                 f"{extra}")
+                raise ValueError(
+                    f"{name} contains label {bad}, outside [0, num_classes={k}){extra}"
+                )
     return np.bincount(t * k + p, minlength=k * k).reshape(k, k).astype(np.int64)
 
 
@@ -245,12 +256,17 @@ def scores_from_confusion(cm, c, *, empty_score=1.0):
     def ratio(num, den):
         return float(num / den) if den > 0 else 0.0
 
-    return {"dice": ratio(2 * tp, n_pred + n_true), "precision": ratio(tp, n_pred),
-            "recall": ratio(tp, n_true), "iou": ratio(tp, n_pred + n_true - tp)}
+    return {
+        "dice": ratio(2 * tp, n_pred + n_true),
+        "precision": ratio(tp, n_pred),
+        "recall": ratio(tp, n_true),
+        "iou": ratio(tp, n_pred + n_true - tp),
+    }
 
 
-def _score(metric, pred, target, num_classes, positive, ignore_index, average, per_sample,
-           empty_score):
+def _score(
+    metric, pred, target, num_classes, positive, ignore_index, average, per_sample, empty_score
+):
     if average not in (None, "macro"):
         raise ValueError(f"average must be None or 'macro'; got {average!r}")
     ignore_index = check_int(ignore_index, "ignore_index", minimum=None, allow_none=True)
@@ -258,8 +274,10 @@ def _score(metric, pred, target, num_classes, positive, ignore_index, average, p
     p2, t2 = _split_samples(p, t, per_sample)
     if num_classes is None:
         if average is not None:
-            raise ValueError("average='macro' needs num_classes (multi-class mode); binary "
-                             "mode (num_classes=None) already returns one score")
+            raise ValueError(
+                "average='macro' needs num_classes (multi-class mode); binary "
+                "mode (num_classes=None) already returns one score"
+            )
         positive = check_int(positive, "positive", minimum=None)
         out = _binary_scores(p2, t2, metric, positive, ignore_index, empty_score)
         return out if per_sample else float(out[0])
@@ -309,8 +327,17 @@ _PARAMS_DOC = """
 """
 
 
-def iou(pred, target, num_classes=None, *, positive=1, ignore_index=None, average=None,
-        per_sample=False, empty_score=1.0):
+def iou(
+    pred,
+    target,
+    num_classes=None,
+    *,
+    positive=1,
+    ignore_index=None,
+    average=None,
+    per_sample=False,
+    empty_score=1.0,
+):
     r"""Intersection over union (Jaccard index), binary or per class.
 
     .. math:: \mathrm{IoU} = \frac{|P \cap T|}{|P \cup T|}
@@ -325,12 +352,22 @@ def iou(pred, target, num_classes=None, *, positive=1, ignore_index=None, averag
     M. Everingham et al., "The PASCAL Visual Object Classes (VOC) Challenge", IJCV 2010;
     B. Kim and J. C. Ye, IEEE TIP 2019, Tables I-V (IoU).
     """
-    return _score("iou", pred, target, num_classes, positive, ignore_index, average,
-                  per_sample, empty_score)
+    return _score(
+        "iou", pred, target, num_classes, positive, ignore_index, average, per_sample, empty_score
+    )
 
 
-def dice(pred, target, num_classes=None, *, positive=1, ignore_index=None, average=None,
-         per_sample=False, empty_score=1.0):
+def dice(
+    pred,
+    target,
+    num_classes=None,
+    *,
+    positive=1,
+    ignore_index=None,
+    average=None,
+    per_sample=False,
+    empty_score=1.0,
+):
     r"""Dice coefficient (F1 score of the pixel classification), binary or per class.
 
     .. math:: \mathrm{Dice} = \frac{2 |P \cap T|}{|P| + |T|} = \frac{2TP}{2TP + FP + FN}
@@ -344,12 +381,22 @@ def dice(pred, target, num_classes=None, *, positive=1, ignore_index=None, avera
     L. R. Dice, "Measures of the amount of ecologic association between species", Ecology
     1945; B. Kim and J. C. Ye, IEEE TIP 2019, Tables IV-V (LiTS/BraTS Dice).
     """
-    return _score("dice", pred, target, num_classes, positive, ignore_index, average,
-                  per_sample, empty_score)
+    return _score(
+        "dice", pred, target, num_classes, positive, ignore_index, average, per_sample, empty_score
+    )
 
 
-def precision(pred, target, num_classes=None, *, positive=1, ignore_index=None, average=None,
-              per_sample=False, empty_score=1.0):
+def precision(
+    pred,
+    target,
+    num_classes=None,
+    *,
+    positive=1,
+    ignore_index=None,
+    average=None,
+    per_sample=False,
+    empty_score=1.0,
+):
     r"""Precision (positive predictive value), binary or per class.
 
     .. math:: \mathrm{precision} = \frac{|P \cap T|}{|P|} = \frac{TP}{TP + FP}
@@ -362,12 +409,30 @@ def precision(pred, target, num_classes=None, *, positive=1, ignore_index=None, 
     ----------
     B. Kim and J. C. Ye, IEEE TIP 2019, Tables IV-V (LiTS/BraTS precision).
     """
-    return _score("precision", pred, target, num_classes, positive, ignore_index, average,
-                  per_sample, empty_score)
+    return _score(
+        "precision",
+        pred,
+        target,
+        num_classes,
+        positive,
+        ignore_index,
+        average,
+        per_sample,
+        empty_score,
+    )
 
 
-def recall(pred, target, num_classes=None, *, positive=1, ignore_index=None, average=None,
-           per_sample=False, empty_score=1.0):
+def recall(
+    pred,
+    target,
+    num_classes=None,
+    *,
+    positive=1,
+    ignore_index=None,
+    average=None,
+    per_sample=False,
+    empty_score=1.0,
+):
     r"""Recall (sensitivity; per-class accuracy in VOC tables), binary or per class.
 
     .. math:: \mathrm{recall} = \frac{|P \cap T|}{|T|} = \frac{TP}{TP + FN}
@@ -381,8 +446,17 @@ def recall(pred, target, num_classes=None, *, positive=1, ignore_index=None, ave
     ----------
     M. Everingham et al., IJCV 2010; B. Kim and J. C. Ye, IEEE TIP 2019, Tables II, IV, V.
     """
-    return _score("recall", pred, target, num_classes, positive, ignore_index, average,
-                  per_sample, empty_score)
+    return _score(
+        "recall",
+        pred,
+        target,
+        num_classes,
+        positive,
+        ignore_index,
+        average,
+        per_sample,
+        empty_score,
+    )
 
 
 for _f in (iou, dice, precision, recall):
@@ -432,8 +506,11 @@ def mean_iou(pred, target, num_classes=None, *, ignore_index=None):
     """
     ignore_index = check_int(ignore_index, "ignore_index", minimum=None, allow_none=True)
     p, t = label_pair(pred, target)
-    k = (_infer_num_classes(p, t, ignore_index) if num_classes is None
-         else check_int(num_classes, "num_classes", minimum=1))
+    k = (
+        _infer_num_classes(p, t, ignore_index)
+        if num_classes is None
+        else check_int(num_classes, "num_classes", minimum=1)
+    )
     cm = _confusion(p.ravel(), t.ravel(), k, ignore_index)
     return _nanmean(_per_class(cm, "iou"))
 
@@ -508,8 +585,10 @@ class ConfusionMatrix:
         if class_names is not None:
             class_names = [str(c) for c in class_names]
             if len(class_names) != self.num_classes:
-                raise ValueError(f"class_names must have num_classes={self.num_classes} "
-                                 f"entries; got {len(class_names)}")
+                raise ValueError(
+                    f"class_names must have num_classes={self.num_classes} "
+                    f"entries; got {len(class_names)}"
+                )
         self.class_names = class_names
         self._cm = np.zeros((self.num_classes, self.num_classes), np.int64)
 
@@ -569,5 +648,7 @@ class ConfusionMatrix:
         }
 
     def __repr__(self):
-        return (f"ConfusionMatrix(num_classes={self.num_classes}, "
-                f"ignore_index={self.ignore_index}, n_pixels={self.n_pixels})")
+        return (
+            f"ConfusionMatrix(num_classes={self.num_classes}, "
+            f"ignore_index={self.ignore_index}, n_pixels={self.n_pixels})"
+        )

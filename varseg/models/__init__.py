@@ -16,6 +16,7 @@ and :class:`AdvSemiLossWeights`.
 Every model has ``model.config`` (constructor keyword arguments),
 ``Model.from_checkpoint(path, map_location="cpu", **kw)`` and ``model.save_checkpoint(path)``.
 """
+
 from __future__ import annotations
 
 import inspect
@@ -110,8 +111,12 @@ def model_kwargs(name: str) -> tuple[str, ...]:
     tuple of str
     """
     params = inspect.signature(model_class(name).__init__).parameters
-    return tuple(p for p in params if p not in ("self", "in_channels", "num_classes")
-                 and params[p].kind not in (params[p].VAR_POSITIONAL, params[p].VAR_KEYWORD))
+    return tuple(
+        p
+        for p in params
+        if p not in ("self", "in_channels", "num_classes")
+        and params[p].kind not in (params[p].VAR_POSITIONAL, params[p].VAR_KEYWORD)
+    )
 
 
 def check_model_kwargs(name: str, kw: dict) -> None:
@@ -127,8 +132,10 @@ def check_model_kwargs(name: str, kw: dict) -> None:
     accepted = model_kwargs(name)
     unknown = sorted(set(kw) - set(accepted))
     if unknown:
-        raise ValueError(f"unknown keyword argument(s) {unknown} for model {name!r}; "
-                         f"accepted: {', '.join(accepted)}")
+        raise ValueError(
+            f"unknown keyword argument(s) {unknown} for model {name!r}; "
+            f"accepted: {', '.join(accepted)}"
+        )
 
 
 def split_output(out):

@@ -11,6 +11,7 @@ References
 .. [1] B. Kim and J. C. Ye, "Mumford-Shah Loss Functional for Image Segmentation with Deep
        Learning", IEEE Trans. Image Process. 29, 2019, Fig. 2 and Eq. 19-20.
 """
+
 from __future__ import annotations
 
 import math
@@ -32,7 +33,6 @@ __all__ = [
     "pad_to_multiple",
     "strip_prefix",
 ]
-
 
 
 class BiasFieldHead(nn.Module):
@@ -145,7 +145,7 @@ def pad_to_multiple(
 def strip_prefix(state: Mapping[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
     """``state`` without ``prefix`` when every key has it (``"module."`` of DataParallel)."""
     if state and all(k.startswith(prefix) for k in state):
-        return {k[len(prefix):]: v for k, v in state.items()}
+        return {k[len(prefix) :]: v for k, v in state.items()}
     return dict(state)
 
 

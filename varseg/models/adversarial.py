@@ -19,6 +19,7 @@ References
 .. [2] B. Kim and J. C. Ye, "Mumford-Shah Loss Functional for Image Segmentation with Deep
        Learning", IEEE Trans. Image Process. 29, 2019, Sec. IV-B1.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -81,8 +82,9 @@ def _check_map(t: torch.Tensor, name: str, channels: int | None) -> None:
         raise ValueError(f"{name} must have shape {expected}, got {tuple(t.shape)}")
 
 
-def adversarial_loss(d_out: torch.Tensor, target_is_real: bool,
-                     ignore_mask: torch.Tensor | None = None) -> torch.Tensor:
+def adversarial_loss(
+    d_out: torch.Tensor, target_is_real: bool, ignore_mask: torch.Tensor | None = None
+) -> torch.Tensor:
     """Binary cross-entropy of discriminator logits against "real" or "fake" (AdvSemi).
 
     ``mean over kept pixels of BCEWithLogits(d_out, 1 if target_is_real else 0)``, the
@@ -120,8 +122,12 @@ def adversarial_loss(d_out: torch.Tensor, target_is_real: bool,
     return F.binary_cross_entropy_with_logits(d_out[keep], target[keep])
 
 
-def one_hot_label_map(labels: torch.Tensor, num_classes: int, ignore_index: int = 255,
-                      dtype: torch.dtype = torch.float32) -> torch.Tensor:
+def one_hot_label_map(
+    labels: torch.Tensor,
+    num_classes: int,
+    ignore_index: int = 255,
+    dtype: torch.dtype = torch.float32,
+) -> torch.Tensor:
     """One-hot encode a label map to feed ground truth to the AdvSemi discriminator.
 
     Parameters
@@ -149,23 +155,26 @@ def one_hot_label_map(labels: torch.Tensor, num_classes: int, ignore_index: int 
     if labels.ndim == 4 and labels.shape[1] == 1:
         labels = labels[:, 0]
     if labels.ndim != 3:
-        raise ValueError(f"labels must have shape (B, H, W) or (B, 1, H, W), got "
-                         f"{tuple(labels.shape)}")
+        raise ValueError(
+            f"labels must have shape (B, H, W) or (B, 1, H, W), got {tuple(labels.shape)}"
+        )
     if labels.is_floating_point() or labels.is_complex():
         raise ValueError(f"labels must be an integer tensor, got {labels.dtype}")
     labels = labels.long()
     valid = labels != ignore_index
     bad = valid & ((labels < 0) | (labels >= num_classes))
     if bool(bad.any()):
-        raise ValueError(f"labels must lie in [0, {num_classes}) or equal ignore_index="
-                         f"{ignore_index}; found {labels[bad].unique()[:10].tolist()}")
+        raise ValueError(
+            f"labels must lie in [0, {num_classes}) or equal ignore_index="
+            f"{ignore_index}; found {labels[bad].unique()[:10].tolist()}"
+        )
     out = F.one_hot(labels.where(valid, 0), num_classes).permute(0, 3, 1, 2)
     return (out * valid.unsqueeze(1)).to(dtype)
 
 
-def semi_supervised_self_training_loss(pred_logits: torch.Tensor, d_out: torch.Tensor,
-                                       mask_T: float = 0.2,
-                                       ignore_index: int = 255) -> torch.Tensor:
+def semi_supervised_self_training_loss(
+    pred_logits: torch.Tensor, d_out: torch.Tensor, mask_T: float = 0.2, ignore_index: int = 255
+) -> torch.Tensor:
     """Confidence-masked self-training loss of AdvSemi (Hung et al., BMVC 2018, Eq. 5).
 
     Pixels the discriminator finds trustworthy, ``sigmoid(d_out) >= mask_T``, get the
@@ -201,11 +210,12 @@ def semi_supervised_self_training_loss(pred_logits: torch.Tensor, d_out: torch.T
     _check_map(pred_logits, "pred_logits", None)
     _check_map(d_out, "d_out", 1)
     if d_out.shape[0] != pred_logits.shape[0] or d_out.shape[-2:] != pred_logits.shape[-2:]:
-        raise ValueError(f"d_out {tuple(d_out.shape)} must be (B, 1, H, W) for pred_logits "
-                         f"{tuple(pred_logits.shape)}")
+        raise ValueError(
+            f"d_out {tuple(d_out.shape)} must be (B, 1, H, W) for pred_logits "
+            f"{tuple(pred_logits.shape)}"
+        )
     if 0 <= ignore_index < pred_logits.shape[1]:
-        raise ValueError(f"ignore_index={ignore_index} is a class index "
-                         f"(K={pred_logits.shape[1]})")
+        raise ValueError(f"ignore_index={ignore_index} is a class index (K={pred_logits.shape[1]})")
     with torch.no_grad():
         keep = torch.sigmoid(d_out[:, 0]) >= mask_T
         pseudo = pred_logits.argmax(dim=1).masked_fill(~keep, ignore_index)

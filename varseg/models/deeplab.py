@@ -15,6 +15,7 @@ References
 .. [3] K. He, X. Zhang, S. Ren and J. Sun, "Deep Residual Learning for Image Recognition",
        CVPR 2016.
 """
+
 from __future__ import annotations
 
 from collections.abc import Mapping
@@ -48,13 +49,20 @@ class Bottleneck(nn.Module):
 
     expansion = 4
 
-    def __init__(self, inplanes: int, planes: int, stride: int = 1, dilation: int = 1,
-                 downsample: nn.Module | None = None):
+    def __init__(
+        self,
+        inplanes: int,
+        planes: int,
+        stride: int = 1,
+        dilation: int = 1,
+        downsample: nn.Module | None = None,
+    ):
         super().__init__()
         self.conv1 = nn.Conv2d(inplanes, planes, 1, bias=False)
         self.bn1 = nn.BatchNorm2d(planes)
-        self.conv2 = nn.Conv2d(planes, planes, 3, stride=stride, padding=dilation,
-                               dilation=dilation, bias=False)
+        self.conv2 = nn.Conv2d(
+            planes, planes, 3, stride=stride, padding=dilation, dilation=dilation, bias=False
+        )
         self.bn2 = nn.BatchNorm2d(planes)
         self.conv3 = nn.Conv2d(planes, planes * self.expansion, 1, bias=False)
         self.bn3 = nn.BatchNorm2d(planes * self.expansion)
@@ -109,13 +117,15 @@ class ResNetBackbone(nn.Module):
                 nn.init.ones_(m.weight)
                 nn.init.zeros_(m.bias)
 
-    def _make_layer(self, planes: int, blocks: int, stride: int = 1,
-                    dilation: int = 1) -> nn.Sequential:
+    def _make_layer(
+        self, planes: int, blocks: int, stride: int = 1, dilation: int = 1
+    ) -> nn.Sequential:
         downsample = None
         if stride != 1 or self.inplanes != planes * Bottleneck.expansion:
             downsample = nn.Sequential(
-                nn.Conv2d(self.inplanes, planes * Bottleneck.expansion, 1, stride=stride,
-                          bias=False),
+                nn.Conv2d(
+                    self.inplanes, planes * Bottleneck.expansion, 1, stride=stride, bias=False
+                ),
                 nn.BatchNorm2d(planes * Bottleneck.expansion),
             )
         layers = [Bottleneck(self.inplanes, planes, stride, dilation, downsample)]
@@ -148,8 +158,9 @@ class ASPP(nn.Module):
         One branch per dilation.
     """
 
-    def __init__(self, in_channels: int, num_classes: int,
-                 dilations: tuple[int, ...] = (6, 12, 18, 24)):
+    def __init__(
+        self, in_channels: int, num_classes: int, dilations: tuple[int, ...] = (6, 12, 18, 24)
+    ):
         super().__init__()
         self.convs = nn.ModuleList(
             nn.Conv2d(in_channels, num_classes, 3, padding=d, dilation=d, bias=True)
@@ -223,8 +234,16 @@ class DeepLabV2(CheckpointMixin, nn.Module):
 
     output_stride = 8
 
-    def __init__(self, in_channels: int, num_classes: int, *, depth: int = 101,
-                 bias_field: bool = False, pretrained_backbone=None, freeze_bn: bool = False):
+    def __init__(
+        self,
+        in_channels: int,
+        num_classes: int,
+        *,
+        depth: int = 101,
+        bias_field: bool = False,
+        pretrained_backbone=None,
+        freeze_bn: bool = False,
+    ):
         super().__init__()
         if int(in_channels) != in_channels or in_channels < 1:
             raise ValueError(f"in_channels must be a positive integer, got {in_channels!r}")
@@ -234,9 +253,13 @@ class DeepLabV2(CheckpointMixin, nn.Module):
         self.num_classes = int(num_classes)
         self.bias_field = bool(bias_field)
         self.freeze_bn = bool(freeze_bn)
-        self._config = dict(in_channels=self.in_channels, num_classes=self.num_classes,
-                            depth=int(depth), bias_field=self.bias_field,
-                            freeze_bn=self.freeze_bn)
+        self._config = dict(
+            in_channels=self.in_channels,
+            num_classes=self.num_classes,
+            depth=int(depth),
+            bias_field=self.bias_field,
+            freeze_bn=self.freeze_bn,
+        )
         self.backbone = ResNetBackbone(self.in_channels, depth)
         self.aspp = ASPP(2048, self.num_classes)
         self.bias_head = BiasFieldHead(2048) if self.bias_field else None
@@ -283,8 +306,7 @@ class DeepLabV2(CheckpointMixin, nn.Module):
         """
         size = tuple(x.shape[-2:])
         feats = self.features(x)
-        logits = F.interpolate(self.aspp(feats), size=size, mode="bilinear",
-                               align_corners=True)
+        logits = F.interpolate(self.aspp(feats), size=size, mode="bilinear", align_corners=True)
         if self.bias_head is None:
             return logits
         return logits, self.bias_head(feats, size=size)
@@ -314,8 +336,7 @@ class DeepLabV2(CheckpointMixin, nn.Module):
         backbone = [p for p in self.backbone.parameters() if p.requires_grad]
         return [
             {"params": backbone, "lr": lr, "initial_lr": lr},
-            {"params": [p for p in head if p.requires_grad], "lr": 10 * lr,
-             "initial_lr": 10 * lr},
+            {"params": [p for p in head if p.requires_grad], "lr": 10 * lr, "initial_lr": 10 * lr},
         ]
 
     # -- checkpoints ------------------------------------------------------------------------
@@ -354,25 +375,28 @@ class DeepLabV2(CheckpointMixin, nn.Module):
             self._load_backbone_state(state, str(Path(source)))
 
     def _load_backbone_state(self, state: Mapping[str, torch.Tensor], where: str) -> None:
-        state = {k: v for k, v in strip_prefix(state, "module.").items()
-                 if not k.startswith("fc.")}
+        state = {k: v for k, v in strip_prefix(state, "module.").items() if not k.startswith("fc.")}
         own = self.backbone.state_dict()
-        missing = sorted(k for k in own if k not in state
-                         and not k.endswith("num_batches_tracked"))
+        missing = sorted(k for k in own if k not in state and not k.endswith("num_batches_tracked"))
         unexpected = sorted(k for k in state if k not in own)
         if missing or unexpected:
             raise ValueError(
                 f"{where} is not a torchvision ResNet-{self._config['depth']} state dict: "
-                f"missing keys {_short(missing)}, unexpected keys {_short(unexpected)}")
+                f"missing keys {_short(missing)}, unexpected keys {_short(unexpected)}"
+            )
         w = state.get("conv1.weight")
         if w is not None and w.shape[1] != self.in_channels:
             if w.shape[1] != 3 and w.shape[1] != 1:
-                raise ValueError(f"{where}: conv1.weight has {w.shape[1]} input channels; "
-                                 f"only 1 or 3 can be adapted to {self.in_channels}")
-            state["conv1.weight"] = w.mean(dim=1, keepdim=True).repeat(1, self.in_channels,
-                                                                        1, 1)
-        bad = [f"{k}: {tuple(v.shape)} vs {tuple(own[k].shape)}" for k, v in state.items()
-               if v.shape != own[k].shape]
+                raise ValueError(
+                    f"{where}: conv1.weight has {w.shape[1]} input channels; "
+                    f"only 1 or 3 can be adapted to {self.in_channels}"
+                )
+            state["conv1.weight"] = w.mean(dim=1, keepdim=True).repeat(1, self.in_channels, 1, 1)
+        bad = [
+            f"{k}: {tuple(v.shape)} vs {tuple(own[k].shape)}"
+            for k, v in state.items()
+            if v.shape != own[k].shape
+        ]
         if bad:
             raise ValueError(f"{where}: shape mismatch for {_short(bad)}")
         self.backbone.load_state_dict(state, strict=False)

@@ -5,6 +5,7 @@ References
 .. [1] W.-C. Hung, Y.-H. Tsai, Y.-T. Liou, Y.-Y. Lin and M.-H. Yang, "Adversarial Learning
        for Semi-Supervised Semantic Segmentation", BMVC 2018.
 """
+
 from __future__ import annotations
 
 import torch
@@ -84,8 +85,10 @@ class Discriminator(CheckpointMixin, nn.Module):
         check_image_batch(x, self.num_classes, type(self).__name__)
         size = tuple(x.shape[-2:])
         if min(size) < self.min_size:
-            raise ValueError(f"Discriminator needs H, W >= {self.min_size} (five stride-2 "
-                             f"convolutions), got input shape {tuple(x.shape)}")
+            raise ValueError(
+                f"Discriminator needs H, W >= {self.min_size} (five stride-2 "
+                f"convolutions), got input shape {tuple(x.shape)}"
+            )
         for conv in self.convs:
             x = self.leaky_relu(conv(x))
         x = self.classifier(x)

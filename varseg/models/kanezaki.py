@@ -7,6 +7,7 @@ References
 .. [2] B. Kim and J. C. Ye, "Mumford-Shah Loss Functional for Image Segmentation with Deep
        Learning", IEEE Trans. Image Process. 29, 2019, Sec. IV-B3 (Backprop + MS loss).
 """
+
 from __future__ import annotations
 
 import torch
@@ -67,37 +68,58 @@ class KanezakiNet(CheckpointMixin, nn.Module):
     torch.Size([1, 16, 21, 32])
     """
 
-    def __init__(self, in_channels: int, n_channels: int | None = None, n_conv: int = 2, *,
-                 num_classes: int | None = None, hidden_channels: int | None = None,
-                 bias_field: bool = False):
+    def __init__(
+        self,
+        in_channels: int,
+        n_channels: int | None = None,
+        n_conv: int = 2,
+        *,
+        num_classes: int | None = None,
+        hidden_channels: int | None = None,
+        bias_field: bool = False,
+    ):
         super().__init__()
         if n_channels is not None and num_classes is not None and n_channels != num_classes:
-            raise ValueError(f"n_channels={n_channels} and its alias num_classes={num_classes} "
-                             "disagree; give one of them")
+            raise ValueError(
+                f"n_channels={n_channels} and its alias num_classes={num_classes} "
+                "disagree; give one of them"
+            )
         if n_channels is None:
             n_channels = _DEFAULT_CHANNELS if num_classes is None else num_classes
         if hidden_channels is None:
             hidden_channels = n_channels
-        for name, value in (("in_channels", in_channels), ("n_channels", n_channels),
-                            ("n_conv", n_conv), ("hidden_channels", hidden_channels)):
+        for name, value in (
+            ("in_channels", in_channels),
+            ("n_channels", n_channels),
+            ("n_conv", n_conv),
+            ("hidden_channels", hidden_channels),
+        ):
             if int(value) != value or value < 1:
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
         self.in_channels = int(in_channels)
         self.n_channels = int(n_channels)
         self.bias_field = bool(bias_field)
         self.hidden_channels = int(hidden_channels)
-        self._config = dict(in_channels=self.in_channels, n_channels=self.n_channels,
-                            n_conv=int(n_conv), hidden_channels=self.hidden_channels,
-                            bias_field=self.bias_field)
+        self._config = dict(
+            in_channels=self.in_channels,
+            n_channels=self.n_channels,
+            n_conv=int(n_conv),
+            hidden_channels=self.hidden_channels,
+            bias_field=self.bias_field,
+        )
         layers: list[nn.Module] = []
         c_in = self.in_channels
         for _ in range(int(n_conv)):
-            layers += [nn.Conv2d(c_in, self.hidden_channels, 3, padding=1),
-                       nn.ReLU(inplace=True), nn.BatchNorm2d(self.hidden_channels)]
+            layers += [
+                nn.Conv2d(c_in, self.hidden_channels, 3, padding=1),
+                nn.ReLU(inplace=True),
+                nn.BatchNorm2d(self.hidden_channels),
+            ]
             c_in = self.hidden_channels
         self.features = nn.Sequential(*layers)
-        self.head = nn.Sequential(nn.Conv2d(self.hidden_channels, self.n_channels, 1),
-                                  nn.BatchNorm2d(self.n_channels))
+        self.head = nn.Sequential(
+            nn.Conv2d(self.hidden_channels, self.n_channels, 1), nn.BatchNorm2d(self.n_channels)
+        )
         self.bias_head = BiasFieldHead(self.hidden_channels) if self.bias_field else None
 
     @property

@@ -23,6 +23,7 @@ References
 .. [3] O. Ronneberger, P. Fischer and T. Brox, "U-Net: Convolutional Networks for Biomedical
        Image Segmentation", MICCAI 2015.
 """
+
 from __future__ import annotations
 
 import torch
@@ -50,8 +51,9 @@ def polyphase_split(x: torch.Tensor) -> torch.Tensor:
     check_image_batch(x, None, "polyphase_split")
     if x.shape[-2] % 2 or x.shape[-1] % 2:
         raise ValueError(f"polyphase_split needs even H and W, got shape {tuple(x.shape)}")
-    return torch.cat([x[..., 0::2, 0::2], x[..., 0::2, 1::2],
-                      x[..., 1::2, 0::2], x[..., 1::2, 1::2]], dim=1)
+    return torch.cat(
+        [x[..., 0::2, 0::2], x[..., 0::2, 1::2], x[..., 1::2, 0::2], x[..., 1::2, 1::2]], dim=1
+    )
 
 
 def polyphase_merge(y: torch.Tensor) -> torch.Tensor:
@@ -138,14 +140,29 @@ class PolyphaseUNet(UNetBase):
     torch.Size([1, 2, 30, 30])
     """
 
-    def __init__(self, in_channels: int, num_classes: int, *, base_channels: int = 64,
-                 depth: int = 4, bias_field: bool = False, batch_norm: bool = True):
+    def __init__(
+        self,
+        in_channels: int,
+        num_classes: int,
+        *,
+        base_channels: int = 64,
+        depth: int = 4,
+        bias_field: bool = False,
+        batch_norm: bool = True,
+    ):
         if base_channels % 2:
             raise ValueError(
                 f"PolyphaseUNet needs an even base_channels (PixelShuffle divides the "
-                f"channels by 4), got {base_channels}")
-        super().__init__(in_channels, num_classes, base_channels=base_channels, depth=depth,
-                         bias_field=bias_field, batch_norm=batch_norm)
+                f"channels by 4), got {base_channels}"
+            )
+        super().__init__(
+            in_channels,
+            num_classes,
+            base_channels=base_channels,
+            depth=depth,
+            bias_field=bias_field,
+            batch_norm=batch_norm,
+        )
 
     def _make_pool(self) -> nn.Module:
         return nn.PixelUnshuffle(2)

@@ -10,6 +10,7 @@ References
 .. [2] B. Kim and J. C. Ye, "Mumford-Shah Loss Functional for Image Segmentation with Deep
        Learning", IEEE Trans. Image Process. 29, 2019, Fig. 2.
 """
+
 from __future__ import annotations
 
 import torch
@@ -55,26 +56,44 @@ class UNetBase(CheckpointMixin, nn.Module):
     (the upsampling module of one decoder level and its output channels).
     """
 
-    def __init__(self, in_channels: int, num_classes: int, *, base_channels: int = 64,
-                 depth: int = 4, bias_field: bool = False, batch_norm: bool = True):
+    def __init__(
+        self,
+        in_channels: int,
+        num_classes: int,
+        *,
+        base_channels: int = 64,
+        depth: int = 4,
+        bias_field: bool = False,
+        batch_norm: bool = True,
+    ):
         super().__init__()
-        for name, value in (("in_channels", in_channels), ("num_classes", num_classes),
-                            ("base_channels", base_channels), ("depth", depth)):
+        for name, value in (
+            ("in_channels", in_channels),
+            ("num_classes", num_classes),
+            ("base_channels", base_channels),
+            ("depth", depth),
+        ):
             if int(value) != value or value < 1:
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
         self.in_channels = int(in_channels)
         self.num_classes = int(num_classes)
         self.depth = int(depth)
         self.bias_field = bool(bias_field)
-        self._config = dict(in_channels=self.in_channels, num_classes=self.num_classes,
-                            base_channels=int(base_channels), depth=self.depth,
-                            bias_field=self.bias_field, batch_norm=bool(batch_norm))
+        self._config = dict(
+            in_channels=self.in_channels,
+            num_classes=self.num_classes,
+            base_channels=int(base_channels),
+            depth=self.depth,
+            bias_field=self.bias_field,
+            batch_norm=bool(batch_norm),
+        )
 
         widths = [base_channels * 2**i for i in range(depth + 1)]
         self.encoders = nn.ModuleList([DoubleConv(in_channels, widths[0], batch_norm)])
         for i in range(1, depth + 1):
             self.encoders.append(
-                DoubleConv(self._pooled_channels(widths[i - 1]), widths[i], batch_norm))
+                DoubleConv(self._pooled_channels(widths[i - 1]), widths[i], batch_norm)
+            )
         self.ups = nn.ModuleList()
         self.decoders = nn.ModuleList()
         for i in reversed(range(depth)):
@@ -123,10 +142,10 @@ class UNetBase(CheckpointMixin, nn.Module):
                 x = self.pool(x)
         for up, decoder, skip in zip(self.ups, self.decoders, reversed(skips), strict=True):
             x = decoder(torch.cat([up(x), skip], dim=1))
-        logits = self.classifier(x)[..., top:top + h, left:left + w]
+        logits = self.classifier(x)[..., top : top + h, left : left + w]
         if self.bias_head is None:
             return logits
-        return logits, self.bias_head(x)[..., top:top + h, left:left + w]
+        return logits, self.bias_head(x)[..., top : top + h, left : left + w]
 
 
 class UNet(UNetBase):
@@ -179,15 +198,28 @@ class UNet(UNetBase):
     torch.Size([1, 4, 37, 50])
     """
 
-    def __init__(self, in_channels: int, num_classes: int, *, base_channels: int = 64,
-                 depth: int = 4, bias_field: bool = False, batch_norm: bool = True,
-                 upsampling: str = "transpose"):
+    def __init__(
+        self,
+        in_channels: int,
+        num_classes: int,
+        *,
+        base_channels: int = 64,
+        depth: int = 4,
+        bias_field: bool = False,
+        batch_norm: bool = True,
+        upsampling: str = "transpose",
+    ):
         if upsampling not in ("transpose", "bilinear"):
-            raise ValueError(
-                f"upsampling must be 'transpose' or 'bilinear', got {upsampling!r}")
+            raise ValueError(f"upsampling must be 'transpose' or 'bilinear', got {upsampling!r}")
         self._upsampling = upsampling
-        super().__init__(in_channels, num_classes, base_channels=base_channels, depth=depth,
-                         bias_field=bias_field, batch_norm=batch_norm)
+        super().__init__(
+            in_channels,
+            num_classes,
+            base_channels=base_channels,
+            depth=depth,
+            bias_field=bias_field,
+            batch_norm=batch_norm,
+        )
         self._config["upsampling"] = upsampling
 
     def _pooled_channels(self, channels: int) -> int:
@@ -196,8 +228,10 @@ class UNet(UNetBase):
     def _make_up(self, in_channels: int, skip_channels: int) -> tuple[nn.Module, int]:
         if self._upsampling == "transpose":
             return nn.ConvTranspose2d(in_channels, skip_channels, 2, stride=2), skip_channels
-        up = nn.Sequential(nn.Upsample(scale_factor=2, mode="bilinear", align_corners=False),
-                           nn.Conv2d(in_channels, skip_channels, kernel_size=1))
+        up = nn.Sequential(
+            nn.Upsample(scale_factor=2, mode="bilinear", align_corners=False),
+            nn.Conv2d(in_channels, skip_channels, kernel_size=1),
+        )
         return up, skip_channels
 
     def _make_pool(self) -> nn.Module:

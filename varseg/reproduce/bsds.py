@@ -15,6 +15,7 @@ Protocol (the Berkeley region benchmark, :mod:`varseg.metrics.bsds`):
 
 Images whose label PNG and record already exist are not recomputed (resume).
 """
+
 from __future__ import annotations
 
 import json
@@ -39,8 +40,17 @@ from .protocol import (
     write_label_png,
 )
 
-__all__ = ["bsds_ids", "reproduce_bsds500", "score_labels", "write_label_png", "find_bsds500",
-           "read_label_png", "unet_runner", "summarise"]
+__all__ = [
+    "bsds_ids",
+    "reproduce_bsds500",
+    "score_labels",
+    "write_label_png",
+    "find_bsds500",
+    "read_label_png",
+    "unet_runner",
+    "summarise",
+]
+
 
 def _segment_one(job):
     """Worker: segment one image with one method, write its PNG and record."""
@@ -53,15 +63,29 @@ def _segment_one(job):
     ground_truths = load_gt(base, split, iid)  # read (and check) the inputs before computing
     model = _cached_unet(opts["checkpoint"], opts["device"]) if method == "unet-ms" else None
     t0 = time.perf_counter()
-    seg = run_method(method, image, seed=opts["seed"], work_size=opts["work_size"],
-                     model=model, device=opts["device"])
+    seg = run_method(
+        method,
+        image,
+        seed=opts["seed"],
+        work_size=opts["work_size"],
+        model=model,
+        device=opts["device"],
+    )
     seconds = time.perf_counter() - t0
     if seg.labels.shape != image.shape[:2]:
-        raise ValueError(f"{method} returned labels of shape {seg.labels.shape} for image "
-                         f"{iid} of shape {image.shape[:2]}")
+        raise ValueError(
+            f"{method} returned labels of shape {seg.labels.shape} for image "
+            f"{iid} of shape {image.shape[:2]}"
+        )
     write_label_png(png, seg.labels)
-    rec = {"id": iid, "method": method, "seconds": seconds, "n_iter": int(seg.n_iter),
-           "converged": bool(seg.converged), "energy": float(seg.final_energy)}
+    rec = {
+        "id": iid,
+        "method": method,
+        "seconds": seconds,
+        "n_iter": int(seg.n_iter),
+        "converged": bool(seg.converged),
+        "energy": float(seg.final_energy),
+    }
     rec.update(score_labels(seg.labels + 1, ground_truths))
     atomic_write_text(rec_path, json.dumps(rec, indent=1) + "\n")
     return rec
@@ -113,10 +137,17 @@ def unet_runner(checkpoint, device="cpu"):
         with torch.inference_mode():
             logits, _ = split_output(model(xt))
             y = torch.softmax(logits.double(), 1)[0].cpu().numpy()
-        seg = Segmentation(labels=y.argmax(0), memberships=y.astype(np.float32),
-                           means=np.zeros((y.shape[0], 3)), energy=np.array([np.nan]),
-                           n_iter=0, converged=True, elapsed=time.perf_counter() - t0,
-                           method="unet-ms", params={"checkpoint": str(checkpoint)})
+        seg = Segmentation(
+            labels=y.argmax(0),
+            memberships=y.astype(np.float32),
+            means=np.zeros((y.shape[0], 3)),
+            energy=np.array([np.nan]),
+            n_iter=0,
+            converged=True,
+            elapsed=time.perf_counter() - t0,
+            method="unet-ms",
+            params={"checkpoint": str(checkpoint)},
+        )
         return full_resolution(seg, np.asarray(image).shape[:2])
 
     return run
@@ -142,9 +173,21 @@ def _map(jobs, n_jobs, desc, progress):
     return out
 
 
-def reproduce_bsds500(root, split="val", methods=METHODS, *, n=None, jobs=1, out="reproduce",
-                      checkpoint=None, train_config="bsds-unet-ms-cpu", seed=0,
-                      work_size=None, device="cpu", progress=True):
+def reproduce_bsds500(
+    root,
+    split="val",
+    methods=METHODS,
+    *,
+    n=None,
+    jobs=1,
+    out="reproduce",
+    checkpoint=None,
+    train_config="bsds-unet-ms-cpu",
+    seed=0,
+    work_size=None,
+    device="cpu",
+    progress=True,
+):
     """Run the Table VI methods on a BSDS500 split and write the results.
 
     Parameters
@@ -190,15 +233,14 @@ def reproduce_bsds500(root, split="val", methods=METHODS, *, n=None, jobs=1, out
     if isinstance(jobs, bool) or int(jobs) < 1:
         raise ValueError(f"jobs must be a positive integer; got {jobs!r}")
     base = data_dir(root)
-    ids = bsds_ids(root, split)[: n]
+    ids = bsds_ids(root, split)[:n]
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise ValueError(f"output {out} exists and is not a folder")
     out.mkdir(parents=True, exist_ok=True)
     if "unet-ms" in methods and checkpoint is None:
         checkpoint = _train_unet(root, out, train_config, seed, progress)
-    opts = {"seed": int(seed), "work_size": work_size, "checkpoint": checkpoint,
-            "device": device}
+    opts = {"seed": int(seed), "work_size": work_size, "checkpoint": checkpoint, "device": device}
     rows, t_start = [], time.perf_counter()
     for method in methods:
         mdir = out / "labels" / method
@@ -206,10 +248,18 @@ def reproduce_bsds500(root, split="val", methods=METHODS, *, n=None, jobs=1, out
         jobs_list = [(method, base, split, iid, mdir, opts) for iid in ids]
         records = _map(jobs_list, int(jobs), method, progress)
         rows.append(summarise(method, records))
-    meta = {"split": split, "n_images": len(ids), "root": str(root), "seed": int(seed),
-            "jobs": int(jobs), "checkpoint": None if checkpoint is None else str(checkpoint),
-            "wall_seconds": time.perf_counter() - t_start, "load_average": _loadavg(),
-            "level_set_preset": LEVEL_SET_PRESET, "neural_presets": NEURAL_PRESETS}
+    meta = {
+        "split": split,
+        "n_images": len(ids),
+        "root": str(root),
+        "seed": int(seed),
+        "jobs": int(jobs),
+        "checkpoint": None if checkpoint is None else str(checkpoint),
+        "wall_seconds": time.perf_counter() - t_start,
+        "load_average": _loadavg(),
+        "level_set_preset": LEVEL_SET_PRESET,
+        "neural_presets": NEURAL_PRESETS,
+    }
     _write_outputs(out, rows, meta)
     return rows
 
@@ -236,8 +286,9 @@ def _train_unet(root, out, config, seed, progress):
 def _write_outputs(out, rows, meta):
     from .report import render_report
 
-    atomic_write_text(out / "results.json",
-                      json.dumps({"meta": meta, "rows": rows}, indent=1, default=str) + "\n")
+    atomic_write_text(
+        out / "results.json", json.dumps({"meta": meta, "rows": rows}, indent=1, default=str) + "\n"
+    )
     cols = list(rows[0])
     for r in rows[1:]:
         cols += [c for c in r if c not in cols]
@@ -265,8 +316,10 @@ def find_bsds500(start=None):
     starts = [Path(start)] if start is not None else [Path.cwd(), Path(__file__).resolve()]
     for s in starts:
         for parent in [s, *s.parents]:
-            for cand in (parent / "shared" / "data" / "bsds500",
-                         parent.parent / "shared" / "data" / "bsds500"):
+            for cand in (
+                parent / "shared" / "data" / "bsds500",
+                parent.parent / "shared" / "data" / "bsds500",
+            ):
                 if (cand / "data" / "images").is_dir():
                     return cand
     return None

@@ -25,12 +25,19 @@ The per-image networks run at ``work_size`` (the longest side, in pixels) when i
 smaller than the image, on CPU; their memberships are resized back to the full resolution
 before the argmax, so the labels always have the image's shape.
 """
+
 from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["LEVEL_SET_PRESET", "NEURAL_PRESETS", "PAPER_TABLE_VI", "METHODS",
-           "bsds_features", "run_method"]
+__all__ = [
+    "LEVEL_SET_PRESET",
+    "NEURAL_PRESETS",
+    "PAPER_TABLE_VI",
+    "METHODS",
+    "bsds_features",
+    "run_method",
+]
 
 #: Kim & Ye 2019, Table VI (BSDS500 test split): region covering, PRI, VI (bits).
 PAPER_TABLE_VI = {
@@ -48,18 +55,40 @@ METHODS = ("level-set", "kmeans", "backprop", "backprop-ms", "unet-ms")
 #: then the keyword arguments of :func:`varseg.chan_vese`.
 LEVEL_SET_PRESET = {
     "features": {"space": "lab", "chroma_weight": 2.0, "smooth": 1.0},
-    "chan_vese": {"n_phases": 4, "mu": 0.25, "init": "lloyd", "seed": 0, "max_iter": 1000,
-                  "tol": 5e-3, "stop": "partition"},
+    "chan_vese": {
+        "n_phases": 4,
+        "mu": 0.25,
+        "init": "lloyd",
+        "seed": 0,
+        "max_iter": 1000,
+        "tol": 5e-3,
+        "stop": "partition",
+    },
 }
 
 #: Settings of the per-image networks (CPU scale; ``work_size=0`` runs them at full
 #: resolution, the paper's setting, best on a GPU).
 NEURAL_PRESETS = {
-    "backprop": {"n_phases": 32, "init": "random", "ms_loss": False, "kanezaki_ce": True,
-                 "superpixels": 2000, "optimizer": "sgd", "lr": 0.1, "min_labels": 3,
-                 "max_iter": 200, "hidden_channels": 32, "work_size": 240},
-    "backprop-ms": {"n_phases": 4, "bias_field": True, "max_iter": 300,
-                    "hidden_channels": 32, "work_size": 240},
+    "backprop": {
+        "n_phases": 32,
+        "init": "random",
+        "ms_loss": False,
+        "kanezaki_ce": True,
+        "superpixels": 2000,
+        "optimizer": "sgd",
+        "lr": 0.1,
+        "min_labels": 3,
+        "max_iter": 200,
+        "hidden_channels": 32,
+        "work_size": 240,
+    },
+    "backprop-ms": {
+        "n_phases": 4,
+        "bias_field": True,
+        "max_iter": 300,
+        "hidden_channels": 32,
+        "work_size": 240,
+    },
 }
 
 
@@ -121,8 +150,13 @@ def _kmeans(image, preset=None):
     from varseg.baselines import kmeans_segment
 
     p = LEVEL_SET_PRESET if preset is None else preset
-    return kmeans_segment(bsds_features(image, **p["features"]),
-                          p["chan_vese"]["n_phases"], channel_axis=-1, seed=0, max_iter=30)
+    return kmeans_segment(
+        bsds_features(image, **p["features"]),
+        p["chan_vese"]["n_phases"],
+        channel_axis=-1,
+        seed=0,
+        max_iter=30,
+    )
 
 
 def _work_image(image, work_size):
@@ -194,7 +228,8 @@ def run_method(name, image, *, seed=0, work_size=None, model=None, device="cpu")
         return _neural(name, image, seed=seed, work_size=work_size, device=device)
     if name == "unet-ms":
         if model is None:
-            raise ValueError("unet-ms needs a trained model (--checkpoint, or let the command "
-                             "train one)")
+            raise ValueError(
+                "unet-ms needs a trained model (--checkpoint, or let the command train one)"
+            )
         return model(image)
     raise ValueError(f"unknown method {name!r}; expected one of {list(METHODS)}")

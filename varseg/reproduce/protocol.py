@@ -2,6 +2,7 @@
 
 Image ids, loading, 1-based label PNGs, region scores in both conventions, summaries.
 """
+
 from __future__ import annotations
 
 import warnings
@@ -14,8 +15,17 @@ from varseg.compare.dataset import init_worker as _compare_worker_init
 
 from .presets import PAPER_TABLE_VI
 
-__all__ = ["bsds_ids", "data_dir", "write_label_png", "read_label_png", "score_labels",
-           "summarise", "load_gt", "load_image", "init_worker"]
+__all__ = [
+    "bsds_ids",
+    "data_dir",
+    "write_label_png",
+    "read_label_png",
+    "score_labels",
+    "summarise",
+    "load_gt",
+    "load_image",
+    "init_worker",
+]
 
 _SCORE_KEYS = ("covering_num", "covering_den", "PRI", "VI")
 
@@ -35,8 +45,10 @@ def bsds_ids(root, split):
     gt_dir = base / "groundTruth" / split
     for d in (img_dir, gt_dir):
         if not d.is_dir():
-            raise FileNotFoundError(f"BSDS500 folder {d} does not exist (expected "
-                                    f"<root>/data/{{images,groundTruth}}/{split}/)")
+            raise FileNotFoundError(
+                f"BSDS500 folder {d} does not exist (expected "
+                f"<root>/data/{{images,groundTruth}}/{split}/)"
+            )
     ids = sorted(p.stem for p in img_dir.glob("*.jpg"))
     if not ids:
         raise FileNotFoundError(f"no .jpg image in {img_dir}")
@@ -49,8 +61,7 @@ def data_dir(root):
     It may be ``root``, ``root/BSDS500`` or ``root/BSR/…``.
     """
     root = Path(root)
-    for cand in (root / "data", root / "BSDS500" / "data", root / "BSR" / "BSDS500" / "data",
-                 root):
+    for cand in (root / "data", root / "BSDS500" / "data", root / "BSR" / "BSDS500" / "data", root):
         if (cand / "images").is_dir():
             return cand
     raise FileNotFoundError(f"no BSDS500 layout under {root}: expected <root>/data/images/")
@@ -106,6 +117,7 @@ def score_labels(labels, ground_truths):
 
 def summarise(method, records):
     """One row of the results table from the per-image records of a method."""
+
     def pooled(prefix):
         num = sum(r[f"{prefix}covering_num"] for r in records)
         den = sum(r[f"{prefix}covering_den"] for r in records)
@@ -115,18 +127,29 @@ def summarise(method, records):
         return float(np.mean([r[k] for r in records]))
 
     paper = PAPER_TABLE_VI.get(method)
-    row = {"method": method, "n_images": len(records),
-           "covering": pooled(""), "pri": mean("PRI"), "vi": mean("VI"),
-           "cc_covering": pooled("cc_"), "cc_pri": mean("cc_PRI"), "cc_vi": mean("cc_VI"),
-           "seconds_per_image": mean("seconds"), "converged": mean("converged"),
-           "regions_per_image": mean("n_regions"),
-           "components_per_image": mean("n_components"),
-           "paper_covering": None if paper is None else paper["covering"],
-           "paper_pri": None if paper is None else paper["pri"],
-           "paper_vi": None if paper is None else paper["vi"]}
+    row = {
+        "method": method,
+        "n_images": len(records),
+        "covering": pooled(""),
+        "pri": mean("PRI"),
+        "vi": mean("VI"),
+        "cc_covering": pooled("cc_"),
+        "cc_pri": mean("cc_PRI"),
+        "cc_vi": mean("cc_VI"),
+        "seconds_per_image": mean("seconds"),
+        "converged": mean("converged"),
+        "regions_per_image": mean("n_regions"),
+        "components_per_image": mean("n_components"),
+        "paper_covering": None if paper is None else paper["covering"],
+        "paper_pri": None if paper is None else paper["pri"],
+        "paper_vi": None if paper is None else paper["vi"],
+    }
     if paper is not None:
-        row["meets_paper"] = bool(row["covering"] >= paper["covering"]
-                                  and row["pri"] >= paper["pri"] and row["vi"] <= paper["vi"])
+        row["meets_paper"] = bool(
+            row["covering"] >= paper["covering"]
+            and row["pri"] >= paper["pri"]
+            and row["vi"] <= paper["vi"]
+        )
     return row
 
 

@@ -1,4 +1,5 @@
 """The Markdown report of ``varseg reproduce bsds500``."""
+
 from __future__ import annotations
 
 import json
@@ -14,8 +15,10 @@ def _f(v, fmt=".3f"):
 
 
 def _table(rows):
-    head = ("| method | images | covering | PRI | VI (bits) | paper covering | paper PRI | "
-            "paper VI | meets paper | s/image | converged |")
+    head = (
+        "| method | images | covering | PRI | VI (bits) | paper covering | paper PRI | "
+        "paper VI | meets paper | s/image | converged |"
+    )
     out = [head, "|" + "---|" * 11]
     for r in rows:
         meets = r.get("meets_paper")
@@ -23,30 +26,41 @@ def _table(rows):
             f"| {r['method']} | {r['n_images']} | {_f(r['covering'])} | {_f(r['pri'])} | "
             f"{_f(r['vi'])} | {_f(r['paper_covering'])} | {_f(r['paper_pri'])} | "
             f"{_f(r['paper_vi'])} | {'—' if meets is None else ('yes' if meets else 'no')} | "
-            f"{_f(r['seconds_per_image'], '.2f')} | {_f(r['converged'], '.2f')} |")
+            f"{_f(r['seconds_per_image'], '.2f')} | {_f(r['converged'], '.2f')} |"
+        )
     return "\n".join(out)
 
 
 def _cc_table(rows):
-    out = ["| method | covering | PRI | VI (bits) | regions / image | components / image |",
-           "|" + "---|" * 6]
+    out = [
+        "| method | covering | PRI | VI (bits) | regions / image | components / image |",
+        "|" + "---|" * 6,
+    ]
     for r in rows:
-        out.append(f"| {r['method']} | {_f(r['cc_covering'])} | {_f(r['cc_pri'])} | "
-                   f"{_f(r['cc_vi'])} | {_f(r['regions_per_image'], '.1f')} | "
-                   f"{_f(r['components_per_image'], '.0f')} |")
+        out.append(
+            f"| {r['method']} | {_f(r['cc_covering'])} | {_f(r['cc_pri'])} | "
+            f"{_f(r['cc_vi'])} | {_f(r['regions_per_image'], '.1f')} | "
+            f"{_f(r['components_per_image'], '.0f')} |"
+        )
     return "\n".join(out)
 
 
 def _search_section():
     search = load_level_set_search()
-    lines = ["## How the level-set preset was chosen (train split only)", "",
-             search["protocol"], "",
-             "| K | μ | features | init | smoothing σ | images | covering | PRI | VI | "
-             "converged |", "|" + "---|" * 10]
+    lines = [
+        "## How the level-set preset was chosen (train split only)",
+        "",
+        search["protocol"],
+        "",
+        "| K | μ | features | init | smoothing σ | images | covering | PRI | VI | converged |",
+        "|" + "---|" * 10,
+    ]
     for r in search["rows"]:
-        lines.append(f"| {r['K']} | {r['mu']} | {r['features']} | {r['init']} | "
-                     f"{r['smooth']} | {r['n_images']} | {r['covering']:.3f} | "
-                     f"{r['pri']:.3f} | {r['vi']:.3f} | {r['converged']:.2f} |")
+        lines.append(
+            f"| {r['K']} | {r['mu']} | {r['features']} | {r['init']} | "
+            f"{r['smooth']} | {r['n_images']} | {r['covering']:.3f} | "
+            f"{r['pri']:.3f} | {r['vi']:.3f} | {r['converged']:.2f} |"
+        )
     lines += ["", search["choice"]]
     return "\n".join(lines)
 

@@ -7,6 +7,7 @@ label values, covering pooled, PRI and VI means); :func:`load_level_set_search` 
 search that chose :data:`varseg.reproduce.presets.LEVEL_SET_PRESET`, as it was run (stored in
 ``level_set_search.json`` beside this module).
 """
+
 from __future__ import annotations
 
 import json
@@ -19,15 +20,23 @@ __all__ = ["search_level_set", "load_level_set_search", "candidate_preset"]
 _SEARCH_FILE = Path(__file__).with_name("level_set_search.json")
 
 
-def candidate_preset(K, mu, chroma_weight=2.0, init="lloyd", smooth=0.0, max_iter=1000,
-                     tol=5e-3):
+def candidate_preset(K, mu, chroma_weight=2.0, init="lloyd", smooth=0.0, max_iter=1000, tol=5e-3):
     """Build a level-set preset (the structure of ``LEVEL_SET_PRESET``) from search parameters."""
     features = {"space": "lab", "chroma_weight": float(chroma_weight), "smooth": float(smooth)}
     if chroma_weight == 0:
         features = {"space": "rgb", "chroma_weight": 1.0, "smooth": float(smooth)}
-    return {"features": features,
-            "chan_vese": {"n_phases": int(K), "mu": float(mu), "init": init, "seed": 0,
-                          "max_iter": int(max_iter), "tol": float(tol), "stop": "partition"}}
+    return {
+        "features": features,
+        "chan_vese": {
+            "n_phases": int(K),
+            "mu": float(mu),
+            "init": init,
+            "seed": 0,
+            "max_iter": int(max_iter),
+            "tol": float(tol),
+            "stop": "partition",
+        },
+    }
 
 
 def _score_one(args):
@@ -71,8 +80,10 @@ def search_level_set(root, grid, *, split="train", step=5, jobs=1, progress=True
     from .protocol import bsds_ids, init_worker, summarise
 
     if split != "train":
-        raise ValueError(f"search on the train split only (got {split!r}): the presets are "
-                         "reported on val and checked by users on test")
+        raise ValueError(
+            f"search on the train split only (got {split!r}): the presets are "
+            "reported on val and checked by users on test"
+        )
     ids = bsds_ids(root, split)[:: int(step)]
     rows = []
     for cand in tqdm(list(grid), desc="level-set search", disable=not progress):
@@ -86,9 +97,17 @@ def search_level_set(root, grid, *, split="train", step=5, jobs=1, progress=True
         else:
             recs = [_score_one(j) for j in jobs_list]
         row = summarise("level-set", recs)
-        rows.append(dict(cand, n_images=len(ids), covering=row["covering"], pri=row["pri"],
-                         vi=row["vi"], converged=row["converged"],
-                         seconds_per_image=float(np.mean([r["seconds"] for r in recs]))))
+        rows.append(
+            dict(
+                cand,
+                n_images=len(ids),
+                covering=row["covering"],
+                pri=row["pri"],
+                vi=row["vi"],
+                converged=row["converged"],
+                seconds_per_image=float(np.mean([r["seconds"] for r in recs])),
+            )
+        )
     return rows
 
 

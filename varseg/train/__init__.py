@@ -25,6 +25,7 @@ Layers (imports point down only): ``config`` -> ``builders``, ``checkpoint``, ``
 
 Command line: ``varseg train`` and ``varseg evaluate``.
 """
+
 from __future__ import annotations
 
 from .config import MODES, TrainConfig, list_configs, load_config

@@ -5,6 +5,7 @@ Datasets, the labelled split, the network, the optimiser and the learning-rate s
 Small adapters over :mod:`varseg.data` and :mod:`varseg.models` live here so that the
 engine (:mod:`varseg.train.engine`) only orchestrates.
 """
+
 from __future__ import annotations
 
 import math
@@ -73,8 +74,7 @@ def dataset_kwargs(cfg: TrainConfig, *, evaluation: bool = False) -> dict:
             check_kwargs(cls, {name: value}, f"dataset {cfg.dataset!r}")
         except ValueError:
             other = "image_size" if name == "crop_size" else "crop_size"
-            raise ValueError(f"dataset {cfg.dataset!r} does not take {name}; use {other}") \
-                from None
+            raise ValueError(f"dataset {cfg.dataset!r} does not take {name}; use {other}") from None
         kw[name] = value
     if cfg.dataset == "bsds500":
         if cfg.num_classes is not None:
@@ -89,12 +89,20 @@ def task_info(dataset, cfg: TrainConfig) -> TaskInfo:
     ds_classes = getattr(dataset, "num_classes", None)
     k = cfg.num_classes if cfg.num_classes is not None else ds_classes
     if k is None:
-        raise ValueError(f"dataset {cfg.dataset!r} has no fixed number of classes: set "
-                         "num_classes (--num-classes), the number of output segments")
-    if (cfg.mode != "unsupervised" and ds_classes is not None and cfg.num_classes is not None
-            and int(cfg.num_classes) != int(ds_classes)):
-        raise ValueError(f"num_classes={cfg.num_classes} disagrees with dataset {cfg.dataset!r} "
-                         f"({ds_classes} classes) in {cfg.mode!r} mode")
+        raise ValueError(
+            f"dataset {cfg.dataset!r} has no fixed number of classes: set "
+            "num_classes (--num-classes), the number of output segments"
+        )
+    if (
+        cfg.mode != "unsupervised"
+        and ds_classes is not None
+        and cfg.num_classes is not None
+        and int(cfg.num_classes) != int(ds_classes)
+    ):
+        raise ValueError(
+            f"num_classes={cfg.num_classes} disagrees with dataset {cfg.dataset!r} "
+            f"({ds_classes} classes) in {cfg.mode!r} mode"
+        )
     return TaskInfo(int(dataset.in_channels), int(k), int(getattr(dataset, "ignore_index", -100)))
 
 
@@ -106,8 +114,9 @@ def _labeled_indices(dataset, cfg: TrainConfig, out_dir: Path | None, resume: bo
     if resume and path is not None and path.is_file():
         idx, meta = load_split(path)
         if int(meta.get("n_items", n)) != n:
-            raise ValueError(f"{path} was made for {meta.get('n_items')} items; the training "
-                             f"set now has {n}")
+            raise ValueError(
+                f"{path} was made for {meta.get('n_items')} items; the training set now has {n}"
+            )
         return idx
     cases = getattr(dataset, "item_cases", None)
     if cases is not None:
@@ -115,14 +124,24 @@ def _labeled_indices(dataset, cfg: TrainConfig, out_dir: Path | None, resume: bo
     else:
         idx = labeled_subset(n, cfg.labeled_fraction, cfg.split_seed)
     if path is not None:
-        save_split(path, idx, meta={
-            "dataset": cfg.dataset, "split": cfg.train_split, "fraction": cfg.labeled_fraction,
-            "seed": cfg.split_seed, "n_items": n, "by_case": cases is not None})
+        save_split(
+            path,
+            idx,
+            meta={
+                "dataset": cfg.dataset,
+                "split": cfg.train_split,
+                "fraction": cfg.labeled_fraction,
+                "seed": cfg.split_seed,
+                "n_items": n,
+                "by_case": cases is not None,
+            },
+        )
     return idx
 
 
-def build_train_data(cfg: TrainConfig, out_dir=None, *, resume: bool = False,
-                     write_split: bool = True) -> TrainData:
+def build_train_data(
+    cfg: TrainConfig, out_dir=None, *, resume: bool = False, write_split: bool = True
+) -> TrainData:
     """Training dataset (wrapped for semi-supervised modes) and its labelled item indices.
 
     In ``"semi"`` and ``"advsemi"`` modes the labelled subset is drawn with
@@ -192,8 +211,9 @@ def build_optimizer(cfg: TrainConfig, model: nn.Module) -> torch.optim.Optimizer
     for g in groups:
         g["initial_lr"] = g["lr"]
     if cfg.optimizer == "sgd":
-        return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum,
-                               weight_decay=cfg.weight_decay)
+        return torch.optim.SGD(
+            groups, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay
+        )
     cls = torch.optim.Adam if cfg.optimizer == "adam" else torch.optim.AdamW
     return cls(groups, lr=cfg.lr, betas=cfg.betas, weight_decay=cfg.weight_decay)
 
@@ -214,8 +234,16 @@ class LRSchedule:
     gamma, power : float
     """
 
-    def __init__(self, kind: str, total_steps: int, steps_per_epoch: float, *,
-                 step_epochs: int = 20, gamma: float = 0.5, power: float = 0.9):
+    def __init__(
+        self,
+        kind: str,
+        total_steps: int,
+        steps_per_epoch: float,
+        *,
+        step_epochs: int = 20,
+        gamma: float = 0.5,
+        power: float = 0.9,
+    ):
         self.kind = kind
         self.total_steps = int(total_steps)
         self.steps_per_epoch = float(steps_per_epoch)
@@ -226,8 +254,14 @@ class LRSchedule:
     @classmethod
     def from_config(cls, cfg: TrainConfig, total_steps: int, steps_per_epoch: float):
         """Build the schedule of ``cfg`` (its schedule, step and power options)."""
-        return cls(cfg.schedule, total_steps, steps_per_epoch, step_epochs=cfg.lr_step_epochs,
-                   gamma=cfg.lr_gamma, power=cfg.poly_power)
+        return cls(
+            cfg.schedule,
+            total_steps,
+            steps_per_epoch,
+            step_epochs=cfg.lr_step_epochs,
+            gamma=cfg.lr_gamma,
+            power=cfg.poly_power,
+        )
 
     def factor(self, step: int) -> float:
         """Multiplier of the initial learning rates at ``step`` (0-based)."""

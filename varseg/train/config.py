@@ -25,6 +25,7 @@ Modes (Kim & Ye 2019, Sec. III-C; see :mod:`varseg.train.modes`):
 ``length_weight`` is the λ inside Eq. 12. On resume only :data:`EXTENDABLE` keys may change
 (:func:`resume_changes`).
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -104,8 +105,9 @@ def advsemi_settings(overrides: dict | None = None) -> dict:
     overrides = dict(overrides or {})
     unknown = sorted(set(overrides) - set(ADVSEMI_DEFAULTS))
     if unknown:
-        raise ValueError(f"unknown advsemi setting(s) {unknown}; valid: "
-                         f"{', '.join(ADVSEMI_DEFAULTS)}")
+        raise ValueError(
+            f"unknown advsemi setting(s) {unknown}; valid: {', '.join(ADVSEMI_DEFAULTS)}"
+        )
     s = {**ADVSEMI_DEFAULTS, **overrides}
     for k in ("lambda_adv", "lambda_semi", "lambda_semi_adv", "mask_T", "d_lr"):
         if float(s[k]) < 0:
@@ -120,13 +122,15 @@ def _renamed(data: dict) -> dict:
     data = dict(data)
     for old, new in DEPRECATED_KEYS.items():
         if old in data:
-            warnings.warn(f"config key {old!r} is deprecated; use {new!r}", DeprecationWarning,
-                          stacklevel=3)
+            warnings.warn(
+                f"config key {old!r} is deprecated; use {new!r}", DeprecationWarning, stacklevel=3
+            )
             value = data.pop(old)
-            if new in data and data[new] is not None and value is not None \
-                    and data[new] != value:
-                raise ValueError(f"{old!r} (deprecated) and {new!r} disagree: {value} vs "
-                                 f"{data[new]}; give {new!r} only")
+            if new in data and data[new] is not None and value is not None and data[new] != value:
+                raise ValueError(
+                    f"{old!r} (deprecated) and {new!r} disagree: {value} vs "
+                    f"{data[new]}; give {new!r} only"
+                )
             data.setdefault(new, value)
             if data[new] is None:
                 data[new] = value
@@ -309,8 +313,9 @@ class TrainConfig:
         changes = _renamed({k: v for k, v in changes.items() if v is not None})
         unknown = sorted(set(changes) - set(self.field_names()))
         if unknown:
-            raise ValueError(f"unknown config key(s) {unknown}; valid keys: "
-                             f"{', '.join(self.field_names())}")
+            raise ValueError(
+                f"unknown config key(s) {unknown}; valid keys: {', '.join(self.field_names())}"
+            )
         new = dataclasses.replace(self, **changes)
         return new.validate() if validate else new
 
@@ -320,8 +325,9 @@ class TrainConfig:
         if head in DEPRECATED_KEYS and not rest:
             return self.replace(validate=validate, **{head: value})
         if head not in self.field_names():
-            raise ValueError(f"unknown config key {head!r}; valid keys: "
-                             f"{', '.join(self.field_names())}")
+            raise ValueError(
+                f"unknown config key {head!r}; valid keys: {', '.join(self.field_names())}"
+            )
         if not rest:
             new = dataclasses.replace(self, **{head: value})
             return new.validate() if validate else new
@@ -356,8 +362,9 @@ class TrainConfig:
     @property
     def lambda_ms(self) -> float:
         """Deprecated alias of :attr:`ms_weight`."""
-        warnings.warn("TrainConfig.lambda_ms is deprecated; use ms_weight", DeprecationWarning,
-                      stacklevel=2)
+        warnings.warn(
+            "TrainConfig.lambda_ms is deprecated; use ms_weight", DeprecationWarning, stacklevel=2
+        )
         return self.ms_weight
 
     def _validate_names(self) -> None:
@@ -366,8 +373,9 @@ class TrainConfig:
         self.dataset = canonical_dataset(self.dataset)
         model = str(self.model).strip().lower().replace("_", "-")
         if model not in MODEL_NAMES:
-            raise ValueError(f"unknown model {self.model!r}; choose one of "
-                             f"{', '.join(MODEL_NAMES)}")
+            raise ValueError(
+                f"unknown model {self.model!r}; choose one of {', '.join(MODEL_NAMES)}"
+            )
         self.model = model
         _choice("mode", self.mode, MODES)
         _choice("optimizer", self.optimizer, OPTIMIZERS)
@@ -382,15 +390,22 @@ class TrainConfig:
         import varseg.data as vdata
 
         vdata.parse_fraction(self.labeled_fraction)
-        for name in ("ms_weight", "length_weight", "beta", "bias_sigma", "weight_decay",
-                     "momentum"):
+        for name in (
+            "ms_weight",
+            "length_weight",
+            "beta",
+            "bias_sigma",
+            "weight_decay",
+            "momentum",
+        ):
             v = float(getattr(self, name))
             if not math.isfinite(v) or v < 0:
                 raise ValueError(f"{name} must be a finite number >= 0; got {v}")
             setattr(self, name, v)
         if isinstance(self.kmeans_warm_steps, bool) or int(self.kmeans_warm_steps) < 0:
-            raise ValueError("kmeans_warm_steps must be an integer >= 0; got "
-                             f"{self.kmeans_warm_steps!r}")
+            raise ValueError(
+                f"kmeans_warm_steps must be an integer >= 0; got {self.kmeans_warm_steps!r}"
+            )
         self.kmeans_warm_steps = int(self.kmeans_warm_steps)
         if not float(self.lr) > 0 or not math.isfinite(float(self.lr)):
             raise ValueError(f"lr must be a finite number > 0; got {self.lr}")
@@ -404,8 +419,14 @@ class TrainConfig:
             v = getattr(self, name)
             if v is not None:
                 _positive_int(name, v)
-        for name in ("num_workers", "checkpoint_every", "log_every", "eval_every", "seed",
-                     "split_seed"):
+        for name in (
+            "num_workers",
+            "checkpoint_every",
+            "log_every",
+            "eval_every",
+            "seed",
+            "split_seed",
+        ):
             v = getattr(self, name)
             if isinstance(v, bool) or int(v) != v or v < 0:
                 raise ValueError(f"{name} must be an integer >= 0; got {v!r}")
@@ -415,29 +436,44 @@ class TrainConfig:
     def _validate_objects(self) -> None:
         for name in ("dataset_kw", "eval_dataset_kw", "model_kw", "advsemi"):
             if not isinstance(getattr(self, name), dict):
-                raise ValueError(f"{name} must be a dict (JSON object); got "
-                                 f"{type(getattr(self, name)).__name__}")
+                raise ValueError(
+                    f"{name} must be a dict (JSON object); got {type(getattr(self, name)).__name__}"
+                )
         if self.sweep is not None and not isinstance(self.sweep, dict):
             raise ValueError("sweep must be a dict (JSON object) or null")
         if self.bias_field and self.mode != "unsupervised":
-            raise ValueError("bias_field (Eq. 19-20) is a loss of the 'unsupervised' mode; "
-                             f"got mode {self.mode!r}")
+            raise ValueError(
+                "bias_field (Eq. 19-20) is a loss of the 'unsupervised' mode; "
+                f"got mode {self.mode!r}"
+            )
         from varseg.models import check_model_kwargs
 
         check_model_kwargs(self.model, self.model_kw)
         reserved = sorted({"bias_field", "in_channels", "num_classes"} & set(self.model_kw))
         if reserved:
-            raise ValueError(f"model_kw must not set {reserved}: they come from the config "
-                             "(bias_field) and the dataset")
+            raise ValueError(
+                f"model_kw must not set {reserved}: they come from the config "
+                "(bias_field) and the dataset"
+            )
         if self.model_kw.get("freeze_bn") and not self.model_kw.get("pretrained_backbone"):
-            raise ValueError("model_kw freeze_bn=true needs pretrained_backbone (frozen batch "
-                             "norm of a randomly initialised backbone is the identity and "
-                             "training diverges); set freeze_bn false or give the weights")
+            raise ValueError(
+                "model_kw freeze_bn=true needs pretrained_backbone (frozen batch "
+                "norm of a randomly initialised backbone is the identity and "
+                "training diverges); set freeze_bn false or give the weights"
+            )
         cls = dataset_class(self.dataset)
-        check_kwargs(cls, self.dataset_kw, f"dataset {self.dataset!r} (dataset_kw)",
-                     exclude=("root", "split"))
-        check_kwargs(cls, self.eval_dataset_kw, f"dataset {self.dataset!r} (eval_dataset_kw)",
-                     exclude=("root", "split"))
+        check_kwargs(
+            cls,
+            self.dataset_kw,
+            f"dataset {self.dataset!r} (dataset_kw)",
+            exclude=("root", "split"),
+        )
+        check_kwargs(
+            cls,
+            self.eval_dataset_kw,
+            f"dataset {self.dataset!r} (eval_dataset_kw)",
+            exclude=("root", "split"),
+        )
         if self.mode == "advsemi":
             advsemi_settings(self.advsemi)
 
@@ -509,8 +545,9 @@ def check_kwargs(cls, kw: dict, what: str, exclude=()) -> None:
     accepted = [p for p in params if p != "self" and p not in exclude]
     unknown = sorted(set(kw) - set(accepted))
     if unknown:
-        raise ValueError(f"unknown keyword argument(s) {unknown} for {what}; accepted: "
-                         f"{', '.join(accepted)}")
+        raise ValueError(
+            f"unknown keyword argument(s) {unknown} for {what}; accepted: {', '.join(accepted)}"
+        )
 
 
 def resume_changes(saved: dict, new: dict, step: int | None = None) -> list[str]:
@@ -537,7 +574,8 @@ def resume_changes(saved: dict, new: dict, step: int | None = None) -> list[str]
         if old_v == new_v or key in ("eval_every", "num_workers"):
             continue
         if key in ("max_steps", "epochs") and (
-                new_v is None or (old_v is not None and new_v >= old_v)):
+            new_v is None or (old_v is not None and new_v >= old_v)
+        ):
             continue
         bad.append(key)
     if step is not None and new.get("max_steps") is not None and new["max_steps"] < step:

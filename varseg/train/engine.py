@@ -36,6 +36,7 @@ alone writes logs and checkpoints.
 Mixed precision: on CUDA (``amp="auto"``) forward passes run under :func:`torch.autocast`
 (float16) with a :class:`torch.amp.GradScaler`; losses are computed in float32. Off on CPU.
 """
+
 from __future__ import annotations
 
 import csv
@@ -99,8 +100,10 @@ class TrainingInterrupted(KeyboardInterrupt):
     """SIGINT stopped training at a step boundary; ``step`` and ``checkpoint`` say where."""
 
     def __init__(self, step: int, checkpoint):
-        super().__init__(f"interrupted at step {step}; consistent checkpoint {checkpoint} "
-                         "written (continue with --resume)")
+        super().__init__(
+            f"interrupted at step {step}; consistent checkpoint {checkpoint} "
+            "written (continue with --resume)"
+        )
         self.step = step
         self.checkpoint = checkpoint
 
@@ -116,8 +119,10 @@ class _DeferredSigint:
         if self.requested:
             raise KeyboardInterrupt
         self.requested = True
-        logger.debug("SIGINT: stopping at the end of this step (press Ctrl-C again to "
-                     "abort without a checkpoint)")
+        logger.debug(
+            "SIGINT: stopping at the end of this step (press Ctrl-C again to "
+            "abort without a checkpoint)"
+        )
 
     def __enter__(self):
         if threading.current_thread() is threading.main_thread():
@@ -184,8 +189,13 @@ def capture_rng() -> dict:
     name, keys, pos, has_gauss, gauss = np.random.get_state()  # noqa: NPY002
     state = {
         "python": random.getstate(),
-        "numpy": {"name": name, "keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos),
-                  "has_gauss": int(has_gauss), "gauss": float(gauss)},
+        "numpy": {
+            "name": name,
+            "keys": torch.from_numpy(keys.astype(np.int64)),
+            "pos": int(pos),
+            "has_gauss": int(has_gauss),
+            "gauss": float(gauss),
+        },
         "torch": torch.get_rng_state(),
     }
     if torch.cuda.is_available():
@@ -325,16 +335,26 @@ class Trainer:
         resume that changes what defines the run; invalid settings.
     """
 
-    def __init__(self, config: TrainConfig, out_dir, *, resume: bool = False,
-                 progress: bool | None = None, callbacks=(), validator=None):
+    def __init__(
+        self,
+        config: TrainConfig,
+        out_dir,
+        *,
+        resume: bool = False,
+        progress: bool | None = None,
+        callbacks=(),
+        validator=None,
+    ):
         self.cfg = config.validate()
         self.out_dir = Path(out_dir)
         self.resume = bool(resume)
         self.callbacks = list(callbacks)
         self.validator = validator
         if self.cfg.val_split and self.cfg.eval_every and validator is None:
-            raise ValueError("val_split and eval_every are set but no validator was given: "
-                             "use varseg.train.train, or pass validator=ValidationHandler()")
+            raise ValueError(
+                "val_split and eval_every are set but no validator was given: "
+                "use varseg.train.train, or pass validator=ValidationHandler()"
+            )
         self.ckpt_path = self.out_dir / CHECKPOINT_NAME
         self._resume_from = self._read_resume_checkpoint()
         self.ctx = init_distributed(self.cfg.device)
@@ -346,8 +366,10 @@ class Trainer:
             progress = sys.stderr.isatty()
         self.progress = bool(progress) and self.ctx.is_main
         if self.cfg.batch_size % self.ctx.world_size:
-            raise ValueError(f"batch_size {self.cfg.batch_size} (global) is not divisible by "
-                             f"the {self.ctx.world_size} processes")
+            raise ValueError(
+                f"batch_size {self.cfg.batch_size} (global) is not divisible by "
+                f"the {self.ctx.world_size} processes"
+            )
         self.local_batch = self.cfg.batch_size // self.ctx.world_size
         self._in_step = False
         self._setup()
@@ -356,22 +378,28 @@ class Trainer:
         """Return the verified checkpoint to resume from (``None`` for a new run)."""
         if not self.resume:
             if self.ckpt_path.is_file():
-                raise ValueError(f"{self.out_dir} already holds a run ({self.ckpt_path}); pass "
-                                 "--resume to continue it or choose another --out")
+                raise ValueError(
+                    f"{self.out_dir} already holds a run ({self.ckpt_path}); pass "
+                    "--resume to continue it or choose another --out"
+                )
             return None
         if not self.ckpt_path.is_file():
             raise FileNotFoundError(
                 f"cannot resume: {self.ckpt_path} does not exist (no checkpoint was written "
-                f"in {self.out_dir}); start without --resume")
+                f"in {self.out_dir}); start without --resume"
+            )
         ck = load_checkpoint(self.ckpt_path, map_location="cpu")
         if ck.get("config"):
             bad = resume_changes(ck["config"], self.cfg.to_dict(), int(ck["step"]))
             if bad:
                 saved = ck["config"]
-                detail = ", ".join(f"{k} {saved.get(k)!r} -> {getattr(self.cfg, k, None)!r}"
-                                   for k in bad)
-                raise ValueError(f"cannot resume {self.out_dir} with a changed run definition "
-                                 f"({detail}); only {', '.join(EXTENDABLE_TEXT)} may change")
+                detail = ", ".join(
+                    f"{k} {saved.get(k)!r} -> {getattr(self.cfg, k, None)!r}" for k in bad
+                )
+                raise ValueError(
+                    f"cannot resume {self.out_dir} with a changed run definition "
+                    f"({detail}); only {', '.join(EXTENDABLE_TEXT)} may change"
+                )
         return ck
 
     # -------------------------------------------------------------- setup
@@ -381,8 +409,7 @@ class Trainer:
             self.out_dir.mkdir(parents=True, exist_ok=True)
         ctx.barrier()
         _seed_all(cfg.seed)  # identical initial weights on every rank
-        self.data = build_train_data(cfg, self.out_dir, resume=self.resume,
-                                     write_split=ctx.is_main)
+        self.data = build_train_data(cfg, self.out_dir, resume=self.resume, write_split=ctx.is_main)
         self.task = self.data.task
         model = build_network(cfg, self.task).to(self.device)
         self.model_config = model_constructor_config(model)
@@ -391,8 +418,9 @@ class Trainer:
         self.mode.setup(self.device, self._wrap)
         self.model = self._wrap(model)
         self.scaler = torch.amp.GradScaler("cuda") if self.amp else None
-        self.state = StepState(self.model, self.optimizer, self.device, self.amp, self.scaler,
-                               cfg.grad_clip)
+        self.state = StepState(
+            self.model, self.optimizer, self.device, self.amp, self.scaler, cfg.grad_clip
+        )
         self._setup_data_order()
         self.schedule = LRSchedule.from_config(cfg, self.total_steps, self.steps_per_epoch)
         self.step = 0
@@ -455,16 +483,25 @@ class Trainer:
         return self._probe.epoch_of(step)
 
     def _loader(self, start: int, end: int) -> DataLoader:
-        sampler = StepBatchSampler(self.main_stream, self.local_batch, start, end,
-                                   aligned=self.aligned, extra=self.extra_stream,
-                                   extra_batch=self.local_batch)
+        sampler = StepBatchSampler(
+            self.main_stream,
+            self.local_batch,
+            start,
+            end,
+            aligned=self.aligned,
+            extra=self.extra_stream,
+            extra_batch=self.local_batch,
+        )
         ignore = self.task.ignore_index
         return DataLoader(
-            EpochItems(self.data.dataset), batch_sampler=sampler,
+            EpochItems(self.data.dataset),
+            batch_sampler=sampler,
             num_workers=self.cfg.num_workers,
-            collate_fn=_Collate(ignore), pin_memory=self.device.type == "cuda",
+            collate_fn=_Collate(ignore),
+            pin_memory=self.device.type == "cuda",
             worker_init_fn=_ignore_sigint if self.cfg.num_workers else None,
-            generator=torch.Generator().manual_seed(self.cfg.seed + start))
+            generator=torch.Generator().manual_seed(self.cfg.seed + start),
+        )
 
     # -------------------------------------------------------------- checkpoints
     def checkpoint_dict(self, rng) -> dict:
@@ -481,8 +518,10 @@ class Trainer:
             "epoch": self.epoch_of(self.step),
             "total_steps": self.total_steps,
             "rng": rng,
-            "meters": {"step": self.step_meter.state_dict(),
-                       "epoch": self.epoch_meter.state_dict()},
+            "meters": {
+                "step": self.step_meter.state_dict(),
+                "epoch": self.epoch_meter.state_dict(),
+            },
             "elapsed_s": self.elapsed,
             "world_size": self.ctx.world_size,
             "config": self.cfg.to_dict(),
@@ -513,8 +552,9 @@ class Trainer:
                 self.mode.load_state_dict(ck["mode_state"])
         except (RuntimeError, KeyError, ValueError) as err:
             first = str(err).splitlines()[0] if str(err) else type(err).__name__
-            raise ValueError(f"checkpoint {self.ckpt_path} does not fit this run ({first})") \
-                from None
+            raise ValueError(
+                f"checkpoint {self.ckpt_path} does not fit this run ({first})"
+            ) from None
         self.step = int(ck["step"])
         self.elapsed = float(ck.get("elapsed_s", 0.0))
         meters = ck.get("meters") or {}
@@ -553,8 +593,11 @@ class Trainer:
         out = {}
         if self.ctx.is_main:
             res = self.validator(unwrap(self.model), self.cfg, self.task, self.device)
-            out = {f"val_{k}": v for k, v in res.items()
-                   if isinstance(v, (int, float)) and not isinstance(v, bool)}
+            out = {
+                f"val_{k}": v
+                for k, v in res.items()
+                if isinstance(v, (int, float)) and not isinstance(v, bool)
+            }
         self.ctx.barrier()
         return out
 
@@ -613,8 +656,14 @@ class Trainer:
         if self.progress:
             from tqdm.auto import tqdm
 
-            pbar = tqdm(total=self.total_steps, initial=start, desc=self.cfg.name, unit="step",
-                        dynamic_ncols=True, file=sys.stderr)
+            pbar = tqdm(
+                total=self.total_steps,
+                initial=start,
+                desc=self.cfg.name,
+                unit="step",
+                dynamic_ncols=True,
+                file=sys.stderr,
+            )
         self.model.train()
         t_last = time.perf_counter()
         try:
@@ -643,10 +692,14 @@ class Trainer:
         return self._summary()
 
     def _summary(self) -> dict:
-        return {"out_dir": str(self.out_dir), "checkpoint": str(self.ckpt_path),
-                "step": self.step, "epoch": self.epoch_of(max(0, self.step - 1)),
-                "total_steps": self.total_steps,
-                "last_row": self.log.rows[-1] if self.log.rows else {}}
+        return {
+            "out_dir": str(self.out_dir),
+            "checkpoint": str(self.ckpt_path),
+            "step": self.step,
+            "epoch": self.epoch_of(max(0, self.step - 1)),
+            "total_steps": self.total_steps,
+            "last_row": self.log.rows[-1] if self.log.rows else {},
+        }
 
     def close(self) -> None:
         """Leave the process group if this trainer created it."""
@@ -701,8 +754,15 @@ def _to_cpu(obj):
     return obj
 
 
-def train(config: TrainConfig, out_dir, *, resume: bool = False, progress: bool | None = None,
-          callbacks=(), validator=None) -> dict:
+def train(
+    config: TrainConfig,
+    out_dir,
+    *,
+    resume: bool = False,
+    progress: bool | None = None,
+    callbacks=(),
+    validator=None,
+) -> dict:
     """Train ``config`` into ``out_dir`` with an injected ``validator`` (see :class:`Trainer`).
 
     :func:`varseg.train.train` is this function with the default validator
@@ -727,8 +787,9 @@ def train(config: TrainConfig, out_dir, *, resume: bool = False, progress: bool 
     dict
         ``out_dir``, ``checkpoint``, ``step``, ``epoch``, ``total_steps``, ``last_row``.
     """
-    trainer = Trainer(config, out_dir, resume=resume, progress=progress, callbacks=callbacks,
-                      validator=validator)
+    trainer = Trainer(
+        config, out_dir, resume=resume, progress=progress, callbacks=callbacks, validator=validator
+    )
     try:
         return trainer.fit()
     finally:

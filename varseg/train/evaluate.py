@@ -34,6 +34,7 @@ segmentation) is an error naming it, unless ``skip_missing=True`` (``varseg eval
 :class:`ValidationHandler` is the validator the trainer calls during training
 (:class:`varseg.train.engine.Trainer` never imports this module).
 """
+
 from __future__ import annotations
 
 import json
@@ -67,13 +68,27 @@ __all__ = [
     "write_results",
 ]
 
-METRIC_KINDS = {"voc": "voc", "lits": "foreground", "brats": "foreground",
-                "synthetic": "foreground", "bsds500": "bsds"}
-DEFAULT_SPLIT = {"voc": "val", "lits": "val", "brats": "val", "bsds500": "test",
-                 "synthetic": "test"}
+METRIC_KINDS = {
+    "voc": "voc",
+    "lits": "foreground",
+    "brats": "foreground",
+    "synthetic": "foreground",
+    "bsds500": "bsds",
+}
+DEFAULT_SPLIT = {
+    "voc": "val",
+    "lits": "val",
+    "brats": "val",
+    "bsds500": "test",
+    "synthetic": "test",
+}
 #: Splits each dataset defines (VOC: the split lists of its ImageSets folder, checked there).
-EVAL_SPLITS = {"lits": ("train", "val", "all"), "brats": ("train", "val", "all"),
-               "bsds500": ("train", "val", "test"), "synthetic": ("train", "val", "test")}
+EVAL_SPLITS = {
+    "lits": ("train", "val", "all"),
+    "brats": ("train", "val", "all"),
+    "bsds500": ("train", "val", "test"),
+    "synthetic": ("train", "val", "test"),
+}
 logger = logging.getLogger(__name__)
 # training-only keys dropped when the evaluation set inherits the training settings
 _TRAIN_ONLY = {
@@ -105,13 +120,15 @@ def check_split(dataset: str, split: str) -> str:
     """
     valid = EVAL_SPLITS.get(dataset)
     if valid is not None and split not in valid:
-        raise ValueError(f"unknown split {split!r} for dataset {dataset!r}; choose one of "
-                         f"{', '.join(valid)}")
+        raise ValueError(
+            f"unknown split {split!r} for dataset {dataset!r}; choose one of {', '.join(valid)}"
+        )
     return split
 
 
-def eval_dataset_kwargs(dataset: str, train_cfg: TrainConfig | None = None,
-                        dataset_kw: dict | None = None) -> dict:
+def eval_dataset_kwargs(
+    dataset: str, train_cfg: TrainConfig | None = None, dataset_kw: dict | None = None
+) -> dict:
     """Dataset keyword arguments for evaluation.
 
     When the network was trained on the same dataset, the settings that define the data
@@ -135,16 +152,22 @@ def eval_dataset_kwargs(dataset: str, train_cfg: TrainConfig | None = None,
     return kw
 
 
-def build_eval_dataset(dataset: str, root=None, split: str | None = None,
-                       train_cfg: TrainConfig | None = None, dataset_kw: dict | None = None):
+def build_eval_dataset(
+    dataset: str,
+    root=None,
+    split: str | None = None,
+    train_cfg: TrainConfig | None = None,
+    dataset_kw: dict | None = None,
+):
     """Build the evaluation dataset (see :func:`eval_dataset_kwargs`)."""
     from varseg.data import build_dataset
 
     dataset = _canonical(dataset)
     split = check_split(dataset, split or DEFAULT_SPLIT[dataset])
     kw = eval_dataset_kwargs(dataset, train_cfg, dataset_kw)
-    check_kwargs(dataset_class(dataset), kw, f"dataset {dataset!r} (dataset_kw)",
-                 exclude=("root", "split"))
+    check_kwargs(
+        dataset_class(dataset), kw, f"dataset {dataset!r} (dataset_kw)", exclude=("root", "split")
+    )
     return build_dataset(dataset, root, split=split, **kw)
 
 
@@ -165,8 +188,10 @@ def _items(batch: dict):
     """Split a collated batch back into per-image views (images may differ in size)."""
     n = len(batch["image"])
     for i in range(n):
-        yield {k: (v[i] if isinstance(v, (list, torch.Tensor)) and len(v) == n else v)
-               for k, v in batch.items()}
+        yield {
+            k: (v[i] if isinstance(v, (list, torch.Tensor)) and len(v) == n else v)
+            for k, v in batch.items()
+        }
 
 
 class _Scores:
@@ -262,9 +287,11 @@ def _score_loader(loader, forward: _TimedForward, scores: _Scores, skip_missing:
             if not scores.has_ground_truth(item):
                 name = str(item.get("name", item.get("index", "?")))
                 if not skip_missing:
-                    raise ValueError(f"image {name} has no ground truth to score against; "
-                                     "pass skip_missing=True (--skip-missing) to leave such "
-                                     "images out")
+                    raise ValueError(
+                        f"image {name} has no ground truth to score against; "
+                        "pass skip_missing=True (--skip-missing) to leave such "
+                        "images out"
+                    )
                 scores.skipped.append(name)
         images = batch["image"]
         groups = [images] if torch.is_tensor(images) else [im[None] for im in images]
@@ -276,34 +303,49 @@ def _score_loader(loader, forward: _TimedForward, scores: _Scores, skip_missing:
 
 def _results(scores: _Scores, name: str, dataset, seconds: float) -> dict:
     n = scores.n_images
-    res: dict = {"dataset": name, "metric_kind": scores.kind, "n_images": n,
-                 "time_per_image_s": seconds / max(1, n + len(scores.skipped))}
+    res: dict = {
+        "dataset": name,
+        "metric_kind": scores.kind,
+        "n_images": n,
+        "time_per_image_s": seconds / max(1, n + len(scores.skipped)),
+    }
     if scores.skipped:
         res["n_skipped"] = len(scores.skipped)
         res["skipped"] = scores.skipped
-        logger.info("skipped %d image(s) without ground truth: %s", len(scores.skipped),
-                       ", ".join(scores.skipped[:5]))
+        logger.info(
+            "skipped %d image(s) without ground truth: %s",
+            len(scores.skipped),
+            ", ".join(scores.skipped[:5]),
+        )
     if n == 0:
         raise ValueError(f"no image of the {name} evaluation set has ground truth")
     if scores.unsupervised and scores.kind != "bsds":
         res["matching"] = "hungarian-per-image"
     if scores.kind == "bsds":
         b = scores.bsds
-        res.update({"covering": b["num"] / b["den"], "PRI": float(np.mean(b["PRI"])),
-                    "VI": float(np.mean(b["VI"]))})
+        res.update(
+            {
+                "covering": b["num"] / b["den"],
+                "PRI": float(np.mean(b["PRI"])),
+                "VI": float(np.mean(b["VI"])),
+            }
+        )
         return res
     k = scores.k
     names = _class_names(getattr(dataset, "dataset", dataset), k)
     r = scores.cm.compute()
     if scores.kind == "voc":
-        res.update({
-            "mIoU": _nanmean(r["iou"][:k]),
-            "accuracy": _nan_to_none(float(r["accuracy"])),
-            "recall": _nanmean(r["recall"][:k]),
-            "precision": _nanmean(r["precision"][:k]),
-            "per_class_iou": {n: _nan_to_none(float(v)) for n, v in zip(names, r["iou"][:k],
-                                                                        strict=True)},
-        })
+        res.update(
+            {
+                "mIoU": _nanmean(r["iou"][:k]),
+                "accuracy": _nan_to_none(float(r["accuracy"])),
+                "recall": _nanmean(r["recall"][:k]),
+                "precision": _nanmean(r["precision"][:k]),
+                "per_class_iou": {
+                    n: _nan_to_none(float(v)) for n, v in zip(names, r["iou"][:k], strict=True)
+                },
+            }
+        )
         return res
     matrix = r["confusion_matrix"]
     per = {names[c]: scores_from_confusion(matrix, c) for c in range(1, k)}
@@ -315,10 +357,20 @@ def _results(scores: _Scores, name: str, dataset, seconds: float) -> dict:
 
 
 @torch.no_grad()
-def evaluate_model(model, dataset, *, dataset_name: str, num_classes: int,
-                   ignore_index: int = -100, device="cpu", unsupervised: bool = False,
-                   batch_size: int = 1, max_images: int | None = None,
-                   progress: bool = False, skip_missing: bool = False) -> dict:
+def evaluate_model(
+    model,
+    dataset,
+    *,
+    dataset_name: str,
+    num_classes: int,
+    ignore_index: int = -100,
+    device="cpu",
+    unsupervised: bool = False,
+    batch_size: int = 1,
+    max_images: int | None = None,
+    progress: bool = False,
+    skip_missing: bool = False,
+) -> dict:
     """Score ``model`` on ``dataset`` (see the module docstring for the metrics).
 
     Parameters
@@ -368,8 +420,9 @@ def evaluate_model(model, dataset, *, dataset_name: str, num_classes: int,
     if len(dataset) == 0:
         raise ValueError(f"the {name} evaluation set is empty")
     scores = _Scores(kind, int(num_classes), ignore_index, unsupervised)
-    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=0,
-                        collate_fn=collate_keep_lists)
+    loader = DataLoader(
+        dataset, batch_size=batch_size, shuffle=False, num_workers=0, collate_fn=collate_keep_lists
+    )
     if progress:
         from tqdm.auto import tqdm
 
@@ -389,17 +442,29 @@ def _nanmean(a) -> float | None:
     return float(np.nanmean(a)) if np.isfinite(a).any() else None
 
 
-def evaluate_training_model(model, cfg: TrainConfig, task: TaskInfo, *, device="cpu",
-                            split: str | None = None, dataset_kw: dict | None = None,
-                            max_images: int | None = None) -> dict:
+def evaluate_training_model(
+    model,
+    cfg: TrainConfig,
+    task: TaskInfo,
+    *,
+    device="cpu",
+    split: str | None = None,
+    dataset_kw: dict | None = None,
+    max_images: int | None = None,
+) -> dict:
     """Score a network being trained under ``cfg`` on ``split`` (default ``cfg.val_split``)."""
     split = split or cfg.val_split or DEFAULT_SPLIT[cfg.dataset]
     ds = build_eval_dataset(cfg.dataset, cfg.root, split, cfg, dataset_kw)
-    return evaluate_model(model, ds, dataset_name=cfg.dataset,
-                          num_classes=int(getattr(ds, "num_classes", None) or task.num_classes),
-                          ignore_index=int(getattr(ds, "ignore_index", task.ignore_index)),
-                          device=device, unsupervised=cfg.mode == "unsupervised",
-                          max_images=max_images)
+    return evaluate_model(
+        model,
+        ds,
+        dataset_name=cfg.dataset,
+        num_classes=int(getattr(ds, "num_classes", None) or task.num_classes),
+        ignore_index=int(getattr(ds, "ignore_index", task.ignore_index)),
+        device=device,
+        unsupervised=cfg.mode == "unsupervised",
+        max_images=max_images,
+    )
 
 
 class ValidationHandler:
@@ -418,21 +483,40 @@ class ValidationHandler:
         Score only the first images.
     """
 
-    def __init__(self, split: str | None = None, dataset_kw: dict | None = None,
-                 max_images: int | None = None):
+    def __init__(
+        self,
+        split: str | None = None,
+        dataset_kw: dict | None = None,
+        max_images: int | None = None,
+    ):
         self.split, self.dataset_kw, self.max_images = split, dataset_kw, max_images
 
     def __call__(self, model, cfg: TrainConfig, task: TaskInfo, device) -> dict:
         """Score ``model`` with :func:`evaluate_training_model`."""
-        return evaluate_training_model(model, cfg, task, device=device, split=self.split,
-                                       dataset_kw=self.dataset_kw, max_images=self.max_images)
+        return evaluate_training_model(
+            model,
+            cfg,
+            task,
+            device=device,
+            split=self.split,
+            dataset_kw=self.dataset_kw,
+            max_images=self.max_images,
+        )
 
 
-def evaluate_checkpoint(checkpoint, dataset: str | None = None, root=None,
-                        split: str | None = None, *, device="auto",
-                        dataset_kw: dict | None = None, batch_size: int = 1,
-                        max_images: int | None = None, progress: bool = False,
-                        skip_missing: bool = False) -> dict:
+def evaluate_checkpoint(
+    checkpoint,
+    dataset: str | None = None,
+    root=None,
+    split: str | None = None,
+    *,
+    device="auto",
+    dataset_kw: dict | None = None,
+    batch_size: int = 1,
+    max_images: int | None = None,
+    progress: bool = False,
+    skip_missing: bool = False,
+) -> dict:
     """Rebuild the network of a training checkpoint and evaluate it.
 
     Parameters
@@ -472,19 +556,37 @@ def evaluate_checkpoint(checkpoint, dataset: str | None = None, root=None,
     try:
         model.load_state_dict(ck["model"])
     except RuntimeError as err:
-        raise ValueError(f"checkpoint {checkpoint} does not fit its model "
-                         f"{ck['model_name']!r} ({str(err).splitlines()[0]})") from None
+        raise ValueError(
+            f"checkpoint {checkpoint} does not fit its model "
+            f"{ck['model_name']!r} ({str(err).splitlines()[0]})"
+        ) from None
     model.to(dev).eval()
     ds = build_eval_dataset(dataset, root, split, train_cfg, dataset_kw)
     task = ck.get("task") or {}
     num_classes = getattr(ds, "num_classes", None) or task.get("num_classes")
     unsupervised = train_cfg is not None and train_cfg.mode == "unsupervised"
-    res = evaluate_model(model, ds, dataset_name=dataset, num_classes=int(num_classes or 1),
-                         ignore_index=int(getattr(ds, "ignore_index", -100)), device=dev,
-                         unsupervised=unsupervised, batch_size=batch_size,
-                         max_images=max_images, progress=progress, skip_missing=skip_missing)
-    res.update({"checkpoint": str(checkpoint), "split": split, "device": str(dev),
-                "step": int(ck.get("step", 0)), "model": ck["model_name"]})
+    res = evaluate_model(
+        model,
+        ds,
+        dataset_name=dataset,
+        num_classes=int(num_classes or 1),
+        ignore_index=int(getattr(ds, "ignore_index", -100)),
+        device=dev,
+        unsupervised=unsupervised,
+        batch_size=batch_size,
+        max_images=max_images,
+        progress=progress,
+        skip_missing=skip_missing,
+    )
+    res.update(
+        {
+            "checkpoint": str(checkpoint),
+            "split": split,
+            "device": str(dev),
+            "step": int(ck.get("step", 0)),
+            "model": ck["model_name"],
+        }
+    )
     return res
 
 
@@ -501,8 +603,18 @@ def _eval_target(train_cfg, dataset, root, split):
     return dataset, root, split
 
 
-_ORDER = ("mIoU", "accuracy", "dice", "precision", "recall", "iou", "covering", "PRI", "VI",
-          "time_per_image_s")
+_ORDER = (
+    "mIoU",
+    "accuracy",
+    "dice",
+    "precision",
+    "recall",
+    "iou",
+    "covering",
+    "PRI",
+    "VI",
+    "time_per_image_s",
+)
 
 
 def format_results(res: dict) -> str:
@@ -511,8 +623,11 @@ def format_results(res: dict) -> str:
     lines = [head.strip()]
     for k in _ORDER:
         if k in res and res[k] is not None:
-            lines.append(f"  {k:<18} {res[k]:.4f}" if k != "time_per_image_s"
-                         else f"  {'time/image (s)':<18} {res[k]:.4g}")
+            lines.append(
+                f"  {k:<18} {res[k]:.4f}"
+                if k != "time_per_image_s"
+                else f"  {'time/image (s)':<18} {res[k]:.4g}"
+            )
     per = res.get("per_class")
     if per:
         for cname, v in per.items():

@@ -13,6 +13,7 @@ Items are requested as ``(index, epoch)`` pairs through :class:`EpochItems`, whi
 before reading, so augmentation is also a pure function of ``(seed, epoch, index)``, with
 or without worker processes.
 """
+
 from __future__ import annotations
 
 import math
@@ -51,15 +52,28 @@ class IndexStream:
     fewer items than ranks, where it pads by repetition.
     """
 
-    def __init__(self, indices, *, seed: int, rank: int = 0, world_size: int = 1,
-                 shuffle: bool = True, groups=None):
+    def __init__(
+        self,
+        indices,
+        *,
+        seed: int,
+        rank: int = 0,
+        world_size: int = 1,
+        shuffle: bool = True,
+        groups=None,
+    ):
         self.indices = np.asarray(indices, dtype=np.int64).reshape(-1)
         if self.indices.size == 0:
             raise ValueError("IndexStream needs at least one item")
         n = int(self.indices.size)
-        self.sampler = DistributedSampler(range(n), num_replicas=world_size, rank=rank,
-                                          shuffle=shuffle, seed=int(seed),
-                                          drop_last=n >= world_size)
+        self.sampler = DistributedSampler(
+            range(n),
+            num_replicas=world_size,
+            rank=rank,
+            shuffle=shuffle,
+            seed=int(seed),
+            drop_last=n >= world_size,
+        )
         self.per_epoch = len(self.sampler)
         self.rank, self.world_size = int(rank), int(world_size)
         self.grouped = None
@@ -80,7 +94,7 @@ class IndexStream:
         order = np.fromiter(iter(self.grouped), dtype=np.int64, count=len(self.grouped))
         total = self.per_epoch * self.world_size
         order = np.resize(order, total)  # trims (or, with < world_size items, repeats)
-        return order[self.rank::self.world_size]
+        return order[self.rank :: self.world_size]
 
     def order(self, epoch: int) -> np.ndarray:
         """Item indices of this rank for ``epoch``."""
@@ -96,7 +110,7 @@ class IndexStream:
         pos = int(start)
         while len(out) < n:
             epoch, offset = divmod(pos, self.per_epoch)
-            chunk = self.order(epoch)[offset:offset + n - len(out)]
+            chunk = self.order(epoch)[offset : offset + n - len(out)]
             out.extend((int(i), epoch) for i in chunk)
             pos += len(chunk)
         return out
@@ -124,8 +138,17 @@ class StepBatchSampler(Sampler):
         Items of ``extra`` per step and rank.
     """
 
-    def __init__(self, main: IndexStream, batch_size: int, start_step: int, end_step: int, *,
-                 aligned: bool = True, extra: IndexStream | None = None, extra_batch: int = 0):
+    def __init__(
+        self,
+        main: IndexStream,
+        batch_size: int,
+        start_step: int,
+        end_step: int,
+        *,
+        aligned: bool = True,
+        extra: IndexStream | None = None,
+        extra_batch: int = 0,
+    ):
         self.main = main
         self.batch_size = int(batch_size)
         self.start_step = int(start_step)
@@ -150,7 +173,7 @@ class StepBatchSampler(Sampler):
             spe = int(self.steps_per_epoch)
             epoch, j = divmod(step, spe)
             order = self.main.order(epoch)
-            items = [(int(i), epoch) for i in order[j * b:(j + 1) * b]]
+            items = [(int(i), epoch) for i in order[j * b : (j + 1) * b]]
         else:
             items = self.main.take(step * b, b)
         if self.extra is not None and self.extra_batch:
@@ -219,12 +242,16 @@ def collate_train(items: list[dict], ignore_index: int = -100) -> dict:
     for it in items:
         lab = it.get("label")
         if lab is None:
-            labels.append(torch.full(tuple(it["image"].shape[-2:]), ignore_index,
-                                     dtype=torch.int64))
+            labels.append(
+                torch.full(tuple(it["image"].shape[-2:]), ignore_index, dtype=torch.int64)
+            )
             flags.append(False)
         else:
             labels.append(lab.long())
             flags.append(bool(it.get("labeled", True)))
-    return {"image": images, "label": torch.stack(labels),
-            "labeled": torch.tensor(flags, dtype=torch.bool),
-            "index": torch.tensor([int(it.get("index", -1)) for it in items])}
+    return {
+        "image": images,
+        "label": torch.stack(labels),
+        "labeled": torch.tensor(flags, dtype=torch.bool),
+        "index": torch.tensor([int(it.get("index", -1)) for it in items]),
+    }

@@ -20,6 +20,7 @@ no loss and are not loaded, so both arms see the same labelled batches in the sa
 (same seed), the same initial weights and the same number of steps: the only difference is
 the Mumford–Shah term (and the unlabelled images it brings in).
 """
+
 from __future__ import annotations
 
 import csv
@@ -42,13 +43,19 @@ logger = logging.getLogger(__name__)
 #: File that marks a sweep folder (``varseg train --out DIR --resume`` resumes the sweep).
 SWEEP_CONFIG_NAME = "sweep_config.json"
 
-__all__ = ["SWEEP_CONFIG_NAME", "SWEEP_DEFAULTS", "sweep_settings", "run_sweep", "summarise",
-           "format_markdown"]
+__all__ = [
+    "SWEEP_CONFIG_NAME",
+    "SWEEP_DEFAULTS",
+    "sweep_settings",
+    "run_sweep",
+    "summarise",
+    "format_markdown",
+]
 
 #: Settings of :func:`run_sweep` (the ``sweep`` object of a config overrides them).
 SWEEP_DEFAULTS = {
     "fractions": ["1/8", "1/4", "1"],
-    "lambdas": None,          # default [0, config.ms_weight]
+    "lambdas": None,  # default [0, config.ms_weight]
     "seeds": [0],
     "eval_split": "test",
     "eval_dataset_kw": {},
@@ -80,8 +87,9 @@ def _run_name(frac, lam, seed) -> str:
     return f"{_frac_label(frac).replace('/', '-')}_lam{lam:g}_seed{seed}"
 
 
-def run_sweep(config: TrainConfig, out_dir, *, progress: bool | None = False,
-              log=logger.info) -> dict:
+def run_sweep(
+    config: TrainConfig, out_dir, *, progress: bool | None = False, log=logger.info
+) -> dict:
     """Train and evaluate every (fraction, λ, seed) of the sweep; write the tables.
 
     Parameters
@@ -115,9 +123,14 @@ def run_sweep(config: TrainConfig, out_dir, *, progress: bool | None = False,
     for frac in s["fractions"]:
         for seed in s["seeds"]:
             for lam in s["lambdas"]:
-                cfg = dataclasses.replace(base, labeled_fraction=frac, ms_weight=lam, seed=seed,
-                                          split_seed=seed,
-                                          name=f"{config.name}:{_run_name(frac, lam, seed)}")
+                cfg = dataclasses.replace(
+                    base,
+                    labeled_fraction=frac,
+                    ms_weight=lam,
+                    seed=seed,
+                    split_seed=seed,
+                    name=f"{config.name}:{_run_name(frac, lam, seed)}",
+                )
                 cfg = cfg.validate()
                 run_dir = out / "runs" / _run_name(frac, lam, seed)
                 ckpt = run_dir / CHECKPOINT_NAME
@@ -125,20 +138,32 @@ def run_sweep(config: TrainConfig, out_dir, *, progress: bool | None = False,
                 resume = ckpt.is_file()
                 summary = train(cfg, run_dir, resume=resume, progress=progress)
                 train_s = time.perf_counter() - t0
-                res = evaluate_checkpoint(ckpt, split=s["eval_split"],
-                                          dataset_kw=s["eval_dataset_kw"], device=cfg.device)
+                res = evaluate_checkpoint(
+                    ckpt, split=s["eval_split"], dataset_kw=s["eval_dataset_kw"], device=cfg.device
+                )
                 step = int(load_checkpoint(ckpt)["step"])
-                rec = {"fraction": _frac_label(frac), "ms_weight": lam, "seed": seed,
-                       "steps": step, "metric": s["metric"], "value": res[s["metric"]],
-                       "dice": res.get("dice"), "iou": res.get("iou"),
-                       "precision": res.get("precision"), "recall": res.get("recall"),
-                       "n_eval_images": res["n_images"], "train_s": round(train_s, 2),
-                       "run": str(run_dir)}
+                rec = {
+                    "fraction": _frac_label(frac),
+                    "ms_weight": lam,
+                    "seed": seed,
+                    "steps": step,
+                    "metric": s["metric"],
+                    "value": res[s["metric"]],
+                    "dice": res.get("dice"),
+                    "iou": res.get("iou"),
+                    "precision": res.get("precision"),
+                    "recall": res.get("recall"),
+                    "n_eval_images": res["n_images"],
+                    "train_s": round(train_s, 2),
+                    "run": str(run_dir),
+                }
                 records.append(rec)
                 if log is not None:
-                    log(f"[sweep] fraction {rec['fraction']:>4}  λ={lam:<6g} seed {seed}: "
+                    log(
+                        f"[sweep] fraction {rec['fraction']:>4}  λ={lam:<6g} seed {seed}: "
                         f"{s['metric']} {rec['value']:.4f}  ({summary['step']} steps, "
-                        f"{train_s:.1f} s)")
+                        f"{train_s:.1f} s)"
+                    )
     summary = summarise(records, s)
     md = format_markdown(summary, s, config)
     paths = _write(out, records, summary, md, s, config)
@@ -151,11 +176,18 @@ def summarise(records: list[dict], settings: dict) -> list[dict]:
     for frac in dict.fromkeys(r["fraction"] for r in records):
         base_vals = None
         for lam in settings["lambdas"]:
-            vals = [r["value"] for r in records
-                    if r["fraction"] == frac and r["ms_weight"] == lam and r["value"] is not None]
-            row = {"fraction": frac, "ms_weight": lam, "n_seeds": len(vals),
-                   "mean": float(np.mean(vals)) if vals else math.nan,
-                   "std": float(np.std(vals)) if len(vals) > 1 else 0.0}
+            vals = [
+                r["value"]
+                for r in records
+                if r["fraction"] == frac and r["ms_weight"] == lam and r["value"] is not None
+            ]
+            row = {
+                "fraction": frac,
+                "ms_weight": lam,
+                "n_seeds": len(vals),
+                "mean": float(np.mean(vals)) if vals else math.nan,
+                "std": float(np.std(vals)) if len(vals) > 1 else 0.0,
+            }
             if lam == 0:
                 base_vals = vals
             if base_vals and lam != 0 and len(base_vals) == len(vals):
@@ -170,8 +202,9 @@ def format_markdown(summary: list[dict], settings: dict, config: TrainConfig) ->
     """Markdown table: one row per labelled fraction, one column per λ (+ gains)."""
     lams = settings["lambdas"]
     metric = settings["metric"]
-    head = ["labelled fraction"] + [("CE (λ=0)" if lam == 0 else f"CE + {lam:g}·MS")
-                                    for lam in lams]
+    head = ["labelled fraction"] + [
+        ("CE (λ=0)" if lam == 0 else f"CE + {lam:g}·MS") for lam in lams
+    ]
     head += [f"Δ (λ={lam:g})" for lam in lams if lam != 0]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for frac in dict.fromkeys(r["fraction"] for r in summary):
@@ -185,21 +218,28 @@ def format_markdown(summary: list[dict], settings: dict, config: TrainConfig) ->
             cells.append(cell)
             if lam != 0:
                 g = r.get("gain_vs_ce")
-                gains.append("n/a" if g is None else
-                             f"{g:+.4f} ({r.get('wins', 0)}/{r['n_seeds']} seeds)")
+                gains.append(
+                    "n/a" if g is None else f"{g:+.4f} ({r.get('wins', 0)}/{r['n_seeds']} seeds)"
+                )
         lines.append("| " + " | ".join(cells + gains) + " |")
     seeds = settings["seeds"]
-    note = (f"\nForeground {metric} (mean over foreground classes, pooled over the "
-            f"'{settings['eval_split']}' split), mean ± std over seeds {seeds}; config "
-            f"'{config.name}', model {config.model} {config.model_kw}, "
-            f"{config.max_steps or config.epochs} {'steps' if config.max_steps else 'epochs'}"
-            f", batch {config.batch_size}, {config.optimizer} lr {config.lr:g}.\n")
+    note = (
+        f"\nForeground {metric} (mean over foreground classes, pooled over the "
+        f"'{settings['eval_split']}' split), mean ± std over seeds {seeds}; config "
+        f"'{config.name}', model {config.model} {config.model_kw}, "
+        f"{config.max_steps or config.epochs} {'steps' if config.max_steps else 'epochs'}"
+        f", batch {config.batch_size}, {config.optimizer} lr {config.lr:g}.\n"
+    )
     return "\n".join(lines) + "\n" + note
 
 
 def _write(out: Path, records, summary, md, settings, config) -> dict:
-    paths = {"runs_csv": out / "sweep_runs.csv", "csv": out / "sweep.csv",
-             "markdown": out / "sweep.md", "json": out / "sweep.json"}
+    paths = {
+        "runs_csv": out / "sweep_runs.csv",
+        "csv": out / "sweep.csv",
+        "markdown": out / "sweep.md",
+        "json": out / "sweep.json",
+    }
     with atomic_path(paths["runs_csv"]) as tmp, open(tmp, "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=list(records[0]))
         w.writeheader()
@@ -212,9 +252,15 @@ def _write(out: Path, records, summary, md, settings, config) -> dict:
         w.writeheader()
         w.writerows(summary)
     atomic_write_text(paths["markdown"], md)
-    atomic_write_text(paths["json"], json.dumps(
-        {"settings": settings, "config": config.to_dict(), "runs": records, "summary": summary},
-        indent=1, default=_nan_safe) + "\n")
+    atomic_write_text(
+        paths["json"],
+        json.dumps(
+            {"settings": settings, "config": config.to_dict(), "runs": records, "summary": summary},
+            indent=1,
+            default=_nan_safe,
+        )
+        + "\n",
+    )
     return {k: str(v) for k, v in paths.items()}
 
 
