@@ -60,7 +60,7 @@ def _imports(modules):
     """module -> set of varseg modules it imports (at any depth of the code)."""
     graph = {}
     for mod, path in modules.items():
-        tree = ast.parse(path.read_text())
+        tree = ast.parse(path.read_text(encoding="utf-8"))
         deps = set()
         for node in ast.walk(tree):
             if isinstance(node, ast.Import):
@@ -150,7 +150,7 @@ def test_every_module_has_a_layer_and_imports_go_down():
 def _private_imports(modules):
     found = []
     for mod, path in modules.items():
-        tree = ast.parse(path.read_text())
+        tree = ast.parse(path.read_text(encoding="utf-8"))
         for node in ast.walk(tree):
             if isinstance(node, ast.ImportFrom):
                 src = _resolve(mod, path.name == "__init__.py", node) or ""
@@ -170,35 +170,32 @@ def test_no_private_name_crosses_a_module_boundary():
     assert _private_imports(_modules()) == []
 
 
-def _code_lines(fn):
-    """Lines of code of a function: without its docstring, blank and comment-only lines."""
+def _body_lines(fn, src):
+    """Lines of code of a function's body: after its signature and docstring, without blank
+    and comment-only lines (a formatter's one-argument-per-line signature does not count)."""
     body = fn.body
     if (
-        body
+        len(body) > 1
         and isinstance(body[0], ast.Expr)
         and isinstance(body[0].value, ast.Constant)
         and isinstance(body[0].value.value, str)
     ):
-        doc = set(range(body[0].lineno, body[0].end_lineno + 1))
-    else:
-        doc = set()
-    return fn, doc
+        body = body[1:]
+    start = body[0].lineno
+    return sum(
+        1
+        for i in range(start, fn.end_lineno + 1)
+        if src[i - 1].strip() and not src[i - 1].strip().startswith("#")
+    )
 
 
 def _long_functions(modules):
     long = []
     for mod, path in modules.items():
-        src = path.read_text().splitlines()
+        src = path.read_text(encoding="utf-8").splitlines()
         for node in ast.walk(ast.parse("\n".join(src))):
             if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
-                _, doc = _code_lines(node)
-                n = sum(
-                    1
-                    for i in range(node.lineno, node.end_lineno + 1)
-                    if i not in doc
-                    and src[i - 1].strip()
-                    and not src[i - 1].strip().startswith("#")
-                )
+                n = _body_lines(node, src)
                 if n > MAX_LINES:
                     long.append(f"{mod}.{node.name}: {n}")
     return long
@@ -222,3 +219,11 @@ def test_private_import_detector(tmp_path, probe, expected):
     p = tmp_path / "varseg" / "m.py"
     p.write_text(probe + "\n")
     assert len(_private_imports({"varseg.m": p})) == expected
+
+
+def test_long_function_detector_counts_the_body(tmp_path):
+    (tmp_path / "varseg").mkdir()
+    p = tmp_path / "varseg" / "m.py"
+    body = "".join(f"    x{i} = {i}\n" for i in range(81))
+    p.write_text('def f(\n    a,\n    b,\n):\n    """Doc."""\n' + body + "\n\ndef g():\n    return 1\n")
+    assert _long_functions({"varseg.m": p}) == ["varseg.m.f: 81"]

@@ -227,7 +227,7 @@ def _fixed_point_rows(img, iters, repeats, converge):
 def _lic_row(img, iters, repeats, converge):
     from varseg.levelset import bias_field_levelset
 
-    t = _median_seconds(lambda: bias_field_levelset(img, 2, n_outer=iters, tol=0.0), repeats)
+    t = _median_seconds(lambda: bias_field_levelset(img, 2, max_iter=iters, tol=0.0), repeats)
     row = _row("LIC 2 phases (outer it)", t, iters)
     if converge:
         seg = bias_field_levelset(img, 2)
@@ -235,10 +235,10 @@ def _lic_row(img, iters, repeats, converge):
     return row
 
 
-def _neural_row(iters, repeats, device):
-    """``backprop-ms`` on a 321x481 RGB image at the preset's work size: the median time of
-    one Adam step of the loss (from the result's ``times``; the set-up of each call and the
-    k-means start are left out, ``init="random"``)."""
+def _neural_row(iters, repeats, device, size):
+    """``backprop-ms`` on a 321x481 RGB image at the preset's work size (or ``size`` when
+    smaller): the median time of one Adam step of the loss (from the result's ``times``; the
+    set-up of each call and the k-means start are left out, ``init="random"``)."""
     import numpy as np
     from skimage import data
     from skimage.transform import resize
@@ -247,7 +247,7 @@ def _neural_row(iters, repeats, device):
     from varseg.reproduce.presets import NEURAL_PRESETS
 
     kw = dict(NEURAL_PRESETS["backprop-ms"])
-    work = kw.pop("work_size")
+    work = min(kw.pop("work_size"), size)
     kw.update(
         max_iter=iters + 1, tol=None, init="random", progress=False, seed=0, device=str(device)
     )
@@ -344,7 +344,7 @@ def run(size=256, iters=20, repeats=3, device="cpu", threads=None, converge=True
     rows = _chan_vese_rows(img, iters, repeats, converge)
     rows += _fixed_point_rows(img, iters, repeats, converge)
     rows.append(_lic_row(img, iters, repeats, converge))
-    rows.append(_neural_row(iters, repeats, dev))
+    rows.append(_neural_row(iters, repeats, dev, size))
     rows += _torch_rows(img, iters, repeats, dev)
     header = {
         "image": f"camera {size}x{size}",
