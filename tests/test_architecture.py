@@ -225,5 +225,7 @@ def test_long_function_detector_counts_the_body(tmp_path):
     (tmp_path / "varseg").mkdir()
     p = tmp_path / "varseg" / "m.py"
     body = "".join(f"    x{i} = {i}\n" for i in range(81))
-    p.write_text('def f(\n    a,\n    b,\n):\n    """Doc."""\n' + body + "\n\ndef g():\n    return 1\n")
+    p.write_text(
+        'def f(\n    a,\n    b,\n):\n    """Doc."""\n' + body + "\n\ndef g():\n    return 1\n"
+    )
     assert _long_functions({"varseg.m": p}) == ["varseg.m.f: 81"]
