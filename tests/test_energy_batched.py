@@ -43,3 +43,27 @@ def test_numpy_and_torch_agree_with_batched_terms():
     terms = batched_terms(x, y)
     np.testing.assert_allclose(data, np.asarray(terms[0]), rtol=1e-12)
     np.testing.assert_allclose(batched_tv(y), np.asarray(terms[1]), rtol=1e-12)
+
+
+def test_spacing_divides_the_length_term_by_the_voxel_size():
+    from varseg.energy import energy_from_labels
+
+    lab = np.zeros((4, 6, 6), int)
+    lab[2:] = 1  # one boundary plane across z: 36 voxel faces
+    img = lab.astype(float)
+    unit = energy_from_labels(img, lab, 1.0)
+    assert unit.length == pytest.approx(72.0)  # 36 faces, counted in both memberships
+    same = energy_from_labels(img, lab, 1.0, spacing=(1, 1, 1))
+    assert same.length == unit.length and same.data == unit.data
+    z2 = energy_from_labels(img, lab, 1.0, spacing=(2.0, 1.0, 1.0))
+    assert z2.length == pytest.approx(36.0) and z2.data == unit.data
+    # a boundary across x does not feel dz
+    lab_x = np.zeros((4, 6, 6), int)
+    lab_x[..., 3:] = 1
+    ex = energy_from_labels(lab_x.astype(float), lab_x, 1.0, spacing=(2.0, 1.0, 1.0))
+    assert ex.length == pytest.approx(2 * 24.0)
+    y = np.stack([lab == 0, lab == 1]).astype(float)[None]
+    assert batched_tv(y, spacing=(2.0, 1.0, 1.0))[0] == pytest.approx(36.0)
+    for bad in ((1.0, 1.0), (0.0, 1.0, 1.0), (np.nan, 1, 1), "abc"):
+        with pytest.raises(ValueError, match="spacing must be"):
+            energy_from_labels(img, lab, 1.0, spacing=bad)

@@ -70,6 +70,7 @@ __all__ = [
     "forward_difference",
     "batched_residual",
     "batched_tv",
+    "check_spacing",
     "normalise_image",
     "DEFAULT_LAM",
 ]
@@ -311,24 +312,49 @@ def _batched_residual(ops, x, means, b=None):
     return e
 
 
-def _batched_tv(ops, y, tv):
-    """TV of each membership, summed over classes and space: shape (B,)."""
+def _batched_tv(ops, y, tv, spacing=None):
+    """TV of each membership, summed over classes and space: shape (B,).
+
+    With ``spacing`` (one voxel size per spatial axis) each difference is divided by its
+    axis' voxel size: the gradient in physical units.
+    """
     axes = range(2, y.ndim)
+    h = [1.0] * len(axes) if spacing is None else [float(v) for v in spacing]
     if tv == "anisotropic":
         # the Neumann padding adds zeros only: sum |differences| without materialising it
         tot = ops.sum(ops.reshape(ops.zeros_like(y[:, :1]), (y.shape[0], -1)), -1)
-        for a in axes:
+        for a, ha in zip(axes, h, strict=True):
             if y.shape[a] > 1:
                 d = y.diff(dim=a) if ops.torch else np.diff(y, axis=a)
-                tot = tot + ops.sum(ops.reshape(ops.abs(d), (y.shape[0], -1)), -1)
+                tot = tot + ops.sum(ops.reshape(ops.abs(d), (y.shape[0], -1)), -1) / ha
         return tot
-    else:
-        sq = None
-        for a in axes:
-            d = ops.fdiff(y, a)
-            sq = d * d if sq is None else sq + d * d
-        tot = ops.sqrt0(sq)
+    sq = None
+    for a, ha in zip(axes, h, strict=True):
+        d = ops.fdiff(y, a) / ha
+        sq = d * d if sq is None else sq + d * d
+    tot = ops.sqrt0(sq)
     return ops.sum(ops.reshape(tot, (y.shape[0], -1)), -1)
+
+
+def check_spacing(spacing, ndim):
+    """Return ``spacing`` as a tuple of ``ndim`` positive finite floats, or None for unit.
+
+    Raises
+    ------
+    ValueError
+        Wrong length, a non-positive or non-finite voxel size (one line naming ``spacing``).
+    """
+    if spacing is None:
+        return None
+    try:
+        sp = tuple(float(v) for v in spacing)
+    except (TypeError, ValueError):
+        raise ValueError(f"spacing must be {ndim} positive floats; got {spacing!r}") from None
+    if len(sp) != ndim or not all(np.isfinite(v) and v > 0 for v in sp):
+        raise ValueError(
+            f"spacing must be {ndim} positive finite floats (one per spatial axis); got {spacing!r}"
+        )
+    return None if all(v == 1.0 for v in sp) else sp
 
 
 def forward_difference(u, axis):
@@ -392,7 +418,7 @@ def batched_residual(x, means, bias=None):
     return _batched_residual(_Ops(_is_torch(x)), x, means, bias)
 
 
-def batched_tv(y, tv="isotropic"):
+def batched_tv(y, tv="isotropic", spacing=None):
     r"""Total variation of each membership, summed over classes and space, NumPy or torch.
 
     The length term of Kim & Ye Eq. 12 (forward differences with Neumann boundary).
@@ -401,13 +427,16 @@ def batched_tv(y, tv="isotropic"):
     ----------
     y : array or tensor, shape (B, K, *S)
     tv : {"isotropic", "anisotropic"}
+    spacing : sequence of float, optional
+        Voxel size per spatial axis (``(dz, dy, dx)`` or ``(dy, dx)``): differences along
+        an axis are divided by its size (gradients in physical units).
 
     Returns
     -------
     array or tensor, shape (B,)
     """
     _check_options(tv=tv)
-    return _batched_tv(_Ops(_is_torch(y)), y, tv)
+    return _batched_tv(_Ops(_is_torch(y)), y, tv, check_spacing(spacing, y.ndim - 2))
 
 
 def batched_terms(x, y, *, bias=None, tv="isotropic", means=None):
@@ -666,7 +695,9 @@ def labels_to_memberships(labels, n_phases=None, dtype=np.float64):
 # --------------------------------------------------------------------------------------
 # Fast path for hard partitions (solvers record the energy every iteration)
 # --------------------------------------------------------------------------------------
-def energy_from_labels(image, labels, lam, *, n_phases=None, tv="isotropic", reduction="sum"):
+def energy_from_labels(
+    image, labels, lam, *, n_phases=None, tv="isotropic", reduction="sum", spacing=None
+):
     r"""Mumford–Shah energy (Eq. 1) of a hard partition given as a label map.
 
     Numerically identical to ``mumford_shah_terms(image, labels_to_memberships(labels), lam)``
@@ -690,6 +721,12 @@ def energy_from_labels(image, labels, lam, *, n_phases=None, tv="isotropic", red
     n_phases : int, optional
         K ≥ 1; default ``labels.max() + 1``.
     tv, reduction : see :func:`mumford_shah_energy`
+    spacing : sequence of float, optional
+        Voxel size per spatial axis (e.g. a file's ``(dz, dy, dx)``): the length term's
+        differences are divided by it (gradients in physical units, as in
+        :func:`varseg.levelset.chan_vese`'s curvature); the data term stays a sum over
+        voxels. Unit spacing (the default) is the Numba path; other spacings are computed
+        from the one-hot memberships by :func:`batched_tv`.
 
     Returns
     -------
@@ -721,8 +758,12 @@ def energy_from_labels(image, labels, lam, *, n_phases=None, tv="isotropic", red
     # C order always: one compiled signature per dtype (no recompilation for views)
     lab3 = np.ascontiguousarray(lab.reshape((1,) * (3 - lab.ndim) + lab.shape))
     x4 = np.ascontiguousarray(x.reshape((x.shape[0],) + lab3.shape))
+    sp = check_spacing(spacing, lab.ndim)
     kernel = hard_energy if lab.size >= _PARALLEL_MIN_PIXELS else hard_energy_serial
     data, length, means = kernel(x4, lab3, k, tv == "isotropic")
+    if sp is not None:
+        onehot = (lab[None] == np.arange(k).reshape((k,) + (1,) * lab.ndim)).astype(np.float64)
+        length = float(_batched_tv(_Ops(False), onehot[None], tv, sp)[0])
     n_pix = lab.size
     if reduction == "mean":
         data, length = data / n_pix, length / n_pix

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from varseg._json import to_builtin
-from varseg.energy import normalise_image
+from varseg.energy import check_spacing, normalise_image
 
 from .._jit import ensure_compiled
 from .._validation import (
@@ -420,22 +420,12 @@ def _check_args(
 
 
 def _check_spacing(spacing, nd):
-    """``spacing`` as ``(dz, dy, dx)`` for the kernels (``dz = 0`` in 2D), or None for unit."""
-    if spacing is None:
+    """``spacing`` as ``(dz, dy, dx)`` for the kernels (``dz = 0`` in 2D), or None for unit
+    (validated by :func:`varseg.energy.check_spacing`)."""
+    sp = check_spacing(spacing, nd)
+    if sp is None:
         return None
-    try:
-        sp = [float(h) for h in spacing]
-    except (TypeError, ValueError):
-        raise ValueError(
-            f"spacing must be a sequence of {nd} positive floats; got {spacing!r}"
-        ) from None
-    if len(sp) != nd or not all(math.isfinite(h) and h > 0 for h in sp):
-        raise ValueError(
-            f"spacing must be {nd} positive finite floats (one per spatial axis); got {spacing!r}"
-        )
-    if all(h == 1.0 for h in sp):
-        return None
-    return tuple(sp) if nd == 3 else (0.0, sp[0], sp[1])
+    return sp if nd == 3 else (0.0, sp[0], sp[1])
 
 
 def _check_layout(image, channel_axis):
