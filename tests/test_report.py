@@ -81,3 +81,13 @@ def test_comparison_report_renders_in_headless_chromium(tmp_path):
     assert pix.shape == (1400, 1000)
     # rendered: dark text and figures on the white page, not a blank page
     assert (pix < 128).mean() > 0.01 and pix.std() > 20
+
+
+def test_html_text_has_no_markdown_marks(tmp_path):
+    img, gt = _two_regions()
+    table = compare(img, ["otsu"], gt)
+    page = write_comparison_report(table, img, tmp_path, source="a`b", figures=False)[
+        "html"
+    ].read_text(encoding="utf-8")
+    text = page.split("<body>", 1)[1]
+    assert "`" not in text and "*length*" not in text and "length is" in text

@@ -272,9 +272,14 @@ def html_page(title, sections):
     )
 
 
+def _plain(text):
+    """Markdown text as plain text for HTML: without backticks and emphasis stars."""
+    return text.replace("**", "").replace("`", "").replace("*", "")
+
+
 def _comparison_html(title, table, header_lines, out, figs):
-    intro = "".join(f"<p>{html.escape(line)}</p>" for line in header_lines[2:] if line)
-    note = html.escape(_ENERGY_NOTE.format(lam=table.lam).replace("**", "").replace("`", ""))
+    intro = "".join(f"<p>{html.escape(_plain(line))}</p>" for line in header_lines[2:] if line)
+    note = html.escape(_plain(_ENERGY_NOTE.format(lam=table.lam)))
     sections = [("", intro), ("Results", table.to_html() + f"<p>{note}</p>")]
     if figs:
         sections.append(
@@ -437,8 +442,8 @@ def write_dataset_report(
         "",
     ]
     sections = [
-        ("", "".join(f"<p>{html.escape(h)}</p>" for h in head)),
-        ("Mean over images", f"<p>{html.escape(mean_note)}</p>" + table.to_html()),
+        ("", "".join(f"<p>{html.escape(_plain(h))}</p>" for h in head)),
+        ("Mean over images", f"<p>{html.escape(_plain(mean_note))}</p>" + table.to_html()),
     ]
     if table.per_image is not None:
         lines += ["## Per image", "", table.per_image.to_markdown(), ""]
