@@ -237,7 +237,7 @@ def _softmax_block(b, nb, z, x, y, lab, part, first, scratch):
 @njit(cache=True, error_model="numpy", nogil=True)
 def softmax_blocks(b0, b1, z, x, y, lab, part, first, scratch):
     r""":math:`y = \mathrm{softmax}(z)` over axis 0, labels and partial sums of the row
-    blocks ``b0 .. b1 - 1`` (GIL released; ``scratch``: (nb, k + 3, W) work array)."""
+    blocks ``b0`` to ``b1 - 1`` (GIL released; ``scratch``: (nb, k + 3, W) work array)."""
     nb = part.shape[0]
     for b in range(b0, b1):
         _softmax_block(b, nb, z, x, y, lab, part, first, scratch)
@@ -436,7 +436,7 @@ def _update_block(b, nb, z, x, y, lab, soft, hard, prow, grow, energy, lam, step
 def update_blocks(
     b0, b1, z, x, y, lab, soft, hard, prow, grow, energy, lam, step, mode, ceps, deps
 ):
-    """One step of Eq. 15 in place on the row blocks ``b0 .. b1 - 1`` of ``z``, from
+    """One step of Eq. 15 in place on the row blocks ``b0`` to ``b1 - 1`` of ``z``, from
     ``y = softmax(z)`` (:func:`softmax_blocks`); the data and length terms of the hard
     partition ``lab`` of each block go to ``energy[b]`` (GIL released)."""
     nb = prow.shape[0]

@@ -593,7 +593,7 @@ def load_image(spec, *, as_float=True, return_meta=False):
 # writers
 # --------------------------------------------------------------------------------------
 def label_dtype(n_labels):
-    """Smallest unsigned dtype holding labels ``0 .. n_labels - 1`` (uint8 or uint16).
+    """Smallest unsigned dtype holding labels 0 to ``n_labels - 1`` (uint8 or uint16).
 
     Parameters
     ----------
@@ -624,7 +624,7 @@ def _index_labels(labels, n_labels, what):
 
 
 def save_label_png(path, labels, n_labels=None):
-    """Write a 2D label map as a PNG of index values ``0 .. K-1`` (atomic write).
+    """Write a 2D label map as a PNG of index values 0 to K-1 (atomic write).
 
     ``uint8`` (mode ``L``) for up to 256 labels, ``uint16`` (mode ``I;16``) above: napari,
     ITK-SNAP or Fiji read the pixel values as the labels. For a coloured view see

@@ -117,7 +117,7 @@ class IndexStream:
 
 
 class StepBatchSampler(Sampler):
-    """Batches of ``(index, epoch)`` pairs for steps ``start_step .. end_step - 1``.
+    """Batches of ``(index, epoch)`` pairs for steps ``start_step`` to ``end_step - 1``.
 
     Parameters
     ----------
