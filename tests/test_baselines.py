@@ -53,8 +53,8 @@ def test_energy_is_the_shared_energy(fn, lam):
     assert res.params["normalised"] is True
     assert res.final_energy == pytest.approx(ref, rel=1e-12)
     assert res.final_energy == pytest.approx(ref2, rel=1e-9)
-    assert res.n_iter >= 1 and res.elapsed >= 0
-    assert res.times is not None and len(res.times) == 1
+    assert res.n_iter >= 1
+    assert res.times is not None and len(res.times) == 1 and res.times[0] <= res.elapsed
 
 
 def test_colour_images_and_channel_axis():

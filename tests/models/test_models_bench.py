@@ -2,6 +2,8 @@
 
 import argparse
 
+import pytest
+
 from varseg.bench.models import add_arguments, main
 
 
@@ -37,7 +39,9 @@ def test_small_run_reports_positive_numbers(capsys):
         "polyphase-unet/BSDS",
     }
     for r in report["results"].values():
-        assert r["images_per_second"] > 0 and r["seconds_per_iteration"] > 0
+        assert r["images_per_second"] == pytest.approx(
+            r["input_shape"][0] / r["seconds_per_iteration"], rel=1e-9
+        )
         assert r["parameters"] > 0
     assert report["results"]["polyphase-unet/BraTS"]["input_shape"][1] == 12
     assert "img/s" in capsys.readouterr().out

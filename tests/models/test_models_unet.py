@@ -37,8 +37,7 @@ def test_bias_field_output_shape_and_positive(cls):
         net.bias_head.conv.bias.fill_(-200.0)
         net.bias_head.conv.weight.normal_()
     _, bias = net(torch.rand(2, 3, 21, 30))
-    assert (bias > 0).all()
-    assert bias.min() >= BIAS_EPS
+    assert bias.min() >= BIAS_EPS and bias.min() < 2 * BIAS_EPS  # at the floor, not below
 
 
 @pytest.mark.parametrize("cls", [UNet, PolyphaseUNet])
