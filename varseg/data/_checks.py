@@ -11,7 +11,6 @@ from __future__ import annotations
 import operator
 import os
 from collections import abc
-from typing import Sequence
 
 import numpy as np
 
@@ -19,7 +18,6 @@ from varseg._validation import renamed_argument  # noqa: F401 - re-exported for 
 from varseg.io import check_positive_labels, reading  # noqa: F401 - re-exported
 
 from .._validation import check_int, check_positive
-from ._io import check_label_values
 
 __all__ = [
     "check_index",
@@ -27,7 +25,6 @@ __all__ = [
     "check_scale_range",
     "check_finite_volume",
     "check_positive_labels",
-    "check_wide_png_values",
     "reading",
     "renamed_argument",
 ]
@@ -145,25 +142,3 @@ def check_finite_volume(volume: np.ndarray, path: str | os.PathLike, what: str) 
             f"{what} {path} has {n_bad} NaN or Inf voxel(s) of {arr.size}: "
             "expected finite intensities"
         )
-
-
-def check_wide_png_values(path: str | os.PathLike, allowed: Sequence[int], what: str) -> None:
-    """Check the raw values of a 16/32-bit integer PNG against ``allowed``.
-
-    A label PNG stored with 16-bit samples is cast to ``uint8`` by the index reader, which
-    wraps 276 to 20 and 256 to 0 (valid VOC classes). The values are therefore checked on
-    the file's own dtype; palette (``P``) and 8-bit (``L``) PNGs need no second look
-    (only the header is read).
-
-    Raises
-    ------
-    ValueError
-        Naming the file and the values outside ``allowed``.
-    """
-    from PIL import Image
-
-    with reading(path, what), Image.open(path) as im:
-        if im.mode in ("P", "L", "1"):
-            return
-        raw = np.asarray(im)
-    check_label_values(raw, allowed, path, what)

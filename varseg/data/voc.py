@@ -26,7 +26,6 @@ from .._atomic import atomic_write_text
 from ._checks import (
     check_index,
     check_scale_range,
-    check_wide_png_values,
     reading,
     renamed_argument,
 )
@@ -115,7 +114,6 @@ def read_voc_mask(path: str | os.PathLike) -> np.ndarray:
         Naming the file: a colour PNG, a damaged file or values outside {0-20, 255}.
     """
     lab = read_index_png(path, "VOC label mask")
-    check_wide_png_values(path, _ALLOWED, "VOC label mask")
     check_label_values(lab, _ALLOWED, path, "VOC")
     return lab
 
