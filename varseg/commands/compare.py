@@ -21,6 +21,7 @@ import logging
 import time
 from pathlib import Path
 
+from varseg.commands._output import check_output_dir
 from varseg.compare import DEFAULT_METHODS
 from varseg.methods import get_spec, method_names
 
@@ -196,21 +197,7 @@ def check_args(args):
         check_int(args.max_iter, "--max-iter")
     if args.threads is not None:
         check_int(args.threads, "--threads")
-    check_output_dir(args.out, "-o/--out")
-
-
-def check_output_dir(path, flag):
-    """Raise a one-line error when ``path`` cannot be used as an output folder."""
-    import os
-
-    out = Path(path)
-    if out.exists() and not out.is_dir():
-        raise ValueError(f"{flag} {path!r} exists and is not a folder")
-    parent = next((p for p in (out, *out.parents) if p.exists()), Path("."))
-    if not parent.is_dir():
-        raise ValueError(f"{flag} {path!r}: {parent} is a file, not a folder")
-    if not os.access(parent, os.W_OK | os.X_OK):
-        raise ValueError(f"{flag} {path!r}: {parent} is not writable")
+    check_output_dir(args.out)
 
 
 def _downscale(image, channel_axis, ground_truth, max_size):
