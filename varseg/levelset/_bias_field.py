@@ -30,6 +30,7 @@ from .._validation import (
     check_int,
     check_n_phases,
     check_positive,
+    renamed_argument,
     resolve_rng,
 )
 from ..energy import energy_from_labels, gaussian_kernel, normalise_image
@@ -251,18 +252,6 @@ def _check_sigma_dt(sigma, dt, mu, shape):
             f"dt must satisfy mu*dt <= 1/(2*ndim) = {bound:g} (stability of the "
             f"explicit scheme); got dt={dt!r} with mu={mu!r}"
         )
-
-
-def _resolve_budget(max_iter, n_outer):
-    """``max_iter``, or the deprecated ``n_outer`` (with a DeprecationWarning)."""
-    if n_outer is not None:
-        warnings.warn(
-            "bias_field_levelset: n_outer is deprecated, use max_iter",
-            DeprecationWarning,
-            stacklevel=3,
-        )
-        max_iter = n_outer
-    return check_int(max_iter, "n_outer" if n_outer is not None else "max_iter")
 
 
 def _resolve_init(init):
@@ -743,7 +732,10 @@ def bias_field_levelset(
     >>> bool(np.corrcoef(seg.bias.ravel(), bias.ravel())[0, 1] > 0.99)
     True
     """
-    max_iter = _resolve_budget(max_iter, n_outer)
+    max_iter = check_int(
+        renamed_argument(max_iter, n_outer, new="max_iter", old="n_outer", default=100),
+        "n_outer" if n_outer is not None else "max_iter",
+    )
     init = _resolve_init(init)
     x_in, gray = as_channels_first(image, channel_axis)
     shape = x_in.shape[1:]
