@@ -166,19 +166,10 @@ def _failed_row(name, err, errors, ground_truth, spatial, n_phases, seconds):
     return row
 
 
-def _run_method(name, spec, ctx):
-    """Run one method and return ``(row, result or None)``."""
+def _run_method(name, spec, kw, ctx):
+    """Run one method with its keywords ``kw`` and return ``(row, result or None)``."""
     try:
         func = spec.load()
-        kw = _kwargs(
-            name,
-            spec,
-            ctx["lam"],
-            ctx["channel_axis"],
-            ctx["seed"],
-            ctx["method_params"],
-            ctx["share_lam"],
-        )
         if ctx["warmup"] and spec.jit:
             _warm_up(func, ctx["run_image"], ctx["channel_axis"], ctx["n_phases"], kw)
         t0 = time.perf_counter()
@@ -312,13 +303,11 @@ def compare(
     pairs = resolve_methods(methods)
     method_params = _check_params(pairs, method_params)
     image_n = normalise_image(img)
+    kwargs = {n: _kwargs(n, s, lam, channel_axis, seed, method_params, share_lam) for n, s in pairs}
     ctx = {
         "lam": lam,
         "channel_axis": channel_axis,
-        "seed": seed,
         "errors": errors,
-        "method_params": method_params,
-        "share_lam": share_lam,
         "warmup": warmup,
         "run_image": image_n if normalise else img,
         "image_n": image_n,
@@ -337,10 +326,7 @@ def compare(
             "channel_axis": channel_axis,
             "seed": seed,
             "environment": environment(),
-            "parameters": {
-                n: _describe(_kwargs(n, s, lam, channel_axis, seed, method_params, share_lam))
-                for n, s in pairs
-            },
+            "parameters": {n: _describe(kw) for n, kw in kwargs.items()},
             "ground_truth": None
             if ground_truth is None
             else ("human segmentations" if is_label_list(ground_truth, spatial) else "label map"),
@@ -352,7 +338,7 @@ def compare(
 
         iterator = tqdm(pairs, desc="compare", unit="method")
     for name, spec in iterator:
-        row, res = _run_method(name, spec, ctx)
+        row, res = _run_method(name, spec, kwargs[name], ctx)
         table.rows.append(row)
         if res is not None:
             table.results[name] = res
