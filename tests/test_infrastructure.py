@@ -45,7 +45,9 @@ def test_limit_threads_sets_env_and_numba(monkeypatch):
         monkeypatch.delenv(var, raising=False)
     try:
         assert limit_threads(1) == 1
-        assert os.environ["OMP_NUM_THREADS"] == "1" and os.environ["NUMBA_NUM_THREADS"] == "1"
+        assert os.environ["OMP_NUM_THREADS"] == "1" and os.environ["MKL_NUM_THREADS"] == "1"
+        # numba is imported: its variable stays as it was, its run-time count is set
+        assert "NUMBA_NUM_THREADS" not in os.environ
         assert numba.get_num_threads() == 1
     finally:
         numba.set_num_threads(before)
@@ -60,3 +62,18 @@ def test_environment_names_versions_and_load():
     assert env["cpu_count"] == os.cpu_count()
     assert env["load_average"] is None or len(env["load_average"]) == 3
     json.dumps(env)  # JSON-ready as it is
+
+
+def test_limit_threads_before_numba_sets_its_variable():
+    import subprocess
+    import sys
+
+    code = (
+        "import os, sys; from varseg._threads import limit_threads; limit_threads(1); "
+        "print('numba' in sys.modules, os.environ['NUMBA_NUM_THREADS'])"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "NUMBA_NUM_THREADS"}
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True
+    ).stdout.split()
+    assert out == ["False", "1"]

@@ -16,7 +16,8 @@ def limit_threads(n):
     Sets the environment variables read at import by OpenMP/BLAS, Numba and torch (for
     worker processes that have not imported them yet) and, for the libraries already
     imported, their run-time setting (``numba.set_num_threads``, ``torch.set_num_threads``).
-    torch is never imported here.
+    ``NUMBA_NUM_THREADS`` is left alone once Numba is imported (Numba refuses a changed value
+    after its threads are launched). torch is never imported here.
 
     Raises
     ------
@@ -26,9 +27,13 @@ def limit_threads(n):
     from ._validation import check_int
 
     n = check_int(n, "threads")
+    numba_loaded = "numba" in sys.modules
     for var in _ENV:
-        os.environ[var] = str(n)
-    if "numba" in sys.modules:
+        # once Numba is imported its thread count is fixed at launch: changing the variable
+        # then would make Numba's next configuration reload refuse to run
+        if not (numba_loaded and var == "NUMBA_NUM_THREADS"):
+            os.environ[var] = str(n)
+    if numba_loaded:
         import numba
 
         numba.set_num_threads(min(n, numba.config.NUMBA_NUM_THREADS))
