@@ -563,3 +563,57 @@ def test_bench_main_smoke():
     assert [(r["phases"], r["threads"]) for r in out["table"]] == [(2, 1), (4, 1), (2, 2), (4, 2)]
     assert out["table"][0]["thread_speedup"] == 1.0
     assert out["multiphase_K"] == 4 and out["threads"] == 2
+
+
+def _bands(values, n=48, sigma=0.03, seed=0):
+    """Vertical bands of the given gray values, plus Gaussian noise."""
+    lab = np.arange(n)[None, :] * len(values) // n * np.ones((n, 1), dtype=np.int64)
+    img = np.asarray(values)[lab] + np.random.default_rng(seed).normal(0, sigma, (n, n))
+    return img, lab
+
+
+@pytest.mark.parametrize("init", ["kmeans", "lloyd"])
+def test_init_regions_runs_vese_chan_with_five_regions(init):
+    # 5 bands: K = 8 phases (m = 3 level sets) started from 5 clusters keeps 5 regions,
+    # each band one phase, while a 4-region start must merge two bands.
+    img, lab = _bands([0.0, 0.25, 0.5, 0.75, 1.0])
+    seg = chan_vese(img, 8, mu=0.05, init=init, init_regions=5, seed=0, max_iter=300)
+    assert seg.params["init_regions"] == 5 and seg.params["n_phases"] == 8
+    assert len(np.unique(seg.labels)) == 5
+    r, c = linear_sum_assignment(-np.histogram2d(seg.labels.ravel(), lab.ravel(), [8, 5])[0])
+    matched = np.histogram2d(seg.labels.ravel(), lab.ravel(), [8, 5])[0][r, c].sum()
+    assert matched / lab.size > 0.99
+    four = chan_vese(img, 8, mu=0.05, init=init, init_regions=4, seed=0, max_iter=300)
+    assert len(np.unique(four.labels)) == 4
+    assert seg.final_energy < 0.8 * four.final_energy  # merging two bands costs more
+
+
+def test_init_regions_default_is_every_phase():
+    img, _ = _bands([0.0, 0.3, 0.6, 1.0])
+    a = chan_vese(img, 4, init="kmeans", max_iter=50)
+    b = chan_vese(img, 4, init="kmeans", init_regions=4, max_iter=50)
+    assert_array_equal(a.labels, b.labels)
+    assert a.params["init_regions"] is None
+
+
+@pytest.mark.parametrize(
+    "kw, match",
+    [
+        ({"init": "kmeans", "init_regions": 9}, r"init_regions must be an integer in 1\.\.8"),
+        ({"init": "kmeans", "init_regions": 0}, r"init_regions must be an integer in 1\.\.8"),
+        ({"init": "lloyd", "init_regions": 2.5}, "init_regions must be an integer"),
+        ({"init": "kmeans", "init_regions": True}, "init_regions must be an integer"),
+        ({"init_regions": 3}, "needs init=\"kmeans\" or \"lloyd\"; got init='checkerboard'"),
+    ],
+)
+def test_init_regions_refused(kw, match):
+    img, _ = _bands([0.0, 1.0], n=16)
+    with pytest.raises(ValueError, match=match):
+        chan_vese(img, 8, **kw)
+
+
+def test_init_regions_with_an_array_refused():
+    img, _ = _bands([0.0, 1.0], n=16)
+    phi = initial_level_sets(img.shape, 1, "checkerboard")
+    with pytest.raises(ValueError, match="needs init=.*an init array"):
+        chan_vese(img, 2, init=phi, init_regions=2)

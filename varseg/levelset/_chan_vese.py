@@ -23,7 +23,7 @@ from .._validation import (
     resolve_rng,
 )
 from ..result import Segmentation
-from ._init import INIT_NAMES, initial_level_sets
+from ._init import INIT_NAMES, check_regions, initial_level_sets
 from .heaviside import phase_labels, phase_memberships
 
 __all__ = [
@@ -80,6 +80,7 @@ def chan_vese(
     stop="partition",
     window=STOP_WINDOW,
     init="checkerboard",
+    init_regions=None,
     channel_axis=None,
     dtype=np.float32,
     seed=None,
@@ -175,6 +176,13 @@ def chan_vese(
         intensity clustering (recommended for m > 1, see Notes); ``"lloyd"``: the same from
         a k-means clustering of the colour vectors (seeded by ``seed``). An array must have
         shape ``S`` (``m = 1``) or ``(m,) + S``.
+    init_regions : int, optional
+        Number of clusters of an ``init="kmeans"`` / ``"lloyd"`` start (1 to ``n_phases``;
+        default ``n_phases``). Vese–Chan's m level sets give :math:`2^m` phases; a start
+        with fewer regions leaves the spare phases empty, which runs the model with a number
+        of regions that is not a power of two (e.g. ``n_phases=8, init_regions=5``). An
+        empty phase has mean 0 (as in scikit-image) and gains pixels only where that lowers
+        the energy.
     channel_axis : int or None
         Channel axis of a colour / vector-valued image (scikit-image convention).
     dtype : {numpy.float32, numpy.float64}
@@ -345,6 +353,7 @@ def chan_vese(
         return_history,
     )
     _check_layout(image, channel_axis)
+    check_regions(init_regions, cfg["m"], init)
     cfg["spacing"] = _check_spacing(spacing, np.ndim(image) - (channel_axis is not None))
     ensure_compiled(
         ("chan_vese", cfg["wdtype"].name),
@@ -356,7 +365,7 @@ def chan_vese(
     spatial = x_raw.shape[1:]
     rng = resolve_rng(seed)
     x, xmin, scale = normalise_image(x_raw, return_scale=True)
-    phi0 = initial_level_sets(spatial, cfg["m"], init, rng, image=x)  # validates the array
+    phi0 = initial_level_sets(spatial, cfg["m"], init, rng, image=x, n_regions=init_regions)
     run = _Run(
         x=x,
         gray=gray,
@@ -364,7 +373,9 @@ def chan_vese(
         cfg=cfg,
         t_start=t_start,
         record=bool(record_energy),
-        params=_params(cfg, init, channel_axis, seed, record_energy),
+        params=dict(
+            _params(cfg, init, channel_axis, seed, record_energy), init_regions=init_regions
+        ),
         extras={"image_min": xmin, "image_scale": scale, "stop": cfg["stop"]},
     )
     return _solve(run, phi0)

@@ -267,7 +267,26 @@ def _gray_code_phases(image, K, bins=256):
     return rank ^ (rank >> 1)
 
 
-def initial_level_sets(shape, m, init="checkerboard", rng=None, image=None):
+def check_regions(n_regions, m, init="kmeans"):
+    """Validate the number of regions of a clustering start for ``m`` level sets.
+
+    Returns ``2**m`` for None, else the integer; refused outside ``1..2**m`` or with an
+    ``init`` that is not a clustering (``"kmeans"``, ``"lloyd"``).
+    """
+    if n_regions is None:
+        return 2**m
+    if not (isinstance(init, str) and init in ("kmeans", "lloyd")):
+        what = f"init={init!r}" if isinstance(init, str) else "an init array"
+        raise ValueError(f'init_regions={n_regions!r} needs init="kmeans" or "lloyd"; got {what}')
+    if isinstance(n_regions, bool) or int(n_regions) != n_regions or not 1 <= n_regions <= 2**m:
+        raise ValueError(
+            f"init_regions must be an integer in 1..{2**m} (m={m} level sets give "
+            f"{2**m} phases); got {n_regions!r}"
+        )
+    return int(n_regions)
+
+
+def initial_level_sets(shape, m, init="checkerboard", rng=None, image=None, n_regions=None):
     """Build initial level sets ``(m,) + shape`` (float64) for the Chan–Vese solver.
 
     Parameters
@@ -283,6 +302,12 @@ def initial_level_sets(shape, m, init="checkerboard", rng=None, image=None):
         Random generator for ``"random"`` (a fresh default generator when None).
     image : ndarray, shape (C,) + S, optional
         The (normalised, channels-first) image, needed by ``"kmeans"``.
+    n_regions : int, optional
+        Number of clusters of a ``"kmeans"`` / ``"lloyd"`` start, 1 to :math:`2^m` (default
+        :math:`2^m`). With fewer clusters than phases, the ranks ``0..n_regions-1`` take the
+        first Gray codes and the other phases start empty: the usual way to run Vese–Chan
+        with a number of regions that is not a power of two (an empty phase has mean 0, as
+        in scikit-image, and gains pixels only where that lowers the energy).
 
     Returns
     -------
@@ -291,10 +316,12 @@ def initial_level_sets(shape, m, init="checkerboard", rng=None, image=None):
     Raises
     ------
     ValueError
-        Unknown name, wrong array shape, non-finite array values.
+        Unknown name, wrong array shape, non-finite array values, ``n_regions`` out of range
+        or given with a start that is not a clustering.
     """
     shape = tuple(int(n) for n in shape)
     nd = len(shape)
+    k = check_regions(n_regions, m, init)
     if isinstance(init, str):
         if init == "checkerboard":
             out = np.empty((m,) + shape)
@@ -316,9 +343,9 @@ def initial_level_sets(shape, m, init="checkerboard", rng=None, image=None):
             if image is None:
                 raise ValueError(f'init="{init}" needs the image')
             if init == "kmeans":
-                code = _gray_code_phases(image, 2**m)
+                code = _gray_code_phases(image, k)
             else:
-                rank = lloyd_partition(image, 2**m, rng)
+                rank = lloyd_partition(image, k, rng)
                 code = rank ^ (rank >> 1)
             return np.stack([_signed_distance(((code >> j) & 1) == 0) for j in range(m)])
         raise ValueError(

@@ -146,13 +146,19 @@ def level_set_segment(image, preset=None):
     return chan_vese(bsds_features(image, **p["features"]), channel_axis=-1, **p["chan_vese"])
 
 
+def n_regions(preset=None):
+    """Return the number of regions of a level-set preset (``init_regions``, else K)."""
+    cv = (LEVEL_SET_PRESET if preset is None else preset)["chan_vese"]
+    return int(cv.get("init_regions") or cv["n_phases"])
+
+
 def _kmeans(image, preset=None):
     from varseg.baselines import kmeans_segment
 
     p = LEVEL_SET_PRESET if preset is None else preset
     return kmeans_segment(
         bsds_features(image, **p["features"]),
-        p["chan_vese"]["n_phases"],
+        n_regions(p),
         channel_axis=-1,
         seed=0,
         max_iter=30,

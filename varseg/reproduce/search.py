@@ -20,8 +20,14 @@ __all__ = ["search_level_set", "load_level_set_search", "candidate_preset"]
 _SEARCH_FILE = Path(__file__).with_name("level_set_search.json")
 
 
-def candidate_preset(K, mu, chroma_weight=2.0, init="lloyd", smooth=0.0, max_iter=1000, tol=5e-3):
-    """Build a level-set preset (the structure of ``LEVEL_SET_PRESET``) from search parameters."""
+def candidate_preset(
+    K, mu, chroma_weight=2.0, init="lloyd", smooth=0.0, max_iter=1000, tol=5e-3, regions=None
+):
+    """Build a level-set preset (the structure of ``LEVEL_SET_PRESET``) from search parameters.
+
+    ``regions``: clusters of the start (``init_regions`` of :func:`varseg.chan_vese`), for a
+    number of regions below the ``K`` phases.
+    """
     features = {"space": "lab", "chroma_weight": float(chroma_weight), "smooth": float(smooth)}
     if chroma_weight == 0:
         features = {"space": "rgb", "chroma_weight": 1.0, "smooth": float(smooth)}
@@ -35,6 +41,7 @@ def candidate_preset(K, mu, chroma_weight=2.0, init="lloyd", smooth=0.0, max_ite
             "max_iter": int(max_iter),
             "tol": float(tol),
             "stop": "partition",
+            **({} if regions is None else {"init_regions": int(regions)}),
         },
     }
 
