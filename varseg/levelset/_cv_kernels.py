@@ -484,36 +484,49 @@ def _energy2(lr, ld, lz, e0, e1):
     return data, length
 
 
-def _energyk(lr, ld, lz, ef):
-    """Any K, one row: data term (``ef`` the flattened (K, W) residuals, gathered at each
-    pixel's phase) and isotropic length, per pixel exactly ``_pixel_length``: with the forward
-    neighbours n0 (z), n1 (y), n2 (x) of label l, sqrt(#differing) + sqrt(#axes with label n0)
-    [n0 != l] + sqrt(#axes with label n1) [n1 != l, n0] + 1 [n2 != l, n0, n1]."""
+def _length_counts(l, n0, n1, n2):
+    """Per pixel, ``_pixel_length`` as counts of its terms equal to 1, sqrt(2), sqrt(3):
+    with the forward neighbours n0 (z), n1 (y), n2 (x) of label l, sqrt(#differing) +
+    sqrt(#axes with label n0) [n0 != l] + sqrt(#axes with label n1) [n1 != l, n0] +
+    1 [n2 != l, n0, n1]."""
+    d0 = 1 if n0 != l else 0
+    d1 = 1 if n1 != l else 0
+    d2 = 1 if n2 != l else 0
+    e10 = 1 if n1 == n0 else 0
+    e20 = 1 if n2 == n0 else 0
+    e21 = 1 if n2 == n1 else 0
+    a = d0 + d1 + d2
+    b = d0 * (1 + e10 + e20)
+    c = d1 * (1 - e10) * (1 + e21)
+    dd = d2 * (1 - e20) * (1 - e21)
+    k1 = (1 if a == 1 else 0) + (1 if b == 1 else 0) + (1 if c == 1 else 0) + dd
+    k2 = (1 if a == 2 else 0) + (1 if b == 2 else 0) + (1 if c == 2 else 0)
+    k3 = (1 if a == 3 else 0) + (1 if b == 3 else 0)
+    return k1, k2, k3
+
+
+def _energyk(lr, ld, lz, e):
+    """Any K, one row: data term (residuals ``e`` (K, W), each pixel's own phase: one masked
+    sum per phase) and isotropic length, per pixel exactly ``_pixel_length``
+    (:func:`_length_counts`, integer sums: the loop vectorises)."""
     W = lr.shape[0]
     data = 0.0
-    length = 0.0
-    for j in range(W):
-        l = lr[j]
-        data += ef[l * W + j]
-        n0 = lz[j]
-        n1 = ld[j]
-        n2 = lr[min(j + 1, W - 1)]
-        d0 = 1 if n0 != l else 0
-        d1 = 1 if n1 != l else 0
-        d2 = 1 if n2 != l else 0
-        e10 = 1 if n1 == n0 else 0
-        e20 = 1 if n2 == n0 else 0
-        e21 = 1 if n2 == n1 else 0
-        a = d0 + d1 + d2
-        b = d0 * (1 + e10 + e20)
-        c = d1 * (1 - e10) * (1 + e21)
-        dd = d2 * (1 - e20) * (1 - e21)
-        t = 0.0 if a == 0 else (1.0 if a == 1 else (_R2 if a == 2 else _R3))
-        t0 = 0.0 if b == 0 else (1.0 if b == 1 else (_R2 if b == 2 else _R3))
-        t1 = 0.0 if c == 0 else (1.0 if c == 1 else _R2)
-        t2 = 0.0 if dd == 0 else 1.0
-        length += ((t + t0) + t1) + t2
-    return data, length
+    for s in range(e.shape[0]):
+        data += _masked_sum(e[s], lr, s)
+    c1 = 0
+    c2 = 0
+    c3 = 0
+    for j in range(W - 1):
+        k1, k2, k3 = _length_counts(lr[j], lz[j], ld[j], lr[j + 1])
+        c1 += k1
+        c2 += k2
+        c3 += k3
+    l = lr[W - 1]
+    k1, k2, k3 = _length_counts(l, lz[W - 1], ld[W - 1], l)
+    c1 += k1
+    c2 += k2
+    c3 += k3
+    return data, (c1 + _R2 * c2) + _R3 * c3
 
 
 def _energy_row(x, lab, z, i, m_lab, e, same):
@@ -540,7 +553,7 @@ def _energy_row(x, lab, z, i, m_lab, e, same):
                     er[j] += d * d
     if K == 2:
         return _energy2(lr, ld, lz, e[0], e[1])
-    return _energyk(lr, ld, lz, e.reshape(K * W))
+    return _energyk(lr, ld, lz, e)
 
 
 def _step_block(
@@ -869,7 +882,15 @@ _KERNELS = {
     and name not in ("_pool", "spacing_weights")
 }
 _KERNELS["dirac_pi"] = dirac_pi_expr  # the one definition of scikit-image's Dirac
-_REDUCTIONS = ("_masked_sum", "_masked_count_sum", "_sq_diff", "_post1", "_energy2", "_energyk")
+_REDUCTIONS = (
+    "_masked_sum",
+    "_masked_count_sum",
+    "_sq_diff",
+    "_post1",
+    "_energy2",
+    "_energyk",
+    "_length_counts",
+)
 _UPDATE = ("_upd2", "_upd3", "_upd3s", "_update_row", "_update_row_spaced", "dirac_pi")
 _OPTIONS = {"cache": True, "error_model": "numpy", "nogil": True}
 
