@@ -161,6 +161,72 @@ def _sums_row(x, phi, z, i, lo, has_zero, blk, first, pc, ps, pcc, pcs):
     return ndiff
 
 
+def _post2(o0, o1, r0, r1, lo):
+    """m = 2, after the update of a row: labels ``lo`` of the new rows ``o0``, ``o1``, sums
+    of squared changes from ``r0``, ``r1`` and the number of pixels where some level set is
+    exactly 0 (one pass: :func:`_sq_diff` and :func:`_labels_row` fused)."""
+    sq0 = 0.0
+    sq1 = 0.0
+    nz = 0
+    for j in range(o0.shape[0]):
+        a = o0[j]
+        b = o1[j]
+        d0 = a - r0[j]
+        d1 = b - r1[j]
+        sq0 += d0 * d0
+        sq1 += d1 * d1
+        lo[j] = (np.uint8(1) if a < 0 else np.uint8(0)) | (np.uint8(2) if b < 0 else np.uint8(0))
+        nz += 1 if a == 0 else (1 if b == 0 else 0)
+    return sq0, sq1, nz
+
+
+def _post3(o0, o1, o2, r0, r1, r2, lo):
+    """m = 3: :func:`_post2` for three level sets."""
+    sq0 = 0.0
+    sq1 = 0.0
+    sq2 = 0.0
+    nz = 0
+    for j in range(o0.shape[0]):
+        a = o0[j]
+        b = o1[j]
+        c = o2[j]
+        d0 = a - r0[j]
+        d1 = b - r1[j]
+        d2 = c - r2[j]
+        sq0 += d0 * d0
+        sq1 += d1 * d1
+        sq2 += d2 * d2
+        lo[j] = (
+            (np.uint8(1) if a < 0 else np.uint8(0))
+            | (np.uint8(2) if b < 0 else np.uint8(0))
+            | (np.uint8(4) if c < 0 else np.uint8(0))
+        )
+        nz += 1 if a == 0 else (1 if b == 0 else (1 if c == 0 else 0))
+    return sq0, sq1, sq2, nz
+
+
+def _post_multi(out, phi, z, i, lo, pd, blk):
+    """m > 1, after the update of row (z, i): labels ``lo``, the squared changes added to
+    ``pd[blk]``; returns whether some level set is exactly 0 in the row."""
+    m = out.shape[0]
+    if m == 2:
+        sq0, sq1, nz = _post2(out[0, z, i], out[1, z, i], phi[0, z, i], phi[1, z, i], lo)
+        pd[blk, 0] += sq0
+        pd[blk, 1] += sq1
+        return nz > 0
+    if m == 3:
+        sq0, sq1, sq2, nz = _post3(
+            out[0, z, i], out[1, z, i], out[2, z, i], phi[0, z, i], phi[1, z, i], phi[2, z, i], lo
+        )
+        pd[blk, 0] += sq0
+        pd[blk, 1] += sq1
+        pd[blk, 2] += sq2
+        return nz > 0
+    for l in range(m):
+        pd[blk, l] += _sq_diff(out[l, z, i], phi[l, z, i])
+    return _labels_row(out, z, i, lo, m)
+
+
 def _reduce_blocks(pc, ps, pcc, pcs, xtot):
     """Sum the block partials; phase 0 = totals minus the other phases."""
     nb, K, C = ps.shape
@@ -633,9 +699,7 @@ def _step_block(
             if nz > 0:
                 pnd[blk] += _sums_row(x, out, z, i, lo, True, blk, K, pc, ps, pcc, pcs)
         else:
-            for l in range(m):
-                pd[blk, l] += _sq_diff(out[l, z, i], phi[l, z, i])
-            hz = _labels_row(out, z, i, lo, m)
+            hz = _post_multi(out, phi, z, i, lo, pd, blk)
             pnd[blk] += _sums_row(x, out, z, i, lo, hz, blk, 1, pc, ps, pcc, pcs)
     pdata[blk] = dacc
     plen[blk] = lacc
@@ -887,6 +951,8 @@ _REDUCTIONS = (
     "_masked_count_sum",
     "_sq_diff",
     "_post1",
+    "_post2",
+    "_post3",
     "_energy2",
     "_energyk",
     "_length_counts",
