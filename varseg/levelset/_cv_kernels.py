@@ -648,16 +648,18 @@ def _step_block(
     pd,
     pdata,
     plen,
+    e,
+    f,
 ):
     """Rows ``blk * rows // nb`` to ``(blk + 1) * rows // nb`` of one step (:class:`Stepper`);
-    writes the block's partial sums at index ``blk``."""
+    writes the block's partial sums at index ``blk``. ``e`` (K, W) float64 and ``f`` (m, W)
+    are scratch rows (residuals, forces) of the calling thread, allocated once by the
+    :class:`Stepper` (not per step or block: they stay in the thread's cache)."""
     C, D, H, W = x.shape
     m = phi.shape[0]
     K = lam.shape[0]
     rows = D * H
     has_z = D > 1
-    e = np.empty((K, W))
-    f = np.empty((m, W), dtype=phi.dtype)
     dacc = 0.0
     lacc = 0.0
     for q in range(blk * rows // nb, (blk + 1) * rows // nb):
@@ -732,6 +734,8 @@ def _step_range(
     pd,
     pdata,
     plen,
+    e,
+    f,
 ):
     """Blocks ``b0 .. b1 - 1`` of one step (releases the GIL: the blocks of one step run in
     several Python threads at once)."""
@@ -768,6 +772,8 @@ def _step_range(
             pd,
             pdata,
             plen,
+            e,
+            f,
         )
 
 
@@ -916,6 +922,8 @@ class Stepper:
             np.zeros(nb),
         )
         t = max(1, min(int(threads), nb))
+        # per thread: scratch rows of the residuals and forces (reused by every step)
+        self.scratch = [(np.empty((K, W)), np.empty((m, W), dtype=type(mu))) for _ in range(t)]
         self.bounds = [(k * nb // t, (k + 1) * nb // t) for k in range(t)]
         self.pool = _pool(t - 1) if t > 1 else None
 
@@ -927,8 +935,13 @@ class Stepper:
             + (record, same)
             + self.parts
         )
-        futures = [self.pool.submit(kern._step_range, b0, b1, *args) for b0, b1 in self.bounds[1:]]
-        kern._step_range(self.bounds[0][0], self.bounds[0][1], *args)
+        run = kern._step_range
+        (b0, b1), *rest = self.bounds
+        sc0, *scs = self.scratch
+        futures = [
+            self.pool.submit(run, b, c, *args, *sc) for (b, c), sc in zip(rest, scs, strict=True)
+        ]
+        run(b0, b1, *args, *sc0)
         for fut in futures:
             fut.result()
         return kern._finish_step(self.xtot, *self.parts)
