@@ -161,6 +161,72 @@ def _sums_row(x, phi, z, i, lo, has_zero, blk, first, pc, ps, pcc, pcs):
     return ndiff
 
 
+def _post2(o0, o1, r0, r1, lo):
+    """m = 2, after the update of a row: labels ``lo`` of the new rows ``o0``, ``o1``, sums
+    of squared changes from ``r0``, ``r1`` and the number of pixels where some level set is
+    exactly 0 (one pass: :func:`_sq_diff` and :func:`_labels_row` fused)."""
+    sq0 = 0.0
+    sq1 = 0.0
+    nz = 0
+    for j in range(o0.shape[0]):
+        a = o0[j]
+        b = o1[j]
+        d0 = a - r0[j]
+        d1 = b - r1[j]
+        sq0 += d0 * d0
+        sq1 += d1 * d1
+        lo[j] = (np.uint8(1) if a < 0 else np.uint8(0)) | (np.uint8(2) if b < 0 else np.uint8(0))
+        nz += 1 if a == 0 else (1 if b == 0 else 0)
+    return sq0, sq1, nz
+
+
+def _post3(o0, o1, o2, r0, r1, r2, lo):
+    """m = 3: :func:`_post2` for three level sets."""
+    sq0 = 0.0
+    sq1 = 0.0
+    sq2 = 0.0
+    nz = 0
+    for j in range(o0.shape[0]):
+        a = o0[j]
+        b = o1[j]
+        c = o2[j]
+        d0 = a - r0[j]
+        d1 = b - r1[j]
+        d2 = c - r2[j]
+        sq0 += d0 * d0
+        sq1 += d1 * d1
+        sq2 += d2 * d2
+        lo[j] = (
+            (np.uint8(1) if a < 0 else np.uint8(0))
+            | (np.uint8(2) if b < 0 else np.uint8(0))
+            | (np.uint8(4) if c < 0 else np.uint8(0))
+        )
+        nz += 1 if a == 0 else (1 if b == 0 else (1 if c == 0 else 0))
+    return sq0, sq1, sq2, nz
+
+
+def _post_multi(out, phi, z, i, lo, pd, blk):
+    """m > 1, after the update of row (z, i): labels ``lo``, the squared changes added to
+    ``pd[blk]``; returns whether some level set is exactly 0 in the row."""
+    m = out.shape[0]
+    if m == 2:
+        sq0, sq1, nz = _post2(out[0, z, i], out[1, z, i], phi[0, z, i], phi[1, z, i], lo)
+        pd[blk, 0] += sq0
+        pd[blk, 1] += sq1
+        return nz > 0
+    if m == 3:
+        sq0, sq1, sq2, nz = _post3(
+            out[0, z, i], out[1, z, i], out[2, z, i], phi[0, z, i], phi[1, z, i], phi[2, z, i], lo
+        )
+        pd[blk, 0] += sq0
+        pd[blk, 1] += sq1
+        pd[blk, 2] += sq2
+        return nz > 0
+    for l in range(m):
+        pd[blk, l] += _sq_diff(out[l, z, i], phi[l, z, i])
+    return _labels_row(out, z, i, lo, m)
+
+
 def _reduce_blocks(pc, ps, pcc, pcs, xtot):
     """Sum the block partials; phase 0 = totals minus the other phases."""
     nb, K, C = ps.shape
@@ -484,36 +550,49 @@ def _energy2(lr, ld, lz, e0, e1):
     return data, length
 
 
-def _energyk(lr, ld, lz, ef):
-    """Any K, one row: data term (``ef`` the flattened (K, W) residuals, gathered at each
-    pixel's phase) and isotropic length, per pixel exactly ``_pixel_length``: with the forward
-    neighbours n0 (z), n1 (y), n2 (x) of label l, sqrt(#differing) + sqrt(#axes with label n0)
-    [n0 != l] + sqrt(#axes with label n1) [n1 != l, n0] + 1 [n2 != l, n0, n1]."""
+def _length_counts(l, n0, n1, n2):
+    """Per pixel, ``_pixel_length`` as counts of its terms equal to 1, sqrt(2), sqrt(3):
+    with the forward neighbours n0 (z), n1 (y), n2 (x) of label l, sqrt(#differing) +
+    sqrt(#axes with label n0) [n0 != l] + sqrt(#axes with label n1) [n1 != l, n0] +
+    1 [n2 != l, n0, n1]."""
+    d0 = 1 if n0 != l else 0
+    d1 = 1 if n1 != l else 0
+    d2 = 1 if n2 != l else 0
+    e10 = 1 if n1 == n0 else 0
+    e20 = 1 if n2 == n0 else 0
+    e21 = 1 if n2 == n1 else 0
+    a = d0 + d1 + d2
+    b = d0 * (1 + e10 + e20)
+    c = d1 * (1 - e10) * (1 + e21)
+    dd = d2 * (1 - e20) * (1 - e21)
+    k1 = (1 if a == 1 else 0) + (1 if b == 1 else 0) + (1 if c == 1 else 0) + dd
+    k2 = (1 if a == 2 else 0) + (1 if b == 2 else 0) + (1 if c == 2 else 0)
+    k3 = (1 if a == 3 else 0) + (1 if b == 3 else 0)
+    return k1, k2, k3
+
+
+def _energyk(lr, ld, lz, e):
+    """Any K, one row: data term (residuals ``e`` (K, W), each pixel's own phase: one masked
+    sum per phase) and isotropic length, per pixel exactly ``_pixel_length``
+    (:func:`_length_counts`, integer sums: the loop vectorises)."""
     W = lr.shape[0]
     data = 0.0
-    length = 0.0
-    for j in range(W):
-        l = lr[j]
-        data += ef[l * W + j]
-        n0 = lz[j]
-        n1 = ld[j]
-        n2 = lr[min(j + 1, W - 1)]
-        d0 = 1 if n0 != l else 0
-        d1 = 1 if n1 != l else 0
-        d2 = 1 if n2 != l else 0
-        e10 = 1 if n1 == n0 else 0
-        e20 = 1 if n2 == n0 else 0
-        e21 = 1 if n2 == n1 else 0
-        a = d0 + d1 + d2
-        b = d0 * (1 + e10 + e20)
-        c = d1 * (1 - e10) * (1 + e21)
-        dd = d2 * (1 - e20) * (1 - e21)
-        t = 0.0 if a == 0 else (1.0 if a == 1 else (_R2 if a == 2 else _R3))
-        t0 = 0.0 if b == 0 else (1.0 if b == 1 else (_R2 if b == 2 else _R3))
-        t1 = 0.0 if c == 0 else (1.0 if c == 1 else _R2)
-        t2 = 0.0 if dd == 0 else 1.0
-        length += ((t + t0) + t1) + t2
-    return data, length
+    for s in range(e.shape[0]):
+        data += _masked_sum(e[s], lr, s)
+    c1 = 0
+    c2 = 0
+    c3 = 0
+    for j in range(W - 1):
+        k1, k2, k3 = _length_counts(lr[j], lz[j], ld[j], lr[j + 1])
+        c1 += k1
+        c2 += k2
+        c3 += k3
+    l = lr[W - 1]
+    k1, k2, k3 = _length_counts(l, lz[W - 1], ld[W - 1], l)
+    c1 += k1
+    c2 += k2
+    c3 += k3
+    return data, (c1 + _R2 * c2) + _R3 * c3
 
 
 def _energy_row(x, lab, z, i, m_lab, e, same):
@@ -540,7 +619,7 @@ def _energy_row(x, lab, z, i, m_lab, e, same):
                     er[j] += d * d
     if K == 2:
         return _energy2(lr, ld, lz, e[0], e[1])
-    return _energyk(lr, ld, lz, e.reshape(K * W))
+    return _energyk(lr, ld, lz, e)
 
 
 def _step_block(
@@ -569,16 +648,18 @@ def _step_block(
     pd,
     pdata,
     plen,
+    e,
+    f,
 ):
     """Rows ``blk * rows // nb`` to ``(blk + 1) * rows // nb`` of one step (:class:`Stepper`);
-    writes the block's partial sums at index ``blk``."""
+    writes the block's partial sums at index ``blk``. ``e`` (K, W) float64 and ``f`` (m, W)
+    are scratch rows (residuals, forces) of the calling thread, allocated once by the
+    :class:`Stepper` (not per step or block: they stay in the thread's cache)."""
     C, D, H, W = x.shape
     m = phi.shape[0]
     K = lam.shape[0]
     rows = D * H
     has_z = D > 1
-    e = np.empty((K, W))
-    f = np.empty((m, W), dtype=phi.dtype)
     dacc = 0.0
     lacc = 0.0
     for q in range(blk * rows // nb, (blk + 1) * rows // nb):
@@ -620,9 +701,7 @@ def _step_block(
             if nz > 0:
                 pnd[blk] += _sums_row(x, out, z, i, lo, True, blk, K, pc, ps, pcc, pcs)
         else:
-            for l in range(m):
-                pd[blk, l] += _sq_diff(out[l, z, i], phi[l, z, i])
-            hz = _labels_row(out, z, i, lo, m)
+            hz = _post_multi(out, phi, z, i, lo, pd, blk)
             pnd[blk] += _sums_row(x, out, z, i, lo, hz, blk, 1, pc, ps, pcc, pcs)
     pdata[blk] = dacc
     plen[blk] = lacc
@@ -655,6 +734,8 @@ def _step_range(
     pd,
     pdata,
     plen,
+    e,
+    f,
 ):
     """Blocks ``b0 .. b1 - 1`` of one step (releases the GIL: the blocks of one step run in
     several Python threads at once)."""
@@ -691,6 +772,8 @@ def _step_range(
             pd,
             pdata,
             plen,
+            e,
+            f,
         )
 
 
@@ -839,6 +922,8 @@ class Stepper:
             np.zeros(nb),
         )
         t = max(1, min(int(threads), nb))
+        # per thread: scratch rows of the residuals and forces (reused by every step)
+        self.scratch = [(np.empty((K, W)), np.empty((m, W), dtype=type(mu))) for _ in range(t)]
         self.bounds = [(k * nb // t, (k + 1) * nb // t) for k in range(t)]
         self.pool = _pool(t - 1) if t > 1 else None
 
@@ -850,8 +935,13 @@ class Stepper:
             + (record, same)
             + self.parts
         )
-        futures = [self.pool.submit(kern._step_range, b0, b1, *args) for b0, b1 in self.bounds[1:]]
-        kern._step_range(self.bounds[0][0], self.bounds[0][1], *args)
+        run = kern._step_range
+        (b0, b1), *rest = self.bounds
+        sc0, *scs = self.scratch
+        futures = [
+            self.pool.submit(run, b, c, *args, *sc) for (b, c), sc in zip(rest, scs, strict=True)
+        ]
+        run(b0, b1, *args, *sc0)
         for fut in futures:
             fut.result()
         return kern._finish_step(self.xtot, *self.parts)
@@ -869,7 +959,17 @@ _KERNELS = {
     and name not in ("_pool", "spacing_weights")
 }
 _KERNELS["dirac_pi"] = dirac_pi_expr  # the one definition of scikit-image's Dirac
-_REDUCTIONS = ("_masked_sum", "_masked_count_sum", "_sq_diff", "_post1", "_energy2", "_energyk")
+_REDUCTIONS = (
+    "_masked_sum",
+    "_masked_count_sum",
+    "_sq_diff",
+    "_post1",
+    "_post2",
+    "_post3",
+    "_energy2",
+    "_energyk",
+    "_length_counts",
+)
 _UPDATE = ("_upd2", "_upd3", "_upd3s", "_update_row", "_update_row_spaced", "dirac_pi")
 _OPTIONS = {"cache": True, "error_model": "numpy", "nogil": True}
 
