@@ -201,7 +201,7 @@ def _numba_step(z, x, lam, step, update, ceps=0.1, deps=1.0):
     z4 = np.ascontiguousarray(z.reshape((z.shape[0],) + pad + spatial))
     x4 = np.ascontiguousarray(x.reshape((x.shape[0],) + pad + spatial))
     ws = Workspace(x4, z.shape[0])
-    softmax_blocks(0, ws.nb, z4, x4, ws.y, ws.lab, ws.part, True, ws.grow)
+    softmax_blocks(0, ws.nb, z4, x4, ws.y, ws.lab, ws.part, ws.grow)
     reduce_means(ws.part, ws.k, x.shape[0], ws.soft, ws.hard)
     update_blocks(
         0,

@@ -229,7 +229,7 @@ def _iterate_fixed_point(
     x = ws.x
     run = Runner(ws.nb, threads)
     per_entry = 1.0 / ws.y.size
-    run(softmax_blocks, z, x, ws.y, ws.lab, ws.part, True, ws.grow)
+    run(softmax_blocks, z, x, ws.y, ws.lab, ws.part, ws.grow)
     energy, times = [], [time.perf_counter() - t0]
     converged = False
     it = 0
@@ -254,7 +254,7 @@ def _iterate_fixed_point(
         )
         data, length = ws.energy.sum(axis=0)
         energy.append(float(data + lam * length))
-        run(softmax_blocks, z, x, ws.y, ws.lab, ws.part, False, ws.grow)
+        run(softmax_blocks, z, x, ws.y, ws.lab, ws.part, ws.grow)
         times.append(time.perf_counter() - t0)
         if float(ws.part[:, -1].sum()) * per_entry < tol:
             converged = True
