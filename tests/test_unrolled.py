@@ -201,7 +201,7 @@ def _numba_step(z, x, lam, step, update, ceps=0.1, deps=1.0):
     z4 = np.ascontiguousarray(z.reshape((z.shape[0],) + pad + spatial))
     x4 = np.ascontiguousarray(x.reshape((x.shape[0],) + pad + spatial))
     ws = Workspace(x4, z.shape[0])
-    softmax_blocks(0, ws.nb, z4, x4, ws.y, ws.lab, ws.part, True, ws.grow)
+    softmax_blocks(0, ws.nb, z4, x4, ws.y, ws.lab, ws.part, ws.grow)
     reduce_means(ws.part, ws.k, x.shape[0], ws.soft, ws.hard)
     update_blocks(
         0,
@@ -301,18 +301,46 @@ def test_ms_fixed_point_stops_at_tol():
     assert res.converged and res.n_iter < 500 and len(res.energy) == res.n_iter + 1
 
 
-def test_warm_up_logs_once(monkeypatch, caplog):
+def test_warm_up_announces_only_real_compiles_and_stays_out_of_elapsed(monkeypatch, caplog):
+    """The warm-up goes through varseg._jit.ensure_compiled: one line when Numba really
+    compiles (a never-compiled function stands in for a cold cache), none when the kernels
+    only load or were run already, and a (simulated) 1 s compilation is not in elapsed."""
     import logging
+    import time
+
+    from numba import njit
 
     import varseg.unrolled as mod
+    from varseg import _jit
 
-    monkeypatch.setattr(mod, "_WARMED", set())
-    monkeypatch.setattr(mod, "_kernels_cached", lambda: False)
-    with caplog.at_level(logging.INFO, logger="varseg.unrolled"):
-        ms_fixed_point(np.eye(8), 2, max_iter=2)
-        ms_fixed_point(np.eye(8), 2, max_iter=2)
-    lines = [r.getMessage() for r in caplog.records if "compiling Numba" in r.getMessage()]
-    assert len(lines) == 1 and lines[0].startswith("compiling Numba kernels once, about ")
+    key = ("fixed_point", "float32")
+    real = mod._run_tiny
+    fresh = njit(lambda v: v + 1)  # never compiled, not cached
+
+    def cold(np_dtype):
+        real(np_dtype)
+        fresh(1.5)
+        time.sleep(1.0)
+
+    monkeypatch.setattr(mod, "_run_tiny", cold)
+    monkeypatch.delitem(_jit._DONE, key, raising=False)
+    img = np.eye(8)
+    with caplog.at_level(logging.INFO, logger="varseg._jit"):
+        t0 = time.perf_counter()
+        seg = ms_fixed_point(img, 2, max_iter=2)
+        wall = time.perf_counter() - t0
+        ms_fixed_point(img, 2, max_iter=2)
+    lines = [r.getMessage() for r in caplog.records]
+    assert lines == ["compiling Numba kernels once, about 30 s (('fixed_point', 'float32'))"]
+    assert wall >= 1.0 and seg.elapsed < wall - 0.9 and seg.times[-1] <= seg.elapsed
+    assert _jit.compiled_keys()[key] >= 1.0
+    # the real warm-up of kernels already compiled in this process: no line
+    monkeypatch.setattr(mod, "_run_tiny", real)
+    monkeypatch.delitem(_jit._DONE, key)
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="varseg._jit"):
+        ms_fixed_point(img, 2, max_iter=2)
+    assert caplog.records == [] and key in _jit.compiled_keys()
 
 
 # --------------------------------------------------------------------------------------

@@ -6,8 +6,8 @@ number of blocks run on a few threads (:class:`Runner`; the result does not depe
 thread count):
 
 * :func:`softmax_blocks` — memberships :math:`y = \mathrm{softmax}(z)`, their change since the
-  previous call, the hard labels :math:`\arg\max_n y_n`, and per-block partial sums for the
-  soft means (Eq. 13) and for the means of the hard partition;
+  previous call, the hard labels :math:`\arg\max_n y_n = \arg\max_n z_n`, and per-block
+  partial sums for the soft means (Eq. 13) and for the means of the hard partition;
 * :func:`update_blocks` — curvature :math:`\kappa_n = \mathrm{div}(\nabla^+ y_n /
   \sqrt{|\nabla^+ y_n|^2 + \epsilon^2})` (backward-difference divergence, the adjoint of the
   forward differences), force :math:`g_n = \|x - c_n\|^2 - \lambda \kappa_n`, the weighting
@@ -15,9 +15,19 @@ thread count):
   \sum_m y_m g_m)`) and the in-place step :math:`z \leftarrow z - \eta w`, plus the shared
   energy (data and isotropic length) of the hard partition of the previous pass.
 
-The torch :func:`varseg.unrolled.fixed_point_step` computes the same step (tested to 1e-5
+The torch :func:`varseg.unrolled.fixed_point_step` computes the same step (tested to 1e-10
 in float64). All work arrays live in a :class:`Workspace` allocated once per call of the
 solver: nothing is allocated per iteration.
+
+Speed (float32, AVX without AVX2): inside a row every loop is written so that LLVM
+vectorises it: few arrays per loop (each store against each load is a run-time alias check,
+and past LLVM's limit the loop stays scalar), masks as products by 0/1 rather than selects
+inside reductions, float rather than integer labels in the selects, row sums in the working
+type (added to float64 block sums per row). The labels are the argmax of :math:`z` (the
+argmax of the memberships: softmax is monotone), found in the pass that finds the maximum;
+the normalisation, the change, the soft and the hard sums of one class are one loop; the
+curvature's divergence and the data term one loop per class; the curvature's
+:math:`1/\sqrt{\cdot}` an approximate reciprocal square root with a Newton step in float32.
 """
 
 from __future__ import annotations
@@ -43,6 +53,9 @@ UPDATE_CODES = {"softmax-gradient": 0, "paper": 1}
 _MAX_BLOCKS = 32
 # reassociation lets the row reductions vectorise; no flag that changes IEEE special values
 _FM = {"reassoc", "contract", "nsz"}
+# the normalisation 1 / sqrt(.) of the curvature: an approximate reciprocal square root
+# refined by a Newton step in float32 (within a few ulps; float64 has no such instruction)
+_FM_RSQRT = _FM | {"afn", "arcp"}
 
 
 def n_blocks(rows):
@@ -73,8 +86,8 @@ class Workspace:
         self.part = np.zeros((self.nb, 2 * k * (c + 1) + 1))
         # per block: p rows (2 slots + 1 for the previous slice) x 3 components x k x W
         self.prow = np.zeros((self.nb, 3, 3, k, w), dtype=dt)
-        # per block: k rows of forces / exponentials and three more rows
-        self.grow = np.zeros((self.nb, k + 3, w), dtype=dt)
+        # per block: k rows of forces / exponentials and four more rows
+        self.grow = np.zeros((self.nb, k + 4, w), dtype=dt)
         self.soft = np.zeros((k, c), dtype=dt)
         self.hard = np.zeros((k, c), dtype=dt)
         self.energy = np.zeros((self.nb, 2))
@@ -134,28 +147,38 @@ def _exp_row(a, b, out, bits):
 
 
 @njit(cache=True, error_model="numpy", fastmath=_FM)
-def _row_max_exp(z, d, i, tmp):
-    """``tmp[n] = exp(z_n - max_m z_m)`` and ``tmp[k + 1] = 1 / sum_n tmp[n]`` of one row
-    (``tmp[k + 2]``: work row)."""
+def _row_max_exp(z, d, i, tmp, labr):
+    r"""``tmp[n] = exp(z_n - max_m z_m)``, ``tmp[k + 1] = 1 / sum_n tmp[n]`` and the hard
+    labels ``labr = argmax_n z_n`` (the first maximum; softmax is monotone, so this is the
+    argmax of the memberships), also as floats in ``tmp[k + 3]``, of one row (``tmp[k + 2]``:
+    work row; float labels keep the selects in float vector registers)."""
     k = z.shape[0]
     w = z.shape[3]
     mx = tmp[k]
     s = tmp[k + 1]
     bits = tmp[k + 2]
+    labf = tmp[k + 3]
+    T = mx.dtype.type
     z0 = z[0, d, i]
     for j in range(w):
         mx[j] = z0[j]
+        labf[j] = 0.0
     for n in range(1, k):
         zn = z[n, d, i]
+        fn = T(n)
         for j in range(w):
-            mx[j] = max(mx[j], zn[j])
+            v = zn[j]
+            up = v > mx[j]
+            mx[j] = v if up else mx[j]
+            labf[j] = fn if up else labf[j]
+    for j in range(w):
+        labr[j] = np.int32(labf[j])
     for j in range(w):
         s[j] = 0.0
     one = s.dtype.type(1.0)
     for n in range(k):
-        zn = z[n, d, i]
         en = tmp[n]
-        _exp_row(zn, mx, en, bits)
+        _exp_row(z[n, d, i], mx, en, bits)
         for j in range(w):
             s[j] += en[j]
     for j in range(w):
@@ -163,67 +186,89 @@ def _row_max_exp(z, d, i, tmp):
 
 
 @njit(cache=True, error_model="numpy", fastmath=_FM)
-def _softmax_row(z, x, y, lab, d, i, acc, tmp, first):
-    """Softmax, change, argmax and the partial sums (into ``acc``) of row (d, i)."""
-    k = z.shape[0]
-    c = x.shape[0]
-    w = z.shape[3]
-    _row_max_exp(z, d, i, tmp)
-    inv = tmp[k + 1]
-    best = tmp[k]
-    labr = lab[d, i]
-    change = 0.0
-    for n in range(k):
-        yn = y[n, d, i]
-        en = tmp[n]
-        den = 0.0
-        for j in range(w):
-            v = en[j] * inv[j]
-            if not first:
-                change += abs(v - yn[j])
-            yn[j] = v
-            den += v
-        acc[n] += den
-        for ch in range(c):
-            xr = x[ch, d, i]
-            num = 0.0
-            for j in range(w):
-                num += yn[j] * xr[j]
-            acc[k + n * c + ch] += num
-        if n == 0:
-            for j in range(w):
-                best[j] = yn[j]
-                labr[j] = 0
-        else:
-            for j in range(w):
-                if yn[j] > best[j]:
-                    best[j] = yn[j]
-                    labr[j] = n
-    _hard_sums(x, labr, d, i, acc, k * (c + 1))
-    acc[2 * k * (c + 1)] += change
+def _norm_class_row(yn, en, inv, xr, labf, n):
+    r"""One class of one row, one fused loop: :math:`y_n = e_n / \sum_m e_m` in place, and
+    the row sums of :math:`|\Delta y_n|`, :math:`y_n`, :math:`y_n x`, :math:`[l = n]` and
+    :math:`[l = n]\,x` (single-channel image), in the working type."""
+    zero = yn.dtype.type(0.0)
+    one = yn.dtype.type(1.0)
+    change = zero
+    den = zero
+    num = zero
+    cnt = zero
+    hs = zero
+    fn = yn.dtype.type(n)
+    for j in range(yn.shape[0]):
+        v = en[j] * inv[j]
+        change += abs(v - yn[j])
+        yn[j] = v
+        xv = xr[j]
+        den += v
+        num += v * xv
+        mine = one if labf[j] == fn else zero  # a product, not a select: it vectorises
+        cnt += mine
+        hs += xv * mine
+    return change, den, num, cnt, hs
 
 
 @njit(cache=True, error_model="numpy", fastmath=_FM)
-def _hard_sums(x, labr, d, i, acc, o_cnt):
-    """Pixel counts and intensity sums of each label on row (d, i) into ``acc[o_cnt:]``."""
+def _norm_class_row_multi(yn, en, inv, x, d, i, labf, n, acc, k):
+    """:func:`_norm_class_row` for C channels (per-channel loops): the sums go to ``acc``."""
     c = x.shape[0]
-    w = labr.shape[0]
-    k = (acc.shape[0] - 1) // (2 * (c + 1))
+    zero = yn.dtype.type(0.0)
+    change = zero
+    den = zero
+    for j in range(yn.shape[0]):
+        v = en[j] * inv[j]
+        change += abs(v - yn[j])
+        yn[j] = v
+        den += v
+    cnt = zero
+    fn = yn.dtype.type(n)
+    one = yn.dtype.type(1.0)
+    for j in range(yn.shape[0]):
+        cnt += one if labf[j] == fn else zero
+    acc[n] += den
+    acc[k * (c + 1) + n] += cnt
+    for ch in range(c):
+        xr = x[ch, d, i]
+        num = zero
+        hs = zero
+        for j in range(yn.shape[0]):
+            num += yn[j] * xr[j]
+            hs += xr[j] * (one if labf[j] == fn else zero)
+        acc[k + n * c + ch] += num
+        acc[k * (c + 1) + k + n * c + ch] += hs
+    return change
+
+
+@njit(cache=True, error_model="numpy", fastmath=_FM)
+def _softmax_row(z, x, y, lab, d, i, acc, tmp):
+    """Softmax, change, argmax and the partial sums (into ``acc``) of row (d, i): one pass
+    for the maximum and the labels, one for the exponentials, one per class for the rest."""
+    k = z.shape[0]
+    c = x.shape[0]
+    labr = lab[d, i]
+    _row_max_exp(z, d, i, tmp, labr)
+    inv = tmp[k + 1]
+    labf = tmp[k + 3]
+    change = 0.0
+    o_cnt = k * (c + 1)
     for n in range(k):
-        cnt = 0
-        for j in range(w):
-            cnt += labr[j] == n
-        acc[o_cnt + n] += cnt
-        for ch in range(c):
-            xr = x[ch, d, i]
-            hs = 0.0
-            for j in range(w):
-                hs += xr[j] if labr[j] == n else 0.0
-            acc[o_cnt + k + n * c + ch] += hs
+        if c == 1:
+            dc, den, num, cnt, hs = _norm_class_row(y[n, d, i], tmp[n], inv, x[0, d, i], labf, n)
+            acc[n] += den
+            acc[k + n] += num
+            acc[o_cnt + n] += cnt
+            acc[o_cnt + k + n] += hs
+        else:
+            dc = _norm_class_row_multi(y[n, d, i], tmp[n], inv, x, d, i, labf, n, acc, k)
+        change += dc
+    acc[2 * o_cnt] += change
 
 
 @njit(cache=True, error_model="numpy")
-def _softmax_block(b, nb, z, x, y, lab, part, first, scratch):
+def _softmax_block(b, nb, z, x, y, lab, part, scratch):
     acc = part[b]
     for t in range(acc.shape[0]):
         acc[t] = 0.0
@@ -231,16 +276,19 @@ def _softmax_block(b, nb, z, x, y, lab, part, first, scratch):
     h = z.shape[2]
     q0, q1 = _block_rows(b, nb, rows)
     for q in range(q0, q1):
-        _softmax_row(z, x, y, lab, q // h, q % h, acc, scratch[b], first)
+        _softmax_row(z, x, y, lab, q // h, q % h, acc, scratch[b])
 
 
 @njit(cache=True, error_model="numpy", nogil=True)
-def softmax_blocks(b0, b1, z, x, y, lab, part, first, scratch):
+def softmax_blocks(b0, b1, z, x, y, lab, part, scratch):
     r""":math:`y = \mathrm{softmax}(z)` over axis 0, labels and partial sums of the row
-    blocks ``b0`` to ``b1 - 1`` (GIL released; ``scratch``: (nb, k + 3, W) work array)."""
+    blocks ``b0`` to ``b1 - 1`` (GIL released; ``scratch``: (nb, k + 4, W) work array).
+
+    The change sum (last column of ``part``) is :math:`\sum |y^{new} - y^{old}|` against
+    the previous contents of ``y`` (zeros before the first call)."""
     nb = part.shape[0]
     for b in range(b0, b1):
-        _softmax_block(b, nb, z, x, y, lab, part, first, scratch)
+        _softmax_block(b, nb, z, x, y, lab, part, scratch)
 
 
 @njit(cache=True, error_model="numpy")
@@ -264,7 +312,7 @@ def reduce_means(part, k, c, soft, hard):
             hard[n, ch] = hs / cnt if cnt > 0 else 0.0
 
 
-@njit(cache=True, error_model="numpy", fastmath=_FM)
+@njit(cache=True, error_model="numpy", fastmath=_FM_RSQRT)
 def _p_row(y, d, i, eps2, out, slot, want_z):
     r""":math:`\nabla^+ y_n / \sqrt{|\nabla^+ y_n|^2 + \epsilon^2}` of row (d, i), every
     class, into ``out[slot, axis, n, :]`` (axis 0: along W, 1: along H, 2: along D)."""
@@ -304,54 +352,65 @@ def _p_row(y, d, i, eps2, out, slot, want_z):
 
 
 @njit(cache=True, error_model="numpy", fastmath=_FM)
-def _force_row(x, d, i, p, cur, prev, g, soft, lam, has_z):
-    r""":math:`g_n = \|x - c_n\|^2 - \lambda \kappa_n` of row (d, i), every class, into g."""
+def _kappa_data_row(x, d, i, p, cur, prev, gn, n, c0, lam, has_z):
+    r""":math:`g_n = (x_0 - c_{n,0})^2 - \lambda \kappa_n` of row (d, i), one class, in one
+    loop: :math:`\kappa_n` is the backward-difference divergence of the stored ``p`` rows
+    (this row ``cur``, the row above ``prev``, the slice before in slot 2). One store and
+    few loads per loop, so that LLVM's run-time alias checks stay within its limit and the
+    loop vectorises."""
+    w = gn.shape[0]
+    T = gn.dtype.type
+    px = p[cur, 0, n]
+    py = p[cur, 1, n]
+    pyp = p[prev, 1, n]
+    xr = x[0, d, i]
+    up = T(1.0 if i > 0 else 0.0)  # the row above is outside the image: no backward term
+    r = xr[0] - c0
+    gn[0] = r * r - lam * (px[0] + py[0] - up * pyp[0])
+    for j in range(1, w):
+        r = xr[j] - c0
+        gn[j] = r * r - lam * (px[j] - px[j - 1] + py[j] - up * pyp[j])
+    if has_z:
+        pz = p[cur, 2, n]
+        pzp = p[2, 2, n]
+        back = T(1.0 if d > 0 else 0.0)
+        for j in range(w):
+            gn[j] -= lam * (pz[j] - back * pzp[j])
+
+
+@njit(cache=True, error_model="numpy", fastmath=_FM)
+def _force_row(x, y, d, i, p, cur, prev, g, sbar, soft, lam, has_z, mode):
+    r""":math:`g_n = \|x - c_n\|^2 - \lambda \kappa_n` of row (d, i), every class, into g;
+    for ``mode`` 0 also :math:`\bar s = \sum_n y_n g_n` into ``sbar``."""
     k = p.shape[2]
     w = g.shape[1]
     c = x.shape[0]
     for n in range(k):
         gn = g[n]
-        px = p[cur, 0, n]
-        py = p[cur, 1, n]
-        for j in range(w):
-            gn[j] = px[j] + py[j]
-        for j in range(1, w):
-            gn[j] -= px[j - 1]
-        if i > 0:
-            pyp = p[prev, 1, n]
-            for j in range(w):
-                gn[j] -= pyp[j]
-        if has_z:
-            pz = p[cur, 2, n]
-            for j in range(w):
-                gn[j] += pz[j]
-            if d > 0:
-                pzp = p[2, 2, n]
-                for j in range(w):
-                    gn[j] -= pzp[j]
-        for j in range(w):
-            gn[j] = -lam * gn[j]
-        for ch in range(c):
+        _kappa_data_row(x, d, i, p, cur, prev, gn, n, soft[n, 0], lam, has_z)
+        for ch in range(1, c):
             cn = soft[n, ch]
             xr = x[ch, d, i]
             for j in range(w):
                 r = xr[j] - cn
                 gn[j] += r * r
+        if mode == 0:
+            yn = y[n, d, i]
+            if n == 0:
+                for j in range(w):
+                    sbar[j] = yn[j] * gn[j]
+            else:
+                for j in range(w):
+                    sbar[j] += yn[j] * gn[j]
 
 
 @njit(cache=True, error_model="numpy", fastmath=_FM)
 def _step_row(z, y, d, i, g, sbar, step, mode, deps):
-    r""":math:`z \leftarrow z - \eta w` of row (d, i) (``mode`` 0: softmax-gradient, 1: paper)."""
+    r""":math:`z \leftarrow z - \eta w` of row (d, i) (``mode`` 0: softmax-gradient, with
+    ``sbar`` from :func:`_force_row`; 1: paper)."""
     k = z.shape[0]
     w = g.shape[1]
     if mode == 0:
-        for j in range(w):
-            sbar[j] = 0.0
-        for n in range(k):
-            yn = y[n, d, i]
-            gn = g[n]
-            for j in range(w):
-                sbar[j] += yn[j] * gn[j]
         for n in range(k):
             yn = y[n, d, i]
             gn = g[n]
@@ -423,7 +482,7 @@ def _update_block(b, nb, z, x, y, lab, soft, hard, prow, grow, energy, lam, step
         _p_row(y, d, i, eps2, p, cur, has_z)
         if d > 0:
             _p_row(y, d - 1, i, eps2, p, 2, True)
-        _force_row(x, d, i, p, cur, prev, g, soft, lam, has_z)
+        _force_row(x, y, d, i, p, cur, prev, g, sbar, soft, lam, has_z, mode)
         _step_row(z, y, d, i, g, sbar, step, mode, deps)
         dq, lq = _hard_row(x, lab, d, i, hard)
         data += dq

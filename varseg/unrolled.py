@@ -35,6 +35,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from varseg._jit import ensure_compiled
 from varseg._validation import (
     as_channels_first,
     check_choice,
@@ -228,7 +229,7 @@ def _iterate_fixed_point(
     x = ws.x
     run = Runner(ws.nb, threads)
     per_entry = 1.0 / ws.y.size
-    run(softmax_blocks, z, x, ws.y, ws.lab, ws.part, True, ws.grow)
+    run(softmax_blocks, z, x, ws.y, ws.lab, ws.part, ws.grow)
     energy, times = [], [time.perf_counter() - t0]
     converged = False
     it = 0
@@ -253,7 +254,7 @@ def _iterate_fixed_point(
         )
         data, length = ws.energy.sum(axis=0)
         energy.append(float(data + lam * length))
-        run(softmax_blocks, z, x, ws.y, ws.lab, ws.part, False, ws.grow)
+        run(softmax_blocks, z, x, ws.y, ws.lab, ws.part, ws.grow)
         times.append(time.perf_counter() - t0)
         if float(ws.part[:, -1].sum()) * per_entry < tol:
             converged = True
@@ -271,36 +272,18 @@ def _thread_count(n_entries):
     return 1 if n_entries < SERIAL_BELOW else numba.get_num_threads()
 
 
-_WARMED = set()
 #: Seconds a cold compilation of the fixed-point kernels takes on a busy 2-core machine
 #: (measured: 28 s to 40 s at load average 3.5 to 4.5).
 _COMPILE_ESTIMATE_S = 30
 
 
-def _kernels_cached():
-    """Whether every fixed-point kernel has an on-disk cache entry (best effort)."""
-    from varseg import _fixed_point_kernels as fk
+def _run_tiny(np_dtype):
+    """Run every fixed-point kernel of ``np_dtype`` and the energy kernels once, tiny inputs.
 
-    try:
-        return all(
-            bool(getattr(fk, name)._cache._cache_file._load_index())
-            for name in ("softmax_blocks", "update_blocks", "reduce_means")
-        )
-    except Exception:  # noqa: BLE001 - Numba internals: assume not cached
-        return False
-
-
-def _warm_up(np_dtype):
-    """Run the kernels once on a tiny input (JIT compilation or cache load).
-
-    Once per process and dtype, so that no compile time enters ``Segmentation.elapsed``.
+    2D and 3D, both weightings; the final record's serial and parallel energy kernels.
     """
-    if np_dtype in _WARMED:
-        return
     from varseg._fixed_point_kernels import Workspace
 
-    if not _kernels_cached():
-        logger.info("compiling Numba kernels once, about %d s", _COMPILE_ESTIMATE_S)
     t = time.perf_counter()
     for d in (1, 2):
         x = np.linspace(0, 1, d * 16, dtype=np_dtype).reshape(1, d, 4, 4)
@@ -314,10 +297,24 @@ def _warm_up(np_dtype):
     # the final record's kernels: the serial one and, above its size, the parallel one
     for n in (4, 1 << 17):
         energy_from_labels(np.zeros((1, n)), np.zeros((1, n), dtype=np.int64), 0.1, n_phases=2)
-    logger.debug(
-        "fixed-point kernels ready (%s) in %.2f s", np.dtype(np_dtype).name, time.perf_counter() - t
+
+
+def _warm_up(np_dtype):
+    """Compile (or load) the kernels once per process and dtype, before the clock starts.
+
+    Through :func:`varseg._jit.ensure_compiled` (key ``("fixed_point", dtype name)``), so
+    that no compile time enters ``Segmentation.elapsed``; a real compilation logs one
+    ``INFO`` line, a load from Numba's cache none.
+
+    Returns
+    -------
+    float
+        Seconds spent now (0.0 when already run in this process).
+    """
+    name = np.dtype(np_dtype).name
+    return ensure_compiled(
+        ("fixed_point", name), lambda: _run_tiny(np_dtype), estimate=_COMPILE_ESTIMATE_S
     )
-    _WARMED.add(np_dtype)
 
 
 def ms_fixed_point(

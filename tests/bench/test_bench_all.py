@@ -16,6 +16,7 @@ SOLVERS = [
     "fixed point 4 phases",
     "fixed point 8 phases",
     "LIC 2 phases (outer it)",
+    "LIC 4 phases (outer it)",
     "neural backprop-ms 21x32",  # the preset's work size capped at --size 32
     "unrolled inference",
     "MS loss fwd+bwd",
@@ -24,7 +25,7 @@ PEERS = {
     0: "skimage chan_vese",
     1: "skimage morph. chan_vese",
     4: "torch fixed_point_step",
-    10: "official formula (torch)",
+    11: "official formula (torch)",
 }
 
 

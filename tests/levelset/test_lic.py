@@ -647,16 +647,44 @@ def test_negative_image_is_shifted():
     np.testing.assert_allclose(a.means, b.means + z.min(), rtol=1e-9, atol=1e-9)
 
 
-def test_compile_log_once(caplog, monkeypatch):
+def test_warm_up_announces_only_real_compiles_and_stays_out_of_elapsed(caplog, monkeypatch):
+    """The warm-up goes through varseg._jit.ensure_compiled (key ("lic",)): one line when
+    Numba really compiles (a never-compiled function stands in for a cold cache), none when
+    the kernels were run already, and a (simulated) 1 s compilation is not in elapsed."""
     import logging
+    import time
 
-    monkeypatch.setattr(lic_mod, "_WARM", [])
+    from numba import njit
+
+    from varseg import _jit
+
+    real = lic_mod._run_tiny
+    fresh = njit(lambda v: v + 1)  # never compiled, not cached
+
+    def cold():
+        real()
+        fresh(1.5)
+        time.sleep(1.0)
+
+    monkeypatch.setattr(lic_mod, "_run_tiny", cold)
+    monkeypatch.delitem(_jit._DONE, ("lic",), raising=False)
     img = two_phase_image(n=24)[0]
-    with caplog.at_level(logging.INFO, logger="varseg.levelset"):
+    with caplog.at_level(logging.INFO, logger="varseg._jit"):
+        t0 = time.perf_counter()
+        seg = bias_field_levelset(img, 2, max_iter=1)
+        wall = time.perf_counter() - t0
         bias_field_levelset(img, 2, max_iter=1)
+    msgs = [r.getMessage() for r in caplog.records]
+    assert msgs == ["compiling Numba kernels once, about 30 s (('lic',))"]
+    assert wall >= 1.0 and seg.elapsed < wall - 0.9 and seg.times[-1] <= seg.elapsed
+    assert _jit.compiled_keys()[("lic",)] >= 1.0
+    # the real warm-up of kernels already compiled in this process: no line
+    monkeypatch.setattr(lic_mod, "_run_tiny", real)
+    monkeypatch.delitem(_jit._DONE, ("lic",))
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="varseg._jit"):
         bias_field_levelset(img, 2, max_iter=1)
-    msgs = [r.getMessage() for r in caplog.records if "compiling Numba" in r.getMessage()]
-    assert len(msgs) == 1 and msgs[0].startswith("compiling Numba kernels once, about")
+    assert caplog.records == [] and ("lic",) in _jit.compiled_keys()
 
 
 # --------------------------------------------------------------------------------------

@@ -24,6 +24,7 @@ import warnings
 import numpy as np
 from scipy import ndimage, signal
 
+from .._jit import ensure_compiled
 from .._validation import (
     as_channels_first,
     check_choice,
@@ -54,7 +55,6 @@ _C0 = 2.0  # initial level sets are binary steps ±_C0·ε
 _BIAS_FLOOR = 1e-6  # the returned bias is clipped below here so that image / bias is finite
 _COMPILE_S = 30  # cold-cache compile of the kernels: 61 s measured at load 5 on 2 cores
 _FFT_TAPS = 41  # kernels longer than this (sigma > 10) are applied by FFT
-_WARM = []  # non-empty once the kernels were compiled (or loaded) in this process
 
 
 # --------------------------------------------------------------------------------------
@@ -334,14 +334,8 @@ def _initial_level_sets(init, data, n_phases, eps, rng):
     return _array_init(np.asarray(init), data.inside.shape, n_phases, c0)
 
 
-def warm_kernels():
-    """Compile (or load from Numba's cache) the kernels once per process, before any clock."""
-    if _WARM:
-        return
-    logger.info(
-        "compiling Numba kernels once, about %d s (much less from a warm Numba cache)", _COMPILE_S
-    )
-    t = time.perf_counter()
+def _run_tiny():
+    """Run every kernel of the solver once on tiny inputs (compilation or cache load)."""
     for m, k in ((1, 2), (2, 4)):
         phi = np.ones((m, 1, 6, 6))
         _lic_kernels.evolve(phi, np.zeros((k, 1, 6, 6)), 1.0, 1.0, 0.1, 1.0, 1)
@@ -351,8 +345,20 @@ def warm_kernels():
     _update_bias(data, memb, _update_means(data, memb, kb, kb2))
     _residuals(data, np.ones((2, 1)), kb, kb2)
     energy_from_labels(np.zeros((6, 6)), np.zeros((6, 6), np.int64), 0.1, n_phases=2)
-    _WARM.append(time.perf_counter() - t)
-    logger.debug("Numba kernels ready in %.1f s", _WARM[0])
+
+
+def warm_kernels():
+    """Compile (or load from Numba's cache) the kernels once per process, before any clock.
+
+    Goes through :func:`varseg._jit.ensure_compiled` (key ``("lic",)``): a real compilation
+    logs one ``INFO`` line, a load from Numba's on-disk cache none.
+
+    Returns
+    -------
+    float
+        Seconds spent now (0.0 when the kernels were already run in this process).
+    """
+    return ensure_compiled(("lic",), _run_tiny, estimate=_COMPILE_S)
 
 
 # --------------------------------------------------------------------------------------
