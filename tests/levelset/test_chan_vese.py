@@ -603,7 +603,7 @@ def test_init_regions_default_is_every_phase():
         ({"init": "kmeans", "init_regions": 0}, r"init_regions must be an integer in 1\.\.8"),
         ({"init": "lloyd", "init_regions": 2.5}, "init_regions must be an integer"),
         ({"init": "kmeans", "init_regions": True}, "init_regions must be an integer"),
-        ({"init_regions": 3}, "needs init=\"kmeans\" or \"lloyd\"; got init='checkerboard'"),
+        ({"init_regions": 3}, 'needs init="kmeans" or "lloyd"; got init=\'checkerboard\''),
     ],
 )
 def test_init_regions_refused(kw, match):

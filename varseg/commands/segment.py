@@ -111,6 +111,9 @@ def method_kwargs(spec, args):
 def check_device(device):
     """Refuse an unknown device name, or CUDA on a machine without it, in one line.
 
+    The check is :func:`varseg._validation.resolve_device`'s, run before any work; without
+    torch, the message names the extra that installs it.
+
     Parameters
     ----------
     device : str or None
@@ -123,22 +126,12 @@ def check_device(device):
     """
     if device is None:
         return
-    name = str(device)
-    if name not in ("auto", "cpu") and not name.split(":")[0] == "cuda":
-        raise ValueError(f"--device must be auto, cpu or cuda[:N]; got {name!r}")
-    if not name.startswith("cuda"):
-        return
-    try:
-        import torch
-    except ImportError:
-        raise ValueError(
-            f"--device {name} needs torch with CUDA: pip install varseg[deep]"
-        ) from None
-    if not torch.cuda.is_available():
-        raise ValueError(
-            f"--device {name}: CUDA is not available on this machine; use "
-            "--device cpu or --device auto"
-        )
+    from varseg._optional import has_torch
+    from varseg._validation import resolve_device
+
+    if not has_torch():
+        raise ValueError(f"--device {device} needs torch: pip install 'varseg[deep]'")
+    resolve_device(device)
 
 
 def spacing_keyword(spec, kw, image, channel_axis, meta):

@@ -52,12 +52,14 @@ def _search_section():
         "",
         search["protocol"],
         "",
-        "| K | μ | features | init | smoothing σ | images | covering | PRI | VI | converged |",
-        "|" + "---|" * 10,
+        "| phases K | regions | μ | features | init | smoothing σ | images | covering | PRI "
+        "| VI | converged |",
+        "|" + "---|" * 11,
     ]
     for r in search["rows"]:
         lines.append(
-            f"| {r['K']} | {r['mu']} | {r['features']} | {r['init']} | "
+            f"| {r['K']} | {r.get('regions') or r['K']} | {r['mu']} | {r['features']} | "
+            f"{r['init']} | "
             f"{r['smooth']} | {r['n_images']} | {r['covering']:.3f} | "
             f"{r['pri']:.3f} | {r['vi']:.3f} | {r['converged']:.2f} |"
         )
