@@ -63,10 +63,6 @@ def test_train_directions():
     assert "varseg.train.config" in graph["varseg.train.steps.advsemi"]  # advsemi_settings
 
 
-# read only until varseg.data.dataset_class exists (the data engineer adds it); see config.py
-FALLBACKS = {("varseg/train/config.py", "_REGISTRY"), ("varseg/train/config.py", "_ALIASES")}
-
-
 def test_no_private_attribute_reads_across_modules():
     reads = set()
     for path in _files():
@@ -95,4 +91,4 @@ def test_no_private_attribute_reads_across_modules():
                 and str(node.args[1].value).startswith("_")
             ):
                 reads.add((rel, node.args[1].value))
-    assert reads <= FALLBACKS, reads - FALLBACKS
+    assert reads == set()
