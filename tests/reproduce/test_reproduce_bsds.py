@@ -115,10 +115,28 @@ def test_the_stored_search_chose_the_preset_on_train():
     c = chosen[0]
     cv = LEVEL_SET_PRESET["chan_vese"]
     assert (c["K"], c["mu"], c["init"]) == (cv["n_phases"], cv["mu"], cv["init"])
+    assert c.get("regions") == cv.get("init_regions")
     assert c["smooth"] == LEVEL_SET_PRESET["features"]["smooth"]
+    assert c["n_images"] == 200  # chosen on all of train
     paper = PAPER_TABLE_VI["level-set"]
     assert c["covering"] >= paper["covering"] and c["pri"] >= paper["pri"]
     assert c["vi"] <= paper["vi"]
+
+
+def test_candidate_regions_reach_chan_vese_and_kmeans():
+    from varseg.reproduce.presets import level_set_segment, n_regions
+    from varseg.reproduce.search import candidate_preset
+
+    p = candidate_preset(8, 0.5, regions=3, smooth=0.0)
+    assert p["chan_vese"]["init_regions"] == 3 and n_regions(p) == 3
+    assert "init_regions" not in candidate_preset(4, 0.5)["chan_vese"]
+    assert n_regions(candidate_preset(4, 0.5)) == 4
+    rng = np.random.default_rng(0)
+    rgb = np.zeros((24, 36, 3))
+    rgb[:, 12:24] = (0.9, 0.1, 0.1)
+    rgb[:, 24:] = (0.1, 0.2, 0.9)
+    seg = level_set_segment(np.clip(rgb + rng.normal(0, 0.02, rgb.shape), 0, 1), p)
+    assert seg.params["n_phases"] == 8 and len(np.unique(seg.labels)) == 3
 
 
 @needs_bsds

@@ -56,8 +56,9 @@ METHODS = ("level-set", "kmeans", "backprop", "backprop-ms", "unet-ms")
 LEVEL_SET_PRESET = {
     "features": {"space": "lab", "chroma_weight": 2.0, "smooth": 1.0},
     "chan_vese": {
-        "n_phases": 4,
-        "mu": 0.25,
+        "n_phases": 8,
+        "init_regions": 5,
+        "mu": 0.5,
         "init": "lloyd",
         "seed": 0,
         "max_iter": 1000,
