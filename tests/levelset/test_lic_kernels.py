@@ -50,13 +50,13 @@ def test_heaviside_row_is_heaviside(eps):
 
 
 @pytest.mark.parametrize("k", [3, 4])
-def test_forces_2d_rows_are_data_forces_by_hand(k):
+def test_forces_slice_rows_are_data_forces_by_hand(k):
     """The row kernels against Li's formulas written out with NumPy's Heaviside."""
     rng = np.random.default_rng(k)
     phi = rng.standard_normal((2, 5, 9)) * 3
     e = rng.uniform(0, 4, (k, 5, 9))
     out = np.empty_like(phi)
-    kern._forces_2d(phi, e, 1.0, out, np.empty((2, 9)))
+    kern._forces_slice(phi[:, None], e[:, None], 0, 1.0, out[:, None], np.empty((2, 9)))
     h1, h2 = heaviside(phi[0], 1.0), heaviside(phi[1], 1.0)
     if k == 3:
         want = [-(e[0] * h2 + e[1] * (1 - h2) - e[2]), -h1 * (e[0] - e[1])]
@@ -69,7 +69,7 @@ def test_forces_2d_rows_are_data_forces_by_hand(k):
 
 
 def test_data_forces_3d_slices_are_the_2d_rows():
-    """In 3D, data_forces is the row kernel on every slice (and K = 2 needs no Heaviside)."""
+    """In 3D, data_forces is the slice kernel on every slice (K = 2 needs no Heaviside)."""
     rng = np.random.default_rng(7)
     for k, m in ((2, 1), (3, 2), (4, 2)):
         phi = rng.standard_normal((m, 3, 4, 5)) * 2
@@ -77,8 +77,9 @@ def test_data_forces_3d_slices_are_the_2d_rows():
         out = np.empty_like(phi)
         kern.data_forces(phi, e, 0.8, out)
         for d in range(3):
-            want = np.empty((m, 4, 5))
-            kern._forces_2d(phi[:, d], e[:, d], 0.8, want, np.empty((2, 5)))
-            np.testing.assert_array_equal(out[:, d], want)
+            want = np.empty((m, 1, 4, 5))
+            sl = np.ascontiguousarray(phi[:, d : d + 1]), np.ascontiguousarray(e[:, d : d + 1])
+            kern._forces_slice(*sl, 0, 0.8, want, np.empty((2, 5)))
+            np.testing.assert_array_equal(out[:, d], want[:, 0])
         if k == 2:
             np.testing.assert_array_equal(out[0], e[1] - e[0])

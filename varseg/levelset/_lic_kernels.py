@@ -186,7 +186,7 @@ def data_forces(phi, e, eps, out):
     """
     hrow = np.empty((2, phi.shape[3]))
     for d in range(phi.shape[1]):
-        _forces_2d(phi[:, d], e[:, d], eps, out[:, d], hrow)
+        _forces_slice(phi, e, d, eps, out, hrow)
 
 
 @njit(cache=True)
@@ -221,8 +221,9 @@ def _step_nd(u, force, nd, nh, nw, nu, mu, dt, eps, out):
 
 # 2D fast path: the same formulas on (H, W) with the border cases hoisted out of the inner
 # loop (clamped neighbour indices and a one-sided factor 1 instead of 1/2 at the ends), so
-# that the interior loop is branch-free.
-@njit(cache=True, inline="always")
+# that the interior loop is branch-free; NumPy's error model (no zero-division branch: every
+# denominator is positive) lets it vectorise.
+@njit(cache=True, inline="always", error_model="numpy")
 def _normal_px(u, nh, nw, i, im, ip, fi, w, wm, wp, fw):
     gh = fi * (u[ip, w] - u[im, w])
     gw = fw * (u[i, wp] - u[i, wm])
@@ -231,7 +232,7 @@ def _normal_px(u, nh, nw, i, im, ip, fi, w, wm, wp, fw):
     nw[i, w] = gw * inv
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def _normals_2d(u, nh, nw):
     """Unit normals (MATLAB gradient, :func:`_unit_normal`) of a 2D level set."""
     H, W = u.shape
@@ -244,7 +245,7 @@ def _normals_2d(u, nh, nw):
         _normal_px(u, nh, nw, i, im, ip, fi, W - 1, W - 2, W - 1, 1.0)
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True, inline="always", error_model="numpy")
 def _update_px(u, f, nh, nw, nu, mu, dt, eps, out, i, im, ip, fi, li, hi, w, wm, wp, fw, lw, hw):
     k = fi * (nh[ip, w] - nh[im, w]) + fw * (nw[i, wp] - nw[i, wm])
     a0 = u[i, w]
@@ -253,7 +254,7 @@ def _update_px(u, f, nh, nw, nu, mu, dt, eps, out, i, im, ip, fi, li, hi, w, wm,
     out[i, w] = a0 + dt * (delta * (f[i, w] + nu * k) + mu * (lap - k))
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def _step_2d(u, f, nh, nw, nu, mu, dt, eps, out):
     """:func:`_step_nd` for a 2D level set (H, W >= 3)."""
     H, W = u.shape
@@ -332,7 +333,7 @@ _T3P8 = 2.41421356237309504880  # tan(3 pi / 8)
 _MOREBITS = 6.123233995736765886130e-17  # pi / 2 - float64(pi / 2)
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True, inline="always", error_model="numpy")
 def atan_vec(x):
     r""":math:`\arctan x` in float64 without branches, so that a loop of it vectorises.
 
@@ -360,10 +361,11 @@ def atan_vec(x):
     return math.copysign(v, x)
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def heaviside_row(u, eps, out):
     r""":math:`H_\varepsilon(u) = \frac12(1 + \frac2\pi \arctan(u/\varepsilon))` of a row
-    into ``out`` (:func:`atan_vec`: the loop vectorises; ``heaviside_scalar``'s formula)."""
+    into ``out`` (:func:`atan_vec`: the loop vectorises, NumPy's error model: no
+    zero-division branch; ``heaviside_scalar``'s formula)."""
     for j in range(u.shape[0]):
         out[j] = 0.5 * (1.0 + (2.0 / math.pi) * atan_vec(u[j] / eps))
 
@@ -387,26 +389,29 @@ def _forces_4_row(e0, e1, e2, e3, h1, h2, out0, out1):
 
 
 @njit(cache=True)
-def _forces_2d(phi, e, eps, out, hrow):
-    """:func:`data_forces` on (m, H, W) / (K, H, W) arrays, row by row: the Heavisides of
-    both level sets once per pixel (:func:`heaviside_row` into ``hrow``, (2, W) scratch),
-    then the forces."""
+def _forces_slice(phi, e, d, eps, out, hrow):
+    """:func:`data_forces` of slice ``d`` of (m, D, H, W) / (K, D, H, W) arrays, row by row:
+    the Heavisides of both level sets once per pixel (:func:`heaviside_row` into ``hrow``,
+    (2, W) scratch), then the forces. Rows are indexed from the whole C-contiguous arrays
+    (a slice ``phi[:, d]`` would be typed non-contiguous, and its loops stay scalar)."""
     K = e.shape[0]
-    _, H, W = phi.shape
+    H, W = phi.shape[2], phi.shape[3]
     if K == 2:
         for i in range(H):
+            e0, e1, o = e[0, d, i], e[1, d, i], out[0, d, i]
             for w in range(W):
-                out[0, i, w] = e[1, i, w] - e[0, i, w]
+                o[w] = e1[w] - e0[w]
         return
     h1 = hrow[0]
     h2 = hrow[1]
     for i in range(H):
-        heaviside_row(phi[0, i], eps, h1)
-        heaviside_row(phi[1, i], eps, h2)
+        heaviside_row(phi[0, d, i], eps, h1)
+        heaviside_row(phi[1, d, i], eps, h2)
+        o0, o1 = out[0, d, i], out[1, d, i]
         if K == 3:
-            _forces_3_row(e[0, i], e[1, i], e[2, i], h1, h2, out[0, i], out[1, i])
+            _forces_3_row(e[0, d, i], e[1, d, i], e[2, d, i], h1, h2, o0, o1)
         else:
-            _forces_4_row(e[0, i], e[1, i], e[2, i], e[3, i], h1, h2, out[0, i], out[1, i])
+            _forces_4_row(e[0, d, i], e[1, d, i], e[2, d, i], e[3, d, i], h1, h2, o0, o1)
 
 
 @njit(cache=True)
@@ -449,7 +454,7 @@ def evolve(phi, e, nu, mu, dt, eps, n_steps):
         for j in range(m):
             neumann_bc(cur[j])
         for d in range(D):
-            _forces_2d(cur[:, d], e[:, d], eps, force[:, d], hrow)
+            _forces_slice(cur, e, d, eps, force, hrow)
         for j in range(m):
             if flat:
                 _normals_2d(cur[j, 0], nh[0], nw[0])
