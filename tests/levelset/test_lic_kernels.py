@@ -83,3 +83,24 @@ def test_data_forces_3d_slices_are_the_2d_rows():
             np.testing.assert_array_equal(out[:, d], want[:, 0])
         if k == 2:
             np.testing.assert_array_equal(out[0], e[1] - e[0])
+
+
+@pytest.mark.parametrize("shape", [(2, 9, 11), (3, 40, 33), (1, 5, 4)])
+@pytest.mark.parametrize("taps", [1, 5, 17])
+def test_smooth_stack_is_zero_padded_separable_correlation(shape, taps):
+    """Every channel against scipy.ndimage.correlate1d along W then H (zero padding), also
+    with a kernel wider than the image."""
+    from scipy import ndimage
+
+    rng = np.random.default_rng(taps)
+    u = rng.standard_normal(shape)
+    k = rng.random(taps)
+    k = k + k[::-1]  # symmetric, as the Gaussian factor
+    out = np.empty_like(u)
+    kern.smooth_stack(u, k, np.empty_like(u), out)
+    want = ndimage.correlate1d(u, k, axis=2, mode="constant")
+    want = ndimage.correlate1d(want, k, axis=1, mode="constant")
+    np.testing.assert_allclose(out, want, rtol=1e-12, atol=1e-12)
+    one = np.empty(shape[1:])
+    kern.smooth_2d(np.ascontiguousarray(u[0]), k, np.empty(shape[1:]), one)
+    np.testing.assert_array_equal(one, out[0])

@@ -83,6 +83,17 @@ def _smooth(u, k1):
     return out
 
 
+def _smooth_pair(pair, k1):
+    """:math:`K * u` of both arrays of ``pair`` (shape (2,) + S, float64, C order): one
+    kernel call for the two (:func:`_lic_kernels.smooth_stack`) in 2D, else :func:`_smooth`
+    of each. Returns the two smoothed arrays."""
+    if pair.ndim == 3 and k1.size <= _FFT_TAPS and min(pair.shape[1:]) >= k1.size:
+        res = np.empty_like(pair)
+        _lic_kernels.smooth_stack(pair, k1, np.empty_like(pair), res)
+        return res[0], res[1]
+    return _smooth(pair[0], k1), _smooth(pair[1], k1)
+
+
 class _Data:
     r"""Fixed data of one solve.
 
@@ -100,9 +111,11 @@ class _Data:
         self.sx2 = np.einsum("c...,c...->...", x, x)
 
     def moments(self, b):
-        """:math:`K * (w b)` and :math:`K * (w b^2)`."""
-        wb = self.w * b
-        return _smooth(wb, self.k1), _smooth(wb * b, self.k1)
+        """:math:`K * (w b)` and :math:`K * (w b^2)` (one smoothing call for both)."""
+        pair = np.empty((2,) + self.w.shape)
+        np.multiply(self.w, b, out=pair[0])
+        np.multiply(pair[0], b, out=pair[1])
+        return _smooth_pair(pair, self.k1)
 
 
 def _memberships(phi, eps, n_phases):
@@ -163,7 +176,8 @@ def _update_bias(data, memb, c):
     denominator vanishes (there :math:`b` does not enter the energy). Returns ``(b, c)``.
     """
     shape, n = memb.shape[1:], data.w.size
-    num, den = np.empty(shape), np.empty(shape)
+    pair = np.empty((2,) + shape)
+    num, den = pair[0], pair[1]
     _lic_kernels.bias_sources(
         data.x.reshape(-1, n),
         np.ascontiguousarray(c),
@@ -172,7 +186,7 @@ def _update_bias(data, memb, c):
         num.reshape(-1),
         den.reshape(-1),
     )
-    num, den = _smooth(num, data.k1), _smooth(den, data.k1)
+    num, den = _smooth_pair(pair, data.k1)
     ok = den > 1e-12 * float(den.max())
     if data.masked:
         ok &= data.inside

@@ -32,6 +32,7 @@ __all__ = [
     "data_forces",
     "evolve",
     "smooth_2d",
+    "smooth_stack",
     "bias_sources",
     "residuals",
     "atan_vec",
@@ -469,36 +470,55 @@ def evolve(phi, e, nu, mu, dt, eps, n_steps):
         neumann_bc(phi[j])
 
 
+@njit(cache=True, error_model="numpy")
+def _axpy_row(dst, src, a):
+    """``dst += a * src`` (equal-length rows; the loop vectorises)."""
+    for w in range(dst.shape[0]):
+        dst[w] += a * src[w]
+
+
+@njit(cache=True, error_model="numpy")
+def smooth_stack(u, k, tmp, out):
+    r"""Separable zero-padded correlation :math:`K * u_c` of each 2D channel of ``u`` (C, H,
+    W) with the symmetric 1D factor ``k`` (odd length) along both axes, into ``out``
+    (``tmp``: scratch of u's shape).
+
+    Equal to ``scipy.ndimage.correlate1d(·, k, mode="constant")`` along axis 2, then axis 1,
+    up to rounding. Both passes are axpy operations on contiguous rows (along W: a row
+    against the same row shifted by each tap, as slices so that no index goes negative;
+    along H: a row against the rows of the window) that the compiler vectorises; several
+    channels per call (the two moments, or the bias's numerator and denominator) share one
+    call.
+    """
+    C, H, W = u.shape
+    r = k.size // 2
+    for c in range(C):
+        for i in range(H):  # along W: tmp[c, i, w] = sum_t k[t] u[c, i, w + t - r]
+            tr = tmp[c, i]
+            ur = u[c, i]
+            for w in range(W):
+                tr[w] = 0.0
+            for t in range(k.size):
+                off = t - r
+                lo = max(0, -off)
+                hi = min(W, W - off)
+                if hi > lo:
+                    _axpy_row(tr[lo:hi], ur[lo + off : hi + off], k[t])
+        for i in range(H):  # along H: out[c, i] = sum_t k[t] tmp[c, i + t - r]
+            orow = out[c, i]
+            for w in range(W):
+                orow[w] = 0.0
+            for t in range(k.size):
+                s = i + t - r
+                if 0 <= s < H:
+                    _axpy_row(orow, tmp[c, s], k[t])
+
+
 @njit(cache=True)
 def smooth_2d(u, k, tmp, out):
-    r"""Separable zero-padded correlation :math:`K * u` of a 2D array with the symmetric 1D
-    factor ``k`` (odd length) along both axes, into ``out`` (``tmp``: scratch of u's shape).
-
-    Equal to ``scipy.ndimage.correlate1d(·, k, mode="constant")`` along axis 1, then axis 0,
-    up to rounding; both passes are row operations (axpy over contiguous rows) that the
-    compiler vectorises.
-    """
+    """:func:`smooth_stack` of one 2D array (C-contiguous ``u``, ``tmp``, ``out``)."""
     H, W = u.shape
-    r = k.size // 2
-    for i in range(H):  # along W: tmp[i, w] = sum_t k[t] u[i, w + t - r]
-        for w in range(W):
-            tmp[i, w] = 0.0
-        for t in range(k.size):
-            kt = k[t]
-            off = t - r
-            lo = max(0, -off)
-            hi = min(W, W - off)
-            for w in range(lo, hi):
-                tmp[i, w] += kt * u[i, w + off]
-    for i in range(H):  # along H: out[i] = sum_t k[t] tmp[i + t - r]
-        for w in range(W):
-            out[i, w] = 0.0
-        for t in range(k.size):
-            s = i + t - r
-            if 0 <= s < H:
-                kt = k[t]
-                for w in range(W):
-                    out[i, w] += kt * tmp[s, w]
+    smooth_stack(u.reshape((1, H, W)), k, tmp.reshape((1, H, W)), out.reshape((1, H, W)))
 
 
 @njit(cache=True)
