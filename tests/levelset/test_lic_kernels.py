@@ -104,3 +104,30 @@ def test_smooth_stack_is_zero_padded_separable_correlation(shape, taps):
     one = np.empty(shape[1:])
     kern.smooth_2d(np.ascontiguousarray(u[0]), k, np.empty(shape[1:]), one)
     np.testing.assert_array_equal(one, out[0])
+
+
+@pytest.mark.parametrize("k", [2, 3, 4])
+def test_memberships_labels_are_li_memberships_and_numpy_argmax(k):
+    """Against the formulas with NumPy's Heaviside and numpy.argmax, ties included (level
+    sets at 0 and equal memberships: the first maximum wins)."""
+    rng = np.random.default_rng(k)
+    m = 1 if k == 2 else 2
+    phi = rng.standard_normal((m, 3001)) * 3
+    phi[:, :40] = 0.0  # H = 1/2: ties between memberships
+    phi[0, 40:60] = np.inf
+    phi[-1, 60:80] = -np.inf
+    memb = np.empty((k, phi.shape[1]))
+    labels = np.empty(phi.shape[1], dtype=np.int64)
+    kern.memberships_labels(phi, 1.0, memb, labels)
+    h1 = heaviside(phi[0], 1.0)
+    if k == 2:
+        want = np.stack([h1, 1 - h1])
+    else:
+        h2 = heaviside(phi[1], 1.0)
+        if k == 3:
+            want = np.stack([h1 * h2, h1 * (1 - h2), 1 - h1])
+        else:
+            want = np.stack([h1 * h2, h1 * (1 - h2), (1 - h1) * h2, (1 - h1) * (1 - h2)])
+    np.testing.assert_allclose(memb, want, rtol=0, atol=1e-15)
+    np.testing.assert_array_equal(labels, memb.argmax(0))
+    assert (labels == want.argmax(0)).mean() == 1.0

@@ -33,6 +33,7 @@ __all__ = [
     "evolve",
     "smooth_2d",
     "smooth_stack",
+    "memberships_labels",
     "bias_sources",
     "residuals",
     "atan_vec",
@@ -519,6 +520,64 @@ def smooth_2d(u, k, tmp, out):
     """:func:`smooth_stack` of one 2D array (C-contiguous ``u``, ``tmp``, ``out``)."""
     H, W = u.shape
     smooth_stack(u.reshape((1, H, W)), k, tmp.reshape((1, H, W)), out.reshape((1, H, W)))
+
+
+@njit(cache=True, error_model="numpy")
+def memberships_labels(phi, eps, memb, labels):
+    r"""Li's soft memberships :math:`M_i(\phi)` and their argmax in one kernel, flattened.
+
+    K = 2: :math:`(H_1, 1 - H_1)`; K = 3: :math:`(H_1 H_2, H_1(1 - H_2), 1 - H_1)`; K = 4:
+    :math:`(H_1 H_2, H_1(1 - H_2), (1 - H_1)H_2, (1 - H_1)(1 - H_2))` with :math:`H_j =
+    H_\varepsilon(\phi_j)` (:func:`heaviside_row`, written into rows of ``memb`` first),
+    and ``labels`` the first index of the largest membership (as ``numpy.argmax``), all in
+    loops that vectorise.
+
+    Shapes: phi (m, n), memb (K, n) and labels (n,) int64 written.
+    """
+    K = memb.shape[0]
+    m0, m1 = memb[0], memb[1]
+    if K == 2:
+        heaviside_row(phi[0], eps, m0)
+        for j in range(m0.shape[0]):
+            m1[j] = 1.0 - m0[j]
+        for j in range(m0.shape[0]):
+            labels[j] = 0 if m0[j] >= m1[j] else 1
+        return
+    m2 = memb[2]
+    if K == 3:
+        heaviside_row(phi[0], eps, m2)
+        heaviside_row(phi[1], eps, m1)
+        for j in range(m0.shape[0]):
+            h1 = m2[j]
+            h2 = m1[j]
+            m0[j] = h1 * h2
+            m1[j] = h1 * (1.0 - h2)
+            m2[j] = 1.0 - h1
+        _argmax3(m0, m1, m2, labels)
+        return
+    m3 = memb[3]
+    heaviside_row(phi[0], eps, m2)
+    heaviside_row(phi[1], eps, m3)
+    for j in range(m0.shape[0]):
+        h1 = m2[j]
+        h2 = m3[j]
+        m0[j] = h1 * h2
+        m1[j] = h1 * (1.0 - h2)
+        m2[j] = (1.0 - h1) * h2
+        m3[j] = (1.0 - h1) * (1.0 - h2)
+    _argmax3(m0, m1, m2, labels)
+    for j in range(m0.shape[0]):
+        best = max(max(m0[j], m1[j]), m2[j])
+        labels[j] = 3 if m3[j] > best else labels[j]
+
+
+@njit(cache=True, error_model="numpy")
+def _argmax3(m0, m1, m2, labels):
+    """First index of the largest of three rows, per element (selects: it vectorises)."""
+    for j in range(m0.shape[0]):
+        a, b, c = m0[j], m1[j], m2[j]
+        lab = 1 if b > a else 0
+        labels[j] = 2 if c > max(a, b) else lab
 
 
 @njit(cache=True)
