@@ -308,7 +308,7 @@ def ms_fixed_point(
     (:func:`varseg.energy_from_labels` with the same ``lam``) of the initial partition and
     after every iteration, the last included (``n_iter + 1`` records).
 
-    The iteration runs in fused Numba kernels (:mod:`varseg._fixed_point_kernels`: two passes
+    The iteration runs in fused Numba kernels (:mod:`varseg._fixed_point_kernels`: one pass
     over the logits per iteration, rows in parallel, no allocation per iteration) that
     compute the same step as the torch :func:`fixed_point_step` (agreement to 1e-5 in
     float64, tested). The first call per process and dtype runs the kernels once on a tiny
