@@ -188,41 +188,36 @@ def test_unrolled_segment_result_and_fit():
 # --------------------------------------------------------------------------------------
 def _numba_step(z, x, lam, step, update, ceps=0.1, deps=1.0):
     """One step of the Numba kernels on (K, *S) logits and (C, *S) image (float64)."""
-    from varseg._fixed_point_kernels import (
-        UPDATE_CODES,
-        Workspace,
-        reduce_means,
-        softmax_blocks,
-        update_blocks,
-    )
+    from varseg._fixed_point_kernels import UPDATE_CODES, Workspace, iterate_blocks, softmax_blocks
 
     spatial = z.shape[1:]
     pad = (1,) * (3 - len(spatial))
     z4 = np.ascontiguousarray(z.reshape((z.shape[0],) + pad + spatial))
     x4 = np.ascontiguousarray(x.reshape((x.shape[0],) + pad + spatial))
     ws = Workspace(x4, z.shape[0])
-    softmax_blocks(0, ws.nb, z4, x4, ws.y, ws.lab, ws.part, ws.grow)
-    reduce_means(ws.part, ws.k, x.shape[0], ws.soft, ws.hard)
-    update_blocks(
+    softmax_blocks(0, ws.nb, z4, x4, ws.ys[0], ws.labs[0], ws.parts[0], ws.grow)
+    lab = ws.labs[0].copy()  # the hard partition of softmax(z), whose energy the step records
+    iterate_blocks(
         0,
         ws.nb,
         z4,
         x4,
-        ws.y,
-        ws.lab,
-        ws.soft,
-        ws.hard,
-        ws.prow,
+        ws.ys,
+        ws.labs,
+        ws.parts,
+        0,
+        ws.means,
+        ws.pyrow,
+        ws.rows,
         ws.grow,
-        ws.energy,
         lam,
         step,
         UPDATE_CODES[update],
         ceps,
         deps,
     )
-    data, length = ws.energy.sum(0)
-    return z4.reshape(z.shape), data, length, ws.lab.reshape(spatial)
+    data, length = ws.parts[1, :, -2:].sum(0)
+    return z4.reshape(z.shape), data, length, lab.reshape(spatial)
 
 
 @pytest.mark.parametrize("update", ["softmax-gradient", "paper"])

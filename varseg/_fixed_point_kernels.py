@@ -1,19 +1,28 @@
 r"""Numba kernels of the Eq. 15 fixed-point iteration (Kim & Ye 2019) behind
 :func:`varseg.unrolled.ms_fixed_point`.
 
-One iteration is two fused passes over the (K, D, H, W) logits, rows split into a fixed
-number of blocks run on a few threads (:class:`Runner`; the result does not depend on the
-thread count):
+The memberships :math:`y = \mathrm{softmax}(z)` live in two buffers (the iterate and the next
+one), so that one iteration is **one** fused pass over the (K, D, H, W) logits, rows split
+into a fixed number of blocks run on a few threads (:class:`Runner`; the result does not
+depend on the thread count). Per row, :func:`iterate_blocks` computes, from the old
+memberships :math:`y`:
 
-* :func:`softmax_blocks` — memberships :math:`y = \mathrm{softmax}(z)`, their change since the
-  previous call, the hard labels :math:`\arg\max_n y_n = \arg\max_n z_n`, and per-block
-  partial sums for the soft means (Eq. 13) and for the means of the hard partition;
-* :func:`update_blocks` — curvature :math:`\kappa_n = \mathrm{div}(\nabla^+ y_n /
-  \sqrt{|\nabla^+ y_n|^2 + \epsilon^2})` (backward-difference divergence, the adjoint of the
-  forward differences), force :math:`g_n = \|x - c_n\|^2 - \lambda \kappa_n`, the weighting
-  (``paper``: :math:`\delta_\varepsilon(z_n) g_n`; ``softmax-gradient``: :math:`y_n (g_n -
-  \sum_m y_m g_m)`) and the in-place step :math:`z \leftarrow z - \eta w`, plus the shared
-  energy (data and isotropic length) of the hard partition of the previous pass.
+* the curvature :math:`\kappa_n = \mathrm{div}(\nabla^+ y_n / \sqrt{|\nabla^+ y_n|^2 +
+  \epsilon^2})` (backward-difference divergence, the adjoint of the forward differences),
+  class by class, keeping of the previous row only the H component of each class;
+* the force :math:`g_n = \|x - c_n\|^2 - \lambda \kappa_n` with the soft means (Eq. 13)
+  :math:`c_n = \sum y_n x / \sum y_n`, the weighting (``paper``: :math:`\delta_\varepsilon(z_n)
+  g_n`; ``softmax-gradient``: :math:`y_n (g_n - \sum_m y_m g_m)`) and the in-place step
+  :math:`z \leftarrow z - \eta w`;
+* the shared energy (data and isotropic length) of the hard partition of :math:`y`;
+* then, on the row of :math:`z` just updated, the new memberships (into the other buffer),
+  their change :math:`\sum |y^{new} - y|`, the hard labels :math:`\arg\max_n z_n` and the
+  per-block partial sums of the next soft and hard means.
+
+The means of a pass are reduced from the previous pass's block sums at the start of each
+thread's range of blocks, and the change, data and length of each block are stored beside
+its sums, so that one iteration costs one kernel call and one small sum in Python
+(:func:`iterate`). :func:`softmax_blocks` computes the first memberships.
 
 The torch :func:`varseg.unrolled.fixed_point_step` computes the same step (tested to 1e-10
 in float64). All work arrays live in a :class:`Workspace` allocated once per call of the
@@ -33,6 +42,7 @@ curvature's divergence and the data term one loop per class; the curvature's
 from __future__ import annotations
 
 import math
+import time
 
 import numpy as np
 from numba import njit
@@ -41,8 +51,8 @@ __all__ = [
     "Workspace",
     "Runner",
     "softmax_blocks",
-    "reduce_means",
-    "update_blocks",
+    "iterate_blocks",
+    "iterate",
     "UPDATE_CODES",
     "n_blocks",
 ]
@@ -63,8 +73,17 @@ def n_blocks(rows):
     return max(1, min(rows, _MAX_BLOCKS))
 
 
+def _n_sums(k, c):
+    """Columns of the per-block sums: soft den (k), soft num (k, c), hard count (k), hard
+    sum (k, c), then change, data and length."""
+    return 2 * k * (c + 1) + 3
+
+
 class Workspace:
     """Every buffer one solve needs, allocated once.
+
+    The memberships, labels and block sums exist twice (``ys``, ``labs``, ``parts``): the
+    iterate ``cur`` and the next one; ``y``, ``lab`` and ``part`` are the current ones.
 
     Parameters
     ----------
@@ -80,17 +99,33 @@ class Workspace:
         self.x = x
         self.k = k
         self.nb = n_blocks(d * h)
-        self.y = np.zeros((k, d, h, w), dtype=dt)
-        self.lab = np.zeros((d, h, w), dtype=np.int32)
-        # per block: soft den (k), soft num (k, c), hard count (k), hard sum (k, c), change
-        self.part = np.zeros((self.nb, 2 * k * (c + 1) + 1))
-        # per block: p rows (2 slots + 1 for the previous slice) x 3 components x k x W
-        self.prow = np.zeros((self.nb, 3, 3, k, w), dtype=dt)
+        self.cur = 0
+        self.ys = np.zeros((2, k, d, h, w), dtype=dt)
+        self.labs = np.zeros((2, d, h, w), dtype=np.int32)
+        self.parts = np.zeros((2, self.nb, _n_sums(k, c)))
+        # per block: the H component of p of every class, this row and the row above
+        self.pyrow = np.zeros((self.nb, 2, k, w), dtype=dt)
+        # per block: p along W, along D, along D of the slice before, two work rows
+        self.rows = np.zeros((self.nb, 5, w), dtype=dt)
         # per block: k rows of forces / exponentials and four more rows
         self.grow = np.zeros((self.nb, k + 4, w), dtype=dt)
-        self.soft = np.zeros((k, c), dtype=dt)
-        self.hard = np.zeros((k, c), dtype=dt)
-        self.energy = np.zeros((self.nb, 2))
+        # per block (the first of each thread's range): soft and hard means
+        self.means = np.zeros((self.nb, 2, k, c), dtype=dt)
+
+    @property
+    def y(self):
+        """Current memberships, shape (K, D, H, W)."""
+        return self.ys[self.cur]
+
+    @property
+    def lab(self):
+        """Current hard labels, shape (D, H, W)."""
+        return self.labs[self.cur]
+
+    @property
+    def part(self):
+        """Current block sums, shape (nb, 2 K (C + 1) + 3)."""
+        return self.parts[self.cur]
 
 
 @njit(cache=True, error_model="numpy")
@@ -186,10 +221,11 @@ def _row_max_exp(z, d, i, tmp, labr):
 
 
 @njit(cache=True, error_model="numpy", fastmath=_FM)
-def _norm_class_row(yn, en, inv, xr, labf, n):
-    r"""One class of one row, one fused loop: :math:`y_n = e_n / \sum_m e_m` in place, and
-    the row sums of :math:`|\Delta y_n|`, :math:`y_n`, :math:`y_n x`, :math:`[l = n]` and
-    :math:`[l = n]\,x` (single-channel image), in the working type."""
+def _norm_class_row(yn, yo, en, inv, xr, labf, n):
+    r"""One class of one row, one fused loop: :math:`y_n = e_n / \sum_m e_m` into ``yn``,
+    and the row sums of :math:`|y_n - y^{old}_n|` (``yo``: the old row, may be ``yn``),
+    :math:`y_n`, :math:`y_n x`, :math:`[l = n]` and :math:`[l = n]\,x` (single-channel
+    image), in the working type."""
     zero = yn.dtype.type(0.0)
     one = yn.dtype.type(1.0)
     change = zero
@@ -200,7 +236,7 @@ def _norm_class_row(yn, en, inv, xr, labf, n):
     fn = yn.dtype.type(n)
     for j in range(yn.shape[0]):
         v = en[j] * inv[j]
-        change += abs(v - yn[j])
+        change += abs(v - yo[j])
         yn[j] = v
         xv = xr[j]
         den += v
@@ -212,7 +248,7 @@ def _norm_class_row(yn, en, inv, xr, labf, n):
 
 
 @njit(cache=True, error_model="numpy", fastmath=_FM)
-def _norm_class_row_multi(yn, en, inv, x, d, i, labf, n, acc, k):
+def _norm_class_row_multi(yn, yo, en, inv, x, d, i, labf, n, acc, k):
     """:func:`_norm_class_row` for C channels (per-channel loops): the sums go to ``acc``."""
     c = x.shape[0]
     zero = yn.dtype.type(0.0)
@@ -220,7 +256,7 @@ def _norm_class_row_multi(yn, en, inv, x, d, i, labf, n, acc, k):
     den = zero
     for j in range(yn.shape[0]):
         v = en[j] * inv[j]
-        change += abs(v - yn[j])
+        change += abs(v - yo[j])
         yn[j] = v
         den += v
     cnt = zero
@@ -243,9 +279,10 @@ def _norm_class_row_multi(yn, en, inv, x, d, i, labf, n, acc, k):
 
 
 @njit(cache=True, error_model="numpy", fastmath=_FM)
-def _softmax_row(z, x, y, lab, d, i, acc, tmp):
-    """Softmax, change, argmax and the partial sums (into ``acc``) of row (d, i): one pass
-    for the maximum and the labels, one for the exponentials, one per class for the rest."""
+def _softmax_row(z, x, y, yo, lab, d, i, acc, tmp):
+    """Softmax of row (d, i) of ``z`` into ``y``, its change against ``yo``, argmax and the
+    partial sums (into ``acc``): one pass for the maximum and the labels, one for the
+    exponentials, one per class for the rest."""
     k = z.shape[0]
     c = x.shape[0]
     labr = lab[d, i]
@@ -255,14 +292,16 @@ def _softmax_row(z, x, y, lab, d, i, acc, tmp):
     change = 0.0
     o_cnt = k * (c + 1)
     for n in range(k):
+        yn = y[n, d, i]
+        yon = yo[n, d, i]
         if c == 1:
-            dc, den, num, cnt, hs = _norm_class_row(y[n, d, i], tmp[n], inv, x[0, d, i], labf, n)
+            dc, den, num, cnt, hs = _norm_class_row(yn, yon, tmp[n], inv, x[0, d, i], labf, n)
             acc[n] += den
             acc[k + n] += num
             acc[o_cnt + n] += cnt
             acc[o_cnt + k + n] += hs
         else:
-            dc = _norm_class_row_multi(y[n, d, i], tmp[n], inv, x, d, i, labf, n, acc, k)
+            dc = _norm_class_row_multi(yn, yon, tmp[n], inv, x, d, i, labf, n, acc, k)
         change += dc
     acc[2 * o_cnt] += change
 
@@ -276,7 +315,7 @@ def _softmax_block(b, nb, z, x, y, lab, part, scratch):
     h = z.shape[2]
     q0, q1 = _block_rows(b, nb, rows)
     for q in range(q0, q1):
-        _softmax_row(z, x, y, lab, q // h, q % h, acc, scratch[b])
+        _softmax_row(z, x, y, y, lab, q // h, q % h, acc, scratch[b])
 
 
 @njit(cache=True, error_model="numpy", nogil=True)
@@ -284,15 +323,15 @@ def softmax_blocks(b0, b1, z, x, y, lab, part, scratch):
     r""":math:`y = \mathrm{softmax}(z)` over axis 0, labels and partial sums of the row
     blocks ``b0`` to ``b1 - 1`` (GIL released; ``scratch``: (nb, k + 4, W) work array).
 
-    The change sum (last column of ``part``) is :math:`\sum |y^{new} - y^{old}|` against
-    the previous contents of ``y`` (zeros before the first call)."""
+    The change sum (column ``2 K (C + 1)`` of ``part``) is :math:`\sum |y^{new} - y^{old}|`
+    against the previous contents of ``y``."""
     nb = part.shape[0]
     for b in range(b0, b1):
         _softmax_block(b, nb, z, x, y, lab, part, scratch)
 
 
 @njit(cache=True, error_model="numpy")
-def reduce_means(part, k, c, soft, hard):
+def _reduce_means(part, k, c, soft, hard):
     """Soft means (Eq. 13) and hard-partition means from the block partial sums (a class of
     zero mass gets mean 0)."""
     o_cnt = k * (c + 1)
@@ -313,101 +352,95 @@ def reduce_means(part, k, c, soft, hard):
 
 
 @njit(cache=True, error_model="numpy", fastmath=_FM_RSQRT)
-def _p_row(y, d, i, eps2, out, slot, want_z):
-    r""":math:`\nabla^+ y_n / \sqrt{|\nabla^+ y_n|^2 + \epsilon^2}` of row (d, i), every
-    class, into ``out[slot, axis, n, :]`` (axis 0: along W, 1: along H, 2: along D)."""
+def _p_class_row(y, n, d, i, eps2, px, py, pz, want_z):
+    r""":math:`p = \nabla^+ y_n / \sqrt{|\nabla^+ y_n|^2 + \epsilon^2}` of class n on row
+    (d, i): its components along W, H and (``want_z``) D into the rows ``px``, ``py``,
+    ``pz`` (forward differences, zero past the last pixel)."""
     k, dd, h, w = y.shape
     one = y.dtype.type(1.0)
     zero = y.dtype.type(0.0)
-    for n in range(k):
-        yn = y[n, d, i]
-        yd = y[n, d, i + 1] if i + 1 < h else yn
-        px = out[slot, 0, n]
-        py = out[slot, 1, n]
-        if want_z and d + 1 < dd:
-            yz = y[n, d + 1, i]
-            pz = out[slot, 2, n]
-            for j in range(w):
-                gx = yn[j + 1] - yn[j] if j + 1 < w else zero
-                gy = yd[j] - yn[j]
-                gz = yz[j] - yn[j]
-                inv = one / math.sqrt(gx * gx + gy * gy + gz * gz + eps2)
-                px[j] = gx * inv
-                py[j] = gy * inv
-                pz[j] = gz * inv
-        else:
-            for j in range(w - 1):
-                gx = yn[j + 1] - yn[j]
-                gy = yd[j] - yn[j]
-                inv = one / math.sqrt(gx * gx + gy * gy + eps2)
-                px[j] = gx * inv
-                py[j] = gy * inv
-            gy = yd[w - 1] - yn[w - 1]
-            px[w - 1] = zero
-            py[w - 1] = gy / math.sqrt(gy * gy + eps2)
-            if want_z:
-                pz = out[slot, 2, n]
-                for j in range(w):
-                    pz[j] = zero
+    yn = y[n, d, i]
+    yd = y[n, d, i + 1] if i + 1 < h else yn
+    if want_z and d + 1 < dd:
+        yz = y[n, d + 1, i]
+        for j in range(w):
+            gx = yn[j + 1] - yn[j] if j + 1 < w else zero
+            gy = yd[j] - yn[j]
+            gz = yz[j] - yn[j]
+            inv = one / math.sqrt(gx * gx + gy * gy + gz * gz + eps2)
+            px[j] = gx * inv
+            py[j] = gy * inv
+            pz[j] = gz * inv
+        return
+    for j in range(w - 1):
+        gx = yn[j + 1] - yn[j]
+        gy = yd[j] - yn[j]
+        inv = one / math.sqrt(gx * gx + gy * gy + eps2)
+        px[j] = gx * inv
+        py[j] = gy * inv
+    gy = yd[w - 1] - yn[w - 1]
+    px[w - 1] = zero
+    py[w - 1] = gy / math.sqrt(gy * gy + eps2)
+    if want_z:
+        for j in range(w):
+            pz[j] = zero
 
 
 @njit(cache=True, error_model="numpy", fastmath=_FM)
-def _kappa_data_row(x, d, i, p, cur, prev, gn, n, c0, lam, has_z):
-    r""":math:`g_n = (x_0 - c_{n,0})^2 - \lambda \kappa_n` of row (d, i), one class, in one
-    loop: :math:`\kappa_n` is the backward-difference divergence of the stored ``p`` rows
-    (this row ``cur``, the row above ``prev``, the slice before in slot 2). One store and
-    few loads per loop, so that LLVM's run-time alias checks stay within its limit and the
-    loop vectorises."""
+def _kappa_data_row(xr, px, py, pyp, gn, c0, lam, up):
+    r""":math:`g_n = (x_0 - c_{n,0})^2 - \lambda \kappa_n` of one row and class, in one
+    loop: :math:`\kappa_n` is the backward-difference divergence of this row's ``px``,
+    ``py`` and the row above's ``pyp`` (weighted by ``up``: 0 on the first row). One store
+    and few loads per loop, so that LLVM's run-time alias checks stay within its limit and
+    the loop vectorises."""
     w = gn.shape[0]
-    T = gn.dtype.type
-    px = p[cur, 0, n]
-    py = p[cur, 1, n]
-    pyp = p[prev, 1, n]
-    xr = x[0, d, i]
-    up = T(1.0 if i > 0 else 0.0)  # the row above is outside the image: no backward term
     r = xr[0] - c0
     gn[0] = r * r - lam * (px[0] + py[0] - up * pyp[0])
     for j in range(1, w):
         r = xr[j] - c0
         gn[j] = r * r - lam * (px[j] - px[j - 1] + py[j] - up * pyp[j])
-    if has_z:
-        pz = p[cur, 2, n]
-        pzp = p[2, 2, n]
-        back = T(1.0 if d > 0 else 0.0)
-        for j in range(w):
-            gn[j] -= lam * (pz[j] - back * pzp[j])
 
 
 @njit(cache=True, error_model="numpy", fastmath=_FM)
-def _force_row(x, y, d, i, p, cur, prev, g, sbar, soft, lam, has_z, mode):
-    r""":math:`g_n = \|x - c_n\|^2 - \lambda \kappa_n` of row (d, i), every class, into g;
-    for ``mode`` 0 also :math:`\bar s = \sum_n y_n g_n` into ``sbar``."""
-    k = p.shape[2]
-    w = g.shape[1]
-    c = x.shape[0]
-    for n in range(k):
-        gn = g[n]
-        _kappa_data_row(x, d, i, p, cur, prev, gn, n, soft[n, 0], lam, has_z)
-        for ch in range(1, c):
-            cn = soft[n, ch]
-            xr = x[ch, d, i]
-            for j in range(w):
-                r = xr[j] - cn
-                gn[j] += r * r
-        if mode == 0:
-            yn = y[n, d, i]
-            if n == 0:
-                for j in range(w):
-                    sbar[j] = yn[j] * gn[j]
-            else:
-                for j in range(w):
-                    sbar[j] += yn[j] * gn[j]
+def _z_div_row(gn, pz, pzp, lam, back):
+    r"""Add :math:`-\lambda (p_z - p_z^{before})` (the D part of the divergence) to ``gn``."""
+    for j in range(gn.shape[0]):
+        gn[j] -= lam * (pz[j] - back * pzp[j])
+
+
+@njit(cache=True, error_model="numpy", fastmath=_FM)
+def _force_class(x, y, d, i, n, pyrow, cur, first, rows, gn, soft, lam, eps2):
+    r""":math:`g_n = \|x - c_n\|^2 - \lambda \kappa_n` of class n on row (d, i) into ``gn``.
+
+    ``pyrow[cur, n]`` receives this row's H component of p, ``pyrow[1 - cur, n]`` holds the
+    row above's (computed here on the ``first`` row of a block)."""
+    T = gn.dtype.type
+    dd = y.shape[1]
+    has_z = dd > 1
+    px, pz, pzp, tx, ty = rows[0], rows[1], rows[2], rows[3], rows[4]
+    py = pyrow[cur, n]
+    pyp = pyrow[1 - cur, n]
+    if first and i > 0:
+        _p_class_row(y, n, d, i - 1, eps2, tx, pyp, pz, has_z)
+    _p_class_row(y, n, d, i, eps2, px, py, pz, has_z)
+    up = T(1.0 if i > 0 else 0.0)  # the row above is outside the image: no backward term
+    _kappa_data_row(x[0, d, i], px, py, pyp, gn, soft[n, 0], lam, up)
+    if has_z:
+        if d > 0:
+            _p_class_row(y, n, d - 1, i, eps2, tx, ty, pzp, True)
+        _z_div_row(gn, pz, pzp, lam, T(1.0 if d > 0 else 0.0))
+    for ch in range(1, x.shape[0]):
+        cn = soft[n, ch]
+        xr = x[ch, d, i]
+        for j in range(gn.shape[0]):
+            r = xr[j] - cn
+            gn[j] += r * r
 
 
 @njit(cache=True, error_model="numpy", fastmath=_FM)
 def _step_row(z, y, d, i, g, sbar, step, mode, deps):
     r""":math:`z \leftarrow z - \eta w` of row (d, i) (``mode`` 0: softmax-gradient, with
-    ``sbar`` from :func:`_force_row`; 1: paper)."""
+    :math:`\bar s = \sum_n y_n g_n` in ``sbar``; 1: paper)."""
     k = z.shape[0]
     w = g.shape[1]
     if mode == 0:
@@ -429,9 +462,78 @@ def _step_row(z, y, d, i, g, sbar, step, mode, deps):
 
 
 @njit(cache=True, error_model="numpy", fastmath=_FM)
-def _hard_row(x, lab, d, i, hard):
+def _update_row(z, x, y, d, i, cur, first, pyrow, rows, g, soft, lam, step, mode, eps2, deps):
+    """One step of Eq. 15 on row (d, i) of ``z`` from the memberships ``y``, class by class
+    (forces into ``g``, then the step)."""
+    k = z.shape[0]
+    sbar = g[k]
+    for n in range(k):
+        gn = g[n]
+        _force_class(x, y, d, i, n, pyrow, cur, first, rows, gn, soft, lam, eps2)
+        if mode == 0:
+            yn = y[n, d, i]
+            if n == 0:
+                for j in range(gn.shape[0]):
+                    sbar[j] = yn[j] * gn[j]
+            else:
+                for j in range(gn.shape[0]):
+                    sbar[j] += yn[j] * gn[j]
+    _step_row(z, y, d, i, g, sbar, step, mode, deps)
+
+
+@njit(cache=True, error_model="numpy", fastmath=_FM)
+def _length_row(labr, lad, laz, row):
+    r"""Isotropic length of the hard partition at one row: for each pixel of label
+    :math:`l` with the neighbours :math:`n_0, n_1, n_2` after it (next slice, next row, next
+    column; the pixel itself past the border), :math:`\sum_n \sqrt{s_n}`, with :math:`s_n`
+    the number of the three differences of the one-hot :math:`[\,\cdot = n]` that are not 0.
+
+    Only :math:`n \in \{l, n_0, n_1, n_2\}` count: :math:`s_l = \#\{a: n_a \ne l\}`, and
+    a distinct neighbour value :math:`v \ne l` has :math:`s_v = \#\{a: n_a = v\}`. Each
+    :math:`s \in \{0, 1, 2, 3\}` is counted, without branches (0/1 products of float
+    comparisons, so that the loop vectorises), and the length is :math:`c_1 + \sqrt 2\, c_2
+    + \sqrt 3\, c_3` (exact integer counts in the working type; ``row``: a work row)."""
+    T = row.dtype.type
+    one = T(1.0)
+    zero = T(0.0)
+    w = labr.shape[0]
+    for j in range(w - 1):
+        row[j] = T(labr[j + 1])
+    row[w - 1] = T(labr[w - 1])
+    c1 = zero
+    c2 = zero
+    c3 = zero
+    for j in range(w):
+        lv = T(labr[j])
+        n0 = T(laz[j])
+        n1 = T(lad[j])
+        n2 = row[j]
+        a0 = one if n0 != lv else zero
+        a1 = one if n1 != lv else zero
+        a2 = one if n2 != lv else zero
+        e10 = one if n1 == n0 else zero
+        e20 = one if n2 == n0 else zero
+        e21 = one if n2 == n1 else zero
+        t0 = a0 + a1 + a2  # s of the own class
+        t1 = a0 * (one + e10 + e20)  # s of n0, counted once (at the first of equal values)
+        t2 = a1 * (one - e10) * (one + e21)  # s of n1 when new
+        t3 = a2 * (one - e20) * (one - e21)  # s of n2 when new (then 1)
+        c1 += _is(t0, 1, one, zero) + _is(t1, 1, one, zero) + _is(t2, 1, one, zero) + t3
+        c2 += _is(t0, 2, one, zero) + _is(t1, 2, one, zero) + _is(t2, 2, one, zero)
+        c3 += _is(t0, 3, one, zero) + _is(t1, 3, one, zero)
+    return float(c1) + math.sqrt(2.0) * float(c2) + math.sqrt(3.0) * float(c3)
+
+
+@njit(cache=True, error_model="numpy", inline="always")
+def _is(t, v, one, zero):
+    """``one`` where the (small integer valued) float ``t`` equals ``v``, else ``zero``."""
+    return one if t == v else zero
+
+
+@njit(cache=True, error_model="numpy", fastmath=_FM)
+def _hard_row(x, lab, d, i, hard, row):
     """Data term and isotropic length of the hard partition on row (d, i) (as
-    :func:`varseg.energy_from_labels`)."""
+    :func:`varseg.energy_from_labels`; ``row``: a work row of the working type)."""
     dd, h, w = lab.shape
     c = x.shape[0]
     labr = lab[d, i]
@@ -444,66 +546,60 @@ def _hard_row(x, lab, d, i, hard):
         for j in range(w):
             r = xr[j] - hc[labr[j]]
             data += r * r
-    length = 0.0
-    for j in range(w):
-        lv = labr[j]
-        n2 = labr[j + 1] if j + 1 < w else lv
-        n1 = lad[j]
-        n0 = laz[j]
-        if n0 == lv and n1 == lv and n2 == lv:
-            continue
-        length += math.sqrt((n0 != lv) + (n1 != lv) + (n2 != lv))
-        if n0 != lv:
-            length += math.sqrt(1 + (n1 == n0) + (n2 == n0))
-        if n1 != lv and n1 != n0:
-            length += math.sqrt(1 + (n2 == n1))
-        if n2 != lv and n2 != n0 and n2 != n1:
-            length += 1.0
-    return data, length
+    return data, _length_row(labr, lad, laz, row)
 
 
 @njit(cache=True, error_model="numpy")
-def _update_block(b, nb, z, x, y, lab, soft, hard, prow, grow, energy, lam, step, mode, eps2, deps):
+def _iterate_block(b, nb, z, x, ys, labs, parts, old, means, pyrow, rows, grow, sc):
+    """One iteration on the rows of block ``b``: the step of each row from the memberships
+    ``ys[old]``, the hard energy of ``labs[old]``, then the new memberships, labels and sums
+    of the row (into ``ys[1 - old]``, ``labs[1 - old]``, ``parts[1 - old, b]``)."""
+    lam, step, mode, eps2, deps, mb = sc
     k, dd, h, w = z.shape
-    has_z = dd > 1
-    p = prow[b]
+    new = 1 - old
+    y, lab, yn, labn = ys[old], labs[old], ys[new], labs[new]
+    soft, hard = means[mb, 0], means[mb, 1]
+    acc = parts[new, b]
+    for t in range(acc.shape[0]):
+        acc[t] = 0.0
     g = grow[b]
-    sbar = g[k]
     q0, q1 = _block_rows(b, nb, dd * h)
     data = 0.0
     length = 0.0
     for q in range(q0, q1):
         d = q // h
         i = q % h
-        cur = q & 1
-        prev = 1 - cur
-        if i > 0 and q == q0:
-            _p_row(y, d, i - 1, eps2, p, prev, has_z)
-        _p_row(y, d, i, eps2, p, cur, has_z)
-        if d > 0:
-            _p_row(y, d - 1, i, eps2, p, 2, True)
-        _force_row(x, y, d, i, p, cur, prev, g, sbar, soft, lam, has_z, mode)
-        _step_row(z, y, d, i, g, sbar, step, mode, deps)
-        dq, lq = _hard_row(x, lab, d, i, hard)
+        _update_row(
+            z, x, y, d, i, q & 1, q == q0, pyrow[b], rows[b], g, soft, lam, step, mode, eps2, deps
+        )
+        dq, lq = _hard_row(x, lab, d, i, hard, rows[b, 3])
         data += dq
         length += lq
-    energy[b, 0] = data
-    energy[b, 1] = length
+        _softmax_row(z, x, yn, y, labn, d, i, acc, g)
+    acc[-2] = data
+    acc[-1] = length
 
 
 @njit(cache=True, error_model="numpy", nogil=True)
-def update_blocks(
-    b0, b1, z, x, y, lab, soft, hard, prow, grow, energy, lam, step, mode, ceps, deps
+def iterate_blocks(
+    b0, b1, z, x, ys, labs, parts, old, means, pyrow, rows, grow, lam, step, mode, ceps, deps
 ):
-    """One step of Eq. 15 in place on the row blocks ``b0`` to ``b1 - 1`` of ``z``, from
-    ``y = softmax(z)`` (:func:`softmax_blocks`); the data and length terms of the hard
-    partition ``lab`` of each block go to ``energy[b]`` (GIL released)."""
-    nb = prow.shape[0]
-    eps2 = ceps * ceps
+    r"""One iteration of Eq. 15 in place on the row blocks ``b0`` to ``b1 - 1`` of ``z``
+    (GIL released).
+
+    From the memberships ``ys[old]`` (:math:`\mathrm{softmax}(z)`) and their block sums
+    ``parts[old]`` (the means, reduced once into ``means[b0]``), the step of every row of
+    the blocks, then ``ys[1 - old] = softmax(z)``, the labels ``labs[1 - old]`` and the
+    block sums ``parts[1 - old, b]``: the partial sums of the new means, their change
+    against ``ys[old]``, and the data and length terms of the hard partition ``labs[old]``
+    (last three columns)."""
+    nb = parts.shape[1]
+    k = z.shape[0]
+    c = x.shape[0]
+    _reduce_means(parts[old], k, c, means[b0, 0], means[b0, 1])
+    sc = (lam, step, mode, ceps * ceps, deps, b0)
     for b in range(b0, b1):
-        _update_block(
-            b, nb, z, x, y, lab, soft, hard, prow, grow, energy, lam, step, mode, eps2, deps
-        )
+        _iterate_block(b, nb, z, x, ys, labs, parts, old, means, pyrow, rows, grow, sc)
 
 
 class Runner:
@@ -541,3 +637,58 @@ class Runner:
         kernel(b0, b1, *args)
         for f in futures:
             f.result()
+
+
+def iterate(ws, z, lam, step, mode, ceps, deps, max_iter, tol, t0, threads=1):
+    """Run the fixed-point loop on the logits ``z`` (updated in place) from ``ws``.
+
+    One kernel call (:func:`iterate_blocks`) and one sum of the block totals per
+    iteration; ``ws.y`` and ``ws.lab`` are the last memberships and labels.
+
+    Parameters
+    ----------
+    ws : Workspace
+    z : ndarray, shape (K, D, H, W)
+        Logits in the working dtype.
+    lam, step, ceps, deps : scalar of the working dtype
+        λ, η, the curvature's ε and the Dirac's ε.
+    mode : int
+        :data:`UPDATE_CODES` of the weighting.
+    max_iter : int
+    tol : float
+        Stop when the mean absolute change of the memberships is below ``tol``.
+    t0 : float
+        ``time.perf_counter()`` origin of the recorded times.
+    threads : int
+
+    Returns
+    -------
+    n_iter : int
+    converged : bool
+    energy : list of float
+        ``energy[k]`` (k < n_iter), the shared energy of iterate k, computed inside the step
+        that leaves it (the last record is the caller's).
+    times : list of float
+        Seconds since ``t0`` at the start and after every iteration.
+    """
+    x = ws.x
+    run = Runner(ws.nb, threads)
+    per_entry = 1.0 / z.size
+    ws.cur = 0
+    y0 = ws.ys[0]
+    run(softmax_blocks, z, x, y0, ws.labs[0], ws.parts[0], ws.grow)
+    tail = (ws.means, ws.pyrow, ws.rows, ws.grow, lam, step, mode, ceps, deps)
+    energy, times = [], [time.perf_counter() - t0]
+    converged = False
+    it = 0
+    for it in range(1, max_iter + 1):  # noqa: B007 - it is the count run
+        old = ws.cur
+        run(iterate_blocks, z, x, ws.ys, ws.labs, ws.parts, old, *tail)
+        ws.cur = 1 - old
+        change, data, length = ws.parts[1 - old, :, -3:].sum(axis=0)
+        energy.append(float(data + lam * length))
+        times.append(time.perf_counter() - t0)
+        if float(change) * per_entry < tol:
+            converged = True
+            break
+    return it, converged, energy, times

@@ -224,42 +224,9 @@ def _iterate_fixed_point(
     ``energy[k]`` (k < n_iter) is computed inside the step that leaves iterate k; the last
     record is appended by the caller with :func:`varseg.energy_from_labels`.
     """
-    from varseg._fixed_point_kernels import Runner, reduce_means, softmax_blocks, update_blocks
+    from varseg._fixed_point_kernels import iterate
 
-    x = ws.x
-    run = Runner(ws.nb, threads)
-    per_entry = 1.0 / ws.y.size
-    run(softmax_blocks, z, x, ws.y, ws.lab, ws.part, ws.grow)
-    energy, times = [], [time.perf_counter() - t0]
-    converged = False
-    it = 0
-    for it in range(1, max_iter + 1):  # noqa: B007 - it is the count run
-        reduce_means(ws.part, ws.k, x.shape[0], ws.soft, ws.hard)
-        run(
-            update_blocks,
-            z,
-            x,
-            ws.y,
-            ws.lab,
-            ws.soft,
-            ws.hard,
-            ws.prow,
-            ws.grow,
-            ws.energy,
-            lam,
-            step,
-            mode,
-            curvature_eps,
-            dirac_eps,
-        )
-        data, length = ws.energy.sum(axis=0)
-        energy.append(float(data + lam * length))
-        run(softmax_blocks, z, x, ws.y, ws.lab, ws.part, ws.grow)
-        times.append(time.perf_counter() - t0)
-        if float(ws.part[:, -1].sum()) * per_entry < tol:
-            converged = True
-            break
-    return it, converged, energy, times
+    return iterate(ws, z, lam, step, mode, curvature_eps, dirac_eps, max_iter, tol, t0, threads)
 
 
 #: Below this many logit entries (K x pixels) the solver runs in the calling thread.
@@ -341,7 +308,7 @@ def ms_fixed_point(
     (:func:`varseg.energy_from_labels` with the same ``lam``) of the initial partition and
     after every iteration, the last included (``n_iter + 1`` records).
 
-    The iteration runs in fused Numba kernels (:mod:`varseg._fixed_point_kernels`: two passes
+    The iteration runs in fused Numba kernels (:mod:`varseg._fixed_point_kernels`: one pass
     over the logits per iteration, rows in parallel, no allocation per iteration) that
     compute the same step as the torch :func:`fixed_point_step` (agreement to 1e-5 in
     float64, tested). The first call per process and dtype runs the kernels once on a tiny

@@ -38,7 +38,6 @@ from ..energy import energy_from_labels, gaussian_kernel, normalise_image
 from ..result import Segmentation
 from . import _lic_kernels
 from ._init import kmeans_partition
-from .heaviside import heaviside
 
 __all__ = ["bias_field_levelset"]
 
@@ -83,6 +82,17 @@ def _smooth(u, k1):
     return out
 
 
+def _smooth_pair(pair, k1):
+    """:math:`K * u` of both arrays of ``pair`` (shape (2,) + S, float64, C order): one
+    kernel call for the two (:func:`_lic_kernels.smooth_stack`) in 2D, else :func:`_smooth`
+    of each. Returns the two smoothed arrays."""
+    if pair.ndim == 3 and k1.size <= _FFT_TAPS and min(pair.shape[1:]) >= k1.size:
+        res = np.empty_like(pair)
+        _lic_kernels.smooth_stack(pair, k1, np.empty_like(pair), res)
+        return res[0], res[1]
+    return _smooth(pair[0], k1), _smooth(pair[1], k1)
+
+
 class _Data:
     r"""Fixed data of one solve.
 
@@ -100,25 +110,35 @@ class _Data:
         self.sx2 = np.einsum("c...,c...->...", x, x)
 
     def moments(self, b):
-        """:math:`K * (w b)` and :math:`K * (w b^2)`."""
-        wb = self.w * b
-        return _smooth(wb, self.k1), _smooth(wb * b, self.k1)
+        """:math:`K * (w b)` and :math:`K * (w b^2)` (one smoothing call for both)."""
+        pair = np.empty((2,) + self.w.shape)
+        np.multiply(self.w, b, out=pair[0])
+        np.multiply(pair[0], b, out=pair[1])
+        return _smooth_pair(pair, self.k1)
 
 
-def _memberships(phi, eps, n_phases):
-    r"""Soft memberships :math:`M_i(\phi)` of Li 2011 (Section IV), shape (K,) + S.
+def _memberships_labels(phi, eps, n_phases):
+    r"""Soft memberships :math:`M_i(\phi)` of Li 2011 (Section IV), shape (K,) + S, and
+    their argmax (first maximum), shape S, in one kernel
+    (:func:`_lic_kernels.memberships_labels`).
 
     K = 2: :math:`(H_1, 1 - H_1)`; K = 3: :math:`(H_1 H_2, H_1(1 - H_2), 1 - H_1)`;
     K = 4: :math:`(H_1 H_2, H_1(1 - H_2), (1 - H_1)H_2, (1 - H_1)(1 - H_2))`, with
     :math:`H_j = H_\varepsilon(\phi_j)`.
     """
-    h = heaviside(np.asarray(phi, dtype=np.float64), float(eps))
-    if n_phases == 2:
-        return np.stack([h[0], 1.0 - h[0]])
-    h1, h2 = h[0], h[1]
-    if n_phases == 3:
-        return np.stack([h1 * h2, h1 * (1.0 - h2), 1.0 - h1])
-    return np.stack([h1 * h2, h1 * (1.0 - h2), (1.0 - h1) * h2, (1.0 - h1) * (1.0 - h2)])
+    phi = np.ascontiguousarray(phi, dtype=np.float64)
+    shape = phi.shape[1:]
+    memb = np.empty((n_phases,) + shape)
+    labels = np.empty(shape, dtype=np.int64)
+    _lic_kernels.memberships_labels(
+        phi.reshape(phi.shape[0], -1), float(eps), memb.reshape(n_phases, -1), labels.reshape(-1)
+    )
+    return memb, labels
+
+
+def _memberships(phi, eps, n_phases):
+    """The soft memberships of :func:`_memberships_labels`, shape (K,) + S."""
+    return _memberships_labels(phi, eps, n_phases)[0]
 
 
 def _level_sets_from_labels(labels, n_phases, c0):
@@ -163,7 +183,8 @@ def _update_bias(data, memb, c):
     denominator vanishes (there :math:`b` does not enter the energy). Returns ``(b, c)``.
     """
     shape, n = memb.shape[1:], data.w.size
-    num, den = np.empty(shape), np.empty(shape)
+    pair = np.empty((2,) + shape)
+    num, den = pair[0], pair[1]
     _lic_kernels.bias_sources(
         data.x.reshape(-1, n),
         np.ascontiguousarray(c),
@@ -172,7 +193,7 @@ def _update_bias(data, memb, c):
         num.reshape(-1),
         den.reshape(-1),
     )
-    num, den = _smooth(num, data.k1), _smooth(den, data.k1)
+    num, den = _smooth_pair(pair, data.k1)
     ok = den > 1e-12 * float(den.max())
     if data.masked:
         ok &= data.inside
@@ -209,9 +230,9 @@ def _residuals(data, c, kb, kb2):
     return e
 
 
-def _hard_labels(data, memb, c):
-    """Argmax of the memberships inside the mask; outside, the nearest centre (b = 1 there)."""
-    labels = np.argmax(memb, axis=0).astype(np.int64)
+def _hard_labels(data, labels, c):
+    """The argmax ``labels`` of the memberships (changed in place) inside the mask; outside,
+    the nearest centre (b = 1 there)."""
     if data.masked:
         out = ~data.inside
         d2 = ((data.x[:, out][None] - c[:, :, None]) ** 2).sum(1)  # (K, n_out)
@@ -392,12 +413,12 @@ def _iterate(data, phi, cfg, xn):
     phi4 = np.ascontiguousarray(phi.reshape((m,) + (1,) * (4 - phi.ndim) + shape))
     b = np.ones(shape)
     kb, kb2 = data.moments(b)
-    memb = _memberships(phi, eps, k)
+    memb, argmax = _memberships_labels(phi, eps, k)
     # initial centres: those of the initial hard partition (the soft memberships of the
     # ±2ε steps mix every class into every centre: H_ε(2ε) = 0.85)
     hard = _memberships(np.where(phi >= 0, np.inf, -np.inf), eps, k)
     c = _update_means(data, hard, kb, kb2)
-    labels = _hard_labels(data, memb, c)
+    labels = _hard_labels(data, argmax, c)
     e = _residuals(data, c, kb, kb2)
     hist = {"energy": [], "lic": [], "change": [], "times": []}
     n_in, converged, it = max(1, int(np.count_nonzero(data.inside))), False, 0
@@ -417,12 +438,12 @@ def _iterate(data, phi, cfg, xn):
                 f"level sets became NaN/Inf at iteration {it}: reduce dt (dt={cfg['dt']!r})"
             )
         phi = phi4.reshape((m,) + shape)
-        memb = _memberships(phi, eps, k)
+        memb, argmax = _memberships_labels(phi, eps, k)
         c = _update_means(data, memb, kb, kb2)  # 2. centres (Li Eq. 21 / 34)
         b, c = _update_bias(data, memb, c)  # 3. bias (Li Eq. 22 / 35), unit mean in mask
         kb, kb2 = data.moments(b)
         e = _residuals(data, c, kb, kb2)  # data force of the next iteration
-        new = _hard_labels(data, memb, c)
+        new = _hard_labels(data, argmax, c)
         change = float(np.count_nonzero((new != labels) & data.inside)) / n_in
         labels = new
         hist["energy"].append(energy_from_labels(xn, labels, cfg["lam"], n_phases=k).total)

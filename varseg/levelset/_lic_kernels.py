@@ -19,10 +19,12 @@ boundary condition. The discretisation is that of Li's MATLAB code (``lse_bfe.m`
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 from numba import njit
 
-from .heaviside import dirac_scalar, heaviside_scalar
+from .heaviside import dirac_scalar
 
 __all__ = [
     "neumann_bc",
@@ -30,8 +32,12 @@ __all__ = [
     "data_forces",
     "evolve",
     "smooth_2d",
+    "smooth_stack",
+    "memberships_labels",
     "bias_sources",
     "residuals",
+    "atan_vec",
+    "heaviside_row",
 ]
 
 _TINY = 1e-10  # inside the square root of |grad u|, as in Li's curvature_central
@@ -180,31 +186,9 @@ def data_forces(phi, e, eps, out):
     eps : float
     out : (m, D, H, W) float64, written
     """
-    K = e.shape[0]
-    _, D, H, W = phi.shape
-    for d in range(D):
-        for i in range(H):
-            for j in range(W):
-                if K == 2:
-                    out[0, d, i, j] = -(e[0, d, i, j] - e[1, d, i, j])
-                elif K == 3:
-                    h1 = heaviside_scalar(phi[0, d, i, j], eps)
-                    h2 = heaviside_scalar(phi[1, d, i, j], eps)
-                    out[0, d, i, j] = -(
-                        e[0, d, i, j] * h2 + e[1, d, i, j] * (1.0 - h2) - e[2, d, i, j]
-                    )
-                    out[1, d, i, j] = -h1 * (e[0, d, i, j] - e[1, d, i, j])
-                else:
-                    h1 = heaviside_scalar(phi[0, d, i, j], eps)
-                    h2 = heaviside_scalar(phi[1, d, i, j], eps)
-                    out[0, d, i, j] = -(
-                        h2 * (e[0, d, i, j] - e[2, d, i, j])
-                        + (1.0 - h2) * (e[1, d, i, j] - e[3, d, i, j])
-                    )
-                    out[1, d, i, j] = -(
-                        h1 * (e[0, d, i, j] - e[1, d, i, j])
-                        + (1.0 - h1) * (e[2, d, i, j] - e[3, d, i, j])
-                    )
+    hrow = np.empty((2, phi.shape[3]))
+    for d in range(phi.shape[1]):
+        _forces_slice(phi, e, d, eps, out, hrow)
 
 
 @njit(cache=True)
@@ -239,8 +223,9 @@ def _step_nd(u, force, nd, nh, nw, nu, mu, dt, eps, out):
 
 # 2D fast path: the same formulas on (H, W) with the border cases hoisted out of the inner
 # loop (clamped neighbour indices and a one-sided factor 1 instead of 1/2 at the ends), so
-# that the interior loop is branch-free.
-@njit(cache=True, inline="always")
+# that the interior loop is branch-free; NumPy's error model (no zero-division branch: every
+# denominator is positive) lets it vectorise.
+@njit(cache=True, inline="always", error_model="numpy")
 def _normal_px(u, nh, nw, i, im, ip, fi, w, wm, wp, fw):
     gh = fi * (u[ip, w] - u[im, w])
     gw = fw * (u[i, wp] - u[i, wm])
@@ -249,7 +234,7 @@ def _normal_px(u, nh, nw, i, im, ip, fi, w, wm, wp, fw):
     nw[i, w] = gw * inv
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def _normals_2d(u, nh, nw):
     """Unit normals (MATLAB gradient, :func:`_unit_normal`) of a 2D level set."""
     H, W = u.shape
@@ -262,7 +247,7 @@ def _normals_2d(u, nh, nw):
         _normal_px(u, nh, nw, i, im, ip, fi, W - 1, W - 2, W - 1, 1.0)
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True, inline="always", error_model="numpy")
 def _update_px(u, f, nh, nw, nu, mu, dt, eps, out, i, im, ip, fi, li, hi, w, wm, wp, fw, lw, hw):
     k = fi * (nh[ip, w] - nh[im, w]) + fw * (nw[i, wp] - nw[i, wm])
     a0 = u[i, w]
@@ -271,7 +256,7 @@ def _update_px(u, f, nh, nw, nu, mu, dt, eps, out, i, im, ip, fi, li, hi, w, wm,
     out[i, w] = a0 + dt * (delta * (f[i, w] + nu * k) + mu * (lap - k))
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def _step_2d(u, f, nh, nw, nu, mu, dt, eps, out):
     """:func:`_step_nd` for a 2D level set (H, W >= 3)."""
     H, W = u.shape
@@ -330,30 +315,105 @@ def _step_2d(u, f, nh, nw, nu, mu, dt, eps, out):
         )
 
 
+# Cephes atan (S. L. Moshier): range reduction to |r| <= 0.66, then the rational
+# approximation r + r^3 P(r^2) / Q(r^2) of degree 4/5 (peak relative error 2.6e-18 there).
+_ATAN_P = (
+    -8.750608600031904122785e-1,
+    -1.615753718733365076637e1,
+    -7.500855792314704667340e1,
+    -1.228866684490136173410e2,
+    -6.485021904942025371773e1,
+)
+_ATAN_Q = (
+    2.485846490142306297962e1,
+    1.650270098316988542046e2,
+    4.328810604912902668951e2,
+    4.853903996359136964868e2,
+    1.945506571482613964425e2,
+)
+_T3P8 = 2.41421356237309504880  # tan(3 pi / 8)
+_MOREBITS = 6.123233995736765886130e-17  # pi / 2 - float64(pi / 2)
+
+
+@njit(cache=True, inline="always", error_model="numpy")
+def atan_vec(x):
+    r""":math:`\arctan x` in float64 without branches, so that a loop of it vectorises.
+
+    Cephes' ``atan``: :math:`|x| > \tan(3\pi/8)`: :math:`\pi/2 + \arctan(-1/|x|)`;
+    :math:`|x| > 0.66`: :math:`\pi/4 + \arctan\frac{|x| - 1}{|x| + 1}`; else
+    :math:`\arctan |x|`; the reduced argument :math:`r` through :math:`r + r^3 P(r^2) /
+    Q(r^2)`; the sign of ``x`` restored (the three cases are selects, one division for
+    :math:`r`, one for the rational function). Within 2 ulp of ``numpy.arctan`` (tested);
+    ±inf give ±π/2, NaN gives NaN.
+    """
+    t = abs(x)
+    big = t > _T3P8
+    mid = t > 0.66
+    num = -1.0 if big else (t - 1.0 if mid else t)
+    den = t if big else (t + 1.0 if mid else 1.0)
+    r = num / den
+    y0 = 0.5 * np.pi if big else (0.25 * np.pi if mid else 0.0)
+    corr = _MOREBITS if big else (0.5 * _MOREBITS if mid else 0.0)
+    z = r * r
+    P0, P1, P2, P3, P4 = _ATAN_P
+    Q0, Q1, Q2, Q3, Q4 = _ATAN_Q
+    pz = ((((P0 * z + P1) * z + P2) * z + P3) * z + P4) * z
+    qz = ((((z + Q0) * z + Q1) * z + Q2) * z + Q3) * z + Q4
+    v = y0 + ((r * (pz / qz) + r) + corr)
+    return math.copysign(v, x)
+
+
+@njit(cache=True, error_model="numpy")
+def heaviside_row(u, eps, out):
+    r""":math:`H_\varepsilon(u) = \frac12(1 + \frac2\pi \arctan(u/\varepsilon))` of a row
+    into ``out`` (:func:`atan_vec`: the loop vectorises, NumPy's error model: no
+    zero-division branch; ``heaviside_scalar``'s formula)."""
+    for j in range(u.shape[0]):
+        out[j] = 0.5 * (1.0 + (2.0 / math.pi) * atan_vec(u[j] / eps))
+
+
 @njit(cache=True)
-def _forces_2d(phi, e, eps, out):
-    """:func:`data_forces` on (m, H, W) / (K, H, W) arrays, the K branch outside the loops."""
+def _forces_3_row(e0, e1, e2, h1, h2, out0, out1):
+    """K = 3 forces of one row (one loop per output, few arrays each: they vectorise)."""
+    for w in range(out0.shape[0]):
+        out0[w] = -(e0[w] * h2[w] + e1[w] * (1.0 - h2[w]) - e2[w])
+    for w in range(out1.shape[0]):
+        out1[w] = -h1[w] * (e0[w] - e1[w])
+
+
+@njit(cache=True)
+def _forces_4_row(e0, e1, e2, e3, h1, h2, out0, out1):
+    """K = 4 forces of one row (as :func:`_forces_3_row`)."""
+    for w in range(out0.shape[0]):
+        out0[w] = -(h2[w] * (e0[w] - e2[w]) + (1.0 - h2[w]) * (e1[w] - e3[w]))
+    for w in range(out1.shape[0]):
+        out1[w] = -(h1[w] * (e0[w] - e1[w]) + (1.0 - h1[w]) * (e2[w] - e3[w]))
+
+
+@njit(cache=True)
+def _forces_slice(phi, e, d, eps, out, hrow):
+    """:func:`data_forces` of slice ``d`` of (m, D, H, W) / (K, D, H, W) arrays, row by row:
+    the Heavisides of both level sets once per pixel (:func:`heaviside_row` into ``hrow``,
+    (2, W) scratch), then the forces. Rows are indexed from the whole C-contiguous arrays
+    (a slice ``phi[:, d]`` would be typed non-contiguous, and its loops stay scalar)."""
     K = e.shape[0]
-    _, H, W = phi.shape
+    H, W = phi.shape[2], phi.shape[3]
     if K == 2:
         for i in range(H):
+            e0, e1, o = e[0, d, i], e[1, d, i], out[0, d, i]
             for w in range(W):
-                out[0, i, w] = e[1, i, w] - e[0, i, w]
+                o[w] = e1[w] - e0[w]
         return
+    h1 = hrow[0]
+    h2 = hrow[1]
     for i in range(H):
-        for w in range(W):
-            h1 = heaviside_scalar(phi[0, i, w], eps)
-            h2 = heaviside_scalar(phi[1, i, w], eps)
-            if K == 3:
-                out[0, i, w] = -(e[0, i, w] * h2 + e[1, i, w] * (1.0 - h2) - e[2, i, w])
-                out[1, i, w] = -h1 * (e[0, i, w] - e[1, i, w])
-            else:
-                out[0, i, w] = -(
-                    h2 * (e[0, i, w] - e[2, i, w]) + (1.0 - h2) * (e[1, i, w] - e[3, i, w])
-                )
-                out[1, i, w] = -(
-                    h1 * (e[0, i, w] - e[1, i, w]) + (1.0 - h1) * (e[2, i, w] - e[3, i, w])
-                )
+        heaviside_row(phi[0, d, i], eps, h1)
+        heaviside_row(phi[1, d, i], eps, h2)
+        o0, o1 = out[0, d, i], out[1, d, i]
+        if K == 3:
+            _forces_3_row(e[0, d, i], e[1, d, i], e[2, d, i], h1, h2, o0, o1)
+        else:
+            _forces_4_row(e[0, d, i], e[1, d, i], e[2, d, i], e[3, d, i], h1, h2, o0, o1)
 
 
 @njit(cache=True)
@@ -389,15 +449,14 @@ def evolve(phi, e, nu, mu, dt, eps, n_steps):
     nh = np.empty((D, H, W))
     nw = np.empty((D, H, W))
     force = np.empty_like(phi)
+    hrow = np.empty((2, W))
     cur = phi
     nxt = np.empty_like(phi)
     for _ in range(n_steps):
         for j in range(m):
             neumann_bc(cur[j])
-        if flat:
-            _forces_2d(cur[:, 0], e[:, 0], eps, force[:, 0])
-        else:
-            data_forces(cur, e, eps, force)
+        for d in range(D):
+            _forces_slice(cur, e, d, eps, force, hrow)
         for j in range(m):
             if flat:
                 _normals_2d(cur[j, 0], nh[0], nw[0])
@@ -412,36 +471,113 @@ def evolve(phi, e, nu, mu, dt, eps, n_steps):
         neumann_bc(phi[j])
 
 
+@njit(cache=True, error_model="numpy")
+def _axpy_row(dst, src, a):
+    """``dst += a * src`` (equal-length rows; the loop vectorises)."""
+    for w in range(dst.shape[0]):
+        dst[w] += a * src[w]
+
+
+@njit(cache=True, error_model="numpy")
+def smooth_stack(u, k, tmp, out):
+    r"""Separable zero-padded correlation :math:`K * u_c` of each 2D channel of ``u`` (C, H,
+    W) with the symmetric 1D factor ``k`` (odd length) along both axes, into ``out``
+    (``tmp``: scratch of u's shape).
+
+    Equal to ``scipy.ndimage.correlate1d(·, k, mode="constant")`` along axis 2, then axis 1,
+    up to rounding. Both passes are axpy operations on contiguous rows (along W: a row
+    against the same row shifted by each tap, as slices so that no index goes negative;
+    along H: a row against the rows of the window) that the compiler vectorises; several
+    channels per call (the two moments, or the bias's numerator and denominator) share one
+    call.
+    """
+    C, H, W = u.shape
+    r = k.size // 2
+    for c in range(C):
+        for i in range(H):  # along W: tmp[c, i, w] = sum_t k[t] u[c, i, w + t - r]
+            tr = tmp[c, i]
+            ur = u[c, i]
+            for w in range(W):
+                tr[w] = 0.0
+            for t in range(k.size):
+                off = t - r
+                lo = max(0, -off)
+                hi = min(W, W - off)
+                if hi > lo:
+                    _axpy_row(tr[lo:hi], ur[lo + off : hi + off], k[t])
+        for i in range(H):  # along H: out[c, i] = sum_t k[t] tmp[c, i + t - r]
+            orow = out[c, i]
+            for w in range(W):
+                orow[w] = 0.0
+            for t in range(k.size):
+                s = i + t - r
+                if 0 <= s < H:
+                    _axpy_row(orow, tmp[c, s], k[t])
+
+
 @njit(cache=True)
 def smooth_2d(u, k, tmp, out):
-    r"""Separable zero-padded correlation :math:`K * u` of a 2D array with the symmetric 1D
-    factor ``k`` (odd length) along both axes, into ``out`` (``tmp``: scratch of u's shape).
-
-    Equal to ``scipy.ndimage.correlate1d(·, k, mode="constant")`` along axis 1, then axis 0,
-    up to rounding; both passes are row operations (axpy over contiguous rows) that the
-    compiler vectorises.
-    """
+    """:func:`smooth_stack` of one 2D array (C-contiguous ``u``, ``tmp``, ``out``)."""
     H, W = u.shape
-    r = k.size // 2
-    for i in range(H):  # along W: tmp[i, w] = sum_t k[t] u[i, w + t - r]
-        for w in range(W):
-            tmp[i, w] = 0.0
-        for t in range(k.size):
-            kt = k[t]
-            off = t - r
-            lo = max(0, -off)
-            hi = min(W, W - off)
-            for w in range(lo, hi):
-                tmp[i, w] += kt * u[i, w + off]
-    for i in range(H):  # along H: out[i] = sum_t k[t] tmp[i + t - r]
-        for w in range(W):
-            out[i, w] = 0.0
-        for t in range(k.size):
-            s = i + t - r
-            if 0 <= s < H:
-                kt = k[t]
-                for w in range(W):
-                    out[i, w] += kt * tmp[s, w]
+    smooth_stack(u.reshape((1, H, W)), k, tmp.reshape((1, H, W)), out.reshape((1, H, W)))
+
+
+@njit(cache=True, error_model="numpy")
+def memberships_labels(phi, eps, memb, labels):
+    r"""Li's soft memberships :math:`M_i(\phi)` and their argmax in one kernel, flattened.
+
+    K = 2: :math:`(H_1, 1 - H_1)`; K = 3: :math:`(H_1 H_2, H_1(1 - H_2), 1 - H_1)`; K = 4:
+    :math:`(H_1 H_2, H_1(1 - H_2), (1 - H_1)H_2, (1 - H_1)(1 - H_2))` with :math:`H_j =
+    H_\varepsilon(\phi_j)` (:func:`heaviside_row`, written into rows of ``memb`` first),
+    and ``labels`` the first index of the largest membership (as ``numpy.argmax``), all in
+    loops that vectorise.
+
+    Shapes: phi (m, n), memb (K, n) and labels (n,) int64 written.
+    """
+    K = memb.shape[0]
+    m0, m1 = memb[0], memb[1]
+    if K == 2:
+        heaviside_row(phi[0], eps, m0)
+        for j in range(m0.shape[0]):
+            m1[j] = 1.0 - m0[j]
+        for j in range(m0.shape[0]):
+            labels[j] = 0 if m0[j] >= m1[j] else 1
+        return
+    m2 = memb[2]
+    if K == 3:
+        heaviside_row(phi[0], eps, m2)
+        heaviside_row(phi[1], eps, m1)
+        for j in range(m0.shape[0]):
+            h1 = m2[j]
+            h2 = m1[j]
+            m0[j] = h1 * h2
+            m1[j] = h1 * (1.0 - h2)
+            m2[j] = 1.0 - h1
+        _argmax3(m0, m1, m2, labels)
+        return
+    m3 = memb[3]
+    heaviside_row(phi[0], eps, m2)
+    heaviside_row(phi[1], eps, m3)
+    for j in range(m0.shape[0]):
+        h1 = m2[j]
+        h2 = m3[j]
+        m0[j] = h1 * h2
+        m1[j] = h1 * (1.0 - h2)
+        m2[j] = (1.0 - h1) * h2
+        m3[j] = (1.0 - h1) * (1.0 - h2)
+    _argmax3(m0, m1, m2, labels)
+    for j in range(m0.shape[0]):
+        best = max(max(m0[j], m1[j]), m2[j])
+        labels[j] = 3 if m3[j] > best else labels[j]
+
+
+@njit(cache=True, error_model="numpy")
+def _argmax3(m0, m1, m2, labels):
+    """First index of the largest of three rows, per element (selects: it vectorises)."""
+    for j in range(m0.shape[0]):
+        a, b, c = m0[j], m1[j], m2[j]
+        lab = 1 if b > a else 0
+        labels[j] = 2 if c > max(a, b) else lab
 
 
 @njit(cache=True)
