@@ -78,12 +78,13 @@ class _FigureWriter:
         self.out, self.dpi, self.written, self.figs = out, dpi, written, []
 
     def save(self, fig, key, fname, caption):
-        import matplotlib.pyplot as plt
-
         path = self.out / fname
         with atomic_path(path) as tmp:
             fig.savefig(tmp, dpi=self.dpi, format=path.suffix[1:])
-        plt.close(fig)
+        if fig.canvas.manager is not None:  # a pyplot figure (not drawn off-screen)
+            import matplotlib.pyplot as plt
+
+            plt.close(fig)
         self.written[key] = path
         self.figs.append((caption, fname))
 
@@ -368,7 +369,10 @@ def write_comparison_report(
     }
     fw = _FigureWriter(out, dpi, written)
     if figures and table.results:
-        _comparison_figures(table, image, fw, ground_truth, channel_axis, evolution_gif)
+        from .plot import offscreen
+
+        with offscreen():  # Agg figures outside pyplot: pyplot is never imported
+            _comparison_figures(table, image, fw, ground_truth, channel_axis, evolution_gif)
     files = _method_files(table, image, out, channel_axis, written) if per_method_files else {}
     header = _header_lines(title, table, image, source, channel_axis, notes)
     lines = (
