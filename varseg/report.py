@@ -71,16 +71,32 @@ def _safe_stem(name):
 # --------------------------------------------------------------------------------------
 # figures and per-method files
 # --------------------------------------------------------------------------------------
+#: zlib level of the report's PNG figures: about half the encoding time of Pillow's default
+#: level 6 for 5-8 % larger files (lossless at every level)
+_PNG_COMPRESS_LEVEL = 3
+
+
 class _FigureWriter:
-    """Saves figures atomically into one folder and remembers (caption, file name)."""
+    """Saves figures atomically into one folder and remembers (caption, file name).
+
+    Each figure is rendered once (:func:`varseg.plot.save_figure`).
+    """
 
     def __init__(self, out, dpi, written):
         self.out, self.dpi, self.written, self.figs = out, dpi, written, []
 
     def save(self, fig, key, fname, caption):
+        from .plot import save_figure
+
         path = self.out / fname
         with atomic_path(path) as tmp:
-            fig.savefig(tmp, dpi=self.dpi, format=path.suffix[1:])
+            save_figure(
+                fig,
+                tmp,
+                dpi=self.dpi,
+                format=path.suffix[1:],
+                compress_level=_PNG_COMPRESS_LEVEL,
+            )
         if fig.canvas.manager is not None:  # a pyplot figure (not drawn off-screen)
             import matplotlib.pyplot as plt
 
