@@ -104,7 +104,8 @@ def save_figure(fig, target, *, dpi=150, format=None, compress_level=None):
     constrained layout) draws the figure twice: once, with drawing disabled, to run the
     layout, and once for real. Here the layout engine runs once at the saving resolution
     and is then switched off, so the figure is drawn once; the saved pixels are identical
-    (tested). The figure keeps the computed layout and has no layout engine afterwards.
+    (tested). The figure keeps the computed layout and the saving ``dpi``, and has no layout
+    engine afterwards.
 
     Parameters
     ----------
@@ -127,7 +128,11 @@ def save_figure(fig, target, *, dpi=150, format=None, compress_level=None):
     engine = fig.get_layout_engine()
     if engine is not None:
         fig.set_dpi(dpi)  # the resolution savefig lays the figure out at
-        engine.execute(fig)
+        if fig.axes:  # as Figure.draw: no layout without axes, a failed one is skipped
+            try:
+                engine.execute(fig)
+            except ValueError:
+                pass
         fig.set_layout_engine(None)
     kw = {}
     if compress_level is not None and _format_of(target, format) == "png":

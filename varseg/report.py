@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from ._atomic import atomic_path, atomic_write_text
-from .plot import overlay_image
+from .plot import offscreen, overlay_image, save_figure
 
 __all__ = [
     "save_segmentation_outputs",
@@ -86,8 +86,6 @@ class _FigureWriter:
         self.out, self.dpi, self.written, self.figs = out, dpi, written, []
 
     def save(self, fig, key, fname, caption):
-        from .plot import save_figure
-
         path = self.out / fname
         with atomic_path(path) as tmp:
             save_figure(
@@ -385,8 +383,6 @@ def write_comparison_report(
     }
     fw = _FigureWriter(out, dpi, written)
     if figures and table.results:
-        from .plot import offscreen
-
         with offscreen():  # Agg figures outside pyplot: pyplot is never imported
             _comparison_figures(table, image, fw, ground_truth, channel_axis, evolution_gif)
     files = _method_files(table, image, out, channel_axis, written) if per_method_files else {}
