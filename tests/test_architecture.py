@@ -16,6 +16,7 @@ LAYERS = [
     {
         "levelset",
         "unrolled",
+        "fixed_point",
         "neural",
         "losses",
         "baselines",

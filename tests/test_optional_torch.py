@@ -51,17 +51,26 @@ def test_classical_path_runs_and_never_imports_torch(tmp_path):
     proc = _run_without_torch(
         """
         import json
+        from pathlib import Path
+
         import numpy as np
         import varseg
         from varseg.cli import main
+        from varseg.commands.compare import default_methods
 
         image = np.load(sys.argv[2])
         seg = varseg.chan_vese(image, n_phases=2, max_iter=50)
+        fp = varseg.ms_fixed_point(image, 2, max_iter=50)
         status = main(["-q", "compare", sys.argv[2], "--methods", "chan-vese", "lic",
-                       "kmeans", "otsu", "--max-iter", "20", "--no-figures", "-q",
-                       "-o", sys.argv[3]])
+                       "kmeans", "otsu", "fixed-point", "--max-iter", "20", "--no-figures",
+                       "-q", "-o", sys.argv[3]])
+        rows = (Path(sys.argv[3]) / "results.csv").read_text().splitlines()
         print(json.dumps({"status": status, "labels": np.unique(seg.labels).tolist(),
                           "inside": float((seg.labels[6:18, 5:17] == seg.labels[12, 11]).mean()),
+                          "fp_inside": float((fp.labels[6:18, 5:17] == fp.labels[12, 11]).mean()),
+                          "fp_outside": float((fp.labels[:4] != fp.labels[12, 11]).mean()),
+                          "methods": [r.split(",")[0] for r in rows[1:]],
+                          "defaults": default_methods(2),
                           "torch": [m for m in sys.modules if m.split(".")[0] == "torch"]}))
         """,
         tmp_path / "img.npy",
@@ -73,6 +82,10 @@ def test_classical_path_runs_and_never_imports_torch(tmp_path):
     assert out["torch"] == []
     assert out["labels"] == [0, 1]
     assert out["inside"] == 1.0  # the square is one phase
+    # the Numba fixed point of Eq. 15 runs without torch (varseg.ms_fixed_point and compare)
+    assert out["fp_inside"] == 1.0 and out["fp_outside"] == 1.0
+    assert out["methods"] == ["chan-vese", "lic", "kmeans", "otsu", "fixed-point"]
+    assert out["defaults"] == ["chan-vese", "lic", "fixed-point", "kmeans", "otsu"]
     assert any((tmp_path / "out").iterdir())
 
 

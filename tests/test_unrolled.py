@@ -305,7 +305,7 @@ def test_warm_up_announces_only_real_compiles_and_stays_out_of_elapsed(monkeypat
 
     from numba import njit
 
-    import varseg.unrolled as mod
+    import varseg.fixed_point as mod
     from varseg import _jit
 
     key = ("fixed_point", "float32")

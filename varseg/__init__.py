@@ -35,7 +35,7 @@ _LAZY = {
     # solvers
     "chan_vese": "varseg.levelset",
     "bias_field_levelset": "varseg.levelset",
-    "ms_fixed_point": "varseg.unrolled",
+    "ms_fixed_point": "varseg.fixed_point",
     "UnrolledMumfordShah": "varseg.unrolled",
     "unrolled_segment": "varseg.unrolled",
     "neural_segment": "varseg.neural",
@@ -55,6 +55,7 @@ _SUBMODULES = {
     "energy",
     "result",
     "unrolled",
+    "fixed_point",
     "neural",
     "compare",
     "methods",

@@ -1,8 +1,9 @@
 """Optional dependencies: one place that says what to install when one is missing.
 
-torch is optional (``pip install "varseg[deep]"``): the classical solvers, the energy, the
-metrics, ``compare`` and the reports never import it; the losses, the networks, the unrolled
-and neural solvers, the data loaders and the training engine do.
+torch is optional (``pip install "varseg[deep]"``): the classical solvers (the level sets and
+the Numba fixed point of Eq. 15, :mod:`varseg.fixed_point`), the energy, the metrics,
+``compare`` and the reports never import it; the losses, the networks, the unrolled network,
+the neural solver, the data loaders and the training engine do.
 """
 
 from __future__ import annotations

@@ -117,6 +117,7 @@ _CV_OPTIONS = (
     "return_history",
     "snapshot_every",
     "spacing",
+    "init_regions",
 )
 
 #: method name -> :class:`MethodSpec`.
@@ -157,7 +158,7 @@ METHODS = {
         ),
         MethodSpec(
             "fixed-point",
-            "varseg.unrolled:ms_fixed_point",
+            "varseg.fixed_point:ms_fixed_point",
             options=(
                 "lam",
                 "step",
@@ -171,9 +172,8 @@ METHODS = {
                 "seed",
             ),
             cli_defaults={"max_iter": 200},
-            needs_torch=True,
             jit=True,
-            summary="the fixed point of Kim & Ye Eq. 15 as a plain solver",
+            summary="the fixed point of Kim & Ye Eq. 15 as a plain solver (Numba, no torch)",
         ),
         MethodSpec(
             "unrolled",

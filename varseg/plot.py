@@ -5,7 +5,8 @@ Every function creates its figure with :func:`matplotlib.pyplot.figure` (so that
 save it with ``fig.savefig(path)`` and release it with ``plt.close(fig)`` in long loops. No
 function calls ``plt.show()`` or changes the backend: they run with Agg (headless, worker
 processes) as with any interactive backend. Pass ``ax=`` to draw into your own axes where
-offered.
+offered. Inside ``with offscreen():`` (what the report writers use) the figures are plain
+Agg figures outside pyplot instead: nothing to close, and pyplot is never imported.
 
 3D inputs are shown through their middle slice (axis 0).
 """
@@ -13,6 +14,9 @@ offered.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from contextlib import contextmanager
+from contextvars import ContextVar
+from pathlib import PurePath
 
 import numpy as np
 
@@ -25,7 +29,11 @@ __all__ = [
     "save_evolution_gif",
     "render_evolution_frames",
     "label_colors",
+    "offscreen",
+    "save_figure",
 ]
+
+_OFFSCREEN = ContextVar("varseg_plot_offscreen", default=False)
 
 
 # --------------------------------------------------------------------------------------
@@ -53,7 +61,94 @@ def overlay_image(image, labels, color=(1.0, 0.2, 0.1)):
     return out
 
 
+@contextmanager
+def offscreen():
+    """Draw the figures of this module on off-screen Agg canvases, outside pyplot.
+
+    Within the block every plotting function returns a :class:`~matplotlib.figure.Figure`
+    with its own :class:`~matplotlib.backends.backend_agg.FigureCanvasAgg`, not registered
+    with pyplot: ``fig.savefig`` works as usual, no ``plt.close`` is needed (the figure is
+    freed with its last reference), and :mod:`matplotlib.pyplot` is not imported (about a
+    second of start-up the report writers save). The figures' content is the same.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from varseg import baselines, plot
+    >>> seg = baselines.otsu_segment(np.eye(8), 2)
+    >>> with plot.offscreen():
+    ...     fig = plot.plot_energy(seg)
+    >>> fig.canvas.manager is None
+    True
+    """
+    token = _OFFSCREEN.set(True)
+    try:
+        yield
+    finally:
+        _OFFSCREEN.reset(token)
+
+
+def _format_of(target, format):
+    """Return the format savefig writes: ``format``, else the file suffix, else the rc default."""
+    import matplotlib
+
+    if format is None and isinstance(target, (str, PurePath)):
+        format = PurePath(target).suffix.lstrip(".") or None
+    return str(format or matplotlib.rcParams["savefig.format"]).lower()
+
+
+def save_figure(fig, target, *, dpi=150, format=None, compress_level=None):
+    """Save ``fig`` with one rendering pass (same pixels as ``fig.savefig``).
+
+    ``fig.savefig`` on a figure with a layout engine (every figure of this module uses
+    constrained layout) draws the figure twice: once, with drawing disabled, to run the
+    layout, and once for real. Here the layout engine runs once at the saving resolution
+    and is then switched off, so the figure is drawn once; the saved pixels are identical
+    (tested). The figure keeps the computed layout and the saving ``dpi``, and has no layout
+    engine afterwards.
+
+    Parameters
+    ----------
+    fig : matplotlib.figure.Figure
+    target : path or file-like
+        Where to write (as :meth:`~matplotlib.figure.Figure.savefig`).
+    dpi : float
+        Resolution of the saved image.
+    format : str, optional
+        File format (default: from the file name, as ``savefig``).
+    compress_level : int, optional
+        zlib level 0-9 of a PNG (Pillow's default 6 when None; lower is faster and
+        larger, the image is lossless at every level).
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        ``fig``.
+    """
+    engine = fig.get_layout_engine()
+    if engine is not None:
+        fig.set_dpi(dpi)  # the resolution savefig lays the figure out at
+        if fig.axes:  # as Figure.draw: no layout without axes, a failed one is skipped
+            try:
+                engine.execute(fig)
+            except ValueError:
+                pass
+        fig.set_layout_engine(None)
+    kw = {}
+    if compress_level is not None and _format_of(target, format) == "png":
+        kw["pil_kwargs"] = {"compress_level": int(compress_level)}
+    fig.savefig(target, dpi=dpi, format=format, **kw)
+    return fig
+
+
 def _new_figure(figsize):
+    if _OFFSCREEN.get():
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+        from matplotlib.figure import Figure
+
+        fig = Figure(figsize=figsize, layout="constrained")
+        FigureCanvasAgg(fig)
+        return fig
     import matplotlib.pyplot as plt
 
     return plt.figure(figsize=figsize, layout="constrained")

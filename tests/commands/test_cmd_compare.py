@@ -246,6 +246,7 @@ def test_default_methods_without_torch_are_the_classical_ones(monkeypatch, caplo
     monkeypatch.setattr("varseg._optional.has_torch", lambda: False)
     with caplog.at_level("WARNING"):
         methods = default_methods()
-    assert methods == ["chan-vese", "lic", "kmeans", "otsu"]
-    assert "varseg[deep]" in caplog.text and "neural" in caplog.text
+    # the Numba fixed point of Eq. 15 needs no torch: only the per-image network is left out
+    assert methods == ["chan-vese", "lic", "fixed-point", "kmeans", "otsu"]
+    assert "varseg[deep]" in caplog.text and "skipping neural (" in caplog.text
     assert "otsu" not in default_methods(8) and "kmeans" in default_methods(8)

@@ -1,0 +1,85 @@
+"""The Numba fixed point of Eq. 15 lives in a torch-free module, re-exported where it was."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import varseg
+from varseg import fixed_point
+from varseg.methods import get_method, get_spec
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _square(n=24, seed=0):
+    lab = np.zeros((n, n), dtype=np.int64)
+    lab[6:18, 5:17] = 1
+    return 0.2 + 0.6 * lab + np.random.default_rng(seed).normal(0, 0.05, lab.shape), lab
+
+
+def test_one_function_under_every_name():
+    import varseg.unrolled
+
+    assert varseg.ms_fixed_point is fixed_point.ms_fixed_point
+    assert varseg.unrolled.ms_fixed_point is fixed_point.ms_fixed_point
+    assert get_method("fixed-point") is fixed_point.ms_fixed_point
+    spec = get_spec("fixed-point")
+    assert spec.needs_torch is False and spec.jit is True
+
+
+def test_solver_never_imports_torch():
+    """A fresh interpreter runs the solver (and its registry entry) with torch unimported."""
+    code = (
+        "import json, sys; import numpy as np; sys.path.insert(0, sys.argv[1]);"
+        "from varseg.methods import get_method;"
+        "img = np.zeros((16, 16)); img[4:12, 4:12] = 1;"
+        "r = get_method('fixed-point')(img, 2, max_iter=30);"
+        "print(json.dumps({'torch': 'torch' in sys.modules,"
+        " 'inside': int(r.labels[4:12, 4:12].sum()), 'all': int(r.labels.sum())}))"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code, str(ROOT)], capture_output=True, text=True, timeout=300
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert out["torch"] is False
+    # the square is one phase and the background the other (either label)
+    assert out["inside"] in (0, 64) and out["all"] in (64, 256 - 64)
+
+
+def test_dtype_spellings_agree():
+    """numpy types, their names and (when installed) torch dtypes select one precision."""
+    img, _ = _square()
+    ref = fixed_point.ms_fixed_point(img, 2, max_iter=15, tol=0.0, dtype=np.float64)
+    assert ref.params["dtype"] == "float64"
+    spellings = ["float64", np.dtype(np.float64)]
+    torch = pytest.importorskip("torch")
+    spellings.append(torch.float64)
+    for dtype in spellings:
+        res = fixed_point.ms_fixed_point(img, 2, max_iter=15, tol=0.0, dtype=dtype)
+        assert res.params["dtype"] == "float64"
+        np.testing.assert_array_equal(res.memberships, ref.memberships)
+        np.testing.assert_array_equal(res.energy, ref.energy)
+    f32 = fixed_point.ms_fixed_point(img, 2, max_iter=15, tol=0.0, dtype=torch.float32)
+    assert f32.params["dtype"] == "float32"
+    with pytest.raises(TypeError, match="dtype must be torch.float32 or torch.float64"):
+        fixed_point.ms_fixed_point(img, dtype=torch.float16)
+    with pytest.raises(TypeError, match="dtype must be"):
+        fixed_point.ms_fixed_point(img, dtype="int32")
+
+
+def test_recorded_energy_is_the_shared_energy_of_the_labels():
+    """Each record is the energy of Eq. 1 of a hard partition; the last one of the result's
+    labels (varseg.energy_from_labels, computed independently here)."""
+    img, lab = _square()
+    res = fixed_point.ms_fixed_point(img, 2, lam=0.125, max_iter=40)
+    x = (img - img.min()) / (img.max() - img.min())
+    e = varseg.energy_from_labels(x, res.labels, 0.125, n_phases=2).total
+    assert res.energy[-1] == pytest.approx(e, rel=1e-12)
+    assert len(res.energy) == res.n_iter + 1
+    agree = (res.labels == lab).mean()
+    assert max(agree, 1 - agree) == 1.0
