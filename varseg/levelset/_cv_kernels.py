@@ -299,6 +299,32 @@ def means_from_sums(cnt, sums, ccnt, csums):
 # ------------------------------------------------------------------------------------------
 # the semi-implicit update of one pixel
 # ------------------------------------------------------------------------------------------
+def _implicit(p, kk, sc, f, mu, dt, mudt, eps, one):
+    r"""The semi-implicit step of one pixel from :math:`\kappa = \sum_i C_i \phi_i` (``kk``)
+    and :math:`\sum_i C_i` (``sc``), in scikit-image's order of operations (two divisions):
+
+    .. math:: \phi^{new} = \frac{\phi + \Delta t\,\delta\,(\mu\kappa + f)}
+                               {1 + \mu\Delta t\,\delta \sum_i C_i},
+              \qquad \delta = \frac{\varepsilon}{\varepsilon^2 + \phi^2}
+
+    (Getreuer, IPOL 2012, Eq. 22). The :data:`FAST` family binds :func:`_implicit_1div`
+    under this name."""
+    dl = dirac_pi(p, eps)
+    return (p + (dt * dl) * (mu * kk + f)) / (one + mudt * dl * sc)
+
+
+def _implicit_1div(p, kk, sc, f, mu, dt, mudt, eps, one):
+    r""":func:`_implicit` with one division (the :data:`FAST` family): numerator and
+    denominator multiplied by :math:`q = \varepsilon^2 + \phi^2`,
+
+    .. math:: \phi^{new} = \frac{\phi q + \Delta t\,\varepsilon\,(\mu\kappa + f)}
+                               {q + \mu\Delta t\,\varepsilon \sum_i C_i}
+
+    (the same value in exact arithmetic; float32 with fast-math: within a few ulps)."""
+    q = eps * eps + p * p
+    return (p * q + (dt * eps) * (mu * kk + f)) / (q + (mudt * eps) * sc)
+
+
 def _upd2(p, pxp, pxm, pyp, pym, f, mu, dt, mudt, eps, eta, one, half):
     dxp = pxp - p
     dxm = p - pxm
@@ -312,8 +338,7 @@ def _upd2(p, pxp, pxm, pyp, pym, f, mu, dt, mudt, eps, eta, one, half):
     c4 = one / math.sqrt(eta + dx0 * dx0 + dym * dym)
     kk = pxp * c1 + pxm * c2 + pyp * c3 + pym * c4
     sc = c1 + c2 + c3 + c4
-    dl = dirac_pi(p, eps)
-    return (p + (dt * dl) * (mu * kk + f)) / (one + mudt * dl * sc)
+    return _implicit(p, kk, sc, f, mu, dt, mudt, eps, one)
 
 
 def _upd3(p, pxp, pxm, pyp, pym, pzp, pzm, f, mu, dt, mudt, eps, eta, one, half):
@@ -337,8 +362,7 @@ def _upd3(p, pxp, pxm, pyp, pym, pzp, pzm, f, mu, dt, mudt, eps, eta, one, half)
     c6 = one / math.sqrt(eta + x2 + y2 + dzm * dzm)
     kk = pxp * c1 + pxm * c2 + pyp * c3 + pym * c4 + pzp * c5 + pzm * c6
     sc = c1 + c2 + c3 + c4 + c5 + c6
-    dl = dirac_pi(p, eps)
-    return (p + (dt * dl) * (mu * kk + f)) / (one + mudt * dl * sc)
+    return _implicit(p, kk, sc, f, mu, dt, mudt, eps, one)
 
 
 def _upd3s(p, pxp, pxm, pyp, pym, pzp, pzm, f, mu, dt, mudt, eps, eta, one, half, sp):
@@ -366,8 +390,7 @@ def _upd3s(p, pxp, pxm, pyp, pym, pzp, pzm, f, mu, dt, mudt, eps, eta, one, half
     c6 = sp[5] / math.sqrt(eta + x2 + y2 + dzm * dzm)
     kk = pxp * c1 + pxm * c2 + pyp * c3 + pym * c4 + pzp * c5 + pzm * c6
     sc = c1 + c2 + c3 + c4 + c5 + c6
-    dl = dirac_pi(p, eps)
-    return (p + (dt * dl) * (mu * kk + f)) / (one + mudt * dl * sc)
+    return _implicit(p, kk, sc, f, mu, dt, mudt, eps, one)
 
 
 def _update_row_spaced(r, rp, rm, rzp, rzm, has_z, f, o, mu, dt, eps, eta, sp):
@@ -622,6 +645,86 @@ def _energy_row(x, lab, z, i, m_lab, e, same):
     return _energyk(lr, ld, lz, e)
 
 
+def _force1(xv, c0, c1, a0, a1):
+    """m = 1, one gray pixel: residuals :math:`e_s = (x - c_s)^2` and the force
+    :math:`a_0 e_0 + a_1 e_1` (the arithmetic of :func:`_forces_row`, in its order)."""
+    d0 = xv - c0
+    d1 = xv - c1
+    e0 = d0 * d0
+    e1 = d1 * d1
+    return e0, e1, a0 * e0 + a1 * e1
+
+
+def _pix_energy1(xv, p, pxp, pyp, c0, c1, a0, a1):
+    """One pixel of :func:`_force_energy1`: the force (:func:`_force1`), the data term of
+    the pixel's own phase and the number of its forward neighbours in the other phase."""
+    e0, e1, force = _force1(xv, c0, c1, a0, a1)
+    neg = p < 0
+    n = (1 if (pxp < 0) != neg else 0) + (1 if (pyp < 0) != neg else 0)
+    return force, e1 if neg else e0, n
+
+
+def _force_energy1(xr, r, rp, fr, c0, c1, a0, a1):
+    r"""m = 1, gray, 2D, one row: the data forces ``fr`` (:func:`_forces_row`) and the energy
+    terms of the old partition (labels from the signs of ``r`` and of the next row ``rp``,
+    the row itself at the last row): data as :func:`_energy2` with the means of the forces
+    (valid when no level set is exactly 0), length :math:`2 n_1 + 2\sqrt2\, n_2` with
+    :math:`n_k` the number of pixels with k forward neighbours in the other phase
+    (``_pixel_length``; integer counts: the loop vectorises)."""
+    W = r.shape[0]
+    data = 0.0
+    k1 = 0
+    k2 = 0
+    for j in range(W - 1):
+        force, w, n = _pix_energy1(xr[j], r[j], r[j + 1], rp[j], c0, c1, a0, a1)
+        fr[j] = force
+        data += w
+        k1 += 1 if n == 1 else 0
+        k2 += 1 if n == 2 else 0
+    j = W - 1
+    force, w, n = _pix_energy1(xr[j], r[j], r[j], rp[j], c0, c1, a0, a1)
+    fr[j] = force
+    data += w
+    k1 += 1 if n == 1 else 0
+    return data, 2.0 * k1 + (2.0 * _R2) * k2
+
+
+def _fused1_block(
+    blk, nb, x, phi, out, lab_out, m_evo, lam, mu, dt, eps, eta, sp, pc, ps, pcc, pcs, pnd, pd, f
+):
+    """The rows of block ``blk``, m = 1, gray, 2D, unit spacing: per row three loops,
+    forces and energy (:func:`_force_energy1`), update (:func:`_update_row`), post pass
+    (:func:`_post1`, with the correction of :func:`_sums_row` in a row with an exact zero);
+    adds the block's partial sums at index ``blk`` and returns its data and length terms."""
+    H = x.shape[2]
+    c0 = m_evo[0, 0]
+    c1 = m_evo[1, 0]
+    a0 = -lam[0]
+    a1 = lam[1]
+    data = 0.0
+    length = 0.0
+    fr = f[0]
+    for i in range(blk * H // nb, (blk + 1) * H // nb):
+        ip = i + 1 if i + 1 < H else i
+        im = i - 1 if i > 0 else i
+        r = phi[0, 0, i]
+        rp = phi[0, 0, ip]
+        o = out[0, 0, i]
+        xr = x[0, 0, i]
+        lo = lab_out[0, i]
+        dd, ll = _force_energy1(xr, r, rp, fr, c0, c1, a0, a1)
+        _update_row(r, rp, phi[0, 0, im], r, r, False, fr, o, mu, dt, eps, eta, sp)
+        sq, n1, s1, nz = _post1(o, r, xr, lo)
+        pd[blk, 0] += sq  # per row, in the order of the separate passes
+        pc[blk, 1] += n1
+        ps[blk, 1, 0] += s1
+        data += dd
+        length += ll
+        if nz > 0:
+            pnd[blk] += _sums_row(x, out, 0, i, lo, True, blk, 2, pc, ps, pcc, pcs)
+    return data, length
+
+
 def _step_block(
     blk,
     nb,
@@ -660,6 +763,32 @@ def _step_block(
     K = lam.shape[0]
     rows = D * H
     has_z = D > 1
+    if m == 1 and C == 1 and D == 1 and W > 1 and sp.shape[0] == 0 and (same or not record):
+        dacc, lacc = _fused1_block(
+            blk,
+            nb,
+            x,
+            phi,
+            out,
+            lab_out,
+            m_evo,
+            lam,
+            mu,
+            dt,
+            eps,
+            eta,
+            sp,
+            pc,
+            ps,
+            pcc,
+            pcs,
+            pnd,
+            pd,
+            f,
+        )
+        pdata[blk] = dacc if record else 0.0
+        plen[blk] = lacc if record else 0.0
+        return
     dacc = 0.0
     lacc = 0.0
     for q in range(blk * rows // nb, (blk + 1) * rows // nb):
@@ -956,7 +1085,7 @@ _KERNELS = {
     for name, obj in list(globals().items())
     if isinstance(obj, types.FunctionType)
     and obj.__module__ == __name__
-    and name not in ("_pool", "spacing_weights")
+    and name not in ("_pool", "spacing_weights", "_implicit_1div")  # the last: FAST only
 }
 _KERNELS["dirac_pi"] = dirac_pi_expr  # the one definition of scikit-image's Dirac
 _REDUCTIONS = (
@@ -966,11 +1095,20 @@ _REDUCTIONS = (
     "_post1",
     "_post2",
     "_post3",
+    "_force_energy1",
     "_energy2",
     "_energyk",
     "_length_counts",
 )
-_UPDATE = ("_upd2", "_upd3", "_upd3s", "_update_row", "_update_row_spaced", "dirac_pi")
+_UPDATE = (
+    "_upd2",
+    "_upd3",
+    "_upd3s",
+    "_implicit",
+    "_update_row",
+    "_update_row_spaced",
+    "dirac_pi",
+)
 _OPTIONS = {"cache": True, "error_model": "numpy", "nogil": True}
 
 
@@ -978,14 +1116,17 @@ def kernel_family(suffix, fast, **options):
     """Compile the kernels of this module as one family (:func:`varseg._jit.jit_family`).
 
     ``fast``: the update (:func:`_update_row` and the per-pixel helpers) with the fast-math
-    flags ``{"afn", "arcp", "contract"}`` (float32 working precision); else IEEE. The row
+    flags ``{"afn", "arcp", "contract"}`` and one division per pixel (:func:`_implicit_1div`
+    bound as ``_implicit``; float32 working precision); else IEEE, in scikit-image's order. The row
     reductions allow re-association in both. ``options`` override the Numba options
     (``cache=True, error_model="numpy", nogil=True``).
     """
     over = {name: {"fastmath": _FM} for name in _REDUCTIONS}
+    functions = dict(_KERNELS)
     if fast:
         over.update({name: {"fastmath": _FAST} for name in _UPDATE})
-    return jit_family(_KERNELS, suffix, overrides=over, **{**_OPTIONS, **options})
+        functions["_implicit"] = _implicit_1div  # one division per pixel instead of two
+    return jit_family(functions, suffix, overrides=over, **{**_OPTIONS, **options})
 
 
 #: IEEE kernels (float64 working precision: scikit-image's arithmetic in its order).
