@@ -725,6 +725,235 @@ def _fused1_block(
     return data, length
 
 
+def _res4(xv, c):
+    """Squared residuals of a gray pixel to the 4 means ``c`` (as :func:`_forces_row`)."""
+    u0 = xv - c[0]
+    u1 = xv - c[1]
+    u2 = xv - c[2]
+    u3 = xv - c[3]
+    return u0 * u0, u1 * u1, u2 * u2, u3 * u3
+
+
+def _pix_energy2(xv, p0, p1, q0, q1, d0, d1, c, a):
+    """One pixel of :func:`_force_energy2`: the force of level set 0 (the arithmetic of
+    :func:`_forces_row`, in its order; ``c``: the 4 means, ``a``: the 4 weights), the data
+    term of the pixel's own phase and the counts of its length terms 1 and sqrt(2)
+    (:func:`_length_counts`); ``q``/``d``: the level sets of the right / lower neighbour
+    (the pixel itself at the border)."""
+    e0, e1, e2, e3 = _res4(xv, c)
+    vi = (-a[0]) * e0 + a[1] * e1  # both sides computed, then selected: no branch
+    vo = (-a[2]) * e2 + a[3] * e3
+    g0 = vi if p1 > 0 else vo
+    n0 = p0 < 0
+    n1 = p1 < 0
+    l = (1 if n0 else 0) + (2 if n1 else 0)
+    lq = (1 if q0 < 0 else 0) + (2 if q1 < 0 else 0)
+    ld = (1 if d0 < 0 else 0) + (2 if d1 < 0 else 0)
+    w01 = e1 if n0 else e0
+    w23 = e3 if n0 else e2
+    w = w23 if n1 else w01
+    k1, k2, k3 = _length_counts(l, l, ld, lq)
+    return g0, w, k1, k2
+
+
+def _force_energy2(xr, r0, r1, rp0, rp1, f0, f1, c, a):
+    """m = 2, gray, 2D, one row: the forces ``f0``, ``f1`` (:func:`_forces_row`) and the
+    energy terms of the old partition (:func:`_energyk`, labels from the signs of the level
+    sets of this row and of the next one ``rp0``, ``rp1``; valid when no level set is
+    exactly 0). 2D: no length term counts sqrt(3). Two loops, one store each (few runtime
+    alias checks: both vectorise)."""
+    W = r0.shape[0]
+    data = 0.0
+    n1 = 0
+    n2 = 0
+    for j in range(W - 1):
+        g0, w, k1, k2 = _pix_energy2(
+            xr[j], r0[j], r1[j], r0[j + 1], r1[j + 1], rp0[j], rp1[j], c, a
+        )
+        f0[j] = g0
+        data += w
+        n1 += k1
+        n2 += k2
+    j = W - 1
+    g0, w, k1, k2 = _pix_energy2(xr[j], r0[j], r1[j], r0[j], r1[j], rp0[j], rp1[j], c, a)
+    f0[j] = g0
+    for j in range(W):
+        e0, e1, e2, e3 = _res4(xr[j], c)
+        vi = (-a[0]) * e0 + a[2] * e2
+        vo = (-a[1]) * e1 + a[3] * e3
+        f1[j] = vi if r0[j] > 0 else vo
+    return data + w, (n1 + k1) + _R2 * (n2 + k2)
+
+
+def _res8(xv, c):
+    """Squared residuals of a gray pixel to the 8 means ``c`` (as :func:`_forces_row`)."""
+    e0, e1, e2, e3 = _res4(xv, (c[0], c[1], c[2], c[3]))
+    e4, e5, e6, e7 = _res4(xv, (c[4], c[5], c[6], c[7]))
+    return e0, e1, e2, e3, e4, e5, e6, e7
+
+
+def _sel_force3(e, a, bl, ba, bb, ina, inb):
+    """Force of level set l (bit ``bl``; ``ba``, ``bb``: the bits of the two others, inside
+    them where ``ina``/``inb``) at one pixel: :func:`_force3`'s arithmetic, in its order,
+    all four candidates computed, then selected (no branch)."""
+    s10 = ba
+    s01 = bb
+    s11 = ba | bb
+    v00 = (-a[0]) * e[0] + a[bl] * e[bl]
+    v10 = (-a[s10]) * e[s10] + a[s10 | bl] * e[s10 | bl]
+    v01 = (-a[s01]) * e[s01] + a[s01 | bl] * e[s01 | bl]
+    v11 = (-a[s11]) * e[s11] + a[s11 | bl] * e[s11 | bl]
+    return (v00 if inb else v01) if ina else (v10 if inb else v11)
+
+
+def _pix_energy3(xv, p0, p1, p2, q0, q1, q2, d0, d1, d2, c, a):
+    """One pixel of :func:`_force_energy3`: the force of level set 0, the data term of the
+    pixel's own phase and the counts of its length terms 1 and sqrt(2)
+    (:func:`_length_counts`); ``q``/``d``: the level sets of the right / lower neighbour."""
+    e = _res8(xv, c)
+    g0 = _sel_force3(e, a, 1, 2, 4, p1 > 0, p2 > 0)
+    n0 = p0 < 0
+    n1 = p1 < 0
+    n2 = p2 < 0
+    l = (1 if n0 else 0) + (2 if n1 else 0) + (4 if n2 else 0)
+    lq = (1 if q0 < 0 else 0) + (2 if q1 < 0 else 0) + (4 if q2 < 0 else 0)
+    ld = (1 if d0 < 0 else 0) + (2 if d1 < 0 else 0) + (4 if d2 < 0 else 0)
+    w01 = e[1] if n0 else e[0]
+    w23 = e[3] if n0 else e[2]
+    w45 = e[5] if n0 else e[4]
+    w67 = e[7] if n0 else e[6]
+    w03 = w23 if n1 else w01
+    w47 = w67 if n1 else w45
+    w = w47 if n2 else w03
+    k1, k2, k3 = _length_counts(l, l, ld, lq)
+    return g0, w, k1, k2
+
+
+def _force_energy3(xr, r0, r1, r2, rp0, rp1, rp2, f0, f1, f2, c, a):
+    """m = 3, gray, 2D, one row: :func:`_force_energy2` for three level sets (one loop per
+    force, each with one store)."""
+    W = r0.shape[0]
+    data = 0.0
+    n1 = 0
+    n2 = 0
+    for j in range(W - 1):
+        g0, w, k1, k2 = _pix_energy3(
+            xr[j],
+            r0[j],
+            r1[j],
+            r2[j],
+            r0[j + 1],
+            r1[j + 1],
+            r2[j + 1],
+            rp0[j],
+            rp1[j],
+            rp2[j],
+            c,
+            a,
+        )
+        f0[j] = g0
+        data += w
+        n1 += k1
+        n2 += k2
+    j = W - 1
+    g0, w, k1, k2 = _pix_energy3(
+        xr[j], r0[j], r1[j], r2[j], r0[j], r1[j], r2[j], rp0[j], rp1[j], rp2[j], c, a
+    )
+    f0[j] = g0
+    for j in range(W):
+        f1[j] = _sel_force3(_res8(xr[j], c), a, 2, 1, 4, r0[j] > 0, r2[j] > 0)
+    for j in range(W):
+        f2[j] = _sel_force3(_res8(xr[j], c), a, 4, 1, 2, r0[j] > 0, r1[j] > 0)
+    return data + w, (n1 + k1) + _R2 * (n2 + k2)
+
+
+def _fused3_block(
+    blk, nb, x, phi, out, lab_out, m_evo, lam, mu, dt, eps, eta, sp, pc, ps, pcc, pcs, pnd, pd, f
+):
+    """:func:`_fused2_block` for m = 3 (:func:`_force_energy3`)."""
+    H = x.shape[2]
+    c = (m_evo[0, 0], m_evo[1, 0], m_evo[2, 0], m_evo[3, 0])
+    c = c + (m_evo[4, 0], m_evo[5, 0], m_evo[6, 0], m_evo[7, 0])
+    a = (lam[0], lam[1], lam[2], lam[3], lam[4], lam[5], lam[6], lam[7])
+    data = 0.0
+    length = 0.0
+    for i in range(blk * H // nb, (blk + 1) * H // nb):
+        ip = i + 1 if i + 1 < H else i
+        im = i - 1 if i > 0 else i
+        dd, ll = _force_energy3(
+            x[0, 0, i],
+            phi[0, 0, i],
+            phi[1, 0, i],
+            phi[2, 0, i],
+            phi[0, 0, ip],
+            phi[1, 0, ip],
+            phi[2, 0, ip],
+            f[0],
+            f[1],
+            f[2],
+            c,
+            a,
+        )
+        data += dd
+        length += ll
+        for l in range(3):
+            r = phi[l, 0, i]
+            _update_row(
+                r,
+                phi[l, 0, ip],
+                phi[l, 0, im],
+                r,
+                r,
+                False,
+                f[l],
+                out[l, 0, i],
+                mu,
+                dt,
+                eps,
+                eta,
+                sp,
+            )
+        lo = lab_out[0, i]
+        hz = _post_multi(out, phi, 0, i, lo, pd, blk)
+        pnd[blk] += _sums_row(x, out, 0, i, lo, hz, blk, 1, pc, ps, pcc, pcs)
+    return data, length
+
+
+def _fused2_block(
+    blk, nb, x, phi, out, lab_out, m_evo, lam, mu, dt, eps, eta, sp, pc, ps, pcc, pcs, pnd, pd, f
+):
+    """The rows of block ``blk``, m = 2, gray, 2D, unit spacing: per row forces and energy
+    (:func:`_force_energy2`), the two updates (:func:`_update_row`) and the post passes
+    (:func:`_post_multi`, :func:`_sums_row`); adds the block's partial sums at index
+    ``blk`` and returns its data and length terms."""
+    H = x.shape[2]
+    c = (m_evo[0, 0], m_evo[1, 0], m_evo[2, 0], m_evo[3, 0])
+    a = (lam[0], lam[1], lam[2], lam[3])
+    data = 0.0
+    length = 0.0
+    f0 = f[0]
+    f1 = f[1]
+    for i in range(blk * H // nb, (blk + 1) * H // nb):
+        ip = i + 1 if i + 1 < H else i
+        im = i - 1 if i > 0 else i
+        r0 = phi[0, 0, i]
+        r1 = phi[1, 0, i]
+        rp0 = phi[0, 0, ip]
+        rp1 = phi[1, 0, ip]
+        o0 = out[0, 0, i]
+        o1 = out[1, 0, i]
+        xr = x[0, 0, i]
+        lo = lab_out[0, i]
+        dd, ll = _force_energy2(xr, r0, r1, rp0, rp1, f0, f1, c, a)
+        data += dd
+        length += ll
+        _update_row(r0, rp0, phi[0, 0, im], r0, r0, False, f0, o0, mu, dt, eps, eta, sp)
+        _update_row(r1, rp1, phi[1, 0, im], r1, r1, False, f1, o1, mu, dt, eps, eta, sp)
+        hz = _post_multi(out, phi, 0, i, lo, pd, blk)
+        pnd[blk] += _sums_row(x, out, 0, i, lo, hz, blk, 1, pc, ps, pcc, pcs)
+    return data, length
+
+
 def _step_block(
     blk,
     nb,
@@ -763,7 +992,60 @@ def _step_block(
     K = lam.shape[0]
     rows = D * H
     has_z = D > 1
-    if m == 1 and C == 1 and D == 1 and W > 1 and sp.shape[0] == 0 and (same or not record):
+    fused = C == 1 and D == 1 and W > 1 and sp.shape[0] == 0 and (same or not record)
+    if fused and m == 3:
+        dacc, lacc = _fused3_block(
+            blk,
+            nb,
+            x,
+            phi,
+            out,
+            lab_out,
+            m_evo,
+            lam,
+            mu,
+            dt,
+            eps,
+            eta,
+            sp,
+            pc,
+            ps,
+            pcc,
+            pcs,
+            pnd,
+            pd,
+            f,
+        )
+        pdata[blk] = dacc if record else 0.0
+        plen[blk] = lacc if record else 0.0
+        return
+    if fused and m == 2:
+        dacc, lacc = _fused2_block(
+            blk,
+            nb,
+            x,
+            phi,
+            out,
+            lab_out,
+            m_evo,
+            lam,
+            mu,
+            dt,
+            eps,
+            eta,
+            sp,
+            pc,
+            ps,
+            pcc,
+            pcs,
+            pnd,
+            pd,
+            f,
+        )
+        pdata[blk] = dacc if record else 0.0
+        plen[blk] = lacc if record else 0.0
+        return
+    if fused and m == 1:
         dacc, lacc = _fused1_block(
             blk,
             nb,
@@ -1096,6 +1378,8 @@ _REDUCTIONS = (
     "_post2",
     "_post3",
     "_force_energy1",
+    "_force_energy2",
+    "_force_energy3",
     "_energy2",
     "_energyk",
     "_length_counts",
