@@ -152,3 +152,50 @@ def test_float32_memberships_match_numpy(m):
     assert_allclose(got, want, atol=1e-6, rtol=0)
     assert_allclose(got.sum(0), 1.0, atol=1e-6)
     assert_array_equal(got.argmax(0), hv.phase_labels(phi))
+
+
+def _stepper_run(x4, phi4, lam, dtype, fast, record=True):
+    """One Stepper step of level sets ``phi4`` (m, D, H, W) on ``x4`` (C, D, H, W)."""
+    m = phi4.shape[0]
+    xtot = np.append(x4.reshape(x4.shape[0], -1).sum(1), float(x4[0].size))
+    lab = np.empty(x4.shape[1:], np.uint8)
+    cnt, sums, ccnt, csums, nd = kern.classify(x4, phi4, lab, xtot)
+    m_lab, m_evo = kern.means_from_sums(cnt, sums, ccnt, csums)
+    T = np.dtype(dtype).type
+    st = kern.Stepper(x4, xtot, lam, T(MU), T(DT), T(EPS), T(ETA), m, 1, fast=fast)
+    out = np.empty_like(phi4)
+    lab2 = np.empty_like(lab)
+    res = st.step(phi4, out, lab, lab2, m_lab, m_evo, record, nd == 0)
+    return out, lab2, lab, res
+
+
+@pytest.mark.parametrize("m", [2, 3])
+@pytest.mark.parametrize("dtype, fast", [(np.float64, False), (np.float32, True)])
+def test_fused_multiphase_step_matches_general_path(problem, m, dtype, fast):
+    """m = 2, 3 (gray 2D: the fused force + energy rows) against the general path (the
+    same image with a second, all-zero channel: the same residuals, separate passes). IEEE:
+    the same new level sets and labels bit for bit, the same means, and the energy of the
+    old partition equal to the hard-energy kernel; fast-math: within 4 float32 ulps."""
+    x, phi = problem
+    rng = np.random.default_rng(m)
+    phis = np.stack([np.roll(phi, (3 * j, 2 * j), axis=(0, 1)) for j in range(m)])
+    phis += 0.01 * rng.standard_normal(phis.shape)  # no exact zero
+    phi4 = np.ascontiguousarray(phis[:, None], dtype=dtype)
+    lam = np.linspace(0.8, 1.5, 2**m)
+    x1 = np.ascontiguousarray(x[None, None])
+    x2 = np.ascontiguousarray(np.stack([x, np.zeros_like(x)])[:, None])
+    out1, lab1, lab_old, res1 = _stepper_run(x1, phi4, lam, dtype, fast)
+    out2, lab2, _, res2 = _stepper_run(x2, phi4, lam, dtype, fast)
+    d_ref, l_ref, _ = hard_energy_serial(x1, lab_old.astype(np.int64), 2**m, True)
+    assert res1[4] == pytest.approx(d_ref, rel=1e-12)
+    assert res1[5] == pytest.approx(l_ref, rel=1e-12)
+    if fast:  # fast-math: the compiler may contract other products into FMAs per path
+        assert_allclose(out1, out2, rtol=4 * np.finfo(np.float32).eps, atol=1e-7)
+        assert np.count_nonzero(lab1 != lab2) <= 2
+        return
+    assert_array_equal(out1, out2)  # IEEE: bit for bit
+    assert_array_equal(lab1, lab2)
+    assert_allclose(res1[0], res2[0][:, :1], rtol=1e-12)  # means of the new labels
+    assert_allclose(res1[3], res2[3], rtol=1e-12)  # squared changes
+    assert res1[4] == pytest.approx(res2[4], rel=1e-12)
+    assert res1[5] == pytest.approx(res2[5], rel=1e-12)
