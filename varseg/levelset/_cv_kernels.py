@@ -689,13 +689,13 @@ def _force_energy1(xr, r, rp, fr, c0, c1, a0, a1):
     return data, 2.0 * k1 + (2.0 * _R2) * k2
 
 
-def _fused1_block(
-    blk, nb, x, phi, out, lab_out, m_evo, lam, mu, dt, eps, eta, sp, pc, ps, pcc, pcs, pnd, pd, f
-):
+def _fused1_block(blk, nb, x, phi, out, lab_out, m_evo, lam, consts, parts, f):
     """The rows of block ``blk``, m = 1, gray, 2D, unit spacing: per row three loops,
     forces and energy (:func:`_force_energy1`), update (:func:`_update_row`), post pass
     (:func:`_post1`, with the correction of :func:`_sums_row` in a row with an exact zero);
     adds the block's partial sums at index ``blk`` and returns its data and length terms."""
+    mu, dt, eps, eta, sp = consts
+    pc, ps, pcc, pcs, pnd, pd = parts
     H = x.shape[2]
     c0 = m_evo[0, 0]
     c1 = m_evo[1, 0]
@@ -867,10 +867,10 @@ def _force_energy3(xr, r0, r1, r2, rp0, rp1, rp2, f0, f1, f2, c, a):
     return data + w, (n1 + k1) + _R2 * (n2 + k2)
 
 
-def _fused3_block(
-    blk, nb, x, phi, out, lab_out, m_evo, lam, mu, dt, eps, eta, sp, pc, ps, pcc, pcs, pnd, pd, f
-):
+def _fused3_block(blk, nb, x, phi, out, lab_out, m_evo, lam, consts, parts, f):
     """:func:`_fused2_block` for m = 3 (:func:`_force_energy3`)."""
+    mu, dt, eps, eta, sp = consts
+    pc, ps, pcc, pcs, pnd, pd = parts
     H = x.shape[2]
     c = (m_evo[0, 0], m_evo[1, 0], m_evo[2, 0], m_evo[3, 0])
     c = c + (m_evo[4, 0], m_evo[5, 0], m_evo[6, 0], m_evo[7, 0])
@@ -919,13 +919,13 @@ def _fused3_block(
     return data, length
 
 
-def _fused2_block(
-    blk, nb, x, phi, out, lab_out, m_evo, lam, mu, dt, eps, eta, sp, pc, ps, pcc, pcs, pnd, pd, f
-):
+def _fused2_block(blk, nb, x, phi, out, lab_out, m_evo, lam, consts, parts, f):
     """The rows of block ``blk``, m = 2, gray, 2D, unit spacing: per row forces and energy
     (:func:`_force_energy2`), the two updates (:func:`_update_row`) and the post passes
     (:func:`_post_multi`, :func:`_sums_row`); adds the block's partial sums at index
     ``blk`` and returns its data and length terms."""
+    mu, dt, eps, eta, sp = consts
+    pc, ps, pcc, pcs, pnd, pd = parts
     H = x.shape[2]
     c = (m_evo[0, 0], m_evo[1, 0], m_evo[2, 0], m_evo[3, 0])
     a = (lam[0], lam[1], lam[2], lam[3])
@@ -952,6 +952,18 @@ def _fused2_block(
         hz = _post_multi(out, phi, 0, i, lo, pd, blk)
         pnd[blk] += _sums_row(x, out, 0, i, lo, hz, blk, 1, pc, ps, pcc, pcs)
     return data, length
+
+
+def _fused_block(blk, nb, x, phi, out, lab_out, m_evo, lam, consts, parts, f):
+    """Block ``blk`` of a gray 2D step with unit spacing by the fused rows of its m
+    (:func:`_fused1_block`, :func:`_fused2_block`, :func:`_fused3_block`); returns the data
+    and length terms of the old partition."""
+    m = phi.shape[0]
+    if m == 1:
+        return _fused1_block(blk, nb, x, phi, out, lab_out, m_evo, lam, consts, parts, f)
+    if m == 2:
+        return _fused2_block(blk, nb, x, phi, out, lab_out, m_evo, lam, consts, parts, f)
+    return _fused3_block(blk, nb, x, phi, out, lab_out, m_evo, lam, consts, parts, f)
 
 
 def _step_block(
@@ -992,85 +1004,6 @@ def _step_block(
     K = lam.shape[0]
     rows = D * H
     has_z = D > 1
-    fused = C == 1 and D == 1 and W > 1 and sp.shape[0] == 0 and (same or not record)
-    if fused and m == 3:
-        dacc, lacc = _fused3_block(
-            blk,
-            nb,
-            x,
-            phi,
-            out,
-            lab_out,
-            m_evo,
-            lam,
-            mu,
-            dt,
-            eps,
-            eta,
-            sp,
-            pc,
-            ps,
-            pcc,
-            pcs,
-            pnd,
-            pd,
-            f,
-        )
-        pdata[blk] = dacc if record else 0.0
-        plen[blk] = lacc if record else 0.0
-        return
-    if fused and m == 2:
-        dacc, lacc = _fused2_block(
-            blk,
-            nb,
-            x,
-            phi,
-            out,
-            lab_out,
-            m_evo,
-            lam,
-            mu,
-            dt,
-            eps,
-            eta,
-            sp,
-            pc,
-            ps,
-            pcc,
-            pcs,
-            pnd,
-            pd,
-            f,
-        )
-        pdata[blk] = dacc if record else 0.0
-        plen[blk] = lacc if record else 0.0
-        return
-    if fused and m == 1:
-        dacc, lacc = _fused1_block(
-            blk,
-            nb,
-            x,
-            phi,
-            out,
-            lab_out,
-            m_evo,
-            lam,
-            mu,
-            dt,
-            eps,
-            eta,
-            sp,
-            pc,
-            ps,
-            pcc,
-            pcs,
-            pnd,
-            pd,
-            f,
-        )
-        pdata[blk] = dacc if record else 0.0
-        plen[blk] = lacc if record else 0.0
-        return
     dacc = 0.0
     lacc = 0.0
     for q in range(blk * rows // nb, (blk + 1) * rows // nb):
@@ -1149,7 +1082,14 @@ def _step_range(
     f,
 ):
     """Blocks ``b0 .. b1 - 1`` of one step (releases the GIL: the blocks of one step run in
-    several Python threads at once)."""
+    several Python threads at once). Gray 2D images with unit spacing and m <= 3 take the
+    fused rows (:func:`_fused_block`) unless the energy is recorded with means that differ
+    from those of the forces (an exact zero in the iterate)."""
+    C, D, H, W = x.shape
+    fused = C == 1 and D == 1 and W > 1 and sp.shape[0] == 0 and (same or not record)
+    fused = fused and phi.shape[0] <= 3
+    consts = (mu, dt, eps, eta, sp)
+    parts = (pc, ps, pcc, pcs, pnd, pd)
     for blk in range(b0, b1):
         pc[blk] = 0.0
         ps[blk] = 0.0
@@ -1157,6 +1097,11 @@ def _step_range(
         pcs[blk] = 0.0
         pnd[blk] = 0
         pd[blk] = 0.0
+        if fused:
+            dd, ll = _fused_block(blk, nb, x, phi, out, lab_out, m_evo, lam, consts, parts, f)
+            pdata[blk] = dd if record else 0.0
+            plen[blk] = ll if record else 0.0
+            continue
         _step_block(
             blk,
             nb,
