@@ -267,12 +267,23 @@ def classify(x, phi, lab, xtot):
     pcc = np.zeros((nb, K))
     pcs = np.zeros((nb, K, C))
     pnd = np.zeros(nb, dtype=np.int64)
+    pd = np.zeros((nb, m))  # squared changes of the post passes (0 here: unused)
     for blk in range(nb):  # run once per solve: serial (saves a parallel compilation)
         for q in range(blk * rows // nb, (blk + 1) * rows // nb):
             z = q // H
             i = q - z * H
             lo = lab[z, i]
-            hz = _labels_row(phi, z, i, lo, m)
+            if m == 1:  # the post passes of the step, with the row as its own old row
+                r = phi[0, z, i]
+                sq, n1, s1, nz = _post1(r, r, x[0, z, i], lo)
+                pc[blk, 1] += n1
+                ps[blk, 1, 0] += s1
+                for c in range(1, C):
+                    ps[blk, 1, c] += _masked_sum(x[c, z, i], lo, 1)
+                if nz > 0:
+                    pnd[blk] += _sums_row(x, phi, z, i, lo, True, blk, K, pc, ps, pcc, pcs)
+                continue
+            hz = _post_multi(phi, phi, z, i, lo, pd, blk)
             pnd[blk] += _sums_row(x, phi, z, i, lo, hz, blk, 1, pc, ps, pcc, pcs)
     cnt, sums, ccnt, csums = _reduce_blocks(pc, ps, pcc, pcs, xtot)
     return cnt, sums, ccnt, csums, pnd.sum()
