@@ -16,11 +16,18 @@ Arrays are 3D-shaped: a 2D image is handled as ``D = 1`` (no neighbours along z)
 The work is split into a fixed number of blocks of rows (``D * H`` rows, at most 64 blocks,
 independent of the number of threads); :class:`Stepper` runs groups of blocks in Python
 threads (the kernels release the GIL); each block writes partial sums that are reduced in
-block order, so results do not depend on the number of threads. Inside a row every step is a
-simple loop over the row that LLVM vectorises (``error_model="numpy"``: no division-by-zero
-check in the loops). In float64 the update is IEEE arithmetic in scikit-image's order of
-operations; in float32 it uses fast-math (approximate reciprocal square roots refined by a
-Newton step: within a few float32 ulps, tested); the row reductions allow re-association.
+block order, so results do not depend on the number of threads. A gray 2D image with unit
+spacing (m = 1, 2, 3) takes fused rows (:func:`_fused_block`): the data forces and the energy
+terms of the old partition in one loop per level set (labels from the signs of the level sets,
+length as integer counts of its 1 and sqrt(2) terms; no residual rows), then the updates and
+the post pass; the general path (colour, 3D, anisotropic spacing, or a recorded energy whose
+means differ from the forces' because of an exact zero) keeps separate passes. Inside a row
+every step is a simple loop over the row that LLVM vectorises (``error_model="numpy"``: no
+division-by-zero check in the loops). In float64 the update is IEEE arithmetic in
+scikit-image's order of operations (bit for bit its update, tested); in float32 it uses fast-math
+(approximate reciprocal square roots refined by a Newton step, one division per pixel,
+:func:`_implicit_1div`: within a few float32 ulps, tested); the row reductions allow
+re-association.
 
 The functions below are plain Python: one source, compiled twice by :func:`kernel_family`
 (:func:`varseg._jit.jit_family`) into :data:`IEEE` and :data:`FAST`, each variant under its own
