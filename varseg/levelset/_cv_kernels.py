@@ -16,11 +16,18 @@ Arrays are 3D-shaped: a 2D image is handled as ``D = 1`` (no neighbours along z)
 The work is split into a fixed number of blocks of rows (``D * H`` rows, at most 64 blocks,
 independent of the number of threads); :class:`Stepper` runs groups of blocks in Python
 threads (the kernels release the GIL); each block writes partial sums that are reduced in
-block order, so results do not depend on the number of threads. Inside a row every step is a
-simple loop over the row that LLVM vectorises (``error_model="numpy"``: no division-by-zero
-check in the loops). In float64 the update is IEEE arithmetic in scikit-image's order of
-operations; in float32 it uses fast-math (approximate reciprocal square roots refined by a
-Newton step: within a few float32 ulps, tested); the row reductions allow re-association.
+block order, so results do not depend on the number of threads. A gray 2D image with unit
+spacing (m = 1, 2, 3) takes fused rows (:func:`_fused_block`): the data forces and the energy
+terms of the old partition in one loop per level set (labels from the signs of the level sets,
+length as integer counts of its 1 and sqrt(2) terms; no residual rows), then the updates and
+the post pass; the general path (colour, 3D, anisotropic spacing, or a recorded energy whose
+means differ from the forces' because of an exact zero) keeps separate passes. Inside a row
+every step is a simple loop over the row that LLVM vectorises (``error_model="numpy"``: no
+division-by-zero check in the loops). In float64 the update is IEEE arithmetic in
+scikit-image's order of operations (bit for bit its update, tested); in float32 it uses fast-math
+(approximate reciprocal square roots refined by a Newton step, one division per pixel,
+:func:`_implicit_1div`: within a few float32 ulps, tested); the row reductions allow
+re-association.
 
 The functions below are plain Python: one source, compiled twice by :func:`kernel_family`
 (:func:`varseg._jit.jit_family`) into :data:`IEEE` and :data:`FAST`, each variant under its own
@@ -267,12 +274,23 @@ def classify(x, phi, lab, xtot):
     pcc = np.zeros((nb, K))
     pcs = np.zeros((nb, K, C))
     pnd = np.zeros(nb, dtype=np.int64)
+    pd = np.zeros((nb, m))  # squared changes of the post passes (0 here: unused)
     for blk in range(nb):  # run once per solve: serial (saves a parallel compilation)
         for q in range(blk * rows // nb, (blk + 1) * rows // nb):
             z = q // H
             i = q - z * H
             lo = lab[z, i]
-            hz = _labels_row(phi, z, i, lo, m)
+            if m == 1:  # the post passes of the step, with the row as its own old row
+                r = phi[0, z, i]
+                sq, n1, s1, nz = _post1(r, r, x[0, z, i], lo)
+                pc[blk, 1] += n1
+                ps[blk, 1, 0] += s1
+                for c in range(1, C):
+                    ps[blk, 1, c] += _masked_sum(x[c, z, i], lo, 1)
+                if nz > 0:
+                    pnd[blk] += _sums_row(x, phi, z, i, lo, True, blk, K, pc, ps, pcc, pcs)
+                continue
+            hz = _post_multi(phi, phi, z, i, lo, pd, blk)
             pnd[blk] += _sums_row(x, phi, z, i, lo, hz, blk, 1, pc, ps, pcc, pcs)
     cnt, sums, ccnt, csums = _reduce_blocks(pc, ps, pcc, pcs, xtot)
     return cnt, sums, ccnt, csums, pnd.sum()
@@ -299,6 +317,32 @@ def means_from_sums(cnt, sums, ccnt, csums):
 # ------------------------------------------------------------------------------------------
 # the semi-implicit update of one pixel
 # ------------------------------------------------------------------------------------------
+def _implicit(p, kk, sc, f, mu, dt, mudt, eps, one):
+    r"""The semi-implicit step of one pixel from :math:`\kappa = \sum_i C_i \phi_i` (``kk``)
+    and :math:`\sum_i C_i` (``sc``), in scikit-image's order of operations (two divisions):
+
+    .. math:: \phi^{new} = \frac{\phi + \Delta t\,\delta\,(\mu\kappa + f)}
+                               {1 + \mu\Delta t\,\delta \sum_i C_i},
+              \qquad \delta = \frac{\varepsilon}{\varepsilon^2 + \phi^2}
+
+    (Getreuer, IPOL 2012, Eq. 22). The :data:`FAST` family binds :func:`_implicit_1div`
+    under this name."""
+    dl = dirac_pi(p, eps)
+    return (p + (dt * dl) * (mu * kk + f)) / (one + mudt * dl * sc)
+
+
+def _implicit_1div(p, kk, sc, f, mu, dt, mudt, eps, one):
+    r""":func:`_implicit` with one division (the :data:`FAST` family): numerator and
+    denominator multiplied by :math:`q = \varepsilon^2 + \phi^2`,
+
+    .. math:: \phi^{new} = \frac{\phi q + \Delta t\,\varepsilon\,(\mu\kappa + f)}
+                               {q + \mu\Delta t\,\varepsilon \sum_i C_i}
+
+    (the same value in exact arithmetic; float32 with fast-math: within a few ulps)."""
+    q = eps * eps + p * p
+    return (p * q + (dt * eps) * (mu * kk + f)) / (q + (mudt * eps) * sc)
+
+
 def _upd2(p, pxp, pxm, pyp, pym, f, mu, dt, mudt, eps, eta, one, half):
     dxp = pxp - p
     dxm = p - pxm
@@ -312,8 +356,7 @@ def _upd2(p, pxp, pxm, pyp, pym, f, mu, dt, mudt, eps, eta, one, half):
     c4 = one / math.sqrt(eta + dx0 * dx0 + dym * dym)
     kk = pxp * c1 + pxm * c2 + pyp * c3 + pym * c4
     sc = c1 + c2 + c3 + c4
-    dl = dirac_pi(p, eps)
-    return (p + (dt * dl) * (mu * kk + f)) / (one + mudt * dl * sc)
+    return _implicit(p, kk, sc, f, mu, dt, mudt, eps, one)
 
 
 def _upd3(p, pxp, pxm, pyp, pym, pzp, pzm, f, mu, dt, mudt, eps, eta, one, half):
@@ -337,8 +380,7 @@ def _upd3(p, pxp, pxm, pyp, pym, pzp, pzm, f, mu, dt, mudt, eps, eta, one, half)
     c6 = one / math.sqrt(eta + x2 + y2 + dzm * dzm)
     kk = pxp * c1 + pxm * c2 + pyp * c3 + pym * c4 + pzp * c5 + pzm * c6
     sc = c1 + c2 + c3 + c4 + c5 + c6
-    dl = dirac_pi(p, eps)
-    return (p + (dt * dl) * (mu * kk + f)) / (one + mudt * dl * sc)
+    return _implicit(p, kk, sc, f, mu, dt, mudt, eps, one)
 
 
 def _upd3s(p, pxp, pxm, pyp, pym, pzp, pzm, f, mu, dt, mudt, eps, eta, one, half, sp):
@@ -366,8 +408,7 @@ def _upd3s(p, pxp, pxm, pyp, pym, pzp, pzm, f, mu, dt, mudt, eps, eta, one, half
     c6 = sp[5] / math.sqrt(eta + x2 + y2 + dzm * dzm)
     kk = pxp * c1 + pxm * c2 + pyp * c3 + pym * c4 + pzp * c5 + pzm * c6
     sc = c1 + c2 + c3 + c4 + c5 + c6
-    dl = dirac_pi(p, eps)
-    return (p + (dt * dl) * (mu * kk + f)) / (one + mudt * dl * sc)
+    return _implicit(p, kk, sc, f, mu, dt, mudt, eps, one)
 
 
 def _update_row_spaced(r, rp, rm, rzp, rzm, has_z, f, o, mu, dt, eps, eta, sp):
@@ -622,6 +663,327 @@ def _energy_row(x, lab, z, i, m_lab, e, same):
     return _energyk(lr, ld, lz, e)
 
 
+def _force1(xv, c0, c1, a0, a1):
+    """m = 1, one gray pixel: residuals :math:`e_s = (x - c_s)^2` and the force
+    :math:`a_0 e_0 + a_1 e_1` (the arithmetic of :func:`_forces_row`, in its order)."""
+    d0 = xv - c0
+    d1 = xv - c1
+    e0 = d0 * d0
+    e1 = d1 * d1
+    return e0, e1, a0 * e0 + a1 * e1
+
+
+def _pix_energy1(xv, p, pxp, pyp, c0, c1, a0, a1):
+    """One pixel of :func:`_force_energy1`: the force (:func:`_force1`), the data term of
+    the pixel's own phase and the number of its forward neighbours in the other phase."""
+    e0, e1, force = _force1(xv, c0, c1, a0, a1)
+    neg = p < 0
+    n = (1 if (pxp < 0) != neg else 0) + (1 if (pyp < 0) != neg else 0)
+    return force, e1 if neg else e0, n
+
+
+def _force_energy1(xr, r, rp, fr, c0, c1, a0, a1):
+    r"""m = 1, gray, 2D, one row: the data forces ``fr`` (:func:`_forces_row`) and the energy
+    terms of the old partition (labels from the signs of ``r`` and of the next row ``rp``,
+    the row itself at the last row): data as :func:`_energy2` with the means of the forces
+    (valid when no level set is exactly 0), length :math:`2 n_1 + 2\sqrt2\, n_2` with
+    :math:`n_k` the number of pixels with k forward neighbours in the other phase
+    (``_pixel_length``; integer counts: the loop vectorises)."""
+    W = r.shape[0]
+    data = 0.0
+    k1 = 0
+    k2 = 0
+    for j in range(W - 1):
+        force, w, n = _pix_energy1(xr[j], r[j], r[j + 1], rp[j], c0, c1, a0, a1)
+        fr[j] = force
+        data += w
+        k1 += 1 if n == 1 else 0
+        k2 += 1 if n == 2 else 0
+    j = W - 1
+    force, w, n = _pix_energy1(xr[j], r[j], r[j], rp[j], c0, c1, a0, a1)
+    fr[j] = force
+    data += w
+    k1 += 1 if n == 1 else 0
+    return data, 2.0 * k1 + (2.0 * _R2) * k2
+
+
+def _fused1_block(blk, nb, x, phi, out, lab_out, m_evo, lam, consts, parts, f):
+    """The rows of block ``blk``, m = 1, gray, 2D, unit spacing: per row three loops,
+    forces and energy (:func:`_force_energy1`), update (:func:`_update_row`), post pass
+    (:func:`_post1`, with the correction of :func:`_sums_row` in a row with an exact zero);
+    adds the block's partial sums at index ``blk`` and returns its data and length terms."""
+    mu, dt, eps, eta, sp = consts
+    pc, ps, pcc, pcs, pnd, pd = parts
+    H = x.shape[2]
+    c0 = m_evo[0, 0]
+    c1 = m_evo[1, 0]
+    a0 = -lam[0]
+    a1 = lam[1]
+    data = 0.0
+    length = 0.0
+    fr = f[0]
+    for i in range(blk * H // nb, (blk + 1) * H // nb):
+        ip = i + 1 if i + 1 < H else i
+        im = i - 1 if i > 0 else i
+        r = phi[0, 0, i]
+        rp = phi[0, 0, ip]
+        o = out[0, 0, i]
+        xr = x[0, 0, i]
+        lo = lab_out[0, i]
+        dd, ll = _force_energy1(xr, r, rp, fr, c0, c1, a0, a1)
+        _update_row(r, rp, phi[0, 0, im], r, r, False, fr, o, mu, dt, eps, eta, sp)
+        sq, n1, s1, nz = _post1(o, r, xr, lo)
+        pd[blk, 0] += sq  # per row, in the order of the separate passes
+        pc[blk, 1] += n1
+        ps[blk, 1, 0] += s1
+        data += dd
+        length += ll
+        if nz > 0:
+            pnd[blk] += _sums_row(x, out, 0, i, lo, True, blk, 2, pc, ps, pcc, pcs)
+    return data, length
+
+
+def _res4(xv, c):
+    """Squared residuals of a gray pixel to the 4 means ``c`` (as :func:`_forces_row`)."""
+    u0 = xv - c[0]
+    u1 = xv - c[1]
+    u2 = xv - c[2]
+    u3 = xv - c[3]
+    return u0 * u0, u1 * u1, u2 * u2, u3 * u3
+
+
+def _pix_energy2(xv, p0, p1, q0, q1, d0, d1, c, a):
+    """One pixel of :func:`_force_energy2`: the force of level set 0 (the arithmetic of
+    :func:`_forces_row`, in its order; ``c``: the 4 means, ``a``: the 4 weights), the data
+    term of the pixel's own phase and the counts of its length terms 1 and sqrt(2)
+    (:func:`_length_counts`); ``q``/``d``: the level sets of the right / lower neighbour
+    (the pixel itself at the border)."""
+    e0, e1, e2, e3 = _res4(xv, c)
+    vi = (-a[0]) * e0 + a[1] * e1  # both sides computed, then selected: no branch
+    vo = (-a[2]) * e2 + a[3] * e3
+    g0 = vi if p1 > 0 else vo
+    n0 = p0 < 0
+    n1 = p1 < 0
+    l = (1 if n0 else 0) + (2 if n1 else 0)
+    lq = (1 if q0 < 0 else 0) + (2 if q1 < 0 else 0)
+    ld = (1 if d0 < 0 else 0) + (2 if d1 < 0 else 0)
+    w01 = e1 if n0 else e0
+    w23 = e3 if n0 else e2
+    w = w23 if n1 else w01
+    k1, k2, k3 = _length_counts(l, l, ld, lq)
+    return g0, w, k1, k2
+
+
+def _force_energy2(xr, r0, r1, rp0, rp1, f0, f1, c, a):
+    """m = 2, gray, 2D, one row: the forces ``f0``, ``f1`` (:func:`_forces_row`) and the
+    energy terms of the old partition (:func:`_energyk`, labels from the signs of the level
+    sets of this row and of the next one ``rp0``, ``rp1``; valid when no level set is
+    exactly 0). 2D: no length term counts sqrt(3). Two loops, one store each (few runtime
+    alias checks: both vectorise)."""
+    W = r0.shape[0]
+    data = 0.0
+    n1 = 0
+    n2 = 0
+    for j in range(W - 1):
+        g0, w, k1, k2 = _pix_energy2(
+            xr[j], r0[j], r1[j], r0[j + 1], r1[j + 1], rp0[j], rp1[j], c, a
+        )
+        f0[j] = g0
+        data += w
+        n1 += k1
+        n2 += k2
+    j = W - 1
+    g0, w, k1, k2 = _pix_energy2(xr[j], r0[j], r1[j], r0[j], r1[j], rp0[j], rp1[j], c, a)
+    f0[j] = g0
+    for j in range(W):
+        e0, e1, e2, e3 = _res4(xr[j], c)
+        vi = (-a[0]) * e0 + a[2] * e2
+        vo = (-a[1]) * e1 + a[3] * e3
+        f1[j] = vi if r0[j] > 0 else vo
+    return data + w, (n1 + k1) + _R2 * (n2 + k2)
+
+
+def _res8(xv, c):
+    """Squared residuals of a gray pixel to the 8 means ``c`` (as :func:`_forces_row`)."""
+    e0, e1, e2, e3 = _res4(xv, (c[0], c[1], c[2], c[3]))
+    e4, e5, e6, e7 = _res4(xv, (c[4], c[5], c[6], c[7]))
+    return e0, e1, e2, e3, e4, e5, e6, e7
+
+
+def _sel_force3(e, a, bl, ba, bb, ina, inb):
+    """Force of level set l (bit ``bl``; ``ba``, ``bb``: the bits of the two others, inside
+    them where ``ina``/``inb``) at one pixel: :func:`_force3`'s arithmetic, in its order,
+    all four candidates computed, then selected (no branch)."""
+    s10 = ba
+    s01 = bb
+    s11 = ba | bb
+    v00 = (-a[0]) * e[0] + a[bl] * e[bl]
+    v10 = (-a[s10]) * e[s10] + a[s10 | bl] * e[s10 | bl]
+    v01 = (-a[s01]) * e[s01] + a[s01 | bl] * e[s01 | bl]
+    v11 = (-a[s11]) * e[s11] + a[s11 | bl] * e[s11 | bl]
+    return (v00 if inb else v01) if ina else (v10 if inb else v11)
+
+
+def _pix_energy3(xv, p0, p1, p2, q0, q1, q2, d0, d1, d2, c, a):
+    """One pixel of :func:`_force_energy3`: the force of level set 0, the data term of the
+    pixel's own phase and the counts of its length terms 1 and sqrt(2)
+    (:func:`_length_counts`); ``q``/``d``: the level sets of the right / lower neighbour."""
+    e = _res8(xv, c)
+    g0 = _sel_force3(e, a, 1, 2, 4, p1 > 0, p2 > 0)
+    n0 = p0 < 0
+    n1 = p1 < 0
+    n2 = p2 < 0
+    l = (1 if n0 else 0) + (2 if n1 else 0) + (4 if n2 else 0)
+    lq = (1 if q0 < 0 else 0) + (2 if q1 < 0 else 0) + (4 if q2 < 0 else 0)
+    ld = (1 if d0 < 0 else 0) + (2 if d1 < 0 else 0) + (4 if d2 < 0 else 0)
+    w01 = e[1] if n0 else e[0]
+    w23 = e[3] if n0 else e[2]
+    w45 = e[5] if n0 else e[4]
+    w67 = e[7] if n0 else e[6]
+    w03 = w23 if n1 else w01
+    w47 = w67 if n1 else w45
+    w = w47 if n2 else w03
+    k1, k2, k3 = _length_counts(l, l, ld, lq)
+    return g0, w, k1, k2
+
+
+def _force_energy3(xr, r0, r1, r2, rp0, rp1, rp2, f0, f1, f2, c, a):
+    """m = 3, gray, 2D, one row: :func:`_force_energy2` for three level sets (one loop per
+    force, each with one store)."""
+    W = r0.shape[0]
+    data = 0.0
+    n1 = 0
+    n2 = 0
+    for j in range(W - 1):
+        g0, w, k1, k2 = _pix_energy3(
+            xr[j],
+            r0[j],
+            r1[j],
+            r2[j],
+            r0[j + 1],
+            r1[j + 1],
+            r2[j + 1],
+            rp0[j],
+            rp1[j],
+            rp2[j],
+            c,
+            a,
+        )
+        f0[j] = g0
+        data += w
+        n1 += k1
+        n2 += k2
+    j = W - 1
+    g0, w, k1, k2 = _pix_energy3(
+        xr[j], r0[j], r1[j], r2[j], r0[j], r1[j], r2[j], rp0[j], rp1[j], rp2[j], c, a
+    )
+    f0[j] = g0
+    for j in range(W):
+        f1[j] = _sel_force3(_res8(xr[j], c), a, 2, 1, 4, r0[j] > 0, r2[j] > 0)
+    for j in range(W):
+        f2[j] = _sel_force3(_res8(xr[j], c), a, 4, 1, 2, r0[j] > 0, r1[j] > 0)
+    return data + w, (n1 + k1) + _R2 * (n2 + k2)
+
+
+def _fused3_block(blk, nb, x, phi, out, lab_out, m_evo, lam, consts, parts, f):
+    """:func:`_fused2_block` for m = 3 (:func:`_force_energy3`)."""
+    mu, dt, eps, eta, sp = consts
+    pc, ps, pcc, pcs, pnd, pd = parts
+    H = x.shape[2]
+    c = (m_evo[0, 0], m_evo[1, 0], m_evo[2, 0], m_evo[3, 0])
+    c = c + (m_evo[4, 0], m_evo[5, 0], m_evo[6, 0], m_evo[7, 0])
+    a = (lam[0], lam[1], lam[2], lam[3], lam[4], lam[5], lam[6], lam[7])
+    data = 0.0
+    length = 0.0
+    for i in range(blk * H // nb, (blk + 1) * H // nb):
+        ip = i + 1 if i + 1 < H else i
+        im = i - 1 if i > 0 else i
+        dd, ll = _force_energy3(
+            x[0, 0, i],
+            phi[0, 0, i],
+            phi[1, 0, i],
+            phi[2, 0, i],
+            phi[0, 0, ip],
+            phi[1, 0, ip],
+            phi[2, 0, ip],
+            f[0],
+            f[1],
+            f[2],
+            c,
+            a,
+        )
+        data += dd
+        length += ll
+        for l in range(3):
+            r = phi[l, 0, i]
+            _update_row(
+                r,
+                phi[l, 0, ip],
+                phi[l, 0, im],
+                r,
+                r,
+                False,
+                f[l],
+                out[l, 0, i],
+                mu,
+                dt,
+                eps,
+                eta,
+                sp,
+            )
+        lo = lab_out[0, i]
+        hz = _post_multi(out, phi, 0, i, lo, pd, blk)
+        pnd[blk] += _sums_row(x, out, 0, i, lo, hz, blk, 1, pc, ps, pcc, pcs)
+    return data, length
+
+
+def _fused2_block(blk, nb, x, phi, out, lab_out, m_evo, lam, consts, parts, f):
+    """The rows of block ``blk``, m = 2, gray, 2D, unit spacing: per row forces and energy
+    (:func:`_force_energy2`), the two updates (:func:`_update_row`) and the post passes
+    (:func:`_post_multi`, :func:`_sums_row`); adds the block's partial sums at index
+    ``blk`` and returns its data and length terms."""
+    mu, dt, eps, eta, sp = consts
+    pc, ps, pcc, pcs, pnd, pd = parts
+    H = x.shape[2]
+    c = (m_evo[0, 0], m_evo[1, 0], m_evo[2, 0], m_evo[3, 0])
+    a = (lam[0], lam[1], lam[2], lam[3])
+    data = 0.0
+    length = 0.0
+    f0 = f[0]
+    f1 = f[1]
+    for i in range(blk * H // nb, (blk + 1) * H // nb):
+        ip = i + 1 if i + 1 < H else i
+        im = i - 1 if i > 0 else i
+        r0 = phi[0, 0, i]
+        r1 = phi[1, 0, i]
+        rp0 = phi[0, 0, ip]
+        rp1 = phi[1, 0, ip]
+        o0 = out[0, 0, i]
+        o1 = out[1, 0, i]
+        xr = x[0, 0, i]
+        lo = lab_out[0, i]
+        dd, ll = _force_energy2(xr, r0, r1, rp0, rp1, f0, f1, c, a)
+        data += dd
+        length += ll
+        _update_row(r0, rp0, phi[0, 0, im], r0, r0, False, f0, o0, mu, dt, eps, eta, sp)
+        _update_row(r1, rp1, phi[1, 0, im], r1, r1, False, f1, o1, mu, dt, eps, eta, sp)
+        hz = _post_multi(out, phi, 0, i, lo, pd, blk)
+        pnd[blk] += _sums_row(x, out, 0, i, lo, hz, blk, 1, pc, ps, pcc, pcs)
+    return data, length
+
+
+def _fused_block(blk, nb, x, phi, out, lab_out, m_evo, lam, consts, parts, f):
+    """Block ``blk`` of a gray 2D step with unit spacing by the fused rows of its m
+    (:func:`_fused1_block`, :func:`_fused2_block`, :func:`_fused3_block`); returns the data
+    and length terms of the old partition."""
+    m = phi.shape[0]
+    if m == 1:
+        return _fused1_block(blk, nb, x, phi, out, lab_out, m_evo, lam, consts, parts, f)
+    if m == 2:
+        return _fused2_block(blk, nb, x, phi, out, lab_out, m_evo, lam, consts, parts, f)
+    return _fused3_block(blk, nb, x, phi, out, lab_out, m_evo, lam, consts, parts, f)
+
+
 def _step_block(
     blk,
     nb,
@@ -738,7 +1100,14 @@ def _step_range(
     f,
 ):
     """Blocks ``b0 .. b1 - 1`` of one step (releases the GIL: the blocks of one step run in
-    several Python threads at once)."""
+    several Python threads at once). Gray 2D images with unit spacing and m <= 3 take the
+    fused rows (:func:`_fused_block`) unless the energy is recorded with means that differ
+    from those of the forces (an exact zero in the iterate)."""
+    C, D, H, W = x.shape
+    fused = C == 1 and D == 1 and W > 1 and sp.shape[0] == 0 and (same or not record)
+    fused = fused and phi.shape[0] <= 3
+    consts = (mu, dt, eps, eta, sp)
+    parts = (pc, ps, pcc, pcs, pnd, pd)
     for blk in range(b0, b1):
         pc[blk] = 0.0
         ps[blk] = 0.0
@@ -746,6 +1115,11 @@ def _step_range(
         pcs[blk] = 0.0
         pnd[blk] = 0
         pd[blk] = 0.0
+        if fused:
+            dd, ll = _fused_block(blk, nb, x, phi, out, lab_out, m_evo, lam, consts, parts, f)
+            pdata[blk] = dd if record else 0.0
+            plen[blk] = ll if record else 0.0
+            continue
         _step_block(
             blk,
             nb,
@@ -956,7 +1330,7 @@ _KERNELS = {
     for name, obj in list(globals().items())
     if isinstance(obj, types.FunctionType)
     and obj.__module__ == __name__
-    and name not in ("_pool", "spacing_weights")
+    and name not in ("_pool", "spacing_weights", "_implicit_1div")  # the last: FAST only
 }
 _KERNELS["dirac_pi"] = dirac_pi_expr  # the one definition of scikit-image's Dirac
 _REDUCTIONS = (
@@ -966,11 +1340,22 @@ _REDUCTIONS = (
     "_post1",
     "_post2",
     "_post3",
+    "_force_energy1",
+    "_force_energy2",
+    "_force_energy3",
     "_energy2",
     "_energyk",
     "_length_counts",
 )
-_UPDATE = ("_upd2", "_upd3", "_upd3s", "_update_row", "_update_row_spaced", "dirac_pi")
+_UPDATE = (
+    "_upd2",
+    "_upd3",
+    "_upd3s",
+    "_implicit",
+    "_update_row",
+    "_update_row_spaced",
+    "dirac_pi",
+)
 _OPTIONS = {"cache": True, "error_model": "numpy", "nogil": True}
 
 
@@ -978,14 +1363,17 @@ def kernel_family(suffix, fast, **options):
     """Compile the kernels of this module as one family (:func:`varseg._jit.jit_family`).
 
     ``fast``: the update (:func:`_update_row` and the per-pixel helpers) with the fast-math
-    flags ``{"afn", "arcp", "contract"}`` (float32 working precision); else IEEE. The row
+    flags ``{"afn", "arcp", "contract"}`` and one division per pixel (:func:`_implicit_1div`
+    bound as ``_implicit``; float32 working precision); else IEEE, in scikit-image's order. The row
     reductions allow re-association in both. ``options`` override the Numba options
     (``cache=True, error_model="numpy", nogil=True``).
     """
     over = {name: {"fastmath": _FM} for name in _REDUCTIONS}
+    functions = dict(_KERNELS)
     if fast:
         over.update({name: {"fastmath": _FAST} for name in _UPDATE})
-    return jit_family(_KERNELS, suffix, overrides=over, **{**_OPTIONS, **options})
+        functions["_implicit"] = _implicit_1div  # one division per pixel instead of two
+    return jit_family(functions, suffix, overrides=over, **{**_OPTIONS, **options})
 
 
 #: IEEE kernels (float64 working precision: scikit-image's arithmetic in its order).

@@ -61,17 +61,22 @@ INIT_NAMES = ("checkerboard", "disk", "small disk", "random", "kmeans", "lloyd")
 _SQUARE = 5.0  # checkerboard square size in pixels (scikit-image's value)
 
 
-def _checkerboard(shape, shifts):
+def _checkerboard(shape, shifts, out=None):
+    """Product of ``sin(pi/5 (x_a + shift_a))`` over the axes (scikit-image's formula and
+    order), written into ``out`` when given; broadcast axis by axis so that only the last
+    product touches the whole array."""
     sf = np.pi / _SQUARE
-    out = np.ones(shape)
     nd = len(shape)
+    acc = np.ones((1,) * nd)
     for a, n in enumerate(shape):
         v = np.arange(n, dtype=np.float64)
         if shifts[a]:
             v = v + shifts[a]
-        v = np.sin(v * sf)
-        out = out * v.reshape((1,) * a + (n,) + (1,) * (nd - a - 1))
-    return out
+        v = np.sin(v * sf).reshape((1,) * a + (n,) + (1,) * (nd - a - 1))
+        if a == nd - 1 and out is not None:
+            return np.multiply(acc, v, out=out)
+        acc = acc * v
+    return acc
 
 
 def _disk(shape, small, offset):
@@ -329,7 +334,7 @@ def initial_level_sets(shape, m, init="checkerboard", rng=None, image=None, n_re
                 shifts = [0.0] * nd
                 if j >= 1:
                     shifts[-j] = _SQUARE / 2.0
-                out[j] = _checkerboard(shape, shifts)
+                _checkerboard(shape, shifts, out[j])
             return out
         if init in ("disk", "small disk"):
             return np.stack(
