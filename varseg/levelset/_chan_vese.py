@@ -373,9 +373,7 @@ def chan_vese(
         cfg=cfg,
         t_start=t_start,
         record=bool(record_energy),
-        params=dict(
-            _params(cfg, init, channel_axis, seed, record_energy), init_regions=init_regions
-        ),
+        params=_params(cfg, init, init_regions, channel_axis, seed, record_energy),
         extras={"image_min": xmin, "image_scale": scale, "stop": cfg["stop"]},
     )
     return _solve(run, phi0)
@@ -453,7 +451,7 @@ def _check_layout(image, channel_axis):
         )
 
 
-def _params(cfg, init, channel_axis, seed, record_energy):
+def _params(cfg, init, init_regions, channel_axis, seed, record_energy):
     """Return the ``params`` dict of the result (JSON-compatible)."""
     return {
         "n_phases": cfg["K"],
@@ -466,6 +464,7 @@ def _params(cfg, init, channel_axis, seed, record_energy):
         "stop": cfg["stop"],
         "window": cfg["window"],
         "init": init if isinstance(init, str) else "array",
+        "init_regions": init_regions,
         "channel_axis": channel_axis,
         "dtype": cfg["wdtype"].name,
         "seed": to_builtin(seed),
