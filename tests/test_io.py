@@ -119,3 +119,15 @@ def test_multipage_tiff_is_a_volume(tmp_path):
     assert read_image(tmp_path / "stack.tif")[1].spacing == (1.0, 1.0, 1.0)
     Image.fromarray(pages[0]).save(tmp_path / "one.tif")
     assert load_image(tmp_path / "one.tif")[0].shape == (5, 7)
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf])
+def test_load_image_names_the_file_with_non_finite_values(tmp_path, bad):
+    a = np.random.default_rng(0).random((6, 7))
+    a[2, 3] = bad
+    a[4, 1] = bad
+    np.save(tmp_path / "bad.npy", a)
+    with pytest.raises(ValueError, match=r"bad\.npy has 2 NaN or Inf value\(s\)"):
+        load_image(tmp_path / "bad.npy")
+    np.save(tmp_path / "ok.npy", np.nan_to_num(a, posinf=0.0))
+    assert np.isfinite(load_image(tmp_path / "ok.npy")[0]).all()

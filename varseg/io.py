@@ -522,9 +522,16 @@ def _sample(name):
 
 
 def _check_layout(img, meta, spec):
-    """Drop an alpha channel, refuse shapes no method takes; return ``(img, channel_axis)``."""
+    """Drop an alpha channel, refuse shapes and values no method takes.
+
+    Returns ``(img, channel_axis)``.
+    """
     if img.size == 0 or img.ndim < 2:
         raise ValueError(f"image {spec} has shape {img.shape}: expected a 2-D or 3-D image")
+    if np.issubdtype(img.dtype, np.inexact):
+        bad = int(img.size - np.count_nonzero(np.isfinite(img)))
+        if bad:
+            raise ValueError(f"image {spec} has {bad} NaN or Inf value(s); no method takes them")
     if meta.is_medical:
         return img, None
     if img.ndim == 3 and img.shape[-1] == 4:
