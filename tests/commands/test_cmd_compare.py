@@ -250,3 +250,32 @@ def test_default_methods_without_torch_are_the_classical_ones(monkeypatch, caplo
     assert methods == ["chan-vese", "lic", "fixed-point", "kmeans", "otsu"]
     assert "varseg[deep]" in caplog.text and "skipping neural (" in caplog.text
     assert "otsu" not in default_methods(8) and "kmeans" in default_methods(8)
+
+
+@pytest.mark.parametrize(
+    ("shape", "channel_axis", "max_size"),
+    [((64, 48), None, 20), ((37, 50), None, 16), ((40, 30, 3), -1, 13), ((3, 40, 30), 0, 25)],
+)
+def test_downscale_equals_skimage_resize(shape, channel_axis, max_size):
+    """The image and label maps come out pixel for pixel as ``skimage.transform.resize``."""
+    from skimage.transform import resize
+
+    from varseg.commands.compare import _downscale
+
+    rng = np.random.default_rng(3)
+    image = rng.random(shape)
+    nd = len(shape)
+    spatial_axes = [i for i in range(nd) if channel_axis is None or i != channel_axis % nd]
+    labels = rng.integers(0, 4, tuple(shape[i] for i in spatial_axes))
+    img, gt, notes = _downscale(image, channel_axis, [labels], max_size)
+    out_shape = img.shape
+    assert max(out_shape[i] for i in spatial_axes) == max_size
+    ref = resize(image, out_shape, order=1, anti_aliasing=True, preserve_range=True)
+    np.testing.assert_array_equal(img, ref)
+    new = gt[0].shape
+    ref_lab = resize(labels, new, order=0, anti_aliasing=False, preserve_range=True)
+    np.testing.assert_array_equal(gt[0], ref_lab.astype(np.int64))
+    assert gt[0].dtype == np.int64 and "Downscaled" in notes[0]
+    uint8 = (image * 255).astype(np.uint8)
+    ref8 = resize(uint8, out_shape, order=1, anti_aliasing=True, preserve_range=True)
+    np.testing.assert_array_equal(_downscale(uint8, channel_axis, None, max_size)[0], ref8)
