@@ -53,6 +53,9 @@ class MethodSpec:
     cli_defaults : dict
         Keywords the command line sets unless overridden, chosen so that ``varseg compare
         sample:camera`` finishes in seconds on a CPU.
+    cli_threads : int or None
+        torch CPU threads ``varseg compare`` runs the method with unless ``--threads`` is
+        given (None: torch's own default).
     summary : str
         One line for ``--help`` and the docs.
     """
@@ -70,6 +73,7 @@ class MethodSpec:
     options: tuple = ()
     deprecated: tuple = ()
     cli_defaults: dict = field(default_factory=dict)
+    cli_threads: int | None = None
     summary: str = ""
 
     def load(self):
@@ -228,7 +232,12 @@ METHODS = {
                 "bias_degree",
                 "bias_sigma",
             ),
-            cli_defaults={"max_iter": 100, "hidden_channels": 16},
+            # compare's budget, about 1 s on camera 256² (20 steps of an 8-channel network on
+            # one thread; a second thread on a busy 2-core machine made it 3-10x slower): the
+            # shared energy of camera (K=2) 1217-1220 over seeds 0-2, against k-means 1413
+            # and the previous 300-step budget's 1204 (chan-vese 1181, fixed point 1213)
+            cli_defaults={"max_iter": 10, "warm_steps": 10, "hidden_channels": 8, "lr": 0.03},
+            cli_threads=1,
             summary="per-image network minimising the MS loss (Sec. IV-B3)",
         ),
         MethodSpec(

@@ -86,7 +86,8 @@ def add_arguments(p):
         type=int,
         default=None,
         help="CPU threads for torch and Numba inside each method (default: their "
-        "own defaults); 1 is fastest for small images on a busy machine",
+        "own defaults, and 1 torch thread for neural); 1 is fastest for small images on a "
+        "busy machine",
     )
     p.add_argument(
         "--jobs", "-j", type=int, default=1, help="worker processes in data-set mode (default 1)"
@@ -159,6 +160,36 @@ def method_params(args):
     if args.gif and "chan-vese" in params:
         params["chan-vese"].setdefault("return_history", True)
     return {m: p for m, p in params.items() if p}
+
+
+def _with_torch_threads(spec, n_threads):
+    """``spec`` whose calls run with ``n_threads`` torch CPU threads (restored afterwards)."""
+    import dataclasses
+
+    def run(image, n_phases, **kw):
+        func = spec.load()  # a missing torch is reported here, as for the plain spec
+        import torch
+
+        before = torch.get_num_threads()
+        torch.set_num_threads(n_threads)
+        try:
+            return func(image, n_phases, **kw)
+        finally:
+            torch.set_num_threads(before)
+
+    return dataclasses.replace(spec, func=run)
+
+
+def compared_methods(args):
+    """Return the methods of a single-image comparison: names, or specs run with their declared
+    :attr:`~varseg.methods.MethodSpec.cli_threads` torch threads when ``--threads`` is not
+    given."""
+    out = []
+    for m in args.methods:
+        spec = get_spec(m)
+        use = args.threads is None and spec.cli_threads is not None
+        out.append(_with_torch_threads(spec, spec.cli_threads) if use else m)
+    return out
 
 
 def default_methods(n_phases=2):
@@ -311,7 +342,7 @@ def main(args):
     image, gt, notes = _downscale(image, channel_axis, gt, args.max_size)
     table = compare(
         image,
-        args.methods,
+        compared_methods(args),
         gt,
         args.phases,
         lam=args.lam,
