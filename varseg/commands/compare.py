@@ -189,7 +189,7 @@ def compared_methods(args):
         spec = get_spec(m)
         use = args.threads is None and spec.cli_threads is not None
         if use:
-            log.info("%s runs on %d torch thread(s) (--threads N overrides)", m, spec.cli_threads)
+            log.debug("%s runs on %d torch thread(s) (--threads N overrides)", m, spec.cli_threads)
         out.append(_with_torch_threads(spec, spec.cli_threads) if use else m)
     return out
 
