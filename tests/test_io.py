@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from varseg import io as io_module
 from varseg.io import load_image, sample_names
 
 
@@ -19,6 +20,28 @@ def test_sample_and_files(tmp_path):
     np.save(tmp_path / "b.npy", np.ones((4, 5)))
     assert load_image(tmp_path / "b.npy")[0].shape == (4, 5)
     assert "camera" in sample_names()
+
+
+@pytest.mark.parametrize("name", sorted(io_module._BUNDLED_PNG_SAMPLES))
+def test_bundled_samples_equal_skimage_data(name):
+    """The Pillow fast path reads the very pixels ``skimage.data.<name>()`` returns."""
+    from skimage import data
+
+    fast = io_module._bundled_sample(name)
+    assert fast is not None, f"skimage ships no {name}.png here"
+    ref = getattr(data, name)()
+    assert fast.dtype == ref.dtype and fast.shape == ref.shape
+    np.testing.assert_array_equal(fast, ref)
+
+
+def test_sample_without_bundled_file_falls_back(monkeypatch):
+    """A sample not shipped as a PNG (or a missing file) is read through ``skimage.data``."""
+    from skimage import data
+
+    monkeypatch.setattr(io_module, "_bundled_sample", lambda name: None)
+    img, ax = load_image("sample:camera", as_float=False)
+    np.testing.assert_array_equal(img, data.camera())
+    assert io_module._bundled_sample("horse") is None  # horse is thresholded by skimage
 
 
 def test_errors(tmp_path):

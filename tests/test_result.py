@@ -47,6 +47,26 @@ def test_round_trip_lossless(tmp_path):
     assert "test: K=3" in back.summary()
 
 
+def test_saved_archive_deflates_label_maps_and_stores_floats(tmp_path):
+    """Integer entries are deflated, float entries stored; numpy.load reads all back."""
+    import zipfile
+
+    labels = np.zeros((64, 64), dtype=np.int64)
+    labels[16:48, 16:48] = 1
+    res = _result(labels=labels, memberships=np.stack([labels == 0, labels == 1]).astype(float))
+    path = res.save(tmp_path / "r.npz")
+    with zipfile.ZipFile(path) as zf:
+        kinds = {i.filename: i.compress_type for i in zf.infolist()}
+        lab = zf.getinfo("labels.npy")
+        assert lab.compress_size < lab.file_size / 20  # a two-region map packs tightly
+    assert kinds["labels.npy"] == zipfile.ZIP_DEFLATED
+    assert kinds["memberships.npy"] == kinds["energy.npy"] == zipfile.ZIP_STORED
+    with np.load(path, allow_pickle=False) as z:
+        np.testing.assert_array_equal(z["labels"], labels)
+        np.testing.assert_array_equal(z["memberships"], res.memberships)
+    np.testing.assert_array_equal(Segmentation.load(path).labels, labels)
+
+
 def test_optional_fields_stay_none(tmp_path):
     back = Segmentation.load(_result().save(tmp_path / "plain.npz"))
     assert back.bias is None and back.level_sets is None and back.times is None

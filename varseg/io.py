@@ -512,12 +512,38 @@ def sample_names():
     ]
 
 
+#: samples that ``skimage.data`` reads unchanged from a PNG file it ships: read here with
+#: Pillow directly (the same pixels, without importing ``skimage.io`` and its plugins,
+#: about half a second)
+_BUNDLED_PNG_SAMPLES = frozenset(
+    {"astronaut", "camera", "chelsea", "coffee", "coins", "moon", "page", "text"}
+)
+
+
+def _bundled_sample(name):
+    """Return the pixels of a sample shipped as ``skimage/data/<name>.png`` (None if absent)."""
+    from importlib.util import find_spec
+
+    if name not in _BUNDLED_PNG_SAMPLES:
+        return None
+    spec = find_spec("skimage")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    for folder in spec.submodule_search_locations:
+        path = Path(folder) / "data" / f"{name}.png"
+        if path.is_file():
+            return read_picture(path, what=f"sample {name!r}")
+    return None
+
+
 def _sample(name):
     if name not in sample_names():
         raise ValueError(f"unknown sample {name!r}; expected one of {sample_names()}")
-    from skimage import data
+    img = _bundled_sample(name)
+    if img is None:
+        from skimage import data
 
-    img = data.cells3d()[30, 1] if name == "cells3d-slice" else getattr(data, name)()
+        img = data.cells3d()[30, 1] if name == "cells3d-slice" else getattr(data, name)()
     return np.asarray(img), ImageMeta((1.0, 1.0), source_format="sample", path=f"sample:{name}")
 
 

@@ -42,8 +42,10 @@ class MethodSpec:
     needs_torch : bool
         The method runs on torch (``pip install 'varseg[deep]'``).
     jit : bool
-        The method runs Numba kernels that compile on first use (the harness warms it up
-        on a small crop before the clock starts).
+        The method has first-use costs: Numba kernels that compile (or load from the cache)
+        on first use, or torch's lazy imports (``torch._dynamo``, imported by the first
+        optimiser built, 2-5 s here). The harness warms it up on a small crop before the
+        clock starts.
     options : tuple of str
         Every keyword the method accepts besides ``image``, ``n_phases``, ``channel_axis``
         (the command line's ``--param KEY=VALUE`` is checked against it).
@@ -53,6 +55,9 @@ class MethodSpec:
     cli_defaults : dict
         Keywords the command line sets unless overridden, chosen so that ``varseg compare
         sample:camera`` finishes in seconds on a CPU.
+    cli_threads : int or None
+        torch CPU threads ``varseg compare`` runs the method with unless ``--threads`` is
+        given (None: torch's own default).
     summary : str
         One line for ``--help`` and the docs.
     """
@@ -70,6 +75,7 @@ class MethodSpec:
     options: tuple = ()
     deprecated: tuple = ()
     cli_defaults: dict = field(default_factory=dict)
+    cli_threads: int | None = None
     summary: str = ""
 
     def load(self):
@@ -228,7 +234,13 @@ METHODS = {
                 "bias_degree",
                 "bias_sigma",
             ),
-            cli_defaults={"max_iter": 100, "hidden_channels": 16},
+            # compare's budget, about 1 s on camera 256² (20 steps of an 8-channel network on
+            # one thread; a second thread on a busy 2-core machine made it 3-10x slower): the
+            # shared energy of camera (K=2) 1217-1220 over seeds 0-2, against k-means 1413
+            # and the previous 300-step budget's 1204 (chan-vese 1181, fixed point 1213)
+            cli_defaults={"max_iter": 10, "warm_steps": 10, "hidden_channels": 8, "lr": 0.03},
+            cli_threads=1,
+            jit=True,
             summary="per-image network minimising the MS loss (Sec. IV-B3)",
         ),
         MethodSpec(

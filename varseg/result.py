@@ -162,7 +162,7 @@ class Segmentation:
         meta_text = json.dumps(meta, default=_json_default)
         path.parent.mkdir(parents=True, exist_ok=True)
         with atomic_path(path) as tmp, open(tmp, "wb") as fh:
-            np.savez_compressed(fh, __meta__=np.array(meta_text), **arrays)
+            _write_npz(fh, {"__meta__": np.array(meta_text), **arrays})
         return path
 
     @classmethod
@@ -245,6 +245,38 @@ class _NotSegmentation(ValueError):
 def _one_line(err, limit=200) -> str:
     text = " ".join(str(err).split()) or type(err).__name__
     return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+#: zlib level of the compressed entries of a saved result: level 1 packs label maps about as
+#: tightly as the default level 6, several times faster
+_NPZ_COMPRESS_LEVEL = 1
+
+
+def _write_npz(fh, arrays):
+    """Write ``arrays`` as an ``.npz`` archive that :func:`numpy.load` reads.
+
+    Integer and boolean arrays (label maps: long runs of a few values) are deflated at
+    :data:`_NPZ_COMPRESS_LEVEL`; floating-point arrays (memberships, level sets, bias fields,
+    histories), which zlib shrinks by a factor of 1-2 at a cost of about 5 ms per 256² plane,
+    are stored as they are. Every entry keeps its CRC-32, so corruption is still detected on
+    loading. ``numpy.savez_compressed`` instead deflates everything at level 6 (the saves
+    of ``varseg compare sample:camera`` took about 1 s, now about 0.1 s).
+    """
+    import io
+    import zipfile
+
+    with zipfile.ZipFile(fh, "w", allowZip64=True) as zf:
+        for key, value in arrays.items():
+            arr = np.asanyarray(value)
+            buf = io.BytesIO()
+            np.lib.format.write_array(buf, arr, allow_pickle=False)
+            deflate = arr.dtype.kind in "biu"
+            zf.writestr(
+                zipfile.ZipInfo(f"{key}.npy", date_time=(1980, 1, 1, 0, 0, 0)),
+                buf.getbuffer(),
+                compress_type=zipfile.ZIP_DEFLATED if deflate else zipfile.ZIP_STORED,
+                compresslevel=_NPZ_COMPRESS_LEVEL if deflate else None,
+            )
 
 
 def _read_npz(path):

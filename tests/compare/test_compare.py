@@ -284,3 +284,27 @@ def test_dataset_from_folder_and_varseg_dataset(tmp_path):
     t = compare_dataset(ds, ["kmeans"], n_phases=3, progress=False, shard=False)
     assert t.row("kmeans")["n_images"] == 3
     assert t.row("kmeans")["dice"] > 0.9
+
+
+def test_first_use_methods_are_warmed_up_on_a_crop_before_the_clock():
+    """A spec with ``jit`` (Numba kernels, torch's lazy imports: neural) is called once on a
+    32-pixel crop before its timed call; the table's row comes from the full-size call."""
+    from varseg.baselines import otsu_segment
+    from varseg.methods import MethodSpec, get_spec
+
+    assert get_spec("neural").jit and get_spec("chan-vese").jit
+    shapes = []
+
+    def recording(image, n_phases, **kw):
+        shapes.append(image.shape)
+        return otsu_segment(image, n_phases, lam=kw.get("lam", 0.125))
+
+    img = np.zeros((48, 40))
+    img[10:30, 8:30] = 1
+    spec = MethodSpec("rec", recording, iteration_param=None, takes_seed=False, jit=True)
+    table = compare(img, [spec])
+    assert shapes == [(32, 32), (48, 40)]
+    assert table.results["rec"].labels.shape == (48, 40)
+    shapes.clear()
+    compare(img, [spec], warmup=False)
+    assert shapes == [(48, 40)]
