@@ -33,6 +33,7 @@ import torch
 import torch.nn.functional as F
 from torch.overrides import TorchFunctionMode
 
+from varseg._optim import SGD, Adam
 from varseg._validation import (
     as_channels_first,
     check_choice,
@@ -291,6 +292,9 @@ def with_coordinates(x):
 def _make_optimizer(model, cfg):
     """Adam or SGD over the trainable weights.
 
+    :mod:`varseg._optim`'s classes: ``torch.optim``'s updates without its ``torch._dynamo``
+    import.
+
     The coefficients of a :class:`PolynomialBias` take :data:`BIAS_LR_MULT` times the learning
     rate (a handful of global parameters that otherwise lag far behind the network).
     """
@@ -303,8 +307,8 @@ def _make_optimizer(model, cfg):
     rest = [p for p in model.parameters() if p.requires_grad and id(p) not in ids]
     groups = [{"params": rest}] + ([{"params": bias, "lr": cfg.lr * BIAS_LR_MULT}] if bias else [])
     if cfg.optimizer == "adam":
-        return torch.optim.Adam(groups, lr=cfg.lr)
-    return torch.optim.SGD(groups, lr=cfg.lr, momentum=0.9)
+        return Adam(groups, lr=cfg.lr)
+    return SGD(groups, lr=cfg.lr, momentum=0.9)
 
 
 def _warm_start(model, inp, target, cfg, opt):
