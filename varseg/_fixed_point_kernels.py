@@ -182,6 +182,36 @@ def _exp_row(a, b, out, bits):
 
 
 @njit(cache=True, error_model="numpy", fastmath=_FM)
+def _pair_max_exp(z0, z1, tmp, labr):
+    r""":func:`_row_max_exp` for K = 2 with one exponential per pixel: the larger logit's
+    is :math:`e^0 = 1` exactly, the other's :math:`e^{\min - \max}` (the same numbers as
+    the general path, bit for bit: same arguments, same order of the sum)."""
+    mn, e, mx, s, bits, labf = tmp[0], tmp[1], tmp[2], tmp[3], tmp[4], tmp[5]
+    T = mx.dtype.type
+    one = T(1.0)
+    zero = T(0.0)
+    w = z0.shape[0]
+    for j in range(w):
+        a = z0[j]
+        b = z1[j]
+        up = b > a
+        mx[j] = b if up else a
+        mn[j] = a if up else b
+        labf[j] = one if up else zero
+    for j in range(w):
+        labr[j] = np.int32(labf[j])
+    _exp_row(mn, mx, e, bits)
+    for j in range(w):
+        ev = e[j]
+        first = labf[j] == zero
+        e0 = one if first else ev
+        e1 = ev if first else one
+        mn[j] = e0
+        e[j] = e1
+        s[j] = one / ((zero + e0) + e1)
+
+
+@njit(cache=True, error_model="numpy", fastmath=_FM)
 def _row_max_exp(z, d, i, tmp, labr):
     r"""``tmp[n] = exp(z_n - max_m z_m)``, ``tmp[k + 1] = 1 / sum_n tmp[n]`` and the hard
     labels ``labr = argmax_n z_n`` (the first maximum; softmax is monotone, so this is the
@@ -194,6 +224,9 @@ def _row_max_exp(z, d, i, tmp, labr):
     bits = tmp[k + 2]
     labf = tmp[k + 3]
     T = mx.dtype.type
+    if k == 2:
+        _pair_max_exp(z[0, d, i], z[1, d, i], tmp, labr)
+        return
     z0 = z[0, d, i]
     for j in range(w):
         mx[j] = z0[j]
@@ -462,6 +495,29 @@ def _step_row(z, y, d, i, g, sbar, step, mode, deps):
 
 
 @njit(cache=True, error_model="numpy", fastmath=_FM)
+def _pair_force(x, d, i, g0, g1, soft):
+    r"""K = 2: :math:`g_1 = \sum_c \left[(x_c - c_{0,c})^2 + (x_c - c_{1,c})^2\right] - g_0`.
+
+    With two classes :math:`y_1 = 1 - y_0`, so :math:`\kappa_1 = -\kappa_0`, and
+    :math:`g_0 + g_1 = \|x - c_0\|^2 + \|x - c_1\|^2`: the second curvature is not
+    computed (equal up to the rounding of :math:`y_0 + y_1 = 1`)."""
+    for ch in range(x.shape[0]):
+        c0 = soft[0, ch]
+        c1 = soft[1, ch]
+        xr = x[ch, d, i]
+        if ch == 0:
+            for j in range(g1.shape[0]):
+                r0 = xr[j] - c0
+                r1 = xr[j] - c1
+                g1[j] = (r0 * r0 + r1 * r1) - g0[j]
+        else:
+            for j in range(g1.shape[0]):
+                r0 = xr[j] - c0
+                r1 = xr[j] - c1
+                g1[j] += r0 * r0 + r1 * r1
+
+
+@njit(cache=True, error_model="numpy", fastmath=_FM)
 def _update_row(z, x, y, d, i, cur, first, pyrow, rows, g, soft, lam, step, mode, eps2, deps):
     """One step of Eq. 15 on row (d, i) of ``z`` from the memberships ``y``, class by class
     (forces into ``g``, then the step)."""
@@ -469,7 +525,10 @@ def _update_row(z, x, y, d, i, cur, first, pyrow, rows, g, soft, lam, step, mode
     sbar = g[k]
     for n in range(k):
         gn = g[n]
-        _force_class(x, y, d, i, n, pyrow, cur, first, rows, gn, soft, lam, eps2)
+        if k == 2 and n == 1:
+            _pair_force(x, d, i, g[0], gn, soft)
+        else:
+            _force_class(x, y, d, i, n, pyrow, cur, first, rows, gn, soft, lam, eps2)
         if mode == 0:
             yn = y[n, d, i]
             if n == 0:
@@ -543,9 +602,16 @@ def _hard_row(x, lab, d, i, hard, row):
     for ch in range(c):
         xr = x[ch, d, i]
         hc = hard[:, ch]
-        for j in range(w):
-            r = xr[j] - hc[labr[j]]
-            data += r * r
+        if hard.shape[0] == 2:  # a select instead of a gather: the loop vectorises
+            h0 = hc[0]
+            h1 = hc[1]
+            for j in range(w):
+                r = xr[j] - (h1 if labr[j] != 0 else h0)
+                data += r * r
+        else:
+            for j in range(w):
+                r = xr[j] - hc[labr[j]]
+                data += r * r
     return data, _length_row(labr, lad, laz, row)
 
 
