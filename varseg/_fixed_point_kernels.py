@@ -55,6 +55,7 @@ __all__ = [
     "iterate",
     "UPDATE_CODES",
     "n_blocks",
+    "CHUNKS_PER_THREAD",
 ]
 
 #: Integer codes of the two weightings passed to the kernels.
@@ -682,12 +683,21 @@ def iterate_blocks(
         _iterate_block(b, nb, z, x, ys, labs, parts, old, means, pyrow, rows, grow, sc)
 
 
-class Runner:
-    """Run a block kernel over all row blocks on ``threads`` threads (contiguous ranges).
+#: Chunks of row blocks per thread that :class:`Runner` hands out on demand.
+CHUNKS_PER_THREAD = 4
 
-    Python threads that wait on a future sleep instead of spinning, which on a machine shared
-    with other busy processes costs less than an OpenMP-style barrier (``parallel=True``
-    measured slower than one thread there); results do not depend on ``threads``.
+
+class Runner:
+    """Run a block kernel over all row blocks on ``threads`` threads.
+
+    The blocks are cut into ``CHUNKS_PER_THREAD * threads`` contiguous chunks that the
+    calling thread and the pool's threads take one after the other from a shared iterator
+    (under a lock) until none is left: on a machine shared with other busy processes a thread
+    that loses its core leaves its remaining chunks to the others instead of holding up the
+    whole pass (a fixed split waits for the slowest thread). Python threads that wait on a
+    future sleep instead of spinning (``parallel=True`` measured slower than one thread
+    there). A chunk's result does not depend on which thread runs it, so results do not
+    depend on ``threads``.
     """
 
     _pools = {}
@@ -695,12 +705,15 @@ class Runner:
     def __init__(self, nb, threads):
         self.nb = nb
         self.threads = max(1, min(int(threads), nb))
-        cuts = [(t * nb) // self.threads for t in range(self.threads + 1)]
-        self.ranges = list(zip(cuts[:-1], cuts[1:], strict=True))
+        n = min(nb, CHUNKS_PER_THREAD * self.threads) if self.threads > 1 else 1
+        cuts = [(t * nb) // n for t in range(n + 1)]
+        self.chunks = list(zip(cuts[:-1], cuts[1:], strict=True))
         self.pool = None
         if self.threads > 1:
+            import threading
             from concurrent.futures import ThreadPoolExecutor
 
+            self._lock = threading.Lock()
             pool = Runner._pools.get(self.threads)
             if pool is None:
                 pool = Runner._pools.setdefault(
@@ -708,13 +721,24 @@ class Runner:
                 )
             self.pool = pool
 
+    def _drain(self, chunks, kernel, args):
+        """Run chunks taken from the shared iterator until it is exhausted."""
+        while True:
+            with self._lock:
+                b = next(chunks, None)
+            if b is None:
+                return
+            kernel(b[0], b[1], *args)
+
     def __call__(self, kernel, *args):
         if self.pool is None:
             kernel(0, self.nb, *args)
             return
-        futures = [self.pool.submit(kernel, b0, b1, *args) for b0, b1 in self.ranges[1:]]
-        b0, b1 = self.ranges[0]
-        kernel(b0, b1, *args)
+        chunks = iter(self.chunks)
+        futures = [
+            self.pool.submit(self._drain, chunks, kernel, args) for _ in range(self.threads - 1)
+        ]
+        self._drain(chunks, kernel, args)
         for f in futures:
             f.result()
 
