@@ -19,23 +19,30 @@ memberships :math:`y`:
   their change :math:`\sum |y^{new} - y|`, the hard labels :math:`\arg\max_n z_n` and the
   per-block partial sums of the next soft and hard means.
 
+Two classes (K = 2) take shortcuts that keep the same step: :math:`y_1 = 1 - y_0` gives
+:math:`\kappa_1 = -\kappa_0`, so :math:`g_1 = \|x - c_0\|^2 + \|x - c_1\|^2 - g_0` (one
+curvature, :func:`_pair_force`); the larger logit's exponential is exactly 1, so the
+softmax takes one exponential per pixel (:func:`_pair_max_exp`, bit for bit the general
+rule); the hard data term picks the mean by a select instead of a gather.
+
 The means of a pass are reduced from the previous pass's block sums at the start of each
-thread's range of blocks, and the change, data and length of each block are stored beside
-its sums, so that one iteration costs one kernel call and one small sum in Python
-(:func:`iterate`). :func:`softmax_blocks` computes the first memberships.
+chunk of blocks (:class:`Runner` hands chunks to the threads on demand), and the change,
+data and length of each block are stored beside its sums, so that one iteration costs one
+kernel call per chunk and one small sum in Python (:func:`iterate`). :func:`softmax_blocks`
+computes the first memberships.
 
 The torch :func:`varseg.unrolled.fixed_point_step` computes the same step (tested to 1e-10
 in float64). All work arrays live in a :class:`Workspace` allocated once per call of the
 solver: nothing is allocated per iteration.
 
-Speed (float32, AVX without AVX2): inside a row every loop is written so that LLVM
-vectorises it: few arrays per loop (each store against each load is a run-time alias check,
-and past LLVM's limit the loop stays scalar), masks as products by 0/1 rather than selects
-inside reductions, float rather than integer labels in the selects, row sums in the working
-type (added to float64 block sums per row). The labels are the argmax of :math:`z` (the
-argmax of the memberships: softmax is monotone), found in the pass that finds the maximum;
-the normalisation, the change, the soft and the hard sums of one class are one loop; the
-curvature's divergence and the data term one loop per class; the curvature's
+Speed (float32; the 2-core machine has AVX2, no AVX-512): inside a row every loop is written
+so that LLVM vectorises it: few arrays per loop (each store against each load is a run-time
+alias check, and past LLVM's limit the loop stays scalar), masks as products by 0/1 rather
+than selects inside reductions, float rather than integer labels in the selects, row sums in
+the working type (added to float64 block sums per row). The labels are the argmax of
+:math:`z` (the argmax of the memberships: softmax is monotone), found in the pass that finds
+the maximum; the normalisation, the change, the soft and the hard sums of one class are one
+loop; the curvature's divergence and the data term one loop per class; the curvature's
 :math:`1/\sqrt{\cdot}` an approximate reciprocal square root with a Newton step in float32.
 """
 
