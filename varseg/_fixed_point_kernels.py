@@ -142,14 +142,13 @@ def _block_rows(b, nb, rows):
 
 
 @njit(cache=True, error_model="numpy")
-def _exp_poly_bits(a, b, out, bits):
+def _exp_row(a, b, out, bits):
     r"""``out = exp(a - b)`` for ``a <= b`` (clamped at the smallest normal exponent), in loops
     that vectorise (IEEE arithmetic: no reassociation, which would undo the reduction):
     Cody–Waite reduction :math:`v = t \ln 2 + r`, :math:`|r| \le \ln 2 / 2`, the Taylor
     polynomial of :math:`e^r` (degree 7 in float32, 13 in float64: below an ulp of the
     type) and :math:`2^t` built from exponent bits (``bits``: a work row). The four rows must
-    not overlap (else the loops do not vectorise). Leaves the polynomial in ``out`` and
-    :math:`2^t` in ``bits``: :func:`_exp_row` multiplies them."""
+    not overlap (else the loops do not vectorise)."""
     w = a.shape[0]
     T = a.dtype.type
     if a.itemsize == 4:
@@ -186,24 +185,8 @@ def _exp_poly_bits(a, b, out, bits):
             p = p * r + T(1.0)
             out[j] = p * r + T(1.0)
             ib[j] = (np.int64(t) + np.int64(1023)) << np.int64(52)
-
-
-@njit(cache=True, error_model="numpy")
-def _exp_row(a, b, out, bits):
-    """``out = exp(a - b)`` (:func:`_exp_poly_bits`, then the product)."""
-    _exp_poly_bits(a, b, out, bits)
-    for j in range(a.shape[0]):
+    for j in range(w):
         out[j] *= bits[j]
-
-
-@njit(cache=True, error_model="numpy")
-def _exp_row_acc(a, b, out, bits, acc):
-    """:func:`_exp_row` that also adds ``out`` to the row ``acc`` (in its final loop)."""
-    _exp_poly_bits(a, b, out, bits)
-    for j in range(a.shape[0]):
-        v = out[j] * bits[j]
-        out[j] = v
-        acc[j] += v
 
 
 @njit(cache=True, error_model="numpy", fastmath=_FM)
@@ -270,7 +253,10 @@ def _row_max_exp(z, d, i, tmp, labr):
         s[j] = 0.0
     one = s.dtype.type(1.0)
     for n in range(k):
-        _exp_row_acc(z[n, d, i], mx, tmp[n], bits, s)
+        en = tmp[n]
+        _exp_row(z[n, d, i], mx, en, bits)
+        for j in range(w):
+            s[j] += en[j]
     for j in range(w):
         s[j] = one / s[j]
 
