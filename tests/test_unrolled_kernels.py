@@ -40,3 +40,70 @@ def test_length_row_hand_values():
     first = fpk._length_row(lab[0, 0], lab[0, 1], lab[0, 0], row)
     last = fpk._length_row(lab[0, 1], lab[0, 1], lab[0, 1], row)
     assert first == pytest.approx(np.sqrt(2) + 4, rel=1e-15) and last == 0.0
+
+
+def _pair_logits(w, dtype, seed=0):
+    """Two logit rows with ties, small and huge differences (past the exp clamp)."""
+    rng = np.random.default_rng(seed)
+    z = rng.normal(scale=3.0, size=(2, 1, 1, w))
+    z[1, 0, 0, :4] = z[0, 0, 0, :4]  # ties: label 0 (the first maximum)
+    z[0, 0, 0, 4] = 800.0  # exp(-800) and exp(-100) are clamped to exp(-708) / exp(-87)
+    z[1, 0, 0, 5] = 100.0
+    return z.astype(dtype)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_pair_softmax_is_the_general_path_bit_for_bit(dtype):
+    """K = 2 takes one exponential per pixel; the numbers are those of the general rule
+    exp(z_n - max) / sum (each class through _exp_row, summed in class order)."""
+    w = 37
+    z = _pair_logits(w, dtype)
+    tmp = np.zeros((6, w), dtype=dtype)
+    labr = np.zeros(w, dtype=np.int32)
+    fpk._row_max_exp(z, 0, 0, tmp, labr)
+    mx = z.max(0)[0, 0]
+    e = np.zeros((2, w), dtype=dtype)
+    bits = np.zeros(w, dtype=dtype)
+    for n in range(2):
+        fpk._exp_row(np.ascontiguousarray(z[n, 0, 0]), mx, e[n], bits)
+    np.testing.assert_array_equal(tmp[0], e[0])
+    np.testing.assert_array_equal(tmp[1], e[1])
+    np.testing.assert_array_equal(tmp[3], dtype(1.0) / (e[0] + e[1]))
+    np.testing.assert_array_equal(labr, z[:, 0, 0].argmax(0))
+    np.testing.assert_array_equal(tmp[5], labr.astype(dtype))
+    # and the exponentials are exp(z_n - max) within a few ulps of the type per unit of the
+    # argument (z_n - max is rounded in the type; exp turns its error into a relative one)
+    arg = z[:, 0, 0].astype(np.float64) - mx.astype(np.float64)
+    ref = np.exp(arg)
+    ok = ref > (1e-300 if dtype == np.float64 else 1e-37)
+    rtol = 4 * np.finfo(dtype).eps * np.maximum(1.0, np.abs(arg[ok]))
+    assert (np.abs(e[ok] - ref[ok]) <= rtol * ref[ok]).all()
+
+
+@pytest.mark.parametrize("shape, channels", [((1, 6, 9), 1), ((3, 5, 7), 2)])
+def test_pair_force_is_the_second_class_force(shape, channels):
+    """K = 2: g_1 from g_0 (kappa_1 = -kappa_0) equals the force of class 1 computed in
+    full from y_1 = 1 - y_0, row by row (float64, to rounding)."""
+    rng = np.random.default_rng(channels)
+    d, h, w = shape
+    y = np.empty((2,) + shape)
+    y[0] = rng.random(shape)
+    y[1] = 1.0 - y[0]
+    x = rng.random((channels,) + shape)
+    soft = rng.random((2, channels))
+    lam, eps2 = 0.3, 0.04
+    pyrow = np.zeros((2, 2, w))
+    rows = np.zeros((5, w))
+    g = np.zeros((2, w))
+    g1 = np.zeros(w)
+    for dd in range(d):
+        for i in range(h):
+            for n in range(2):
+                fpk._force_class(x, y, dd, i, n, pyrow, 0, True, rows, g[n], soft, lam, eps2)
+            fpk._pair_force(x, dd, i, g[0], g1, soft)
+            np.testing.assert_allclose(g1, g[1], rtol=0, atol=1e-12)
+    # the data part alone, by hand: g_0 + g_1 = |x - c_0|^2 + |x - c_1|^2 on the last row
+    want = sum(
+        (x[c, -1, -1] - soft[0, c]) ** 2 + (x[c, -1, -1] - soft[1, c]) ** 2 for c in range(channels)
+    )
+    np.testing.assert_allclose(g[0] + g1, want, rtol=1e-13)

@@ -19,23 +19,30 @@ memberships :math:`y`:
   their change :math:`\sum |y^{new} - y|`, the hard labels :math:`\arg\max_n z_n` and the
   per-block partial sums of the next soft and hard means.
 
+Two classes (K = 2) take shortcuts that keep the same step: :math:`y_1 = 1 - y_0` gives
+:math:`\kappa_1 = -\kappa_0`, so :math:`g_1 = \|x - c_0\|^2 + \|x - c_1\|^2 - g_0` (one
+curvature, :func:`_pair_force`); the larger logit's exponential is exactly 1, so the
+softmax takes one exponential per pixel (:func:`_pair_max_exp`, bit for bit the general
+rule); the hard data term picks the mean by a select instead of a gather.
+
 The means of a pass are reduced from the previous pass's block sums at the start of each
-thread's range of blocks, and the change, data and length of each block are stored beside
-its sums, so that one iteration costs one kernel call and one small sum in Python
-(:func:`iterate`). :func:`softmax_blocks` computes the first memberships.
+chunk of blocks (:class:`Runner` hands chunks to the threads on demand), and the change,
+data and length of each block are stored beside its sums, so that one iteration costs one
+kernel call per chunk and one small sum in Python (:func:`iterate`). :func:`softmax_blocks`
+computes the first memberships.
 
 The torch :func:`varseg.unrolled.fixed_point_step` computes the same step (tested to 1e-10
 in float64). All work arrays live in a :class:`Workspace` allocated once per call of the
 solver: nothing is allocated per iteration.
 
-Speed (float32, AVX without AVX2): inside a row every loop is written so that LLVM
-vectorises it: few arrays per loop (each store against each load is a run-time alias check,
-and past LLVM's limit the loop stays scalar), masks as products by 0/1 rather than selects
-inside reductions, float rather than integer labels in the selects, row sums in the working
-type (added to float64 block sums per row). The labels are the argmax of :math:`z` (the
-argmax of the memberships: softmax is monotone), found in the pass that finds the maximum;
-the normalisation, the change, the soft and the hard sums of one class are one loop; the
-curvature's divergence and the data term one loop per class; the curvature's
+Speed (float32; the 2-core machine has AVX2, no AVX-512): inside a row every loop is written
+so that LLVM vectorises it: few arrays per loop (each store against each load is a run-time
+alias check, and past LLVM's limit the loop stays scalar), masks as products by 0/1 rather
+than selects inside reductions, float rather than integer labels in the selects, row sums in
+the working type (added to float64 block sums per row). The labels are the argmax of
+:math:`z` (the argmax of the memberships: softmax is monotone), found in the pass that finds
+the maximum; the normalisation, the change, the soft and the hard sums of one class are one
+loop; the curvature's divergence and the data term one loop per class; the curvature's
 :math:`1/\sqrt{\cdot}` an approximate reciprocal square root with a Newton step in float32.
 """
 
@@ -55,6 +62,7 @@ __all__ = [
     "iterate",
     "UPDATE_CODES",
     "n_blocks",
+    "CHUNKS_PER_THREAD",
 ]
 
 #: Integer codes of the two weightings passed to the kernels.
@@ -182,6 +190,36 @@ def _exp_row(a, b, out, bits):
 
 
 @njit(cache=True, error_model="numpy", fastmath=_FM)
+def _pair_max_exp(z0, z1, tmp, labr):
+    r""":func:`_row_max_exp` for K = 2 with one exponential per pixel: the larger logit's
+    is :math:`e^0 = 1` exactly, the other's :math:`e^{\min - \max}` (the same numbers as
+    the general path, bit for bit: same arguments, same order of the sum)."""
+    mn, e, mx, s, bits, labf = tmp[0], tmp[1], tmp[2], tmp[3], tmp[4], tmp[5]
+    T = mx.dtype.type
+    one = T(1.0)
+    zero = T(0.0)
+    w = z0.shape[0]
+    for j in range(w):
+        a = z0[j]
+        b = z1[j]
+        up = b > a
+        mx[j] = b if up else a
+        mn[j] = a if up else b
+        labf[j] = one if up else zero
+    for j in range(w):
+        labr[j] = np.int32(labf[j])
+    _exp_row(mn, mx, e, bits)
+    for j in range(w):
+        ev = e[j]
+        first = labf[j] == zero
+        e0 = one if first else ev
+        e1 = ev if first else one
+        mn[j] = e0
+        e[j] = e1
+        s[j] = one / ((zero + e0) + e1)
+
+
+@njit(cache=True, error_model="numpy", fastmath=_FM)
 def _row_max_exp(z, d, i, tmp, labr):
     r"""``tmp[n] = exp(z_n - max_m z_m)``, ``tmp[k + 1] = 1 / sum_n tmp[n]`` and the hard
     labels ``labr = argmax_n z_n`` (the first maximum; softmax is monotone, so this is the
@@ -194,6 +232,9 @@ def _row_max_exp(z, d, i, tmp, labr):
     bits = tmp[k + 2]
     labf = tmp[k + 3]
     T = mx.dtype.type
+    if k == 2:
+        _pair_max_exp(z[0, d, i], z[1, d, i], tmp, labr)
+        return
     z0 = z[0, d, i]
     for j in range(w):
         mx[j] = z0[j]
@@ -462,6 +503,29 @@ def _step_row(z, y, d, i, g, sbar, step, mode, deps):
 
 
 @njit(cache=True, error_model="numpy", fastmath=_FM)
+def _pair_force(x, d, i, g0, g1, soft):
+    r"""K = 2: :math:`g_1 = \sum_c \left[(x_c - c_{0,c})^2 + (x_c - c_{1,c})^2\right] - g_0`.
+
+    With two classes :math:`y_1 = 1 - y_0`, so :math:`\kappa_1 = -\kappa_0`, and
+    :math:`g_0 + g_1 = \|x - c_0\|^2 + \|x - c_1\|^2`: the second curvature is not
+    computed (equal up to the rounding of :math:`y_0 + y_1 = 1`)."""
+    for ch in range(x.shape[0]):
+        c0 = soft[0, ch]
+        c1 = soft[1, ch]
+        xr = x[ch, d, i]
+        if ch == 0:
+            for j in range(g1.shape[0]):
+                r0 = xr[j] - c0
+                r1 = xr[j] - c1
+                g1[j] = (r0 * r0 + r1 * r1) - g0[j]
+        else:
+            for j in range(g1.shape[0]):
+                r0 = xr[j] - c0
+                r1 = xr[j] - c1
+                g1[j] += r0 * r0 + r1 * r1
+
+
+@njit(cache=True, error_model="numpy", fastmath=_FM)
 def _update_row(z, x, y, d, i, cur, first, pyrow, rows, g, soft, lam, step, mode, eps2, deps):
     """One step of Eq. 15 on row (d, i) of ``z`` from the memberships ``y``, class by class
     (forces into ``g``, then the step)."""
@@ -469,7 +533,10 @@ def _update_row(z, x, y, d, i, cur, first, pyrow, rows, g, soft, lam, step, mode
     sbar = g[k]
     for n in range(k):
         gn = g[n]
-        _force_class(x, y, d, i, n, pyrow, cur, first, rows, gn, soft, lam, eps2)
+        if k == 2 and n == 1:
+            _pair_force(x, d, i, g[0], gn, soft)
+        else:
+            _force_class(x, y, d, i, n, pyrow, cur, first, rows, gn, soft, lam, eps2)
         if mode == 0:
             yn = y[n, d, i]
             if n == 0:
@@ -543,9 +610,16 @@ def _hard_row(x, lab, d, i, hard, row):
     for ch in range(c):
         xr = x[ch, d, i]
         hc = hard[:, ch]
-        for j in range(w):
-            r = xr[j] - hc[labr[j]]
-            data += r * r
+        if hard.shape[0] == 2:  # a select instead of a gather: the loop vectorises
+            h0 = hc[0]
+            h1 = hc[1]
+            for j in range(w):
+                r = xr[j] - (h1 if labr[j] != 0 else h0)
+                data += r * r
+        else:
+            for j in range(w):
+                r = xr[j] - hc[labr[j]]
+                data += r * r
     return data, _length_row(labr, lad, laz, row)
 
 
@@ -602,12 +676,21 @@ def iterate_blocks(
         _iterate_block(b, nb, z, x, ys, labs, parts, old, means, pyrow, rows, grow, sc)
 
 
-class Runner:
-    """Run a block kernel over all row blocks on ``threads`` threads (contiguous ranges).
+#: Chunks of row blocks per thread that :class:`Runner` hands out on demand.
+CHUNKS_PER_THREAD = 4
 
-    Python threads that wait on a future sleep instead of spinning, which on a machine shared
-    with other busy processes costs less than an OpenMP-style barrier (``parallel=True``
-    measured slower than one thread there); results do not depend on ``threads``.
+
+class Runner:
+    """Run a block kernel over all row blocks on ``threads`` threads.
+
+    The blocks are cut into ``CHUNKS_PER_THREAD * threads`` contiguous chunks that the
+    calling thread and the pool's threads take one after the other from a shared iterator
+    (under a lock) until none is left: on a machine shared with other busy processes a thread
+    that loses its core leaves its remaining chunks to the others instead of holding up the
+    whole pass (a fixed split waits for the slowest thread). Python threads that wait on a
+    future sleep instead of spinning (``parallel=True`` measured slower than one thread
+    there). A chunk's result does not depend on which thread runs it, so results do not
+    depend on ``threads``.
     """
 
     _pools = {}
@@ -615,12 +698,15 @@ class Runner:
     def __init__(self, nb, threads):
         self.nb = nb
         self.threads = max(1, min(int(threads), nb))
-        cuts = [(t * nb) // self.threads for t in range(self.threads + 1)]
-        self.ranges = list(zip(cuts[:-1], cuts[1:], strict=True))
+        n = min(nb, CHUNKS_PER_THREAD * self.threads) if self.threads > 1 else 1
+        cuts = [(t * nb) // n for t in range(n + 1)]
+        self.chunks = list(zip(cuts[:-1], cuts[1:], strict=True))
         self.pool = None
         if self.threads > 1:
+            import threading
             from concurrent.futures import ThreadPoolExecutor
 
+            self._lock = threading.Lock()
             pool = Runner._pools.get(self.threads)
             if pool is None:
                 pool = Runner._pools.setdefault(
@@ -628,13 +714,24 @@ class Runner:
                 )
             self.pool = pool
 
+    def _drain(self, chunks, kernel, args):
+        """Run chunks taken from the shared iterator until it is exhausted."""
+        while True:
+            with self._lock:
+                b = next(chunks, None)
+            if b is None:
+                return
+            kernel(b[0], b[1], *args)
+
     def __call__(self, kernel, *args):
         if self.pool is None:
             kernel(0, self.nb, *args)
             return
-        futures = [self.pool.submit(kernel, b0, b1, *args) for b0, b1 in self.ranges[1:]]
-        b0, b1 = self.ranges[0]
-        kernel(b0, b1, *args)
+        chunks = iter(self.chunks)
+        futures = [
+            self.pool.submit(self._drain, chunks, kernel, args) for _ in range(self.threads - 1)
+        ]
+        self._drain(chunks, kernel, args)
         for f in futures:
             f.result()
 
