@@ -707,11 +707,58 @@ def _force_energy1(xr, r, rp, fr, c0, c1, a0, a1):
     return data, 2.0 * k1 + (2.0 * _R2) * k2
 
 
-def _fused1_block(blk, nb, x, phi, out, lab_out, m_evo, lam, consts, parts, f):
+def _pxu(j, jp, jm, r, rp, rm, fr, k):
+    r"""The new value (:func:`_upd2`) of pixel ``j`` of a row (``jp``/``jm``: its
+    edge-replicated right and left neighbours; ``k = (mu, dt, mudt, eps, eta, one, half)``)."""
+    mu, dt, mudt, eps, eta, one, half = k
+    return _upd2(r[j], r[jp], r[jm], rp[j], rm[j], fr[j], mu, dt, mudt, eps, eta, one, half)
+
+
+def _ppl(j, jp, jm, r, rp, rm, fr, o, lo, bit, keep, k):
+    """Pixel ``j`` of level set l (label bit ``bit``): the new value written to ``o[j]``, the
+    bit set in ``lo[j]`` where it is negative, the other bits kept where ``keep`` (a mask: 0
+    for the first level set, which writes the label; 255 for the others, which or their bit
+    in; no branch on it: the loop vectorises); returns the change and whether the new value
+    is exactly 0."""
+    v = _pxu(j, jp, jm, r, rp, rm, fr, k)
+    o[j] = v
+    lo[j] = (lo[j] & keep) | (bit if v < 0 else np.uint8(0))
+    return v - r[j], v == 0
+
+
+def _update_post(r, rp, rm, fr, o, lo, bit, keep, k):
+    r"""Gray, 2D, unit spacing, one row of level set l: the update (:func:`_update_row`) and,
+    in the same loop, its bit of the labels ``lo`` of the new row (written by the first
+    level set, or-ed by the others: :func:`_ppl`), the sum of its squared changes and its
+    number of exact zeros (the post pass :func:`_post1` / :func:`_post_multi` without the
+    image). Both are accumulated in the working precision (the count exactly: W < 2**24), so
+    that in float32 the loop keeps the full 8-wide vectors (a float64 or integer accumulator
+    halves them); returns ``(sq, nz)`` (float, int)."""
+    W = r.shape[0]
+    wt = o.dtype.type
+    sq = wt(0.0)
+    nz = wt(0.0)
+    one = wt(1.0)
+    nil = wt(0.0)
+    for j in range(1, W - 1):
+        d, zero = _ppl(j, j + 1, j - 1, r, rp, rm, fr, o, lo, bit, keep, k)
+        sq += d * d
+        nz += one if zero else nil
+    for j in (0, W - 1):  # the border pixels (W > 1: two different pixels)
+        jp = j + 1 if j + 1 < W else j
+        d, zero = _ppl(j, jp, j - 1 if j > 0 else j, r, rp, rm, fr, o, lo, bit, keep, k)
+        sq += d * d
+        nz += one if zero else nil
+    return float(sq), int(nz)
+
+
+def _fused1_block(blk, nb, x, phi, out, lab, lab_out, m_evo, lam, consts, parts, f):
     """The rows of block ``blk``, m = 1, gray, 2D, unit spacing: per row three loops,
-    forces and energy (:func:`_force_energy1`), update (:func:`_update_row`), post pass
-    (:func:`_post1`, with the correction of :func:`_sums_row` in a row with an exact zero);
-    adds the block's partial sums at index ``blk`` and returns its data and length terms."""
+    forces and energy (:func:`_force_energy1`), update with labels, squared change and
+    exact-zero count (:func:`_update_post1`), count and sum of the image over phase 1
+    (:func:`_masked_count_sum`), with the correction of :func:`_sums_row` in a row with an
+    exact zero; adds the block's partial sums at index ``blk`` and returns its data and
+    length terms."""
     mu, dt, eps, eta, sp = consts
     pc, ps, pcc, pcs, pnd, pd = parts
     H = x.shape[2]
@@ -719,20 +766,21 @@ def _fused1_block(blk, nb, x, phi, out, lab_out, m_evo, lam, consts, parts, f):
     c1 = m_evo[1, 0]
     a0 = -lam[0]
     a1 = lam[1]
+    one = eps / eps
+    k = (mu, dt, mu * dt, eps, eta, one, one / (one + one))
     data = 0.0
     length = 0.0
     fr = f[0]
     for i in range(blk * H // nb, (blk + 1) * H // nb):
         ip = i + 1 if i + 1 < H else i
-        im = i - 1 if i > 0 else i
         r = phi[0, 0, i]
         rp = phi[0, 0, ip]
-        o = out[0, 0, i]
         xr = x[0, 0, i]
         lo = lab_out[0, i]
         dd, ll = _force_energy1(xr, r, rp, fr, c0, c1, a0, a1)
-        _update_row(r, rp, phi[0, 0, im], r, r, False, fr, o, mu, dt, eps, eta, sp)
-        sq, n1, s1, nz = _post1(o, r, xr, lo)
+        rm = phi[0, 0, i - 1 if i > 0 else i]
+        sq, nz = _update_post(r, rp, rm, fr, out[0, 0, i], lo, np.uint8(1), np.uint8(0), k)
+        n1, s1 = _masked_count_sum(xr, lo, 1)
         pd[blk, 0] += sq  # per row, in the order of the separate passes
         pc[blk, 1] += n1
         ps[blk, 1, 0] += s1
@@ -752,55 +800,63 @@ def _res4(xv, c):
     return u0 * u0, u1 * u1, u2 * u2, u3 * u3
 
 
-def _pix_energy2(xv, p0, p1, q0, q1, d0, d1, c, a):
+def _length2d(lr, ld):
+    r"""Isotropic length of one row of a 2D hard partition from its labels ``lr`` and those
+    of the next row ``ld`` (the row itself at the last row; the right neighbour of the last
+    pixel is itself: Neumann), per pixel exactly ``_pixel_length`` (:func:`_length_counts`
+    with no z neighbour): with :math:`d_y, d_x` the lower / right neighbour differing,
+    :math:`2` if exactly one differs, :math:`2\sqrt2` if both do and are equal to each
+    other, :math:`2 + \sqrt2` if both do and differ. The counts are kept in float32
+    (exact: W < 2**23) so that the loop vectorises 8-wide."""
+    W = lr.shape[0]
+    k1 = np.float32(0.0)  # pixels with one term 2 (half the count of 1-terms)
+    k2 = np.float32(0.0)
+    for j in range(W - 1):
+        l = np.int32(lr[j])
+        n = np.int32(lr[j + 1])
+        d = np.int32(ld[j])
+        dy = np.float32(d != l)
+        dx = np.float32(n != l)
+        both = dy * dx
+        same = both * np.float32(d == n)
+        k1 += (dy + dx - both) - same
+        k2 += both + same
+    k1 += np.float32(ld[W - 1] != lr[W - 1])
+    return 2.0 * float(k1) + _R2 * float(k2)
+
+
+def _pix_energy2(xv, p0, p1, c, a):
     """One pixel of :func:`_force_energy2`: the force of level set 0 (the arithmetic of
-    :func:`_forces_row`, in its order; ``c``: the 4 means, ``a``: the 4 weights), the data
-    term of the pixel's own phase and the counts of its length terms 1 and sqrt(2)
-    (:func:`_length_counts`); ``q``/``d``: the level sets of the right / lower neighbour
-    (the pixel itself at the border)."""
+    :func:`_forces_row`, in its order; ``c``: the 4 means, ``a``: the 4 weights) and the data
+    term of the pixel's own phase (from the signs of its level sets)."""
     e0, e1, e2, e3 = _res4(xv, c)
     vi = (-a[0]) * e0 + a[1] * e1  # both sides computed, then selected: no branch
     vo = (-a[2]) * e2 + a[3] * e3
     g0 = vi if p1 > 0 else vo
     n0 = p0 < 0
-    n1 = p1 < 0
-    l = (1 if n0 else 0) + (2 if n1 else 0)
-    lq = (1 if q0 < 0 else 0) + (2 if q1 < 0 else 0)
-    ld = (1 if d0 < 0 else 0) + (2 if d1 < 0 else 0)
     w01 = e1 if n0 else e0
     w23 = e3 if n0 else e2
-    w = w23 if n1 else w01
-    k1, k2, k3 = _length_counts(l, l, ld, lq)
-    return g0, w, k1, k2
+    return g0, w23 if p1 < 0 else w01
 
 
-def _force_energy2(xr, r0, r1, rp0, rp1, f0, f1, c, a):
+def _force_energy2(xr, r0, r1, lr, ld, f0, f1, c, a):
     """m = 2, gray, 2D, one row: the forces ``f0``, ``f1`` (:func:`_forces_row`) and the
-    energy terms of the old partition (:func:`_energyk`, labels from the signs of the level
-    sets of this row and of the next one ``rp0``, ``rp1``; valid when no level set is
-    exactly 0). 2D: no length term counts sqrt(3). Two loops, one store each (few runtime
-    alias checks: both vectorise)."""
+    energy terms of the old partition (:func:`_energyk`; the data term from the signs of
+    the level sets, valid when no level set is exactly 0; the length from the labels ``lr``
+    of the row and ``ld`` of the next one, :func:`_length2d`). Loops with one store each
+    (few runtime alias checks: they vectorise)."""
     W = r0.shape[0]
     data = 0.0
-    n1 = 0
-    n2 = 0
-    for j in range(W - 1):
-        g0, w, k1, k2 = _pix_energy2(
-            xr[j], r0[j], r1[j], r0[j + 1], r1[j + 1], rp0[j], rp1[j], c, a
-        )
+    for j in range(W):
+        g0, w = _pix_energy2(xr[j], r0[j], r1[j], c, a)
         f0[j] = g0
         data += w
-        n1 += k1
-        n2 += k2
-    j = W - 1
-    g0, w, k1, k2 = _pix_energy2(xr[j], r0[j], r1[j], r0[j], r1[j], rp0[j], rp1[j], c, a)
-    f0[j] = g0
     for j in range(W):
         e0, e1, e2, e3 = _res4(xr[j], c)
         vi = (-a[0]) * e0 + a[2] * e2
         vo = (-a[1]) * e1 + a[3] * e3
         f1[j] = vi if r0[j] > 0 else vo
-    return data + w, (n1 + k1) + _R2 * (n2 + k2)
+    return data, _length2d(lr, ld)
 
 
 def _res8(xv, c):
@@ -824,72 +880,45 @@ def _sel_force3(e, a, bl, ba, bb, ina, inb):
     return (v00 if inb else v01) if ina else (v10 if inb else v11)
 
 
-def _pix_energy3(xv, p0, p1, p2, q0, q1, q2, d0, d1, d2, c, a):
-    """One pixel of :func:`_force_energy3`: the force of level set 0, the data term of the
-    pixel's own phase and the counts of its length terms 1 and sqrt(2)
-    (:func:`_length_counts`); ``q``/``d``: the level sets of the right / lower neighbour."""
+def _pix_energy3(xv, p0, p1, p2, c, a):
+    """One pixel of :func:`_force_energy3`: the force of level set 0 and the data term of the
+    pixel's own phase (from the signs of its level sets)."""
     e = _res8(xv, c)
     g0 = _sel_force3(e, a, 1, 2, 4, p1 > 0, p2 > 0)
     n0 = p0 < 0
     n1 = p1 < 0
-    n2 = p2 < 0
-    l = (1 if n0 else 0) + (2 if n1 else 0) + (4 if n2 else 0)
-    lq = (1 if q0 < 0 else 0) + (2 if q1 < 0 else 0) + (4 if q2 < 0 else 0)
-    ld = (1 if d0 < 0 else 0) + (2 if d1 < 0 else 0) + (4 if d2 < 0 else 0)
     w01 = e[1] if n0 else e[0]
     w23 = e[3] if n0 else e[2]
     w45 = e[5] if n0 else e[4]
     w67 = e[7] if n0 else e[6]
     w03 = w23 if n1 else w01
     w47 = w67 if n1 else w45
-    w = w47 if n2 else w03
-    k1, k2, k3 = _length_counts(l, l, ld, lq)
-    return g0, w, k1, k2
+    return g0, w47 if p2 < 0 else w03
 
 
-def _force_energy3(xr, r0, r1, r2, rp0, rp1, rp2, f0, f1, f2, c, a):
+def _force_energy3(xr, r0, r1, r2, lr, ld, f0, f1, f2, c, a):
     """m = 3, gray, 2D, one row: :func:`_force_energy2` for three level sets (one loop per
     force, each with one store)."""
     W = r0.shape[0]
     data = 0.0
-    n1 = 0
-    n2 = 0
-    for j in range(W - 1):
-        g0, w, k1, k2 = _pix_energy3(
-            xr[j],
-            r0[j],
-            r1[j],
-            r2[j],
-            r0[j + 1],
-            r1[j + 1],
-            r2[j + 1],
-            rp0[j],
-            rp1[j],
-            rp2[j],
-            c,
-            a,
-        )
+    for j in range(W):
+        g0, w = _pix_energy3(xr[j], r0[j], r1[j], r2[j], c, a)
         f0[j] = g0
         data += w
-        n1 += k1
-        n2 += k2
-    j = W - 1
-    g0, w, k1, k2 = _pix_energy3(
-        xr[j], r0[j], r1[j], r2[j], r0[j], r1[j], r2[j], rp0[j], rp1[j], rp2[j], c, a
-    )
-    f0[j] = g0
     for j in range(W):
         f1[j] = _sel_force3(_res8(xr[j], c), a, 2, 1, 4, r0[j] > 0, r2[j] > 0)
     for j in range(W):
         f2[j] = _sel_force3(_res8(xr[j], c), a, 4, 1, 2, r0[j] > 0, r1[j] > 0)
-    return data + w, (n1 + k1) + _R2 * (n2 + k2)
+    return data, _length2d(lr, ld)
 
 
-def _fused3_block(blk, nb, x, phi, out, lab_out, m_evo, lam, consts, parts, f):
+def _fused3_block(blk, nb, x, phi, out, lab, lab_out, m_evo, lam, consts, parts, f):
     """:func:`_fused2_block` for m = 3 (:func:`_force_energy3`)."""
     mu, dt, eps, eta, sp = consts
     pc, ps, pcc, pcs, pnd, pd = parts
     H = x.shape[2]
+    one = eps / eps
+    k = (mu, dt, mu * dt, eps, eta, one, one / (one + one))
     c = (m_evo[0, 0], m_evo[1, 0], m_evo[2, 0], m_evo[3, 0])
     c = c + (m_evo[4, 0], m_evo[5, 0], m_evo[6, 0], m_evo[7, 0])
     a = (lam[0], lam[1], lam[2], lam[3], lam[4], lam[5], lam[6], lam[7])
@@ -903,9 +932,8 @@ def _fused3_block(blk, nb, x, phi, out, lab_out, m_evo, lam, consts, parts, f):
             phi[0, 0, i],
             phi[1, 0, i],
             phi[2, 0, i],
-            phi[0, 0, ip],
-            phi[1, 0, ip],
-            phi[2, 0, ip],
+            lab[0, i],
+            lab[0, ip],
             f[0],
             f[1],
             f[2],
@@ -914,30 +942,27 @@ def _fused3_block(blk, nb, x, phi, out, lab_out, m_evo, lam, consts, parts, f):
         )
         data += dd
         length += ll
+        lo = lab_out[0, i]
+        nz = 0
         for l in range(3):
-            r = phi[l, 0, i]
-            _update_row(
-                r,
+            sq, nzl = _update_post(
+                phi[l, 0, i],
                 phi[l, 0, ip],
                 phi[l, 0, im],
-                r,
-                r,
-                False,
                 f[l],
                 out[l, 0, i],
-                mu,
-                dt,
-                eps,
-                eta,
-                sp,
+                lo,
+                np.uint8(1 << l),
+                np.uint8(0 if l == 0 else 255),
+                k,
             )
-        lo = lab_out[0, i]
-        hz = _post_multi(out, phi, 0, i, lo, pd, blk)
-        pnd[blk] += _sums_row(x, out, 0, i, lo, hz, blk, 1, pc, ps, pcc, pcs)
+            pd[blk, l] += sq
+            nz += nzl
+        pnd[blk] += _sums_row(x, out, 0, i, lo, nz > 0, blk, 1, pc, ps, pcc, pcs)
     return data, length
 
 
-def _fused2_block(blk, nb, x, phi, out, lab_out, m_evo, lam, consts, parts, f):
+def _fused2_block(blk, nb, x, phi, out, lab, lab_out, m_evo, lam, consts, parts, f):
     """The rows of block ``blk``, m = 2, gray, 2D, unit spacing: per row forces and energy
     (:func:`_force_energy2`), the two updates (:func:`_update_row`) and the post passes
     (:func:`_post_multi`, :func:`_sums_row`); adds the block's partial sums at index
@@ -945,6 +970,8 @@ def _fused2_block(blk, nb, x, phi, out, lab_out, m_evo, lam, consts, parts, f):
     mu, dt, eps, eta, sp = consts
     pc, ps, pcc, pcs, pnd, pd = parts
     H = x.shape[2]
+    one = eps / eps
+    k = (mu, dt, mu * dt, eps, eta, one, one / (one + one))
     c = (m_evo[0, 0], m_evo[1, 0], m_evo[2, 0], m_evo[3, 0])
     a = (lam[0], lam[1], lam[2], lam[3])
     data = 0.0
@@ -962,26 +989,27 @@ def _fused2_block(blk, nb, x, phi, out, lab_out, m_evo, lam, consts, parts, f):
         o1 = out[1, 0, i]
         xr = x[0, 0, i]
         lo = lab_out[0, i]
-        dd, ll = _force_energy2(xr, r0, r1, rp0, rp1, f0, f1, c, a)
+        dd, ll = _force_energy2(xr, r0, r1, lab[0, i], lab[0, ip], f0, f1, c, a)
         data += dd
         length += ll
-        _update_row(r0, rp0, phi[0, 0, im], r0, r0, False, f0, o0, mu, dt, eps, eta, sp)
-        _update_row(r1, rp1, phi[1, 0, im], r1, r1, False, f1, o1, mu, dt, eps, eta, sp)
-        hz = _post_multi(out, phi, 0, i, lo, pd, blk)
-        pnd[blk] += _sums_row(x, out, 0, i, lo, hz, blk, 1, pc, ps, pcc, pcs)
+        sq0, nz0 = _update_post(r0, rp0, phi[0, 0, im], f0, o0, lo, np.uint8(1), np.uint8(0), k)
+        sq1, nz1 = _update_post(r1, rp1, phi[1, 0, im], f1, o1, lo, np.uint8(2), np.uint8(255), k)
+        pd[blk, 0] += sq0
+        pd[blk, 1] += sq1
+        pnd[blk] += _sums_row(x, out, 0, i, lo, nz0 + nz1 > 0, blk, 1, pc, ps, pcc, pcs)
     return data, length
 
 
-def _fused_block(blk, nb, x, phi, out, lab_out, m_evo, lam, consts, parts, f):
+def _fused_block(blk, nb, x, phi, out, lab, lab_out, m_evo, lam, consts, parts, f):
     """Block ``blk`` of a gray 2D step with unit spacing by the fused rows of its m
     (:func:`_fused1_block`, :func:`_fused2_block`, :func:`_fused3_block`); returns the data
     and length terms of the old partition."""
     m = phi.shape[0]
     if m == 1:
-        return _fused1_block(blk, nb, x, phi, out, lab_out, m_evo, lam, consts, parts, f)
+        return _fused1_block(blk, nb, x, phi, out, lab, lab_out, m_evo, lam, consts, parts, f)
     if m == 2:
-        return _fused2_block(blk, nb, x, phi, out, lab_out, m_evo, lam, consts, parts, f)
-    return _fused3_block(blk, nb, x, phi, out, lab_out, m_evo, lam, consts, parts, f)
+        return _fused2_block(blk, nb, x, phi, out, lab, lab_out, m_evo, lam, consts, parts, f)
+    return _fused3_block(blk, nb, x, phi, out, lab, lab_out, m_evo, lam, consts, parts, f)
 
 
 def _step_block(
@@ -1116,7 +1144,7 @@ def _step_range(
         pnd[blk] = 0
         pd[blk] = 0.0
         if fused:
-            dd, ll = _fused_block(blk, nb, x, phi, out, lab_out, m_evo, lam, consts, parts, f)
+            dd, ll = _fused_block(blk, nb, x, phi, out, lab, lab_out, m_evo, lam, consts, parts, f)
             pdata[blk] = dd if record else 0.0
             plen[blk] = ll if record else 0.0
             continue
@@ -1340,9 +1368,11 @@ _REDUCTIONS = (
     "_post1",
     "_post2",
     "_post3",
+    "_update_post",
     "_force_energy1",
     "_force_energy2",
     "_force_energy3",
+    "_length2d",
     "_energy2",
     "_energyk",
     "_length_counts",
@@ -1373,6 +1403,8 @@ def kernel_family(suffix, fast, **options):
     if fast:
         over.update({name: {"fastmath": _FAST} for name in _UPDATE})
         functions["_implicit"] = _implicit_1div  # one division per pixel instead of two
+    else:  # explicit: a callee without fastmath would inherit its caller's (a fused row's)
+        over.update({name: {"fastmath": False} for name in _UPDATE})
     return jit_family(functions, suffix, overrides=over, **{**_OPTIONS, **options})
 
 
