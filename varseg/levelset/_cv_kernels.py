@@ -707,58 +707,11 @@ def _force_energy1(xr, r, rp, fr, c0, c1, a0, a1):
     return data, 2.0 * k1 + (2.0 * _R2) * k2
 
 
-def _pxu(j, jp, jm, r, rp, rm, fr, k):
-    r"""The new value (:func:`_upd2`) of pixel ``j`` of a row (``jp``/``jm``: its
-    edge-replicated right and left neighbours; ``k = (mu, dt, mudt, eps, eta, one, half)``)."""
-    mu, dt, mudt, eps, eta, one, half = k
-    return _upd2(r[j], r[jp], r[jm], rp[j], rm[j], fr[j], mu, dt, mudt, eps, eta, one, half)
-
-
-def _ppl(j, jp, jm, r, rp, rm, fr, o, lo, bit, keep, k):
-    """Pixel ``j`` of level set l (label bit ``bit``): the new value written to ``o[j]``, the
-    bit set in ``lo[j]`` where it is negative, the other bits kept where ``keep`` (a mask: 0
-    for the first level set, which writes the label; 255 for the others, which or their bit
-    in; no branch on it: the loop vectorises); returns the change and whether the new value
-    is exactly 0."""
-    v = _pxu(j, jp, jm, r, rp, rm, fr, k)
-    o[j] = v
-    lo[j] = (lo[j] & keep) | (bit if v < 0 else np.uint8(0))
-    return v - r[j], v == 0
-
-
-def _update_post(r, rp, rm, fr, o, lo, bit, keep, k):
-    r"""Gray, 2D, unit spacing, one row of level set l: the update (:func:`_update_row`) and,
-    in the same loop, its bit of the labels ``lo`` of the new row (written by the first
-    level set, or-ed by the others: :func:`_ppl`), the sum of its squared changes and its
-    number of exact zeros (the post pass :func:`_post1` / :func:`_post_multi` without the
-    image). Both are accumulated in the working precision (the count exactly: W < 2**24), so
-    that in float32 the loop keeps the full 8-wide vectors (a float64 or integer accumulator
-    halves them); returns ``(sq, nz)`` (float, int)."""
-    W = r.shape[0]
-    wt = o.dtype.type
-    sq = wt(0.0)
-    nz = wt(0.0)
-    one = wt(1.0)
-    nil = wt(0.0)
-    for j in range(1, W - 1):
-        d, zero = _ppl(j, j + 1, j - 1, r, rp, rm, fr, o, lo, bit, keep, k)
-        sq += d * d
-        nz += one if zero else nil
-    for j in (0, W - 1):  # the border pixels (W > 1: two different pixels)
-        jp = j + 1 if j + 1 < W else j
-        d, zero = _ppl(j, jp, j - 1 if j > 0 else j, r, rp, rm, fr, o, lo, bit, keep, k)
-        sq += d * d
-        nz += one if zero else nil
-    return float(sq), int(nz)
-
-
-def _fused1_block(blk, nb, x, phi, out, lab, lab_out, m_evo, lam, consts, parts, f):
+def _fused1_block(blk, nb, x, xw, phi, out, lab, lab_out, m_evo, lam, consts, parts, f):
     """The rows of block ``blk``, m = 1, gray, 2D, unit spacing: per row three loops,
-    forces and energy (:func:`_force_energy1`), update with labels, squared change and
-    exact-zero count (:func:`_update_post1`), count and sum of the image over phase 1
-    (:func:`_masked_count_sum`), with the correction of :func:`_sums_row` in a row with an
-    exact zero; adds the block's partial sums at index ``blk`` and returns its data and
-    length terms."""
+    forces and energy (:func:`_force_energy1`), update (:func:`_update_row`), post pass
+    (:func:`_post1`, with the correction of :func:`_sums_row` in a row with an exact zero);
+    adds the block's partial sums at index ``blk`` and returns its data and length terms."""
     mu, dt, eps, eta, sp = consts
     pc, ps, pcc, pcs, pnd, pd = parts
     H = x.shape[2]
@@ -766,21 +719,20 @@ def _fused1_block(blk, nb, x, phi, out, lab, lab_out, m_evo, lam, consts, parts,
     c1 = m_evo[1, 0]
     a0 = -lam[0]
     a1 = lam[1]
-    one = eps / eps
-    k = (mu, dt, mu * dt, eps, eta, one, one / (one + one))
     data = 0.0
     length = 0.0
     fr = f[0]
     for i in range(blk * H // nb, (blk + 1) * H // nb):
         ip = i + 1 if i + 1 < H else i
+        im = i - 1 if i > 0 else i
         r = phi[0, 0, i]
         rp = phi[0, 0, ip]
+        o = out[0, 0, i]
         xr = x[0, 0, i]
         lo = lab_out[0, i]
         dd, ll = _force_energy1(xr, r, rp, fr, c0, c1, a0, a1)
-        rm = phi[0, 0, i - 1 if i > 0 else i]
-        sq, nz = _update_post(r, rp, rm, fr, out[0, 0, i], lo, np.uint8(1), np.uint8(0), k)
-        n1, s1 = _masked_count_sum(xr, lo, 1)
+        _update_row(r, rp, phi[0, 0, im], r, r, False, fr, o, mu, dt, eps, eta, sp)
+        sq, n1, s1, nz = _post1(o, r, xr, lo)
         pd[blk, 0] += sq  # per row, in the order of the separate passes
         pc[blk, 1] += n1
         ps[blk, 1, 0] += s1
@@ -825,36 +777,37 @@ def _length2d(lr, ld):
     return 2.0 * float(k1) + _R2 * float(k2)
 
 
-def _pix_energy2(xv, p0, p1, c, a):
-    """One pixel of :func:`_force_energy2`: the force of level set 0 (the arithmetic of
-    :func:`_forces_row`, in its order; ``c``: the 4 means, ``a``: the 4 weights) and the data
-    term of the pixel's own phase (from the signs of its level sets)."""
-    e0, e1, e2, e3 = _res4(xv, c)
-    vi = (-a[0]) * e0 + a[1] * e1  # both sides computed, then selected: no branch
-    vo = (-a[2]) * e2 + a[3] * e3
-    g0 = vi if p1 > 0 else vo
-    n0 = p0 < 0
-    w01 = e1 if n0 else e0
-    w23 = e3 if n0 else e2
-    return g0, w23 if p1 < 0 else w01
+def _own2(xv, p0, p1, c):
+    """Squared residual of a gray pixel to the mean of its own phase (from the signs of its
+    two level sets; the arithmetic of :func:`_res4` for that phase)."""
+    c01 = c[1] if p0 < 0 else c[0]
+    c23 = c[3] if p0 < 0 else c[2]
+    d = xv - (c23 if p1 < 0 else c01)
+    return d * d
 
 
-def _force_energy2(xr, r0, r1, lr, ld, f0, f1, c, a):
-    """m = 2, gray, 2D, one row: the forces ``f0``, ``f1`` (:func:`_forces_row`) and the
-    energy terms of the old partition (:func:`_energyk`; the data term from the signs of
-    the level sets, valid when no level set is exactly 0; the length from the labels ``lr``
-    of the row and ``ld`` of the next one, :func:`_length2d`). Loops with one store each
-    (few runtime alias checks: they vectorise)."""
+def _force_energy2(xr, xw, r0, r1, lr, ld, f0, f1, c, cw, aw):
+    """m = 2, gray, 2D, one row: the forces ``f0``, ``f1`` (:func:`_forces_row`'s arithmetic,
+    in the working precision: ``xw``, ``cw``, ``aw`` are the row, the 4 means and the 4
+    weights in it; float64 in the IEEE family, hence its values) and the energy terms of the
+    old partition (:func:`_energyk`; the data term in float64 from ``xr`` and the means ``c``,
+    phases from the signs of the level sets, valid when no level set is exactly 0; the
+    length from the labels ``lr`` of the row and ``ld`` of the next one, :func:`_length2d`).
+    Loops with one store each (few runtime alias checks: they vectorise, the force loops at
+    the width of the working precision)."""
     W = r0.shape[0]
     data = 0.0
     for j in range(W):
-        g0, w = _pix_energy2(xr[j], r0[j], r1[j], c, a)
-        f0[j] = g0
-        data += w
+        data += _own2(xr[j], r0[j], r1[j], c)
     for j in range(W):
-        e0, e1, e2, e3 = _res4(xr[j], c)
-        vi = (-a[0]) * e0 + a[2] * e2
-        vo = (-a[1]) * e1 + a[3] * e3
+        e0, e1, e2, e3 = _res4(xw[j], cw)
+        vi = (-aw[0]) * e0 + aw[1] * e1  # both sides computed, then selected: no branch
+        vo = (-aw[2]) * e2 + aw[3] * e3
+        f0[j] = vi if r1[j] > 0 else vo
+    for j in range(W):
+        e0, e1, e2, e3 = _res4(xw[j], cw)
+        vi = (-aw[0]) * e0 + aw[2] * e2
+        vo = (-aw[1]) * e1 + aw[3] * e3
         f1[j] = vi if r0[j] > 0 else vo
     return data, _length2d(lr, ld)
 
@@ -880,48 +833,47 @@ def _sel_force3(e, a, bl, ba, bb, ina, inb):
     return (v00 if inb else v01) if ina else (v10 if inb else v11)
 
 
-def _pix_energy3(xv, p0, p1, p2, c, a):
-    """One pixel of :func:`_force_energy3`: the force of level set 0 and the data term of the
-    pixel's own phase (from the signs of its level sets)."""
-    e = _res8(xv, c)
-    g0 = _sel_force3(e, a, 1, 2, 4, p1 > 0, p2 > 0)
+def _own3(xv, p0, p1, p2, c):
+    """:func:`_own2` for three level sets (8 means)."""
     n0 = p0 < 0
     n1 = p1 < 0
-    w01 = e[1] if n0 else e[0]
-    w23 = e[3] if n0 else e[2]
-    w45 = e[5] if n0 else e[4]
-    w67 = e[7] if n0 else e[6]
-    w03 = w23 if n1 else w01
-    w47 = w67 if n1 else w45
-    return g0, w47 if p2 < 0 else w03
+    c01 = c[1] if n0 else c[0]
+    c23 = c[3] if n0 else c[2]
+    c45 = c[5] if n0 else c[4]
+    c67 = c[7] if n0 else c[6]
+    c03 = c23 if n1 else c01
+    c47 = c67 if n1 else c45
+    d = xv - (c47 if p2 < 0 else c03)
+    return d * d
 
 
-def _force_energy3(xr, r0, r1, r2, lr, ld, f0, f1, f2, c, a):
+def _force_energy3(xr, xw, r0, r1, r2, lr, ld, f0, f1, f2, c, cw, aw):
     """m = 3, gray, 2D, one row: :func:`_force_energy2` for three level sets (one loop per
     force, each with one store)."""
     W = r0.shape[0]
     data = 0.0
     for j in range(W):
-        g0, w = _pix_energy3(xr[j], r0[j], r1[j], r2[j], c, a)
-        f0[j] = g0
-        data += w
+        data += _own3(xr[j], r0[j], r1[j], r2[j], c)
     for j in range(W):
-        f1[j] = _sel_force3(_res8(xr[j], c), a, 2, 1, 4, r0[j] > 0, r2[j] > 0)
+        f0[j] = _sel_force3(_res8(xw[j], cw), aw, 1, 2, 4, r1[j] > 0, r2[j] > 0)
     for j in range(W):
-        f2[j] = _sel_force3(_res8(xr[j], c), a, 4, 1, 2, r0[j] > 0, r1[j] > 0)
+        f1[j] = _sel_force3(_res8(xw[j], cw), aw, 2, 1, 4, r0[j] > 0, r2[j] > 0)
+    for j in range(W):
+        f2[j] = _sel_force3(_res8(xw[j], cw), aw, 4, 1, 2, r0[j] > 0, r1[j] > 0)
     return data, _length2d(lr, ld)
 
 
-def _fused3_block(blk, nb, x, phi, out, lab, lab_out, m_evo, lam, consts, parts, f):
+def _fused3_block(blk, nb, x, xw, phi, out, lab, lab_out, m_evo, lam, consts, parts, f):
     """:func:`_fused2_block` for m = 3 (:func:`_force_energy3`)."""
     mu, dt, eps, eta, sp = consts
     pc, ps, pcc, pcs, pnd, pd = parts
     H = x.shape[2]
-    one = eps / eps
-    k = (mu, dt, mu * dt, eps, eta, one, one / (one + one))
     c = (m_evo[0, 0], m_evo[1, 0], m_evo[2, 0], m_evo[3, 0])
     c = c + (m_evo[4, 0], m_evo[5, 0], m_evo[6, 0], m_evo[7, 0])
-    a = (lam[0], lam[1], lam[2], lam[3], lam[4], lam[5], lam[6], lam[7])
+    wt = f.dtype.type
+    cw = (wt(c[0]), wt(c[1]), wt(c[2]), wt(c[3]), wt(c[4]), wt(c[5]), wt(c[6]), wt(c[7]))
+    aw = (wt(lam[0]), wt(lam[1]), wt(lam[2]), wt(lam[3]))
+    aw = aw + (wt(lam[4]), wt(lam[5]), wt(lam[6]), wt(lam[7]))
     data = 0.0
     length = 0.0
     for i in range(blk * H // nb, (blk + 1) * H // nb):
@@ -929,6 +881,7 @@ def _fused3_block(blk, nb, x, phi, out, lab, lab_out, m_evo, lam, consts, parts,
         im = i - 1 if i > 0 else i
         dd, ll = _force_energy3(
             x[0, 0, i],
+            xw[0, 0, i],
             phi[0, 0, i],
             phi[1, 0, i],
             phi[2, 0, i],
@@ -938,31 +891,35 @@ def _fused3_block(blk, nb, x, phi, out, lab, lab_out, m_evo, lam, consts, parts,
             f[1],
             f[2],
             c,
-            a,
+            cw,
+            aw,
         )
         data += dd
         length += ll
-        lo = lab_out[0, i]
-        nz = 0
         for l in range(3):
-            sq, nzl = _update_post(
-                phi[l, 0, i],
+            r = phi[l, 0, i]
+            _update_row(
+                r,
                 phi[l, 0, ip],
                 phi[l, 0, im],
+                r,
+                r,
+                False,
                 f[l],
                 out[l, 0, i],
-                lo,
-                np.uint8(1 << l),
-                np.uint8(0 if l == 0 else 255),
-                k,
+                mu,
+                dt,
+                eps,
+                eta,
+                sp,
             )
-            pd[blk, l] += sq
-            nz += nzl
-        pnd[blk] += _sums_row(x, out, 0, i, lo, nz > 0, blk, 1, pc, ps, pcc, pcs)
+        lo = lab_out[0, i]
+        hz = _post_multi(out, phi, 0, i, lo, pd, blk)
+        pnd[blk] += _sums_row(x, out, 0, i, lo, hz, blk, 1, pc, ps, pcc, pcs)
     return data, length
 
 
-def _fused2_block(blk, nb, x, phi, out, lab, lab_out, m_evo, lam, consts, parts, f):
+def _fused2_block(blk, nb, x, xw, phi, out, lab, lab_out, m_evo, lam, consts, parts, f):
     """The rows of block ``blk``, m = 2, gray, 2D, unit spacing: per row forces and energy
     (:func:`_force_energy2`), the two updates (:func:`_update_row`) and the post passes
     (:func:`_post_multi`, :func:`_sums_row`); adds the block's partial sums at index
@@ -970,10 +927,10 @@ def _fused2_block(blk, nb, x, phi, out, lab, lab_out, m_evo, lam, consts, parts,
     mu, dt, eps, eta, sp = consts
     pc, ps, pcc, pcs, pnd, pd = parts
     H = x.shape[2]
-    one = eps / eps
-    k = (mu, dt, mu * dt, eps, eta, one, one / (one + one))
     c = (m_evo[0, 0], m_evo[1, 0], m_evo[2, 0], m_evo[3, 0])
-    a = (lam[0], lam[1], lam[2], lam[3])
+    wt = f.dtype.type
+    cw = (wt(c[0]), wt(c[1]), wt(c[2]), wt(c[3]))
+    aw = (wt(lam[0]), wt(lam[1]), wt(lam[2]), wt(lam[3]))
     data = 0.0
     length = 0.0
     f0 = f[0]
@@ -989,27 +946,26 @@ def _fused2_block(blk, nb, x, phi, out, lab, lab_out, m_evo, lam, consts, parts,
         o1 = out[1, 0, i]
         xr = x[0, 0, i]
         lo = lab_out[0, i]
-        dd, ll = _force_energy2(xr, r0, r1, lab[0, i], lab[0, ip], f0, f1, c, a)
+        dd, ll = _force_energy2(xr, xw[0, 0, i], r0, r1, lab[0, i], lab[0, ip], f0, f1, c, cw, aw)
         data += dd
         length += ll
-        sq0, nz0 = _update_post(r0, rp0, phi[0, 0, im], f0, o0, lo, np.uint8(1), np.uint8(0), k)
-        sq1, nz1 = _update_post(r1, rp1, phi[1, 0, im], f1, o1, lo, np.uint8(2), np.uint8(255), k)
-        pd[blk, 0] += sq0
-        pd[blk, 1] += sq1
-        pnd[blk] += _sums_row(x, out, 0, i, lo, nz0 + nz1 > 0, blk, 1, pc, ps, pcc, pcs)
+        _update_row(r0, rp0, phi[0, 0, im], r0, r0, False, f0, o0, mu, dt, eps, eta, sp)
+        _update_row(r1, rp1, phi[1, 0, im], r1, r1, False, f1, o1, mu, dt, eps, eta, sp)
+        hz = _post_multi(out, phi, 0, i, lo, pd, blk)
+        pnd[blk] += _sums_row(x, out, 0, i, lo, hz, blk, 1, pc, ps, pcc, pcs)
     return data, length
 
 
-def _fused_block(blk, nb, x, phi, out, lab, lab_out, m_evo, lam, consts, parts, f):
+def _fused_block(blk, nb, x, xw, phi, out, lab, lab_out, m_evo, lam, consts, parts, f):
     """Block ``blk`` of a gray 2D step with unit spacing by the fused rows of its m
     (:func:`_fused1_block`, :func:`_fused2_block`, :func:`_fused3_block`); returns the data
     and length terms of the old partition."""
     m = phi.shape[0]
     if m == 1:
-        return _fused1_block(blk, nb, x, phi, out, lab, lab_out, m_evo, lam, consts, parts, f)
+        return _fused1_block(blk, nb, x, xw, phi, out, lab, lab_out, m_evo, lam, consts, parts, f)
     if m == 2:
-        return _fused2_block(blk, nb, x, phi, out, lab, lab_out, m_evo, lam, consts, parts, f)
-    return _fused3_block(blk, nb, x, phi, out, lab, lab_out, m_evo, lam, consts, parts, f)
+        return _fused2_block(blk, nb, x, xw, phi, out, lab, lab_out, m_evo, lam, consts, parts, f)
+    return _fused3_block(blk, nb, x, xw, phi, out, lab, lab_out, m_evo, lam, consts, parts, f)
 
 
 def _step_block(
@@ -1102,6 +1058,7 @@ def _step_range(
     b1,
     nb,
     x,
+    xw,
     phi,
     out,
     lab,
@@ -1128,7 +1085,8 @@ def _step_range(
     f,
 ):
     """Blocks ``b0 .. b1 - 1`` of one step (releases the GIL: the blocks of one step run in
-    several Python threads at once). Gray 2D images with unit spacing and m <= 3 take the
+    several Python threads at once); ``xw``: the image in the working precision (the fused
+    rows' data forces). Gray 2D images with unit spacing and m <= 3 take the
     fused rows (:func:`_fused_block`) unless the energy is recorded with means that differ
     from those of the forces (an exact zero in the iterate)."""
     C, D, H, W = x.shape
@@ -1144,7 +1102,9 @@ def _step_range(
         pnd[blk] = 0
         pd[blk] = 0.0
         if fused:
-            dd, ll = _fused_block(blk, nb, x, phi, out, lab, lab_out, m_evo, lam, consts, parts, f)
+            dd, ll = _fused_block(
+                blk, nb, x, xw, phi, out, lab, lab_out, m_evo, lam, consts, parts, f
+            )
             pdata[blk] = dd if record else 0.0
             plen[blk] = ll if record else 0.0
             continue
@@ -1309,6 +1269,7 @@ class Stepper:
         C, D, H, W = x.shape
         K = lam.shape[0]
         self.x, self.xtot, self.lam = x, xtot, lam
+        self.xw = np.ascontiguousarray(x, dtype=type(mu))  # x itself in float64
         self.consts = (mu, dt, eps, eta, spacing_weights(spacing, type(mu)))
         self.fast = bool(fast)
         self.kernels = FAST if fast else IEEE
@@ -1332,7 +1293,7 @@ class Stepper:
     def step(self, phi, out, lab, lab_out, m_lab, m_evo, record, same):
         kern = self.kernels
         args = (
-            (self.nb, self.x, phi, out, lab, lab_out, m_lab, m_evo, self.lam)
+            (self.nb, self.x, self.xw, phi, out, lab, lab_out, m_lab, m_evo, self.lam)
             + self.consts
             + (record, same)
             + self.parts
@@ -1368,7 +1329,6 @@ _REDUCTIONS = (
     "_post1",
     "_post2",
     "_post3",
-    "_update_post",
     "_force_energy1",
     "_force_energy2",
     "_force_energy3",
