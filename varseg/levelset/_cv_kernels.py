@@ -18,9 +18,12 @@ independent of the number of threads); :class:`Stepper` runs groups of blocks in
 threads (the kernels release the GIL); each block writes partial sums that are reduced in
 block order, so results do not depend on the number of threads. A gray 2D image with unit
 spacing (m = 1, 2, 3) takes fused rows (:func:`_fused_block`): the data forces and the energy
-terms of the old partition in one loop per level set (labels from the signs of the level sets,
-length as integer counts of its 1 and sqrt(2) terms; no residual rows), then the updates and
-the post pass; the general path (colour, 3D, anisotropic spacing, or a recorded energy whose
+terms of the old partition in a few loops per row (m = 1: one loop, phases from the signs of
+the level set, length as integer counts of its 1 and sqrt(2) terms; m = 2, 3: the data term
+from the mean of each pixel's own phase, the length from the uint8 labels of the old
+partition, :func:`_length2d`, and the forces in the working precision from a float32 copy
+of the image, 8-wide in the FAST family; no residual rows), then the updates and the post
+pass; the general path (colour, 3D, anisotropic spacing, or a recorded energy whose
 means differ from the forces' because of an exact zero) keeps separate passes. Inside a row
 every step is a simple loop over the row that LLVM vectorises (``error_model="numpy"``: no
 division-by-zero check in the loops). In float64 the update is IEEE arithmetic in
@@ -921,9 +924,10 @@ def _fused3_block(blk, nb, x, xw, phi, out, lab, lab_out, m_evo, lam, consts, pa
 
 def _fused2_block(blk, nb, x, xw, phi, out, lab, lab_out, m_evo, lam, consts, parts, f):
     """The rows of block ``blk``, m = 2, gray, 2D, unit spacing: per row forces and energy
-    (:func:`_force_energy2`), the two updates (:func:`_update_row`) and the post passes
-    (:func:`_post_multi`, :func:`_sums_row`); adds the block's partial sums at index
-    ``blk`` and returns its data and length terms."""
+    (:func:`_force_energy2`: forces from ``xw``, the image in the working precision; length
+    from the labels ``lab`` of the old partition), the two updates (:func:`_update_row`)
+    and the post passes (:func:`_post_multi`, :func:`_sums_row`); adds the block's partial
+    sums at index ``blk`` and returns its data and length terms."""
     mu, dt, eps, eta, sp = consts
     pc, ps, pcc, pcs, pnd, pd = parts
     H = x.shape[2]
