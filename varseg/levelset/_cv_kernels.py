@@ -815,25 +815,27 @@ def _force_energy2(xr, xw, r0, r1, lr, ld, f0, f1, c, cw, aw):
     return data, _length2d(lr, ld)
 
 
-def _res8(xv, c):
-    """Squared residuals of a gray pixel to the 8 means ``c`` (as :func:`_forces_row`)."""
-    e0, e1, e2, e3 = _res4(xv, (c[0], c[1], c[2], c[3]))
-    e4, e5, e6, e7 = _res4(xv, (c[4], c[5], c[6], c[7]))
-    return e0, e1, e2, e3, e4, e5, e6, e7
+def _pick4(v, bl, ba, bb, ina, inb):
+    """Entry ``s | bl`` of the 8-tuple ``v``, ``s`` the phase of the two other level sets
+    (bits ``ba``, ``bb``; 0 where inside, ``ina``/``inb``), by selects (no branch)."""
+    s01 = bb | bl
+    s10 = ba | bl
+    s11 = ba | bb | bl
+    return (v[bl] if inb else v[s01]) if ina else (v[s10] if inb else v[s11])
 
 
-def _sel_force3(e, a, bl, ba, bb, ina, inb):
-    """Force of level set l (bit ``bl``; ``ba``, ``bb``: the bits of the two others, inside
-    them where ``ina``/``inb``) at one pixel: :func:`_force3`'s arithmetic, in its order,
-    all four candidates computed, then selected (no branch)."""
-    s10 = ba
-    s01 = bb
-    s11 = ba | bb
-    v00 = (-a[0]) * e[0] + a[bl] * e[bl]
-    v10 = (-a[s10]) * e[s10] + a[s10 | bl] * e[s10 | bl]
-    v01 = (-a[s01]) * e[s01] + a[s01 | bl] * e[s01 | bl]
-    v11 = (-a[s11]) * e[s11] + a[s11 | bl] * e[s11 | bl]
-    return (v00 if inb else v01) if ina else (v10 if inb else v11)
+def _force3px(xv, c, a, bl, ba, bb, ina, inb):
+    r"""Force of level set l (bit ``bl``; ``ba``, ``bb``: the bits of the two others) at one
+    gray pixel, m = 3: :func:`_force3`'s arithmetic, in its order, with the two means and
+    weights of the pixel's pair of phases selected first (:func:`_pick4`), so that two
+    residuals are computed instead of eight."""
+    c0 = _pick4(c, 0, ba, bb, ina, inb)
+    c1 = _pick4(c, bl, ba, bb, ina, inb)
+    a0 = _pick4(a, 0, ba, bb, ina, inb)
+    a1 = _pick4(a, bl, ba, bb, ina, inb)
+    u0 = xv - c0
+    u1 = xv - c1
+    return (-a0) * (u0 * u0) + a1 * (u1 * u1)
 
 
 def _own3(xv, p0, p1, p2, c):
@@ -858,11 +860,11 @@ def _force_energy3(xr, xw, r0, r1, r2, lr, ld, f0, f1, f2, c, cw, aw):
     for j in range(W):
         data += _own3(xr[j], r0[j], r1[j], r2[j], c)
     for j in range(W):
-        f0[j] = _sel_force3(_res8(xw[j], cw), aw, 1, 2, 4, r1[j] > 0, r2[j] > 0)
+        f0[j] = _force3px(xw[j], cw, aw, 1, 2, 4, r1[j] > 0, r2[j] > 0)
     for j in range(W):
-        f1[j] = _sel_force3(_res8(xw[j], cw), aw, 2, 1, 4, r0[j] > 0, r2[j] > 0)
+        f1[j] = _force3px(xw[j], cw, aw, 2, 1, 4, r0[j] > 0, r2[j] > 0)
     for j in range(W):
-        f2[j] = _sel_force3(_res8(xw[j], cw), aw, 4, 1, 2, r0[j] > 0, r1[j] > 0)
+        f2[j] = _force3px(xw[j], cw, aw, 4, 1, 2, r0[j] > 0, r1[j] > 0)
     return data, _length2d(lr, ld)
 
 
