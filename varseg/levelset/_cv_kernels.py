@@ -746,15 +746,6 @@ def _fused1_block(blk, nb, x, xw, phi, out, lab, lab_out, m_evo, lam, consts, pa
     return data, length
 
 
-def _res4(xv, c):
-    """Squared residuals of a gray pixel to the 4 means ``c`` (as :func:`_forces_row`)."""
-    u0 = xv - c[0]
-    u1 = xv - c[1]
-    u2 = xv - c[2]
-    u3 = xv - c[3]
-    return u0 * u0, u1 * u1, u2 * u2, u3 * u3
-
-
 def _length2d(lr, ld):
     r"""Isotropic length of one row of a 2D hard partition from its labels ``lr`` and those
     of the next row ``ld`` (the row itself at the last row; the right neighbour of the last
@@ -782,11 +773,24 @@ def _length2d(lr, ld):
 
 def _own2(xv, p0, p1, c):
     """Squared residual of a gray pixel to the mean of its own phase (from the signs of its
-    two level sets; the arithmetic of :func:`_res4` for that phase)."""
+    two level sets; the arithmetic of :func:`_forces_row` for that phase)."""
     c01 = c[1] if p0 < 0 else c[0]
     c23 = c[3] if p0 < 0 else c[2]
     d = xv - (c23 if p1 < 0 else c01)
     return d * d
+
+
+def _force2px(xv, c, a, p, q, r, t, inside):
+    """Force of a level set at one gray pixel, m = 2: phases ``(p, q)`` where the pixel is
+    inside the other level set, else ``(r, t)``; :func:`_forces_row`'s arithmetic, in its
+    order, with the pair's means and weights selected first (two residuals, not four)."""
+    c0 = c[p] if inside else c[r]
+    c1 = c[q] if inside else c[t]
+    a0 = a[p] if inside else a[r]
+    a1 = a[q] if inside else a[t]
+    u0 = xv - c0
+    u1 = xv - c1
+    return (-a0) * (u0 * u0) + a1 * (u1 * u1)
 
 
 def _force_energy2(xr, xw, r0, r1, lr, ld, f0, f1, c, cw, aw):
@@ -802,16 +806,10 @@ def _force_energy2(xr, xw, r0, r1, lr, ld, f0, f1, c, cw, aw):
     data = 0.0
     for j in range(W):
         data += _own2(xr[j], r0[j], r1[j], c)
-    for j in range(W):
-        e0, e1, e2, e3 = _res4(xw[j], cw)
-        vi = (-aw[0]) * e0 + aw[1] * e1  # both sides computed, then selected: no branch
-        vo = (-aw[2]) * e2 + aw[3] * e3
-        f0[j] = vi if r1[j] > 0 else vo
-    for j in range(W):
-        e0, e1, e2, e3 = _res4(xw[j], cw)
-        vi = (-aw[0]) * e0 + aw[2] * e2
-        vo = (-aw[1]) * e1 + aw[3] * e3
-        f1[j] = vi if r0[j] > 0 else vo
+    for j in range(W):  # level set 0: phases (0, 1) inside level set 1, (2, 3) outside
+        f0[j] = _force2px(xw[j], cw, aw, 0, 1, 2, 3, r1[j] > 0)
+    for j in range(W):  # level set 1: phases (0, 2) inside level set 0, (1, 3) outside
+        f1[j] = _force2px(xw[j], cw, aw, 0, 2, 1, 3, r0[j] > 0)
     return data, _length2d(lr, ld)
 
 
