@@ -18,9 +18,12 @@ independent of the number of threads); :class:`Stepper` runs groups of blocks in
 threads (the kernels release the GIL); each block writes partial sums that are reduced in
 block order, so results do not depend on the number of threads. A gray 2D image with unit
 spacing (m = 1, 2, 3) takes fused rows (:func:`_fused_block`): the data forces and the energy
-terms of the old partition in one loop per level set (labels from the signs of the level sets,
-length as integer counts of its 1 and sqrt(2) terms; no residual rows), then the updates and
-the post pass; the general path (colour, 3D, anisotropic spacing, or a recorded energy whose
+terms of the old partition in a few loops per row (m = 1: one loop, phases from the signs of
+the level set, length as integer counts of its 1 and sqrt(2) terms; m = 2, 3: the data term
+from the mean of each pixel's own phase, the length from the uint8 labels of the old
+partition, :func:`_length2d`, and the forces in the working precision from a float32 copy
+of the image, 8-wide in the FAST family; no residual rows), then the updates and the post
+pass; the general path (colour, 3D, anisotropic spacing, or a recorded energy whose
 means differ from the forces' because of an exact zero) keeps separate passes. Inside a row
 every step is a simple loop over the row that LLVM vectorises (``error_model="numpy"``: no
 division-by-zero check in the loops). In float64 the update is IEEE arithmetic in
@@ -707,7 +710,7 @@ def _force_energy1(xr, r, rp, fr, c0, c1, a0, a1):
     return data, 2.0 * k1 + (2.0 * _R2) * k2
 
 
-def _fused1_block(blk, nb, x, phi, out, lab_out, m_evo, lam, consts, parts, f):
+def _fused1_block(blk, nb, x, xw, phi, out, lab, lab_out, m_evo, lam, consts, parts, f):
     """The rows of block ``blk``, m = 1, gray, 2D, unit spacing: per row three loops,
     forces and energy (:func:`_force_energy1`), update (:func:`_update_row`), post pass
     (:func:`_post1`, with the correction of :func:`_sums_row` in a row with an exact zero);
@@ -743,156 +746,137 @@ def _fused1_block(blk, nb, x, phi, out, lab_out, m_evo, lam, consts, parts, f):
     return data, length
 
 
-def _res4(xv, c):
-    """Squared residuals of a gray pixel to the 4 means ``c`` (as :func:`_forces_row`)."""
-    u0 = xv - c[0]
-    u1 = xv - c[1]
-    u2 = xv - c[2]
-    u3 = xv - c[3]
-    return u0 * u0, u1 * u1, u2 * u2, u3 * u3
+def _length2d(lr, ld):
+    r"""Isotropic length of one row of a 2D hard partition from its labels ``lr`` and those
+    of the next row ``ld`` (the row itself at the last row; the right neighbour of the last
+    pixel is itself: Neumann), per pixel exactly ``_pixel_length`` (:func:`_length_counts`
+    with no z neighbour): with :math:`d_y, d_x` the lower / right neighbour differing,
+    :math:`2` if exactly one differs, :math:`2\sqrt2` if both do and are equal to each
+    other, :math:`2 + \sqrt2` if both do and differ. The counts are kept in float32
+    (exact: W < 2**23) so that the loop vectorises 8-wide."""
+    W = lr.shape[0]
+    k1 = np.float32(0.0)  # pixels with one term 2 (half the count of 1-terms)
+    k2 = np.float32(0.0)
+    for j in range(W - 1):
+        l = np.int32(lr[j])
+        n = np.int32(lr[j + 1])
+        d = np.int32(ld[j])
+        dy = np.float32(d != l)
+        dx = np.float32(n != l)
+        both = dy * dx
+        same = both * np.float32(d == n)
+        k1 += (dy + dx - both) - same
+        k2 += both + same
+    k1 += np.float32(ld[W - 1] != lr[W - 1])
+    return 2.0 * float(k1) + _R2 * float(k2)
 
 
-def _pix_energy2(xv, p0, p1, q0, q1, d0, d1, c, a):
-    """One pixel of :func:`_force_energy2`: the force of level set 0 (the arithmetic of
-    :func:`_forces_row`, in its order; ``c``: the 4 means, ``a``: the 4 weights), the data
-    term of the pixel's own phase and the counts of its length terms 1 and sqrt(2)
-    (:func:`_length_counts`); ``q``/``d``: the level sets of the right / lower neighbour
-    (the pixel itself at the border)."""
-    e0, e1, e2, e3 = _res4(xv, c)
-    vi = (-a[0]) * e0 + a[1] * e1  # both sides computed, then selected: no branch
-    vo = (-a[2]) * e2 + a[3] * e3
-    g0 = vi if p1 > 0 else vo
-    n0 = p0 < 0
-    n1 = p1 < 0
-    l = (1 if n0 else 0) + (2 if n1 else 0)
-    lq = (1 if q0 < 0 else 0) + (2 if q1 < 0 else 0)
-    ld = (1 if d0 < 0 else 0) + (2 if d1 < 0 else 0)
-    w01 = e1 if n0 else e0
-    w23 = e3 if n0 else e2
-    w = w23 if n1 else w01
-    k1, k2, k3 = _length_counts(l, l, ld, lq)
-    return g0, w, k1, k2
+def _own2(xv, p0, p1, c):
+    """Squared residual of a gray pixel to the mean of its own phase (from the signs of its
+    two level sets; the arithmetic of :func:`_forces_row` for that phase)."""
+    c01 = c[1] if p0 < 0 else c[0]
+    c23 = c[3] if p0 < 0 else c[2]
+    d = xv - (c23 if p1 < 0 else c01)
+    return d * d
 
 
-def _force_energy2(xr, r0, r1, rp0, rp1, f0, f1, c, a):
-    """m = 2, gray, 2D, one row: the forces ``f0``, ``f1`` (:func:`_forces_row`) and the
-    energy terms of the old partition (:func:`_energyk`, labels from the signs of the level
-    sets of this row and of the next one ``rp0``, ``rp1``; valid when no level set is
-    exactly 0). 2D: no length term counts sqrt(3). Two loops, one store each (few runtime
-    alias checks: both vectorise)."""
+def _force2px(xv, c, a, p, q, r, t, inside):
+    """Force of a level set at one gray pixel, m = 2: phases ``(p, q)`` where the pixel is
+    inside the other level set, else ``(r, t)``; :func:`_forces_row`'s arithmetic, in its
+    order, with the pair's means and weights selected first (two residuals, not four)."""
+    c0 = c[p] if inside else c[r]
+    c1 = c[q] if inside else c[t]
+    a0 = a[p] if inside else a[r]
+    a1 = a[q] if inside else a[t]
+    u0 = xv - c0
+    u1 = xv - c1
+    return (-a0) * (u0 * u0) + a1 * (u1 * u1)
+
+
+def _force_energy2(xr, xw, r0, r1, lr, ld, f0, f1, c, cw, aw):
+    """m = 2, gray, 2D, one row: the forces ``f0``, ``f1`` (:func:`_forces_row`'s arithmetic,
+    in the working precision: ``xw``, ``cw``, ``aw`` are the row, the 4 means and the 4
+    weights in it; float64 in the IEEE family, hence its values) and the energy terms of the
+    old partition (:func:`_energyk`; the data term in float64 from ``xr`` and the means ``c``,
+    phases from the signs of the level sets, valid when no level set is exactly 0; the
+    length from the labels ``lr`` of the row and ``ld`` of the next one, :func:`_length2d`).
+    Loops with one store each (few runtime alias checks: they vectorise, the force loops at
+    the width of the working precision)."""
     W = r0.shape[0]
     data = 0.0
-    n1 = 0
-    n2 = 0
-    for j in range(W - 1):
-        g0, w, k1, k2 = _pix_energy2(
-            xr[j], r0[j], r1[j], r0[j + 1], r1[j + 1], rp0[j], rp1[j], c, a
-        )
-        f0[j] = g0
-        data += w
-        n1 += k1
-        n2 += k2
-    j = W - 1
-    g0, w, k1, k2 = _pix_energy2(xr[j], r0[j], r1[j], r0[j], r1[j], rp0[j], rp1[j], c, a)
-    f0[j] = g0
     for j in range(W):
-        e0, e1, e2, e3 = _res4(xr[j], c)
-        vi = (-a[0]) * e0 + a[2] * e2
-        vo = (-a[1]) * e1 + a[3] * e3
-        f1[j] = vi if r0[j] > 0 else vo
-    return data + w, (n1 + k1) + _R2 * (n2 + k2)
+        data += _own2(xr[j], r0[j], r1[j], c)
+    for j in range(W):  # level set 0: phases (0, 1) inside level set 1, (2, 3) outside
+        f0[j] = _force2px(xw[j], cw, aw, 0, 1, 2, 3, r1[j] > 0)
+    for j in range(W):  # level set 1: phases (0, 2) inside level set 0, (1, 3) outside
+        f1[j] = _force2px(xw[j], cw, aw, 0, 2, 1, 3, r0[j] > 0)
+    return data, _length2d(lr, ld)
 
 
-def _res8(xv, c):
-    """Squared residuals of a gray pixel to the 8 means ``c`` (as :func:`_forces_row`)."""
-    e0, e1, e2, e3 = _res4(xv, (c[0], c[1], c[2], c[3]))
-    e4, e5, e6, e7 = _res4(xv, (c[4], c[5], c[6], c[7]))
-    return e0, e1, e2, e3, e4, e5, e6, e7
+def _pick4(v, bl, ba, bb, ina, inb):
+    """Entry ``s | bl`` of the 8-tuple ``v``, ``s`` the phase of the two other level sets
+    (bits ``ba``, ``bb``; 0 where inside, ``ina``/``inb``), by selects (no branch)."""
+    s01 = bb | bl
+    s10 = ba | bl
+    s11 = ba | bb | bl
+    return (v[bl] if inb else v[s01]) if ina else (v[s10] if inb else v[s11])
 
 
-def _sel_force3(e, a, bl, ba, bb, ina, inb):
-    """Force of level set l (bit ``bl``; ``ba``, ``bb``: the bits of the two others, inside
-    them where ``ina``/``inb``) at one pixel: :func:`_force3`'s arithmetic, in its order,
-    all four candidates computed, then selected (no branch)."""
-    s10 = ba
-    s01 = bb
-    s11 = ba | bb
-    v00 = (-a[0]) * e[0] + a[bl] * e[bl]
-    v10 = (-a[s10]) * e[s10] + a[s10 | bl] * e[s10 | bl]
-    v01 = (-a[s01]) * e[s01] + a[s01 | bl] * e[s01 | bl]
-    v11 = (-a[s11]) * e[s11] + a[s11 | bl] * e[s11 | bl]
-    return (v00 if inb else v01) if ina else (v10 if inb else v11)
+def _force3px(xv, c, a, bl, ba, bb, ina, inb):
+    r"""Force of level set l (bit ``bl``; ``ba``, ``bb``: the bits of the two others) at one
+    gray pixel, m = 3: :func:`_force3`'s arithmetic, in its order, with the two means and
+    weights of the pixel's pair of phases selected first (:func:`_pick4`), so that two
+    residuals are computed instead of eight."""
+    c0 = _pick4(c, 0, ba, bb, ina, inb)
+    c1 = _pick4(c, bl, ba, bb, ina, inb)
+    a0 = _pick4(a, 0, ba, bb, ina, inb)
+    a1 = _pick4(a, bl, ba, bb, ina, inb)
+    u0 = xv - c0
+    u1 = xv - c1
+    return (-a0) * (u0 * u0) + a1 * (u1 * u1)
 
 
-def _pix_energy3(xv, p0, p1, p2, q0, q1, q2, d0, d1, d2, c, a):
-    """One pixel of :func:`_force_energy3`: the force of level set 0, the data term of the
-    pixel's own phase and the counts of its length terms 1 and sqrt(2)
-    (:func:`_length_counts`); ``q``/``d``: the level sets of the right / lower neighbour."""
-    e = _res8(xv, c)
-    g0 = _sel_force3(e, a, 1, 2, 4, p1 > 0, p2 > 0)
+def _own3(xv, p0, p1, p2, c):
+    """:func:`_own2` for three level sets (8 means)."""
     n0 = p0 < 0
     n1 = p1 < 0
-    n2 = p2 < 0
-    l = (1 if n0 else 0) + (2 if n1 else 0) + (4 if n2 else 0)
-    lq = (1 if q0 < 0 else 0) + (2 if q1 < 0 else 0) + (4 if q2 < 0 else 0)
-    ld = (1 if d0 < 0 else 0) + (2 if d1 < 0 else 0) + (4 if d2 < 0 else 0)
-    w01 = e[1] if n0 else e[0]
-    w23 = e[3] if n0 else e[2]
-    w45 = e[5] if n0 else e[4]
-    w67 = e[7] if n0 else e[6]
-    w03 = w23 if n1 else w01
-    w47 = w67 if n1 else w45
-    w = w47 if n2 else w03
-    k1, k2, k3 = _length_counts(l, l, ld, lq)
-    return g0, w, k1, k2
+    c01 = c[1] if n0 else c[0]
+    c23 = c[3] if n0 else c[2]
+    c45 = c[5] if n0 else c[4]
+    c67 = c[7] if n0 else c[6]
+    c03 = c23 if n1 else c01
+    c47 = c67 if n1 else c45
+    d = xv - (c47 if p2 < 0 else c03)
+    return d * d
 
 
-def _force_energy3(xr, r0, r1, r2, rp0, rp1, rp2, f0, f1, f2, c, a):
+def _force_energy3(xr, xw, r0, r1, r2, lr, ld, f0, f1, f2, c, cw, aw):
     """m = 3, gray, 2D, one row: :func:`_force_energy2` for three level sets (one loop per
     force, each with one store)."""
     W = r0.shape[0]
     data = 0.0
-    n1 = 0
-    n2 = 0
-    for j in range(W - 1):
-        g0, w, k1, k2 = _pix_energy3(
-            xr[j],
-            r0[j],
-            r1[j],
-            r2[j],
-            r0[j + 1],
-            r1[j + 1],
-            r2[j + 1],
-            rp0[j],
-            rp1[j],
-            rp2[j],
-            c,
-            a,
-        )
-        f0[j] = g0
-        data += w
-        n1 += k1
-        n2 += k2
-    j = W - 1
-    g0, w, k1, k2 = _pix_energy3(
-        xr[j], r0[j], r1[j], r2[j], r0[j], r1[j], r2[j], rp0[j], rp1[j], rp2[j], c, a
-    )
-    f0[j] = g0
     for j in range(W):
-        f1[j] = _sel_force3(_res8(xr[j], c), a, 2, 1, 4, r0[j] > 0, r2[j] > 0)
+        data += _own3(xr[j], r0[j], r1[j], r2[j], c)
     for j in range(W):
-        f2[j] = _sel_force3(_res8(xr[j], c), a, 4, 1, 2, r0[j] > 0, r1[j] > 0)
-    return data + w, (n1 + k1) + _R2 * (n2 + k2)
+        f0[j] = _force3px(xw[j], cw, aw, 1, 2, 4, r1[j] > 0, r2[j] > 0)
+    for j in range(W):
+        f1[j] = _force3px(xw[j], cw, aw, 2, 1, 4, r0[j] > 0, r2[j] > 0)
+    for j in range(W):
+        f2[j] = _force3px(xw[j], cw, aw, 4, 1, 2, r0[j] > 0, r1[j] > 0)
+    return data, _length2d(lr, ld)
 
 
-def _fused3_block(blk, nb, x, phi, out, lab_out, m_evo, lam, consts, parts, f):
+def _fused3_block(blk, nb, x, xw, phi, out, lab, lab_out, m_evo, lam, consts, parts, f):
     """:func:`_fused2_block` for m = 3 (:func:`_force_energy3`)."""
     mu, dt, eps, eta, sp = consts
     pc, ps, pcc, pcs, pnd, pd = parts
     H = x.shape[2]
     c = (m_evo[0, 0], m_evo[1, 0], m_evo[2, 0], m_evo[3, 0])
     c = c + (m_evo[4, 0], m_evo[5, 0], m_evo[6, 0], m_evo[7, 0])
-    a = (lam[0], lam[1], lam[2], lam[3], lam[4], lam[5], lam[6], lam[7])
+    wt = f.dtype.type
+    cw = (wt(c[0]), wt(c[1]), wt(c[2]), wt(c[3]), wt(c[4]), wt(c[5]), wt(c[6]), wt(c[7]))
+    aw = (wt(lam[0]), wt(lam[1]), wt(lam[2]), wt(lam[3]))
+    aw = aw + (wt(lam[4]), wt(lam[5]), wt(lam[6]), wt(lam[7]))
     data = 0.0
     length = 0.0
     for i in range(blk * H // nb, (blk + 1) * H // nb):
@@ -900,17 +884,18 @@ def _fused3_block(blk, nb, x, phi, out, lab_out, m_evo, lam, consts, parts, f):
         im = i - 1 if i > 0 else i
         dd, ll = _force_energy3(
             x[0, 0, i],
+            xw[0, 0, i],
             phi[0, 0, i],
             phi[1, 0, i],
             phi[2, 0, i],
-            phi[0, 0, ip],
-            phi[1, 0, ip],
-            phi[2, 0, ip],
+            lab[0, i],
+            lab[0, ip],
             f[0],
             f[1],
             f[2],
             c,
-            a,
+            cw,
+            aw,
         )
         data += dd
         length += ll
@@ -937,16 +922,19 @@ def _fused3_block(blk, nb, x, phi, out, lab_out, m_evo, lam, consts, parts, f):
     return data, length
 
 
-def _fused2_block(blk, nb, x, phi, out, lab_out, m_evo, lam, consts, parts, f):
+def _fused2_block(blk, nb, x, xw, phi, out, lab, lab_out, m_evo, lam, consts, parts, f):
     """The rows of block ``blk``, m = 2, gray, 2D, unit spacing: per row forces and energy
-    (:func:`_force_energy2`), the two updates (:func:`_update_row`) and the post passes
-    (:func:`_post_multi`, :func:`_sums_row`); adds the block's partial sums at index
-    ``blk`` and returns its data and length terms."""
+    (:func:`_force_energy2`: forces from ``xw``, the image in the working precision; length
+    from the labels ``lab`` of the old partition), the two updates (:func:`_update_row`)
+    and the post passes (:func:`_post_multi`, :func:`_sums_row`); adds the block's partial
+    sums at index ``blk`` and returns its data and length terms."""
     mu, dt, eps, eta, sp = consts
     pc, ps, pcc, pcs, pnd, pd = parts
     H = x.shape[2]
     c = (m_evo[0, 0], m_evo[1, 0], m_evo[2, 0], m_evo[3, 0])
-    a = (lam[0], lam[1], lam[2], lam[3])
+    wt = f.dtype.type
+    cw = (wt(c[0]), wt(c[1]), wt(c[2]), wt(c[3]))
+    aw = (wt(lam[0]), wt(lam[1]), wt(lam[2]), wt(lam[3]))
     data = 0.0
     length = 0.0
     f0 = f[0]
@@ -962,7 +950,7 @@ def _fused2_block(blk, nb, x, phi, out, lab_out, m_evo, lam, consts, parts, f):
         o1 = out[1, 0, i]
         xr = x[0, 0, i]
         lo = lab_out[0, i]
-        dd, ll = _force_energy2(xr, r0, r1, rp0, rp1, f0, f1, c, a)
+        dd, ll = _force_energy2(xr, xw[0, 0, i], r0, r1, lab[0, i], lab[0, ip], f0, f1, c, cw, aw)
         data += dd
         length += ll
         _update_row(r0, rp0, phi[0, 0, im], r0, r0, False, f0, o0, mu, dt, eps, eta, sp)
@@ -972,16 +960,16 @@ def _fused2_block(blk, nb, x, phi, out, lab_out, m_evo, lam, consts, parts, f):
     return data, length
 
 
-def _fused_block(blk, nb, x, phi, out, lab_out, m_evo, lam, consts, parts, f):
+def _fused_block(blk, nb, x, xw, phi, out, lab, lab_out, m_evo, lam, consts, parts, f):
     """Block ``blk`` of a gray 2D step with unit spacing by the fused rows of its m
     (:func:`_fused1_block`, :func:`_fused2_block`, :func:`_fused3_block`); returns the data
     and length terms of the old partition."""
     m = phi.shape[0]
     if m == 1:
-        return _fused1_block(blk, nb, x, phi, out, lab_out, m_evo, lam, consts, parts, f)
+        return _fused1_block(blk, nb, x, xw, phi, out, lab, lab_out, m_evo, lam, consts, parts, f)
     if m == 2:
-        return _fused2_block(blk, nb, x, phi, out, lab_out, m_evo, lam, consts, parts, f)
-    return _fused3_block(blk, nb, x, phi, out, lab_out, m_evo, lam, consts, parts, f)
+        return _fused2_block(blk, nb, x, xw, phi, out, lab, lab_out, m_evo, lam, consts, parts, f)
+    return _fused3_block(blk, nb, x, xw, phi, out, lab, lab_out, m_evo, lam, consts, parts, f)
 
 
 def _step_block(
@@ -1074,6 +1062,7 @@ def _step_range(
     b1,
     nb,
     x,
+    xw,
     phi,
     out,
     lab,
@@ -1100,7 +1089,8 @@ def _step_range(
     f,
 ):
     """Blocks ``b0 .. b1 - 1`` of one step (releases the GIL: the blocks of one step run in
-    several Python threads at once). Gray 2D images with unit spacing and m <= 3 take the
+    several Python threads at once); ``xw``: the image in the working precision (the fused
+    rows' data forces). Gray 2D images with unit spacing and m <= 3 take the
     fused rows (:func:`_fused_block`) unless the energy is recorded with means that differ
     from those of the forces (an exact zero in the iterate)."""
     C, D, H, W = x.shape
@@ -1116,7 +1106,9 @@ def _step_range(
         pnd[blk] = 0
         pd[blk] = 0.0
         if fused:
-            dd, ll = _fused_block(blk, nb, x, phi, out, lab_out, m_evo, lam, consts, parts, f)
+            dd, ll = _fused_block(
+                blk, nb, x, xw, phi, out, lab, lab_out, m_evo, lam, consts, parts, f
+            )
             pdata[blk] = dd if record else 0.0
             plen[blk] = ll if record else 0.0
             continue
@@ -1281,6 +1273,7 @@ class Stepper:
         C, D, H, W = x.shape
         K = lam.shape[0]
         self.x, self.xtot, self.lam = x, xtot, lam
+        self.xw = np.ascontiguousarray(x, dtype=type(mu))  # x itself in float64
         self.consts = (mu, dt, eps, eta, spacing_weights(spacing, type(mu)))
         self.fast = bool(fast)
         self.kernels = FAST if fast else IEEE
@@ -1304,7 +1297,7 @@ class Stepper:
     def step(self, phi, out, lab, lab_out, m_lab, m_evo, record, same):
         kern = self.kernels
         args = (
-            (self.nb, self.x, phi, out, lab, lab_out, m_lab, m_evo, self.lam)
+            (self.nb, self.x, self.xw, phi, out, lab, lab_out, m_lab, m_evo, self.lam)
             + self.consts
             + (record, same)
             + self.parts
@@ -1343,6 +1336,7 @@ _REDUCTIONS = (
     "_force_energy1",
     "_force_energy2",
     "_force_energy3",
+    "_length2d",
     "_energy2",
     "_energyk",
     "_length_counts",
@@ -1373,6 +1367,8 @@ def kernel_family(suffix, fast, **options):
     if fast:
         over.update({name: {"fastmath": _FAST} for name in _UPDATE})
         functions["_implicit"] = _implicit_1div  # one division per pixel instead of two
+    else:  # explicit: a callee without fastmath would inherit its caller's (a fused row's)
+        over.update({name: {"fastmath": False} for name in _UPDATE})
     return jit_family(functions, suffix, overrides=over, **{**_OPTIONS, **options})
 
 
