@@ -234,11 +234,12 @@ METHODS = {
                 "bias_degree",
                 "bias_sigma",
             ),
-            # compare's budget, about 1 s on camera 256² (20 steps of an 8-channel network on
-            # one thread; a second thread on a busy 2-core machine made it 3-10x slower): the
-            # shared energy of camera (K=2) 1217-1220 over seeds 0-2, against k-means 1413
-            # and the previous 300-step budget's 1204 (chan-vese 1181, fixed point 1213)
-            cli_defaults={"max_iter": 10, "warm_steps": 10, "hidden_channels": 8, "lr": 0.03},
+            # compare's budget, about 1.5 s on camera 256² (20 + 20 steps of an 8-channel
+            # network on one thread; a second thread on a busy 2-core machine made it 3-10x
+            # slower). Shared energy of camera over seeds 0-2: K=2 1212 (k-means 1413, the
+            # previous 300-step budget 1204, chan-vese 1181); K=3 889 / 922 / 1117 (k-means
+            # 1351, 300 steps 802), where 10 + 10 steps stayed at the two-region 1212-1216
+            cli_defaults={"max_iter": 20, "warm_steps": 20, "hidden_channels": 8, "lr": 0.03},
             cli_threads=1,
             jit=True,
             summary="per-image network minimising the MS loss (Sec. IV-B3)",

@@ -334,8 +334,8 @@ def test_compare_neural_budget_beats_the_clustering_baselines():
         threads=None,
     )
     params = method_params(args)
-    assert params["neural"]["max_iter"] == 10 and params["neural"]["hidden_channels"] == 8
+    assert params["neural"]["max_iter"] == 20 and params["neural"]["hidden_channels"] == 8
     table = compare(img, compared_methods(args), method_params=params, errors="raise")
     e = {r["method"]: r["energy"] for r in table.rows}
     assert e["neural"] < min(e["kmeans"], e["otsu"])
-    assert table.row("neural")["n_iter"] == 10
+    assert table.row("neural")["n_iter"] == 20
