@@ -563,6 +563,17 @@ def test_bench_main_smoke():
     assert [(r["phases"], r["threads"]) for r in out["table"]] == [(2, 1), (4, 1), (2, 2), (4, 2)]
     assert out["table"][0]["thread_speedup"] == 1.0
     assert out["multiphase_K"] == 4 and out["threads"] == 2
+    assert all(r["step_ms"] >= 0 and r["setup_ms"] >= 0 for r in out["table"])
+
+
+def test_bench_splits_a_call_into_step_and_setup():
+    from varseg.bench.chan_vese import _split_call
+
+    # 100 iterations of 0.5 ms plus 12 ms of set-up; one iteration: 12.5 ms
+    step, setup = _split_call(0.062, 0.0125, 100)
+    assert step == pytest.approx(0.0005) and setup == pytest.approx(0.012)
+    assert _split_call(0.01, 0.01, 1) == (0.01, 0.0)
+    assert _split_call(0.01, 0.02, 10) == (0.0, 0.02)  # noise: never a negative step
 
 
 def _bands(values, n=48, sigma=0.03, seed=0):
