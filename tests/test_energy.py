@@ -168,6 +168,10 @@ def test_fast_hard_path_equals_generic(tv, shape):
     # float32 images give the same value to float32 round-off
     f32 = energy_from_labels(img.astype(np.float32), lab, 0.3, n_phases=4, tv=tv)
     assert f32.total == pytest.approx(ref.total, rel=1e-5)
+    # ... and exactly the numbers of their float64 copy (the kernel works in float64)
+    f64 = energy_from_labels(img.astype(np.float32).astype(np.float64), lab, 0.3, n_phases=4, tv=tv)
+    assert (f32.data, f32.length) == (f64.data, f64.length)
+    np.testing.assert_array_equal(f32.means, f64.means)
 
 
 def test_batched_terms_per_sample():

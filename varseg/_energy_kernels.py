@@ -86,13 +86,15 @@ def _hard_energy(x, lab, k, isotropic):
     rows = x.shape[1] * x.shape[2]
     part_s = np.zeros((rows, k, x.shape[0]))
     part_n = np.zeros((rows, k))
+    # np.int64(q): the parallel loop's index is uint64, the serial one's int64; one type
+    # compiles each helper once instead of twice
     for q in prange(rows):
-        _row_sums(x, lab, q, x.shape[2], part_s, part_n)
+        _row_sums(x, lab, np.int64(q), x.shape[2], part_s, part_n)
     means = _means(part_s, part_n, k)
     data = 0.0
     length = 0.0
     for q in prange(rows):
-        d, ln = _row_energy(x, lab, means, q, isotropic)
+        d, ln = _row_energy(x, lab, means, np.int64(q), isotropic)
         data += d
         length += ln
     return data, length, means
@@ -119,10 +121,10 @@ hard_energy_serial = _SERIAL._hard_energy
 
 
 def warm():
-    """Compile (or load) both kernels for float64 and float32 images on a tiny partition."""
+    """Compile (or load) both kernels on a tiny partition, for the one signature that
+    :func:`varseg.energy.energy_from_labels` calls (float64 image, int64 labels, C order)."""
     lab = np.zeros((1, 2, 3), dtype=np.int64)
     lab[0, 1] = 1
-    for dt in (np.float64, np.float32):
-        x = np.arange(6, dtype=dt).reshape(1, 1, 2, 3)
-        for kernel in (hard_energy, hard_energy_serial):
-            kernel(x, lab, 2, True)
+    x = np.arange(6, dtype=np.float64).reshape(1, 1, 2, 3)
+    for kernel in (hard_energy, hard_energy_serial):
+        kernel(x, lab, 2, True)

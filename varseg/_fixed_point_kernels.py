@@ -468,7 +468,8 @@ def _force_class(x, y, d, i, n, pyrow, cur, first, rows, gn, soft, lam, eps2):
     _kappa_data_row(x[0, d, i], px, py, pyp, gn, soft[n, 0], lam, up)
     if has_z:
         if d > 0:
-            _p_class_row(y, n, d - 1, i, eps2, tx, ty, pzp, True)
+            # has_z (True here), not the literal True: one compiled signature, not two
+            _p_class_row(y, n, d - 1, i, eps2, tx, ty, pzp, has_z)
         _z_div_row(gn, pz, pzp, lam, T(1.0 if d > 0 else 0.0))
     for ch in range(1, x.shape[0]):
         cn = soft[n, ch]

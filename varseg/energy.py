@@ -712,7 +712,8 @@ def energy_from_labels(
     Parameters
     ----------
     image : ndarray, shape S or (C,) + S
-        Real and finite (float32 is kept, other types are computed in float64).
+        Real and finite (computed in float64; a float32 image gives the same numbers as
+        its float64 copy).
     labels : ndarray of int, shape S, S = (H, W) or (D, H, W)
         Labels in ``0 .. K-1``, checked by :func:`varseg._validation.check_labels`
         (integral-valued floats are accepted, other floats refused).
@@ -755,9 +756,11 @@ def energy_from_labels(
         raise ValueError(f"image shape {x.shape} does not match labels shape {lab.shape}")
     lab, k = check_labels(lab, n_phases)
     _check_kernel_memory(x, lab, k)
-    # C order always: one compiled signature per dtype (no recompilation for views)
+    # C order and float64 always: one compiled signature (no recompilation for views or a
+    # float32 image; the kernel promotes every value of x to float64, so a float32 image
+    # gives the same bits through a float64 copy)
     lab3 = np.ascontiguousarray(lab.reshape((1,) * (3 - lab.ndim) + lab.shape))
-    x4 = np.ascontiguousarray(x.reshape((x.shape[0],) + lab3.shape))
+    x4 = np.ascontiguousarray(x.reshape((x.shape[0],) + lab3.shape), dtype=np.float64)
     sp = check_spacing(spacing, lab.ndim)
     kernel = hard_energy if lab.size >= _PARALLEL_MIN_PIXELS else hard_energy_serial
     data, length, means = kernel(x4, lab3, k, tv == "isotropic")
