@@ -289,12 +289,14 @@ def classify(x, phi, lab, xtot):
                 pc[blk, 1] += n1
                 ps[blk, 1, 0] += s1
                 for c in range(1, C):
-                    ps[blk, 1, c] += _masked_sum(x[c, z, i], lo, 1)
+                    ps[blk, 1, c] += _masked_sum(x[c, z, i], lo, np.int64(1))
                 if nz > 0:
-                    pnd[blk] += _sums_row(x, phi, z, i, lo, True, blk, K, pc, ps, pcc, pcs)
+                    pnd[blk] += _sums_row(
+                        x, phi, z, i, lo, np.bool_(True), blk, K, pc, ps, pcc, pcs
+                    )
                 continue
             hz = _post_multi(phi, phi, z, i, lo, pd, blk)
-            pnd[blk] += _sums_row(x, phi, z, i, lo, hz, blk, 1, pc, ps, pcc, pcs)
+            pnd[blk] += _sums_row(x, phi, z, i, lo, hz, blk, np.int64(1), pc, ps, pcc, pcs)
     cnt, sums, ccnt, csums = _reduce_blocks(pc, ps, pcc, pcs, xtot)
     return cnt, sums, ccnt, csums, pnd.sum()
 
@@ -627,12 +629,14 @@ def _energyk(lr, ld, lz, e):
     c2 = 0
     c3 = 0
     for j in range(W - 1):
-        k1, k2, k3 = _length_counts(lr[j], lz[j], ld[j], lr[j + 1])
+        k1, k2, k3 = _length_counts(
+            np.int64(lr[j]), np.int64(lz[j]), np.int64(ld[j]), np.int64(lr[j + 1])
+        )
         c1 += k1
         c2 += k2
         c3 += k3
     l = lr[W - 1]
-    k1, k2, k3 = _length_counts(l, lz[W - 1], ld[W - 1], l)
+    k1, k2, k3 = _length_counts(np.int64(l), np.int64(lz[W - 1]), np.int64(ld[W - 1]), np.int64(l))
     c1 += k1
     c2 += k2
     c3 += k3
@@ -734,7 +738,7 @@ def _fused1_block(blk, nb, x, xw, phi, out, lab, lab_out, m_evo, lam, consts, pa
         xr = x[0, 0, i]
         lo = lab_out[0, i]
         dd, ll = _force_energy1(xr, r, rp, fr, c0, c1, a0, a1)
-        _update_row(r, rp, phi[0, 0, im], r, r, False, fr, o, mu, dt, eps, eta, sp)
+        _update_row(r, rp, phi[0, 0, im], r, r, np.bool_(False), fr, o, mu, dt, eps, eta, sp)
         sq, n1, s1, nz = _post1(o, r, xr, lo)
         pd[blk, 0] += sq  # per row, in the order of the separate passes
         pc[blk, 1] += n1
@@ -742,7 +746,9 @@ def _fused1_block(blk, nb, x, xw, phi, out, lab, lab_out, m_evo, lam, consts, pa
         data += dd
         length += ll
         if nz > 0:
-            pnd[blk] += _sums_row(x, out, 0, i, lo, True, blk, 2, pc, ps, pcc, pcs)
+            pnd[blk] += _sums_row(
+                x, out, np.int64(0), i, lo, np.bool_(True), blk, np.int64(2), pc, ps, pcc, pcs
+            )
     return data, length
 
 
@@ -907,7 +913,7 @@ def _fused3_block(blk, nb, x, xw, phi, out, lab, lab_out, m_evo, lam, consts, pa
                 phi[l, 0, im],
                 r,
                 r,
-                False,
+                np.bool_(False),
                 f[l],
                 out[l, 0, i],
                 mu,
@@ -917,8 +923,8 @@ def _fused3_block(blk, nb, x, xw, phi, out, lab, lab_out, m_evo, lam, consts, pa
                 sp,
             )
         lo = lab_out[0, i]
-        hz = _post_multi(out, phi, 0, i, lo, pd, blk)
-        pnd[blk] += _sums_row(x, out, 0, i, lo, hz, blk, 1, pc, ps, pcc, pcs)
+        hz = _post_multi(out, phi, np.int64(0), i, lo, pd, blk)
+        pnd[blk] += _sums_row(x, out, np.int64(0), i, lo, hz, blk, np.int64(1), pc, ps, pcc, pcs)
     return data, length
 
 
@@ -953,10 +959,10 @@ def _fused2_block(blk, nb, x, xw, phi, out, lab, lab_out, m_evo, lam, consts, pa
         dd, ll = _force_energy2(xr, xw[0, 0, i], r0, r1, lab[0, i], lab[0, ip], f0, f1, c, cw, aw)
         data += dd
         length += ll
-        _update_row(r0, rp0, phi[0, 0, im], r0, r0, False, f0, o0, mu, dt, eps, eta, sp)
-        _update_row(r1, rp1, phi[1, 0, im], r1, r1, False, f1, o1, mu, dt, eps, eta, sp)
-        hz = _post_multi(out, phi, 0, i, lo, pd, blk)
-        pnd[blk] += _sums_row(x, out, 0, i, lo, hz, blk, 1, pc, ps, pcc, pcs)
+        _update_row(r0, rp0, phi[0, 0, im], r0, r0, np.bool_(False), f0, o0, mu, dt, eps, eta, sp)
+        _update_row(r1, rp1, phi[1, 0, im], r1, r1, np.bool_(False), f1, o1, mu, dt, eps, eta, sp)
+        hz = _post_multi(out, phi, np.int64(0), i, lo, pd, blk)
+        pnd[blk] += _sums_row(x, out, np.int64(0), i, lo, hz, blk, np.int64(1), pc, ps, pcc, pcs)
     return data, length
 
 
@@ -1047,12 +1053,12 @@ def _step_block(
             pc[blk, 1] += n1
             ps[blk, 1, 0] += s1
             for c in range(1, C):
-                ps[blk, 1, c] += _masked_sum(x[c, z, i], lo, 1)
+                ps[blk, 1, c] += _masked_sum(x[c, z, i], lo, np.int64(1))
             if nz > 0:
-                pnd[blk] += _sums_row(x, out, z, i, lo, True, blk, K, pc, ps, pcc, pcs)
+                pnd[blk] += _sums_row(x, out, z, i, lo, np.bool_(True), blk, K, pc, ps, pcc, pcs)
         else:
             hz = _post_multi(out, phi, z, i, lo, pd, blk)
-            pnd[blk] += _sums_row(x, out, z, i, lo, hz, blk, 1, pc, ps, pcc, pcs)
+            pnd[blk] += _sums_row(x, out, z, i, lo, hz, blk, np.int64(1), pc, ps, pcc, pcs)
     pdata[blk] = dacc
     plen[blk] = lacc
 
@@ -1201,7 +1207,7 @@ def final_energy(x, lab, m_lab):
     length = 0.0
     for q in range(D * H):
         z = q // H
-        dd, ll = _energy_row(x, lab, z, q - z * H, m_lab, e, False)
+        dd, ll = _energy_row(x, lab, z, q - z * H, m_lab, e, np.bool_(False))
         data += dd
         length += ll
     return data, length
