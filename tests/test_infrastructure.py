@@ -77,3 +77,20 @@ def test_limit_threads_before_numba_sets_its_variable():
         [sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True
     ).stdout.split()
     assert out == ["False", "1"]
+
+
+def test_torch_threads_sets_and_restores_the_count_also_on_error():
+    torch = pytest.importorskip("torch")
+    from varseg._threads import torch_threads
+
+    before = torch.get_num_threads()
+    want = 1 if before != 1 else 2
+    with torch_threads(want) as n:
+        assert n == want and torch.get_num_threads() == want
+    assert torch.get_num_threads() == before
+    with pytest.raises(RuntimeError, match="boom"), torch_threads(want):
+        raise RuntimeError("boom")
+    assert torch.get_num_threads() == before
+    with pytest.raises(ValueError, match="threads"), torch_threads(0):
+        pass
+    assert torch.get_num_threads() == before

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import os
 import sys
+from contextlib import contextmanager
 
-__all__ = ["limit_threads"]
+__all__ = ["limit_threads", "torch_threads"]
 
 _ENV = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMBA_NUM_THREADS")
 
@@ -40,3 +41,26 @@ def limit_threads(n):
     if "torch" in sys.modules:
         sys.modules["torch"].set_num_threads(n)
     return n
+
+
+@contextmanager
+def torch_threads(n):
+    """Run the block with ``n`` torch CPU threads (``torch.set_num_threads``), then restore
+    the previous count, also on an error. Imports torch (for a method that runs on it).
+
+    Raises
+    ------
+    ValueError
+        ``n`` is not a positive integer.
+    """
+    from ._validation import check_int
+
+    n = check_int(n, "threads")
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield n
+    finally:
+        torch.set_num_threads(before)

@@ -43,9 +43,9 @@ class MethodSpec:
         The method runs on torch (``pip install 'varseg[deep]'``).
     jit : bool
         The method has first-use costs: Numba kernels that compile (or load from the cache)
-        on first use, or torch's lazy imports (``torch._dynamo``, imported by the first
-        optimiser built, 2-5 s here). The harness warms it up on a small crop before the
-        clock starts.
+        on first use, or torch's lazy initialisation of its first operators (about 0.5 s of
+        ``neural`` on camera 256²). The harness warms it up on a small crop before the clock
+        starts.
     options : tuple of str
         Every keyword the method accepts besides ``image``, ``n_phases``, ``channel_axis``
         (the command line's ``--param KEY=VALUE`` is checked against it).

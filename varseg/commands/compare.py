@@ -166,16 +166,12 @@ def _with_torch_threads(spec, n_threads):
     """``spec`` whose calls run with ``n_threads`` torch CPU threads (restored afterwards)."""
     import dataclasses
 
+    from varseg._threads import torch_threads
+
     def run(image, n_phases, **kw):
         func = spec.load()  # a missing torch is reported here, as for the plain spec
-        import torch
-
-        before = torch.get_num_threads()
-        torch.set_num_threads(n_threads)
-        try:
+        with torch_threads(n_threads):
             return func(image, n_phases, **kw)
-        finally:
-            torch.set_num_threads(before)
 
     return dataclasses.replace(spec, func=run)
 
