@@ -46,6 +46,11 @@ ETA = 1e-16
 #: there a second thread costs more than it saves.
 SERIAL_BELOW = 32768
 
+#: Threads of the set-up and finish kernels (normalisation, classification, final energy,
+#: memberships). They can be split over threads with the same results, but on 2 cores
+#: that did not pay (page faults of fresh memory dominate; measured in issue 10): serial.
+SETUP_THREADS = 1
+
 #: Stopping rules of :func:`chan_vese` and their default tolerances: ``"partition"`` (fraction
 #: of the interface that moves per iteration, size- and dimension-independent, the default) and
 #: ``"level-set"`` (scikit-image's RMS change of the level sets per pixel).
@@ -364,7 +369,7 @@ def chan_vese(
     t_start = time.perf_counter()  # after the (one-time) compilation: never in the timings
     x_raw, gray = as_channels_first(image, channel_axis, dtype=None)  # no float64 copy
     spatial = x_raw.shape[1:]
-    threads = _threads(x_raw.size * cfg["m"])
+    threads = SETUP_THREADS  # the iteration's threads: _solve
     rng = resolve_rng(seed)
     x, xw, xmin, scale, constant = normalised(x_raw, cfg["wdtype"], threads)
     phi0 = initial_level_sets(
@@ -680,15 +685,16 @@ class _LevelSetStop:
 class _State:
     """The two buffers (iterate k and k + 1) of the level sets and labels, and the means."""
 
-    def __init__(self, x4, phi0, m, wdtype, threads=1):
+    def __init__(self, x4, phi0, m, wdtype, threads=SETUP_THREADS):
         from ._cv_kernels import means_from_sums
-        from ._cv_setup_kernels import classify_threads
+        from ._cv_setup_kernels import classify_threads, scratch
 
         C = x4.shape[0]
         self.phi = np.ascontiguousarray(phi0.reshape((m,) + x4.shape[1:]), dtype=wdtype)
-        self.phi_next = np.empty_like(self.phi)
-        self.lab = np.empty(x4.shape[1:], dtype=np.uint8)
-        self.lab_next = np.empty_like(self.lab)
+        self.phi_out = self.phi  # the buffer returned as ``level_sets`` (the others: scratch)
+        self.phi_next = scratch("phi_next", self.phi.shape, self.phi.dtype)
+        self.lab = scratch("lab", x4.shape[1:], np.uint8)
+        self.lab_next = scratch("lab_next", x4.shape[1:], np.uint8)
         self.xtot = np.append(x4.reshape(C, -1).sum(axis=1), float(self.lab.size))
         cnt, sums, ccnt, csums, self.ndiff = classify_threads(
             x4, self.phi, self.lab, self.xtot, threads
@@ -707,7 +713,7 @@ def _iterate(run, x4, phi0, rule, threads):
 
     cfg, spatial = run.cfg, run.spatial
     m, wdtype, lam_ms = cfg["m"], cfg["wdtype"], cfg["lam_ms"]
-    st = _State(x4, phi0, m, wdtype, threads)
+    st = _State(x4, phi0, m, wdtype)
     T = wdtype.type
     stepper = Stepper(
         x4,
@@ -755,7 +761,9 @@ def _finish(run, x4, st, energies, times, n_iter, converged, snaps):
     from ._cv_setup_kernels import final_energy_threads
 
     m, spatial = run.cfg["m"], run.spatial
-    phi = st.phi.reshape((m,) + spatial)
+    if st.phi is not st.phi_out:  # the last iterate is in the scratch buffer
+        np.copyto(st.phi_out, st.phi)
+    phi = st.phi_out.reshape((m,) + spatial)
     if snaps is not None and snaps[-1][0] != n_iter:
         snaps.append((n_iter, phi.copy()))
     data, length, labels = final_energy_threads(x4, st.lab, st.m_lab, run.threads)

@@ -29,21 +29,24 @@ def run_split(kernel, n, threads, *args, align=1):
     if len(bounds) == 1:
         kernel(*bounds[0], *args)
         return
-    errors = []
-
-    def work(a, b):
-        try:
-            kernel(a, b, *args)
-        except BaseException as exc:  # pragma: no cover - re-raised below
-            errors.append(exc)
-
-    others = [threading.Thread(target=work, args=ab) for ab in bounds[1:]]
-    for t in others:
-        t.start()
+    pool = _pool(len(bounds) - 1)
+    futures = [pool.submit(kernel, a, b, *args) for a, b in bounds[1:]]
     try:
         kernel(*bounds[0], *args)
     finally:
-        for t in others:
-            t.join()
-    if errors:
-        raise errors[0]
+        for fut in futures:
+            fut.result()
+
+
+_POOL = None
+_LOCK = threading.Lock()
+
+
+def _pool(workers):
+    global _POOL
+    with _LOCK:
+        if _POOL is None or _POOL._max_workers < workers:
+            from concurrent.futures import ThreadPoolExecutor
+
+            _POOL = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="varseg-setup")
+        return _POOL
