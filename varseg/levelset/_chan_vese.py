@@ -370,7 +370,9 @@ def chan_vese(
     x_raw, gray = as_channels_first(image, channel_axis, dtype=None)  # no float64 copy
     spatial = x_raw.shape[1:]
     threads = SETUP_THREADS  # the iteration's threads: _solve
-    rng = resolve_rng(seed)
+    # a Generator only where a start draws from it (default_rng(None) reads OS entropy, ~0.3 ms)
+    draws = isinstance(init, str) and init in ("random", "lloyd")
+    rng = resolve_rng(seed) if seed is not None or draws else None
     x, xw, xmin, scale, constant = normalised(x_raw, cfg["wdtype"], threads)
     phi0 = initial_level_sets(
         spatial, cfg["m"], init, rng, image=x, n_regions=init_regions, dtype=cfg["wdtype"]
