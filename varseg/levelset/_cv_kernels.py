@@ -157,8 +157,20 @@ def _sums_row(x, phi, z, i, lo, has_zero, blk, first, pc, ps, pcc, pcs):
         for c in range(1, C):
             ps[blk, s, c] += _masked_sum(x[c, z, i], lo, s)
     ndiff = 0
-    if has_zero:  # rare: pixels where the phi > 0 convention differs from the labels
-        for j in range(lo.shape[0]):
+    if not has_zero:
+        return ndiff
+    W = lo.shape[0]
+    for j0 in range(0, W, 16):  # rare: pixels where the phi > 0 code differs from the label
+        j1 = min(j0 + 16, W)
+        nzero = 0  # level-set entries 0 (or NaN) in j0 .. j1 - 1: elsewhere code == label
+        for l in range(m):
+            r = phi[l, z, i]
+            for j in range(j0, j1):
+                v = r[j]
+                nzero += 0 if (v < 0 or v > 0) else 1
+        if nzero == 0:
+            continue
+        for j in range(j0, j1):
             code = 0
             for l in range(m):
                 if not phi[l, z, i, j] > 0:
