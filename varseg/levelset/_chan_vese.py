@@ -378,7 +378,7 @@ def chan_vese(
     t_start = time.perf_counter()  # after the (one-time) compilation: never in the timings
     x_raw, gray = as_channels_first(image, channel_axis, dtype=None)  # no float64 copy
     spatial = x_raw.shape[1:]
-    threads = SETUP_THREADS  # the iteration's threads: _solve
+    threads = SETUP_THREADS  # of the set-up and finish (the iteration's: _solve)
     # a Generator only where a start draws from it (default_rng(None) reads OS entropy, ~0.3 ms)
     draws = isinstance(init, str) and init in ("random", "lloyd")
     rng = resolve_rng(seed) if seed is not None or draws else None
@@ -526,7 +526,7 @@ class _Run:
     extras: dict
     #: ``x`` in the working precision (``x`` itself in float64); None: made by the Stepper
     xw: np.ndarray | None = None
-    #: threads of the set-up, the iteration and the finish
+    #: threads of the set-up and finish kernels (the iteration's: _solve)
     threads: int = 1
     #: constant image (``x`` all 0); None: look at ``x``
     constant: bool | None = None
