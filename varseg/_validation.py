@@ -38,13 +38,14 @@ def as_channels_first(
         ``(H, W)``, ``(D, H, W)`` or either with a channel axis at ``channel_axis``.
     channel_axis : int or None
         As in scikit-image: the axis holding channels, or None for a gray image.
-    dtype : numpy dtype
-        Floating type of the returned array.
+    dtype : numpy dtype or None
+        Floating type of the returned array; None keeps the input's type (no copy of a
+        C-contiguous image).
 
     Returns
     -------
     x : ndarray, shape (C,) + S
-        Finite floating image, channels first (C = 1 for gray).
+        Finite image, channels first (C = 1 for gray), C-contiguous, of type ``dtype``.
     gray : bool
         True when the input had no channel axis.
 
@@ -80,7 +81,7 @@ def as_channels_first(
     if min(x.shape[1:]) < 1:
         raise ValueError(f"{name} has an empty spatial axis: shape {arr.shape}")
     x = np.ascontiguousarray(x, dtype=dtype)
-    if not np.isfinite(x).all():
+    if x.dtype.kind in "fc" and not np.isfinite(x).all():  # integers are always finite
         raise ValueError(f"{name} contains NaN or Inf values")
     return x, gray
 

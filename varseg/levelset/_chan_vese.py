@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from varseg._json import to_builtin
-from varseg.energy import check_spacing, normalise_image
+from varseg.energy import check_spacing
 
 from .._jit import ensure_compiled
 from .._validation import (
@@ -23,6 +23,7 @@ from .._validation import (
     resolve_rng,
 )
 from ..result import Segmentation
+from ._cv_setup_kernels import normalised
 from ._init import INIT_NAMES, check_regions, initial_level_sets
 from .heaviside import phase_labels, phase_memberships
 
@@ -44,6 +45,11 @@ ETA = 1e-16
 #: Problems smaller than this (pixels x level sets x channels) run in the calling thread only:
 #: there a second thread costs more than it saves.
 SERIAL_BELOW = 32768
+
+#: Threads of the set-up and finish kernels (normalisation, classification, final energy,
+#: memberships). They can be split over threads with the same results, but on 2 cores
+#: that did not pay (page faults of fresh memory dominate; measured in issue 10): serial.
+SETUP_THREADS = 1
 
 #: Stopping rules of :func:`chan_vese` and their default tolerances: ``"partition"`` (fraction
 #: of the interface that moves per iteration, size- and dimension-independent, the default) and
@@ -305,6 +311,15 @@ def chan_vese(
     on a machine shared with other busy processes a spinning barrier can cost more than the
     iteration. Results do not depend on the number of threads.
 
+    **Set-up and finish** (the part of a call that is not iterations): one pass normalises
+    the image (read as it is when ``uint8`` or float64) into float64 and its float32 copy
+    (:func:`varseg.levelset._cv_setup_kernels.normalised`), the checkerboard is written in
+    the working precision, and the final pass writes the int64 labels with the energy. The
+    internal arrays of a call (normalised image, float32 copy, second level-set and label
+    buffers) are reused by the next call of the same thread (up to 64 MiB): the first write
+    to fresh memory costs a page fault per 4 KiB, about 0.8 ms per MiB on 2 cores, more than
+    the passes themselves. These kernels run in the calling thread (:data:`SETUP_THREADS`).
+
     **Compilation.** The first call in a process for a working precision compiles the Numba
     kernels (or loads them from Numba's on-disk cache) by running them on a tiny image
     *before* the clock starts (:func:`varseg._jit.ensure_compiled`; a real compilation logs
@@ -361,11 +376,16 @@ def chan_vese(
         estimate=COMPILE_SECONDS,
     )
     t_start = time.perf_counter()  # after the (one-time) compilation: never in the timings
-    x_raw, gray = as_channels_first(image, channel_axis, dtype=np.float64)
+    x_raw, gray = as_channels_first(image, channel_axis, dtype=None)  # no float64 copy
     spatial = x_raw.shape[1:]
-    rng = resolve_rng(seed)
-    x, xmin, scale = normalise_image(x_raw, return_scale=True)
-    phi0 = initial_level_sets(spatial, cfg["m"], init, rng, image=x, n_regions=init_regions)
+    threads = SETUP_THREADS  # of the set-up and finish (the iteration's: _solve)
+    # a Generator only where a start draws from it (default_rng(None) reads OS entropy, ~0.3 ms)
+    draws = isinstance(init, str) and init in ("random", "lloyd")
+    rng = resolve_rng(seed) if seed is not None or draws else None
+    x, xw, xmin, scale, constant = normalised(x_raw, cfg["wdtype"], threads)
+    phi0 = initial_level_sets(
+        spatial, cfg["m"], init, rng, image=x, n_regions=init_regions, dtype=cfg["wdtype"]
+    )
     run = _Run(
         x=x,
         gray=gray,
@@ -375,8 +395,21 @@ def chan_vese(
         record=bool(record_energy),
         params=_params(cfg, init, init_regions, channel_axis, seed, record_energy),
         extras={"image_min": xmin, "image_scale": scale, "stop": cfg["stop"]},
+        xw=xw,
+        threads=threads,
+        constant=constant,
     )
     return _solve(run, phi0)
+
+
+def _threads(work):
+    """Threads of a problem of ``work`` = pixels x level sets x channels: 1 below
+    :data:`SERIAL_BELOW`, else Numba's thread count."""
+    if work < SERIAL_BELOW:
+        return 1
+    import numba
+
+    return numba.get_num_threads()
 
 
 #: Rough compilation time of the kernels of one working precision (the log line's estimate).
@@ -491,18 +524,26 @@ class _Run:
     record: bool
     params: dict
     extras: dict
+    #: ``x`` in the working precision (``x`` itself in float64); None: made by the Stepper
+    xw: np.ndarray | None = None
+    #: threads of the set-up and finish kernels (the iteration's: _solve)
+    threads: int = 1
+    #: constant image (``x`` all 0); None: look at ``x``
+    constant: bool | None = None
 
 
 def _run_tiny(wdtype):
     """Run every kernel of the working precision ``wdtype`` once, on a tiny image.
 
-    Used by :func:`varseg._jit.ensure_compiled` before the clock starts.
+    Used by :func:`varseg._jit.ensure_compiled` before the clock starts (both raw types of
+    the normalisation kernel, :data:`~varseg.levelset._cv_setup_kernels.NATIVE_DTYPES`).
     """
     img = np.add.outer(np.arange(6.0), np.arange(7.0)) % 4
     cfg = _check_args(
         2, 0.2, 1.0, 0.5, 1.0, 2, 0.0, "partition", 1, "checkerboard", wdtype, None, False
     )
-    x = normalise_image(img[None])
+    normalised(img[None].astype(np.uint8), wdtype)
+    x, xw, _, _, constant = normalised(img[None], wdtype)
     run = _Run(
         x=x,
         gray=True,
@@ -512,8 +553,10 @@ def _run_tiny(wdtype):
         record=True,
         params={},
         extras={},
+        xw=xw,
+        constant=constant,
     )
-    _solve(run, initial_level_sets(img.shape, 1, "checkerboard", None, image=x))
+    _solve(run, initial_level_sets(img.shape, 1, "checkerboard", None, image=x, dtype=wdtype))
 
 
 def warm_kernels():
@@ -542,7 +585,8 @@ def _solve(run, phi0):
     """Constant image: the trivial minimiser; else the iteration (:func:`_iterate`)."""
     cfg, x = run.cfg, run.x
     m, spatial = cfg["m"], run.spatial
-    if float(x.max()) == 0.0:
+    constant = float(x.max()) == 0.0 if run.constant is None else run.constant
+    if constant:
         from ..energy import energy_from_labels
 
         phi = np.ones((m,) + spatial, dtype=cfg["wdtype"])
@@ -551,10 +595,11 @@ def _solve(run, phi0):
         snaps = [(0, phi.copy())] if cfg["history"] else None
         return _result(run, phi, labels, [], [], 0, True, snaps, (ms.total, ms.means))
     C = x.shape[0]
-    x4 = np.ascontiguousarray(x.reshape((C,) + (1,) * (3 - len(spatial)) + spatial))
-    import numba
-
-    threads = 1 if C * m * x4[0].size < SERIAL_BELOW else numba.get_num_threads()
+    shape4 = (C,) + (1,) * (3 - len(spatial)) + spatial
+    x4 = np.ascontiguousarray(x.reshape(shape4))
+    if run.xw is not None:
+        run.xw = np.ascontiguousarray(run.xw.reshape(shape4))
+    threads = _threads(x4.size * m)
     rule = (
         _PartitionStop(cfg["tol"], cfg["window"])
         if cfg["stop"] == "partition"
@@ -582,7 +627,9 @@ def _result(run, phi, labels, energies, times, n_iter, converged, snaps, final):
         extras["snapshot_iters"] = np.array([k for k, _ in snaps], dtype=np.int64)
     return Segmentation(
         labels=labels,
-        memberships=phase_memberships(phi, run.cfg["eps"]).astype(np.float32, copy=False),
+        memberships=phase_memberships(phi, run.cfg["eps"], run.threads).astype(
+            np.float32, copy=False
+        ),
         means=means,
         energy=np.asarray(energies, dtype=np.float64),
         n_iter=int(n_iter),
@@ -649,16 +696,20 @@ class _LevelSetStop:
 class _State:
     """The two buffers (iterate k and k + 1) of the level sets and labels, and the means."""
 
-    def __init__(self, x4, phi0, m, wdtype):
-        from ._cv_kernels import classify, means_from_sums
+    def __init__(self, x4, phi0, m, wdtype, threads=SETUP_THREADS):
+        from ._cv_kernels import means_from_sums
+        from ._cv_setup_kernels import classify_threads, scratch
 
         C = x4.shape[0]
         self.phi = np.ascontiguousarray(phi0.reshape((m,) + x4.shape[1:]), dtype=wdtype)
-        self.phi_next = np.empty_like(self.phi)
-        self.lab = np.empty(x4.shape[1:], dtype=np.uint8)
-        self.lab_next = np.empty_like(self.lab)
+        self.phi_out = self.phi  # the buffer returned as ``level_sets`` (the others: scratch)
+        self.phi_next = scratch("phi_next", self.phi.shape, self.phi.dtype)
+        self.lab = scratch("lab", x4.shape[1:], np.uint8)
+        self.lab_next = scratch("lab_next", x4.shape[1:], np.uint8)
         self.xtot = np.append(x4.reshape(C, -1).sum(axis=1), float(self.lab.size))
-        cnt, sums, ccnt, csums, self.ndiff = classify(x4, self.phi, self.lab, self.xtot)
+        cnt, sums, ccnt, csums, self.ndiff = classify_threads(
+            x4, self.phi, self.lab, self.xtot, threads
+        )
         self.m_lab, self.m_evo = means_from_sums(cnt, sums, ccnt, csums)
 
     def swap(self, m_lab, m_evo, ndiff):
@@ -687,6 +738,7 @@ def _iterate(run, x4, phi0, rule, threads):
         threads,
         fast=wdtype == np.float32,
         spacing=cfg.get("spacing"),
+        xw=run.xw,
     )
     energies: list[float] = []
     times = [time.perf_counter() - run.t_start]
@@ -717,13 +769,15 @@ def _iterate(run, x4, phi0, rule, threads):
 
 def _finish(run, x4, st, energies, times, n_iter, converged, snaps):
     """Return the final energy (shared energy of the last partition, own means) and result."""
-    from ._cv_kernels import final_energy
+    from ._cv_setup_kernels import final_energy_threads
 
     m, spatial = run.cfg["m"], run.spatial
-    phi = st.phi.reshape((m,) + spatial)
+    if st.phi is not st.phi_out:  # the last iterate is in the scratch buffer
+        np.copyto(st.phi_out, st.phi)
+    phi = st.phi_out.reshape((m,) + spatial)
     if snaps is not None and snaps[-1][0] != n_iter:
         snaps.append((n_iter, phi.copy()))
-    data, length = final_energy(x4, st.lab, st.m_lab)
+    data, length, labels = final_energy_threads(x4, st.lab, st.m_lab, run.threads)
     final = (data + run.cfg["lam_ms"] * length, st.m_lab)
-    labels = st.lab.reshape(spatial).astype(np.int64)
+    labels = labels.reshape(spatial)
     return _result(run, phi, labels, energies, times, n_iter, converged, snaps, final)

@@ -59,6 +59,10 @@ __all__ = [
     "n_blocks",
     "partition_change",
     "final_energy",
+    "classify_blocks",
+    "reduce_classified",
+    "final_energy_rows",
+    "sum_in_order",
     "kernel_family",
     "IEEE",
     "FAST",
@@ -153,8 +157,20 @@ def _sums_row(x, phi, z, i, lo, has_zero, blk, first, pc, ps, pcc, pcs):
         for c in range(1, C):
             ps[blk, s, c] += _masked_sum(x[c, z, i], lo, s)
     ndiff = 0
-    if has_zero:  # rare: pixels where the phi > 0 convention differs from the labels
-        for j in range(lo.shape[0]):
+    if not has_zero:
+        return ndiff
+    W = lo.shape[0]
+    for j0 in range(0, W, 16):  # rare: pixels where the phi > 0 code differs from the label
+        j1 = min(j0 + 16, W)
+        nzero = 0  # level-set entries 0 (or NaN) in j0 .. j1 - 1: elsewhere code == label
+        for l in range(m):
+            r = phi[l, z, i]
+            for j in range(j0, j1):
+                v = r[j]
+                nzero += 0 if (v < 0 or v > 0) else 1
+        if nzero == 0:
+            continue
+        for j in range(j0, j1):
             code = 0
             for l in range(m):
                 if not phi[l, z, i, j] > 0:
@@ -266,19 +282,41 @@ def classify(x, phi, lab, xtot):
     corrections for the ``phi > 0`` convention and the number of pixels where it differs.
 
     ``xtot``: per-channel sums of ``x`` followed by the number of pixels, shape (C + 1,).
+    Serial; :func:`varseg.levelset._cv_setup_kernels.classify_threads` runs the same blocks
+    (:func:`classify_blocks`) in several threads, with the same result.
     """
-    C, D, H, W = x.shape
+    C = x.shape[0]
     m = phi.shape[0]
     K = 1 << m
-    rows = D * H
-    nb = n_blocks(rows)
+    nb = n_blocks(x.shape[1] * x.shape[2])
     pc = np.zeros((nb, K))
     ps = np.zeros((nb, K, C))
     pcc = np.zeros((nb, K))
     pcs = np.zeros((nb, K, C))
     pnd = np.zeros(nb, dtype=np.int64)
+    classify_blocks(np.int64(0), np.int64(nb), x, phi, lab, pc, ps, pcc, pcs, pnd)
+    return reduce_classified(pc, ps, pcc, pcs, pnd, xtot)
+
+
+def reduce_classified(pc, ps, pcc, pcs, pnd, xtot):
+    """The return value of :func:`classify` from the block partials of
+    :func:`classify_blocks` (reduced in block order)."""
+    cnt, sums, ccnt, csums = _reduce_blocks(pc, ps, pcc, pcs, xtot)
+    return cnt, sums, ccnt, csums, pnd.sum()
+
+
+def classify_blocks(b0, b1, x, phi, lab, pc, ps, pcc, pcs, pnd):
+    """Row blocks ``b0 .. b1 - 1`` of :func:`classify`: the labels of their rows into ``lab``
+    and their partial counts and sums into ``pc[blk]``, ``ps[blk]``, ``pcc[blk]``,
+    ``pcs[blk]``, ``pnd[blk]`` (blocks of :func:`n_blocks`; reduced in block order by
+    :func:`_reduce_blocks`, so the split over threads does not change the result)."""
+    C, D, H, W = x.shape
+    m = phi.shape[0]
+    K = 1 << m
+    rows = D * H
+    nb = pc.shape[0]
     pd = np.zeros((nb, m))  # squared changes of the post passes (0 here: unused)
-    for blk in range(nb):  # run once per solve: serial (saves a parallel compilation)
+    for blk in range(b0, b1):
         for q in range(blk * rows // nb, (blk + 1) * rows // nb):
             z = q // H
             i = q - z * H
@@ -297,8 +335,6 @@ def classify(x, phi, lab, xtot):
                 continue
             hz = _post_multi(phi, phi, z, i, lo, pd, blk)
             pnd[blk] += _sums_row(x, phi, z, i, lo, hz, blk, np.int64(1), pc, ps, pcc, pcs)
-    cnt, sums, ccnt, csums = _reduce_blocks(pc, ps, pcc, pcs, xtot)
-    return cnt, sums, ccnt, csums, pnd.sum()
 
 
 def means_from_sums(cnt, sums, ccnt, csums):
@@ -1200,17 +1236,42 @@ def partition_change(lab, ref):
 def final_energy(x, lab, m_lab):
     """Data and length terms of the hard partition ``lab`` with its means ``m_lab``: the
     shared energy of :func:`varseg._energy_kernels.hard_energy` (isotropic TV) by the row
-    helpers of the step (:func:`_energy_row`)."""
+    helpers of the step (:func:`_energy_row`), summed over the rows in row order (serial;
+    :func:`varseg.levelset._cv_setup_kernels.final_energy_threads` gives the same values)."""
+    rows = x.shape[1] * x.shape[2]
+    rd = np.empty(rows)
+    rl = np.empty(rows)
+    final_energy_rows(
+        np.int64(0), np.int64(rows), x, lab, m_lab, rd, rl, np.empty((0, 0, 0), np.int64)
+    )
+    return sum_in_order(rd), sum_in_order(rl)
+
+
+def final_energy_rows(q0, q1, x, lab, m_lab, rd, rl, lab64):
+    """Rows ``q0 .. q1 - 1`` of :func:`final_energy`: their data and length terms into
+    ``rd[q]``, ``rl[q]``; with a non-empty ``lab64`` (shape of ``lab``) also ``lab`` as int64
+    (the public labels) in the same pass."""
     C, D, H, W = x.shape
     e = np.empty((m_lab.shape[0], W))
-    data = 0.0
-    length = 0.0
-    for q in range(D * H):
+    copy = lab64.shape[0] > 0
+    for q in range(q0, q1):
         z = q // H
-        dd, ll = _energy_row(x, lab, z, q - z * H, m_lab, e, np.bool_(False))
-        data += dd
-        length += ll
-    return data, length
+        i = q - z * H
+        rd[q], rl[q] = _energy_row(x, lab, z, i, m_lab, e, np.bool_(False))
+        if copy:
+            lr = lab[z, i]
+            o = lab64[z, i]
+            for j in range(W):
+                o[j] = lr[j]
+
+
+def sum_in_order(v):
+    """``v[0] + v[1] + ...`` from 0.0, left to right (no re-association: the order of a serial
+    loop, whatever the number of threads that wrote ``v``)."""
+    acc = 0.0
+    for k in range(v.shape[0]):
+        acc += v[k]
+    return acc
 
 
 _POOL = None
@@ -1275,11 +1336,14 @@ class Stepper:
     compilation is several times shorter.
     """
 
-    def __init__(self, x, xtot, lam, mu, dt, eps, eta, m, threads, fast=False, spacing=None):
+    def __init__(
+        self, x, xtot, lam, mu, dt, eps, eta, m, threads, fast=False, spacing=None, xw=None
+    ):
         C, D, H, W = x.shape
         K = lam.shape[0]
         self.x, self.xtot, self.lam = x, xtot, lam
-        self.xw = np.ascontiguousarray(x, dtype=type(mu))  # x itself in float64
+        # x in the working precision (x itself in float64); ``xw``: already made by the caller
+        self.xw = np.ascontiguousarray(x, dtype=type(mu)) if xw is None else xw
         self.consts = (mu, dt, eps, eta, spacing_weights(spacing, type(mu)))
         self.fast = bool(fast)
         self.kernels = FAST if fast else IEEE
@@ -1391,3 +1455,7 @@ means_from_sums = IEEE.means_from_sums  # noqa: F811
 n_blocks = IEEE.n_blocks  # noqa: F811
 partition_change = IEEE.partition_change  # noqa: F811
 final_energy = IEEE.final_energy  # noqa: F811
+classify_blocks = IEEE.classify_blocks  # noqa: F811
+reduce_classified = IEEE.reduce_classified  # noqa: F811
+final_energy_rows = IEEE.final_energy_rows  # noqa: F811
+sum_in_order = IEEE.sum_in_order  # noqa: F811

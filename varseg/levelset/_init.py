@@ -291,7 +291,9 @@ def check_regions(n_regions, m, init="kmeans"):
     return int(n_regions)
 
 
-def initial_level_sets(shape, m, init="checkerboard", rng=None, image=None, n_regions=None):
+def initial_level_sets(
+    shape, m, init="checkerboard", rng=None, image=None, n_regions=None, dtype=np.float64
+):
     """Build initial level sets ``(m,) + shape`` (float64) for the Chan–Vese solver.
 
     Parameters
@@ -313,10 +315,13 @@ def initial_level_sets(shape, m, init="checkerboard", rng=None, image=None, n_re
         first Gray codes and the other phases start empty: the usual way to run Vese–Chan
         with a number of regions that is not a power of two (an empty phase has mean 0, as
         in scikit-image, and gains pixels only where that lowers the energy).
+    dtype : {numpy.float64, numpy.float32}
+        Type of the result: the float64 level sets rounded to it (the checkerboard is
+        computed in float64 and written rounded, without a float64 copy).
 
     Returns
     -------
-    ndarray of float64, shape (m,) + S
+    ndarray of ``dtype`` (float64 by default), shape (m,) + S
 
     Raises
     ------
@@ -324,18 +329,32 @@ def initial_level_sets(shape, m, init="checkerboard", rng=None, image=None, n_re
         Unknown name, wrong array shape, non-finite array values, ``n_regions`` out of range
         or given with a start that is not a clustering.
     """
+    dtype = np.dtype(dtype)
+    if isinstance(init, str) and init == "checkerboard":
+        check_regions(n_regions, m, init)
+        return _checkerboards(tuple(int(n) for n in shape), m, dtype)
+    phi = _named_or_array(shape, m, init, rng, image, n_regions)
+    return phi if dtype == np.float64 else phi.astype(dtype)
+
+
+def _checkerboards(shape, m, dtype):
+    """The m shifted checkerboards of ``initial_level_sets`` (module docstring), in ``dtype``."""
+    nd = len(shape)
+    out = np.empty((m,) + shape, dtype=dtype)
+    for j in range(m):
+        shifts = [0.0] * nd
+        if j >= 1:
+            shifts[-j] = _SQUARE / 2.0
+        _checkerboard(shape, shifts, out[j])
+    return out
+
+
+def _named_or_array(shape, m, init, rng, image, n_regions):
+    """:func:`initial_level_sets` (float64) for every start but the checkerboard."""
     shape = tuple(int(n) for n in shape)
     nd = len(shape)
     k = check_regions(n_regions, m, init)
     if isinstance(init, str):
-        if init == "checkerboard":
-            out = np.empty((m,) + shape)
-            for j in range(m):
-                shifts = [0.0] * nd
-                if j >= 1:
-                    shifts[-j] = _SQUARE / 2.0
-                _checkerboard(shape, shifts, out[j])
-            return out
         if init in ("disk", "small disk"):
             return np.stack(
                 [_disk(shape, init == "small disk", _disk_offsets(j, nd, m)) for j in range(m)]

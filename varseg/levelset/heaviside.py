@@ -19,6 +19,7 @@ import types
 import numpy as np
 
 from .._jit import jit_family
+from ._split import run_split
 
 __all__ = [
     "heaviside",
@@ -168,7 +169,7 @@ def dirac_torch(z, eps):
     return dirac_expr(z, eps)
 
 
-def phase_memberships(level_sets, eps=None):
+def phase_memberships(level_sets, eps=None, threads=1):
     r"""Memberships of the :math:`2^m` phases of m level sets (vector Heaviside, Eq. 7).
 
     Phase index :math:`k = \sum_j s_j 2^{j}` with :math:`s_j = 1` where :math:`\phi_j < 0`
@@ -182,6 +183,9 @@ def phase_memberships(level_sets, eps=None):
     ----------
     level_sets : ndarray, shape (m,) + S
     eps : float, optional
+    threads : int
+        Threads of the float32 soft memberships (chunks of pixels; the same values for any
+        number).
 
     Returns
     -------
@@ -197,7 +201,8 @@ def phase_memberships(level_sets, eps=None):
     out = np.empty((2**m,) + phi.shape[1:], dtype=dt)
     if eps is not None and dt is np.float32 and phi.size > 0:  # one fused, vectorised pass
         flat = np.ascontiguousarray(phi).reshape(m, -1)
-        _F32._memberships_f32(flat, np.float32(eps), out.reshape(2**m, -1))
+        args = (flat, np.float32(eps), out.reshape(2**m, -1))
+        run_split(_F32._memberships_f32, flat.shape[1], threads, *args, align=_CHUNK)
         return out
     h = (phi >= 0).astype(dt) if eps is None else heaviside(phi, dt(eps))
     for k in range(2**m):
@@ -235,18 +240,18 @@ def _atan_f32(t):
     return math.copysign(y, t)
 
 
-def _memberships_f32(phi, eps, out):
-    r"""Write the soft memberships of float32 level sets ``phi`` (m, N) into ``out`` (2^m, N).
+def _memberships_f32(start, stop, phi, eps, out):
+    r"""Write the soft memberships of pixels ``start .. stop - 1`` into ``out`` (2^m, N).
 
-    Per chunk of pixels, the m rows of :math:`H_\varepsilon` (:func:`heaviside_expr` with
-    :func:`_atan_f32`), then per phase the products of :func:`phase_memberships`' NumPy code,
-    without temporaries.
+    ``phi``: float32 level sets (m, N). Per chunk of pixels, the m rows of
+    :math:`H_\varepsilon` (:func:`heaviside_expr` with :func:`_atan_f32`), then per phase the
+    products of :func:`phase_memberships`' NumPy code, without temporaries.
     """
-    m, n = phi.shape
+    m = phi.shape[0]
     h = np.empty((m, _CHUNK), np.float32)
     one = np.float32(1.0)
-    for a in range(0, n, _CHUNK):
-        w = min(_CHUNK, n - a)
+    for a in range(start, stop, _CHUNK):
+        w = min(_CHUNK, stop - a)
         for j in range(m):
             hj = h[j]
             pj = phi[j, a : a + w]

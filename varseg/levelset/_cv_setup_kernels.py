@@ -1,0 +1,187 @@
+r"""Set-up and finish of :func:`varseg.levelset.chan_vese` in few passes and several threads.
+
+* :func:`normalised`: scikit-image's normalisation :math:`y = \min(\max((x - x_{min}) / (x_{max}
+  - x_{min}), 0), 1)` (:func:`varseg.energy.normalise_image`, bit for bit: the same float64
+  operations in the same order) in one pass over the raw image after its min/max, writing the
+  float64 image of the means and energies and, in the same pass, the float32 copy of the
+  curvature scheme; a ``uint8`` or ``float64`` image is read as it is (no float64 copy first).
+* :func:`classify_threads` / :func:`final_energy_threads`: the classification of the initial
+  level sets and the energy of the last partition (:func:`~varseg.levelset._cv_kernels.classify`,
+  :func:`~varseg.levelset._cv_kernels.final_energy`) with their blocks / rows split over
+  threads and reduced in the serial order afterwards, so the values do not depend on the
+  number of threads; the final energy also writes the public int64 labels in the same pass.
+
+The kernels are compiled with ``cache=True, nogil=True`` by
+:func:`varseg._jit.ensure_compiled` (the warm-up of :func:`chan_vese`) before any clock starts.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+
+import numpy as np
+
+from .._jit import jit_family
+from ..energy import normalise_image
+from ._cv_kernels import (
+    classify_blocks,
+    final_energy_rows,
+    n_blocks,
+    reduce_classified,
+    sum_in_order,
+)
+from ._split import run_split
+
+__all__ = [
+    "normalised",
+    "classify_threads",
+    "final_energy_threads",
+    "scratch",
+    "NATIVE_DTYPES",
+    "KEEP_BYTES",
+]
+
+#: Largest total size of the scratch buffers (:func:`scratch`) a thread keeps between calls.
+KEEP_BYTES = 64 << 20
+
+_WS = threading.local()
+
+#: Raw image types read by the normalisation kernel as they are (other types are converted to
+#: float64 first); one compiled signature each.
+NATIVE_DTYPES = (np.dtype(np.uint8), np.dtype(np.float64))
+
+_ALIGN = 4096  # pixels: thread bounds of the element-wise kernels on whole cache lines / pages
+
+
+def _normalise_range(a, b, src, xmin, scale, out, outw):
+    r"""Entries ``a .. b - 1`` of the normalised image: ``out[i] = min(max((float64(src[i]) -
+    xmin) / scale, 0), 1)`` (``src[i] - xmin`` when ``scale == 0``), and ``outw[i]`` its
+    float32 rounding when ``outw`` is not empty (IEEE arithmetic: the operations of
+    :func:`varseg.energy.normalise_image`)."""
+    w = outw.shape[0] > 0
+    if scale == 0.0:
+        for i in range(a, b):
+            v = np.float64(src[i]) - xmin
+            out[i] = v
+            if w:
+                outw[i] = np.float32(v)
+        return
+    for i in range(a, b):
+        v = (np.float64(src[i]) - xmin) / scale
+        v = min(max(v, 0.0), 1.0)
+        out[i] = v
+        if w:
+            outw[i] = np.float32(v)
+
+
+_K = jit_family(
+    {"_normalise_range": _normalise_range},
+    "cvsetup",
+    cache=True,
+    nogil=True,
+    error_model="numpy",
+)
+
+
+def scratch(name, shape, dtype):
+    """An uninitialised internal buffer, the one of the previous call of this thread when its
+    shape and type match.
+
+    Fresh memory costs a page fault per 4 KiB page on its first write (on this 2-core machine
+    about 0.8 ms per MiB, several times the pass that writes it), and the allocator gives the
+    memory of a finished call back to the system. The internal arrays of a call (normalised
+    image, its float32 copy, the second level-set and label buffers) are therefore kept per
+    thread, up to :data:`KEEP_BYTES` in all; they never leave :func:`chan_vese`.
+    """
+    store = getattr(_WS, "bufs", None)
+    if store is None:
+        store = _WS.bufs = {}
+    buf = store.get(name)
+    if buf is not None and buf.shape == tuple(shape) and buf.dtype == dtype:
+        return buf
+    buf = np.empty(shape, dtype)
+    store[name] = buf
+    if sum(b.nbytes for b in store.values()) > KEEP_BYTES:
+        store.clear()  # too large to keep: this call's buffer only
+    return buf
+
+
+def normalised(x_raw, wdtype, threads=1):
+    r"""Normalise a channels-first image as :func:`varseg.energy.normalise_image` does.
+
+    :math:`y = (x - x_{min}) / (x_{max} - x_{min})` clipped to [0, 1] (Chan & Vese 2001 as
+    ``skimage.segmentation.chan_vese`` scales its input), bit-identical to
+    :func:`~varseg.energy.normalise_image`, in one pass after the min/max.
+
+    Parameters
+    ----------
+    x_raw : ndarray, shape (C,) + S
+        Finite real image, any numeric type, any strides.
+    wdtype : numpy.dtype
+        Working precision of the curvature scheme (float32 or float64).
+    threads : int
+        Threads of the pass.
+
+    Returns
+    -------
+    x : ndarray of float64, shape (C,) + S, C-contiguous
+        The normalised image (a :func:`scratch` buffer: overwritten by the next call).
+    xw : ndarray of ``wdtype``
+        ``x`` rounded to float32 (``x`` itself for float64; a :func:`scratch` buffer).
+    xmin, scale : float
+        ``x = (x_raw - xmin) / scale`` (``scale = 1`` for a constant image).
+    constant : bool
+        True for a constant image (``x`` all 0).
+    """
+    wdtype = np.dtype(wdtype)
+    src = x_raw if x_raw.dtype in NATIVE_DTYPES else x_raw.astype(np.float64)
+    src = np.ascontiguousarray(src)
+    xmin, xmax = float(src.min()), float(src.max())
+    if not math.isfinite(xmax - xmin):  # range wider than the largest float: pre-scaled there
+        x, xmin, scale = normalise_image(x_raw, return_scale=True)
+        return x, x.astype(wdtype, copy=False), xmin, scale, False
+    scale = xmax - xmin
+    x = scratch("x", src.shape, np.float64)
+    f32 = wdtype == np.float32
+    xw = scratch("xw", src.shape if f32 else (0,), np.float32)
+    flat = src.reshape(-1)
+    run_split(
+        _K._normalise_range,
+        flat.size,
+        threads,
+        flat,
+        xmin,
+        scale,
+        x.reshape(-1),
+        xw.reshape(-1),
+        align=_ALIGN,
+    )
+    return x, (xw if f32 else x), xmin, (scale if scale != 0 else 1.0), scale == 0
+
+
+def classify_threads(x, phi, lab, xtot, threads=1):
+    """:func:`~varseg.levelset._cv_kernels.classify` with its row blocks split over
+    ``threads`` threads (same result: the block partials are reduced in block order)."""
+    C = x.shape[0]
+    K = 1 << phi.shape[0]
+    nb = n_blocks(x.shape[1] * x.shape[2])
+    pc = np.zeros((nb, K))
+    ps = np.zeros((nb, K, C))
+    pcc = np.zeros((nb, K))
+    pcs = np.zeros((nb, K, C))
+    pnd = np.zeros(nb, dtype=np.int64)
+    run_split(classify_blocks, nb, threads, x, phi, lab, pc, ps, pcc, pcs, pnd)
+    return reduce_classified(pc, ps, pcc, pcs, pnd, xtot)
+
+
+def final_energy_threads(x, lab, m_lab, threads=1):
+    """:func:`~varseg.levelset._cv_kernels.final_energy` with its rows split over ``threads``
+    threads (per-row terms summed in row order afterwards: the same values), plus ``lab`` as
+    int64, written in the same pass. Returns ``data, length, labels``."""
+    rows = x.shape[1] * x.shape[2]
+    rd = np.empty(rows)
+    rl = np.empty(rows)
+    lab64 = np.empty(lab.shape, dtype=np.int64)
+    run_split(final_energy_rows, rows, threads, x, lab, m_lab, rd, rl, lab64)
+    return sum_in_order(rd), sum_in_order(rl), lab64
