@@ -685,16 +685,14 @@ class Runner:
     """Run a block kernel over all row blocks on ``threads`` threads.
 
     The blocks are cut into ``CHUNKS_PER_THREAD * threads`` contiguous chunks that the
-    calling thread and the pool's threads take one after the other from a shared iterator
-    (under a lock) until none is left: on a machine shared with other busy processes a thread
-    that loses its core leaves its remaining chunks to the others instead of holding up the
-    whole pass (a fixed split waits for the slowest thread). Python threads that wait on a
-    future sleep instead of spinning (``parallel=True`` measured slower than one thread
-    there). A chunk's result does not depend on which thread runs it, so results do not
-    depend on ``threads``.
+    calling thread and the workers of the process-wide :func:`varseg._threads.team` take one
+    after the other from a shared iterator (under a lock) until none is left: on a machine
+    shared with other busy processes a thread that loses its core leaves its remaining chunks
+    to the others instead of holding up the whole pass (a fixed split waits for the slowest
+    thread). Waiting threads sleep instead of spinning (``parallel=True`` measured slower than
+    one thread there). A chunk's result does not depend on which thread runs it, so results
+    do not depend on ``threads``.
     """
-
-    _pools = {}
 
     def __init__(self, nb, threads):
         self.nb = nb
@@ -702,18 +700,14 @@ class Runner:
         n = min(nb, CHUNKS_PER_THREAD * self.threads) if self.threads > 1 else 1
         cuts = [(t * nb) // n for t in range(n + 1)]
         self.chunks = list(zip(cuts[:-1], cuts[1:], strict=True))
-        self.pool = None
+        self.team = None
         if self.threads > 1:
             import threading
-            from concurrent.futures import ThreadPoolExecutor
+
+            from ._threads import team
 
             self._lock = threading.Lock()
-            pool = Runner._pools.get(self.threads)
-            if pool is None:
-                pool = Runner._pools.setdefault(
-                    self.threads, ThreadPoolExecutor(self.threads, "varseg-fixed-point")
-                )
-            self.pool = pool
+            self.team = team(self.threads - 1)
 
     def _drain(self, chunks, kernel, args):
         """Run chunks taken from the shared iterator until it is exhausted."""
@@ -725,16 +719,11 @@ class Runner:
             kernel(b[0], b[1], *args)
 
     def __call__(self, kernel, *args):
-        if self.pool is None:
+        if self.team is None:
             kernel(0, self.nb, *args)
             return
         chunks = iter(self.chunks)
-        futures = [
-            self.pool.submit(self._drain, chunks, kernel, args) for _ in range(self.threads - 1)
-        ]
-        self._drain(chunks, kernel, args)
-        for f in futures:
-            f.result()
+        self.team.run([lambda: self._drain(chunks, kernel, args)] * self.threads)
 
 
 def iterate(ws, z, lam, step, mode, ceps, deps, max_iter, tol, t0, threads=1):
