@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from varseg._threads import Team, team
+from varseg._threads import Team, chunks, team
 
 
 def _record(out, i, delay=0.0):
@@ -143,3 +143,49 @@ def test_a_forked_child_gets_a_working_team():
         p.kill()
     assert not alive and p.exitcode == 0
     assert q.get(timeout=5) == 2
+
+
+@pytest.mark.parametrize("n,threads,per", [(64, 2, 2), (7, 3, 4), (5, 1, 4), (3, 4, 2), (1, 2, 2)])
+def test_chunks_cover_the_range_in_order(n, threads, per):
+    c = chunks(n, threads, per)
+    assert len(c) == (min(n, per * threads) if threads > 1 else 1)
+    assert c[0][0] == 0 and c[-1][1] == n
+    assert all(a[1] == b[0] for a, b in zip(c[:-1], c[1:], strict=True))
+    sizes = [b - a for a, b in c]
+    assert min(sizes) >= 1 and max(sizes) - min(sizes) <= 1
+
+
+def test_drain_runs_every_chunk_once_with_each_threads_own_worker():
+    t = Team(2)
+    seen = []
+    lock = threading.Lock()
+
+    def worker(tag):
+        def work(b0, b1):
+            time.sleep(0.002 * (tag + 1))  # uneven speeds: the faster threads take more
+            with lock:
+                seen.append((b0, b1, tag, threading.get_ident()))
+
+        return work
+
+    c = chunks(30, 3, 4)
+    t.drain(c, [worker(k) for k in range(3)])
+    assert sorted((a, b) for a, b, _, _ in seen) == c
+    # a tag always runs on one thread, and each thread runs one tag
+    by_tag = {}
+    for _, _, tag, ident in seen:
+        by_tag.setdefault(tag, set()).add(ident)
+    assert all(len(v) == 1 for v in by_tag.values())
+    assert len({next(iter(v)) for v in by_tag.values()}) == len(by_tag)
+    assert len(by_tag[0]) == 1 and threading.get_ident() in by_tag[0]
+
+
+def test_drain_on_a_busy_team_runs_every_chunk_here():
+    t = Team(1)
+    seen = []
+
+    def inner():
+        t.drain(chunks(10, 2, 2), [lambda a, b: seen.append((a, b))] * 2)
+
+    t.run([inner, lambda: None])
+    assert sorted(seen) == chunks(10, 2, 2)

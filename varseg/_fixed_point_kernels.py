@@ -50,6 +50,7 @@ from __future__ import annotations
 
 import math
 import time
+from functools import partial
 
 import numpy as np
 from numba import njit
@@ -695,35 +696,24 @@ class Runner:
     """
 
     def __init__(self, nb, threads):
+        from ._threads import chunks, team
+
         self.nb = nb
         self.threads = max(1, min(int(threads), nb))
-        n = min(nb, CHUNKS_PER_THREAD * self.threads) if self.threads > 1 else 1
-        cuts = [(t * nb) // n for t in range(n + 1)]
-        self.chunks = list(zip(cuts[:-1], cuts[1:], strict=True))
-        self.team = None
-        if self.threads > 1:
-            import threading
-
-            from ._threads import team
-
-            self._lock = threading.Lock()
-            self.team = team(self.threads - 1)
-
-    def _drain(self, chunks, kernel, args):
-        """Run chunks taken from the shared iterator until it is exhausted."""
-        while True:
-            with self._lock:
-                b = next(chunks, None)
-            if b is None:
-                return
-            kernel(b[0], b[1], *args)
+        self.chunks = chunks(nb, self.threads, CHUNKS_PER_THREAD)
+        self.team = team(self.threads - 1) if self.threads > 1 else None
 
     def __call__(self, kernel, *args):
         if self.team is None:
             kernel(0, self.nb, *args)
             return
-        chunks = iter(self.chunks)
-        self.team.run([lambda: self._drain(chunks, kernel, args)] * self.threads)
+        work = partial(_bound, kernel, args)
+        self.team.drain(self.chunks, [work] * self.threads)
+
+
+def _bound(kernel, args, b0, b1):
+    """``kernel(b0, b1, *args)`` (a picklable closure for :meth:`Runner.__call__`)."""
+    kernel(b0, b1, *args)
 
 
 def iterate(ws, z, lam, step, mode, ceps, deps, max_iter, tol, t0, threads=1):

@@ -8,7 +8,7 @@ import sys
 import threading
 from contextlib import contextmanager
 
-__all__ = ["Team", "limit_threads", "team", "torch_threads"]
+__all__ = ["Team", "chunks", "limit_threads", "team", "torch_threads"]
 
 _ENV = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMBA_NUM_THREADS")
 
@@ -131,6 +131,39 @@ class Team:
         finally:
             self.busy.release()
 
+    def drain(self, chunks, workers):
+        """Run ``workers[t](b0, b1)`` for every chunk ``(b0, b1)`` of ``chunks``, each chunk once.
+
+        Thread ``t`` (the caller is thread 0) takes the next chunk from a shared iterator
+        (under a lock) until none is left: a thread that loses its core to another process
+        leaves its remaining chunks to the others instead of holding up the pass. Which
+        thread ran a chunk must not change its result (the kernels write per-block
+        partial sums, reduced in block order afterwards).
+
+        Parameters
+        ----------
+        chunks : sequence of (int, int)
+        workers : sequence of callables ``(b0, b1) -> None``
+            One per thread, e.g. the same kernel bound to each thread's scratch buffers.
+        """
+        it = iter(chunks)
+        lock = threading.Lock()
+
+        def take():
+            with lock:
+                return next(it, None)
+
+        def loop(work):
+            def call():
+                b = take()
+                while b is not None:
+                    work(*b)
+                    b = take()
+
+            return call
+
+        self.run([loop(w) for w in workers])
+
 
 class _Worker:
     """One daemon thread that runs the callable it is handed (:meth:`start`) and reports when
@@ -167,6 +200,14 @@ class _Worker:
 
 _TEAM = None
 _TEAM_LOCK = threading.Lock()
+
+
+def chunks(n, threads, per_thread):
+    """Cut ``range(n)`` into ``min(n, per_thread * threads)`` contiguous ``(b0, b1)`` chunks
+    (one chunk for one thread), as even as integer division makes them."""
+    k = min(n, per_thread * threads) if threads > 1 else 1
+    cuts = [(t * n) // k for t in range(k + 1)]
+    return list(zip(cuts[:-1], cuts[1:], strict=True))
 
 
 def team(workers):

@@ -48,7 +48,7 @@ from functools import partial
 import numpy as np
 
 from .._jit import jit_family
-from .._threads import team
+from .._threads import chunks, team
 from .heaviside import dirac_pi_expr
 
 dirac_pi = dirac_pi_expr  # rebound to its compiled clone inside each kernel family
@@ -1224,10 +1224,20 @@ def spacing_weights(spacing, dtype):
     return np.array(inv + [v * v for v in inv], dtype=dtype)
 
 
+#: Chunks of row blocks per thread that :class:`Stepper` hands out on demand
+#: (:meth:`varseg._threads.Team.drain`).
+CHUNKS_PER_THREAD = 2
+
+
+def _chunk(run, args, scratch, b0, b1):
+    """Blocks ``b0 .. b1 - 1`` of one step with one thread's scratch rows."""
+    run(b0, b1, *args, *scratch)
+
+
 class Stepper:
     r"""One Jacobi step of the semi-implicit scheme for all m level sets, run in ``threads``
-    threads (the GIL-free kernel :func:`_step_range` on contiguous groups of row blocks; the
-    calling thread takes the first group).
+    threads (the GIL-free kernel :func:`_step_range` on contiguous chunks of row blocks that
+    the threads take on demand, :data:`CHUNKS_PER_THREAD` per thread).
 
     ``step(phi, out, lab, lab_out, m_lab, m_evo, record, same)`` reads ``phi`` (iterate k) and
     writes ``out`` (iterate k + 1) and its labels ``lab_out``; with ``record`` it also
@@ -1280,7 +1290,7 @@ class Stepper:
         t = max(1, min(int(threads), nb))
         # per thread: scratch rows of the residuals and forces (reused by every step)
         self.scratch = [(np.empty((K, W)), np.empty((m, W), dtype=type(mu))) for _ in range(t)]
-        self.bounds = [(k * nb // t, (k + 1) * nb // t) for k in range(t)]
+        self.chunks = chunks(nb, t, CHUNKS_PER_THREAD)
         self.team = team(t - 1) if t > 1 else None
 
     def step(self, phi, out, lab, lab_out, m_lab, m_evo, record, same):
@@ -1293,14 +1303,9 @@ class Stepper:
         )
         run = kern._step_range
         if self.team is None:
-            run(*self.bounds[0], *args, *self.scratch[0])
+            run(0, self.nb, *args, *self.scratch[0])
         else:
-            self.team.run(
-                [
-                    partial(run, b, c, *args, *sc)
-                    for (b, c), sc in zip(self.bounds, self.scratch, strict=True)
-                ]
-            )
+            self.team.drain(self.chunks, [partial(_chunk, run, args, sc) for sc in self.scratch])
         return kern._finish_step(self.xtot, *self.parts)
 
 
@@ -1313,7 +1318,7 @@ _KERNELS = {
     for name, obj in list(globals().items())
     if isinstance(obj, types.FunctionType)
     and obj.__module__ == __name__
-    and name not in ("spacing_weights", "_implicit_1div")  # the last: FAST only
+    and name not in ("spacing_weights", "_implicit_1div", "_chunk")  # the last: FAST only
 }
 _KERNELS["dirac_pi"] = dirac_pi_expr  # the one definition of scikit-image's Dirac
 _REDUCTIONS = (
