@@ -8,7 +8,15 @@ import sys
 import threading
 from contextlib import contextmanager
 
-__all__ = ["Team", "chunks", "limit_threads", "team", "torch_threads"]
+__all__ = [
+    "SERIAL_BELOW",
+    "Team",
+    "chunks",
+    "limit_threads",
+    "solver_threads",
+    "team",
+    "torch_threads",
+]
 
 _ENV = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMBA_NUM_THREADS")
 
@@ -200,6 +208,21 @@ class _Worker:
 
 _TEAM = None
 _TEAM_LOCK = threading.Lock()
+
+
+#: Work items (pixels x level sets x channels) below which a solver runs in one thread: the
+#: hand-off to a second thread (tens of µs) would cost more than it saves.
+SERIAL_BELOW = 1 << 15
+
+
+def solver_threads(n_items):
+    """Threads for a solver pass over ``n_items`` work items: 1 below :data:`SERIAL_BELOW`,
+    else ``numba.get_num_threads()`` (``NUMBA_NUM_THREADS``, :func:`limit_threads`)."""
+    if n_items < SERIAL_BELOW:
+        return 1
+    import numba
+
+    return numba.get_num_threads()
 
 
 def chunks(n, threads, per_thread):
