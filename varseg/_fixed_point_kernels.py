@@ -50,6 +50,7 @@ from __future__ import annotations
 
 import math
 import time
+from functools import partial
 
 import numpy as np
 from numba import njit
@@ -685,56 +686,34 @@ class Runner:
     """Run a block kernel over all row blocks on ``threads`` threads.
 
     The blocks are cut into ``CHUNKS_PER_THREAD * threads`` contiguous chunks that the
-    calling thread and the pool's threads take one after the other from a shared iterator
-    (under a lock) until none is left: on a machine shared with other busy processes a thread
-    that loses its core leaves its remaining chunks to the others instead of holding up the
-    whole pass (a fixed split waits for the slowest thread). Python threads that wait on a
-    future sleep instead of spinning (``parallel=True`` measured slower than one thread
-    there). A chunk's result does not depend on which thread runs it, so results do not
-    depend on ``threads``.
+    calling thread and the workers of the process-wide :func:`varseg._threads.team` take one
+    after the other from a shared iterator (under a lock) until none is left: on a machine
+    shared with other busy processes a thread that loses its core leaves its remaining chunks
+    to the others instead of holding up the whole pass (a fixed split waits for the slowest
+    thread). Waiting threads sleep instead of spinning (``parallel=True`` measured slower than
+    one thread there). A chunk's result does not depend on which thread runs it, so results
+    do not depend on ``threads``.
     """
 
-    _pools = {}
-
     def __init__(self, nb, threads):
+        from ._threads import chunks, team
+
         self.nb = nb
         self.threads = max(1, min(int(threads), nb))
-        n = min(nb, CHUNKS_PER_THREAD * self.threads) if self.threads > 1 else 1
-        cuts = [(t * nb) // n for t in range(n + 1)]
-        self.chunks = list(zip(cuts[:-1], cuts[1:], strict=True))
-        self.pool = None
-        if self.threads > 1:
-            import threading
-            from concurrent.futures import ThreadPoolExecutor
-
-            self._lock = threading.Lock()
-            pool = Runner._pools.get(self.threads)
-            if pool is None:
-                pool = Runner._pools.setdefault(
-                    self.threads, ThreadPoolExecutor(self.threads, "varseg-fixed-point")
-                )
-            self.pool = pool
-
-    def _drain(self, chunks, kernel, args):
-        """Run chunks taken from the shared iterator until it is exhausted."""
-        while True:
-            with self._lock:
-                b = next(chunks, None)
-            if b is None:
-                return
-            kernel(b[0], b[1], *args)
+        self.chunks = chunks(nb, self.threads, CHUNKS_PER_THREAD)
+        self.team = team(self.threads - 1) if self.threads > 1 else None
 
     def __call__(self, kernel, *args):
-        if self.pool is None:
+        if self.team is None:
             kernel(0, self.nb, *args)
             return
-        chunks = iter(self.chunks)
-        futures = [
-            self.pool.submit(self._drain, chunks, kernel, args) for _ in range(self.threads - 1)
-        ]
-        self._drain(chunks, kernel, args)
-        for f in futures:
-            f.result()
+        work = partial(_bound, kernel, args)
+        self.team.drain(self.chunks, [work] * self.threads)
+
+
+def _bound(kernel, args, b0, b1):
+    """``kernel(b0, b1, *args)`` (a picklable closure for :meth:`Runner.__call__`)."""
+    kernel(b0, b1, *args)
 
 
 def iterate(ws, z, lam, step, mode, ceps, deps, max_iter, tol, t0, threads=1):

@@ -744,3 +744,36 @@ def test_bias_figure_robust_scaling_and_contours():
     assert shown.mean() > 0.2  # min-max scaling would give ~1e-5
     assert len(fig.axes[0].collections) >= 1 and len(fig.axes[2].collections) >= 1
     assert fig.axes[2].title.get_fontsize() >= 11
+
+
+@pytest.mark.parametrize("K", [2, 3, 4])
+@pytest.mark.parametrize("shape", [(1, 40, 33), (5, 12, 9)])
+@pytest.mark.parametrize("steps", [1, 4])
+def test_threaded_inner_steps_equal_the_serial_kernel(K, shape, steps):
+    """evolve_threads (forces in chunks of rows, one level set per thread) gives the serial
+    kernel's level sets bit for bit, for any thread count, 2D and 3D, odd and even steps."""
+    rng = np.random.default_rng(K + steps)
+    m = 1 if K == 2 else 2
+    phi0 = rng.normal(0.0, 2.0, (m,) + shape)
+    e = rng.random((K,) + shape) * 50.0
+    ref = phi0.copy()
+    kern.evolve(ref, e, 65.0, 1.0, 0.1, 1.0, steps)
+    assert not np.array_equal(ref, phi0)
+    for threads in (1, 2, 3):
+        got = phi0.copy()
+        kern.evolve_threads(got, e, 65.0, 1.0, 0.1, 1.0, steps, threads)
+        assert np.array_equal(got, ref), threads
+
+
+@pytest.mark.skipif(numba.config.NUMBA_NUM_THREADS < 2, reason="needs 2 Numba threads")
+def test_bias_field_levelset_same_result_on_one_and_two_threads():
+    img, _, _ = three_phase_image(n=192)  # 2 level sets x 192^2 > SERIAL_BELOW: threaded
+    numba.set_num_threads(2)
+    try:
+        two = bias_field_levelset(img, 3, max_iter=3, seed=0)
+    finally:
+        numba.set_num_threads(1)
+    one = bias_field_levelset(img, 3, max_iter=3, seed=0)
+    assert np.array_equal(one.level_sets, two.level_sets)
+    assert np.array_equal(one.labels, two.labels)
+    assert np.array_equal(one.energy, two.energy)

@@ -24,6 +24,7 @@ import warnings
 import numpy as np
 
 from .._jit import ensure_compiled
+from .._threads import solver_threads
 from .._validation import (
     as_channels_first,
     check_choice,
@@ -363,6 +364,8 @@ def _run_tiny():
     for m, k in ((1, 2), (2, 4)):
         phi = np.ones((m, 1, 6, 6))
         _lic_kernels.evolve(phi, np.zeros((k, 1, 6, 6)), 1.0, 1.0, 0.1, 1.0, 1)
+        # the kernels of the threaded steps (the same signatures as on a large image)
+        _lic_kernels.evolve_threads(phi, np.zeros((k, 1, 6, 6)), 1.0, 1.0, 0.1, 1.0, 1, 2)
     data = _Data(np.ones((1, 6, 6)), np.ones((6, 6), bool), 0.5)  # smooth_2d
     memb = _memberships(np.ones((1, 6, 6)), 1.0, 2)
     kb, kb2 = data.moments(np.ones((6, 6)))
@@ -427,9 +430,10 @@ def _iterate(data, phi, cfg, xn):
     e = _residuals(data, c, kb, kb2)
     hist = {"energy": [], "lic": [], "change": [], "times": []}
     n_in, converged, it = max(1, int(np.count_nonzero(data.inside))), False, 0
+    threads = solver_threads(phi4.size)
     for it in range(1, cfg["max_iter"] + 1):
         # 1. level sets: n_inner steps with c, b (hence e_i) fixed (Li Eq. 20 / 33)
-        _lic_kernels.evolve(
+        _lic_kernels.evolve_threads(
             phi4,
             e.reshape((k,) + phi4.shape[1:]),
             cfg["nu"],
@@ -437,6 +441,7 @@ def _iterate(data, phi, cfg, xn):
             cfg["dt"],
             eps,
             cfg["n_inner"],
+            threads,
         )
         if not np.isfinite(phi4.sum()):  # NaN or Inf anywhere (|phi| never nears 1e308)
             raise ValueError(

@@ -42,12 +42,13 @@ clock starts.
 from __future__ import annotations
 
 import math
-import threading
 import types
+from functools import partial
 
 import numpy as np
 
 from .._jit import jit_family
+from .._threads import chunks, team
 from .heaviside import dirac_pi_expr
 
 dirac_pi = dirac_pi_expr  # rebound to its compiled clone inside each kernel family
@@ -1274,24 +1275,6 @@ def sum_in_order(v):
     return acc
 
 
-_POOL = None
-_POOL_LOCK = threading.Lock()
-
-
-def _pool(workers):
-    """A process-wide thread pool with at least ``workers`` threads (created on first use)."""
-    global _POOL
-    with _POOL_LOCK:
-        if _POOL is None or _POOL._max_workers < workers:
-            from concurrent.futures import ThreadPoolExecutor
-
-            old = _POOL
-            _POOL = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="varseg-chan-vese")
-            if old is not None:
-                old.shutdown(wait=False)
-        return _POOL
-
-
 def spacing_weights(spacing, dtype):
     """The ``sp`` argument of the update: empty for unit (or no) spacing, else ``(1/dx, 1/dy,
     1/dz, 1/dx^2, 1/dy^2, 1/dz^2)`` for ``spacing = (dz, dy, dx)`` (``1/dz = 0`` in 2D)."""
@@ -1302,10 +1285,20 @@ def spacing_weights(spacing, dtype):
     return np.array(inv + [v * v for v in inv], dtype=dtype)
 
 
+#: Chunks of row blocks per thread that :class:`Stepper` hands out on demand
+#: (:meth:`varseg._threads.Team.drain`).
+CHUNKS_PER_THREAD = 2
+
+
+def _chunk(run, args, scratch, b0, b1):
+    """Blocks ``b0 .. b1 - 1`` of one step with one thread's scratch rows."""
+    run(b0, b1, *args, *scratch)
+
+
 class Stepper:
     r"""One Jacobi step of the semi-implicit scheme for all m level sets, run in ``threads``
-    threads (the GIL-free kernel :func:`_step_range` on contiguous groups of row blocks; the
-    calling thread takes the first group).
+    threads (the GIL-free kernel :func:`_step_range` on contiguous chunks of row blocks that
+    the threads take on demand, :data:`CHUNKS_PER_THREAD` per thread).
 
     ``step(phi, out, lab, lab_out, m_lab, m_evo, record, same)`` reads ``phi`` (iterate k) and
     writes ``out`` (iterate k + 1) and its labels ``lab_out``; with ``record`` it also
@@ -1331,9 +1324,9 @@ class Stepper:
     ``record``). ``fast``: use the :data:`FAST` family (fast-math update, float32 working
     precision) instead of :data:`IEEE`.
 
-    Python threads, not ``parallel=True``: a waiting thread sleeps instead of spinning (an
-    OpenMP barrier spinning on a busy machine can cost more than the step), and the
-    compilation is several times shorter.
+    Python threads of the process-wide :func:`varseg._threads.team`, not ``parallel=True``: a
+    waiting thread sleeps instead of spinning (an OpenMP barrier spinning on a busy machine can
+    cost more than the step), and the compilation is several times shorter.
     """
 
     def __init__(
@@ -1361,8 +1354,8 @@ class Stepper:
         t = max(1, min(int(threads), nb))
         # per thread: scratch rows of the residuals and forces (reused by every step)
         self.scratch = [(np.empty((K, W)), np.empty((m, W), dtype=type(mu))) for _ in range(t)]
-        self.bounds = [(k * nb // t, (k + 1) * nb // t) for k in range(t)]
-        self.pool = _pool(t - 1) if t > 1 else None
+        self.chunks = chunks(nb, t, CHUNKS_PER_THREAD)
+        self.team = team(t - 1) if t > 1 else None
 
     def step(self, phi, out, lab, lab_out, m_lab, m_evo, record, same):
         kern = self.kernels
@@ -1373,14 +1366,10 @@ class Stepper:
             + self.parts
         )
         run = kern._step_range
-        (b0, b1), *rest = self.bounds
-        sc0, *scs = self.scratch
-        futures = [
-            self.pool.submit(run, b, c, *args, *sc) for (b, c), sc in zip(rest, scs, strict=True)
-        ]
-        run(b0, b1, *args, *sc0)
-        for fut in futures:
-            fut.result()
+        if self.team is None:
+            run(0, self.nb, *args, *self.scratch[0])
+        else:
+            self.team.drain(self.chunks, [partial(_chunk, run, args, sc) for sc in self.scratch])
         return kern._finish_step(self.xtot, *self.parts)
 
 
@@ -1393,7 +1382,7 @@ _KERNELS = {
     for name, obj in list(globals().items())
     if isinstance(obj, types.FunctionType)
     and obj.__module__ == __name__
-    and name not in ("_pool", "spacing_weights", "_implicit_1div")  # the last: FAST only
+    and name not in ("spacing_weights", "_implicit_1div", "_chunk")  # the last: FAST only
 }
 _KERNELS["dirac_pi"] = dirac_pi_expr  # the one definition of scikit-image's Dirac
 _REDUCTIONS = (

@@ -29,6 +29,7 @@ __all__ = [
     "curvature",
     "data_forces",
     "evolve",
+    "evolve_threads",
     "smooth_2d",
     "smooth_stack",
     "memberships_labels",
@@ -342,21 +343,28 @@ def _forces_4_row(e0, e1, e2, e3, h1, h2, out0, out1):
 
 @njit(cache=True)
 def _forces_slice(phi, e, d, eps, out, hrow):
-    """:func:`data_forces` of slice ``d`` of (m, D, H, W) / (K, D, H, W) arrays, row by row:
-    the Heavisides of both level sets once per pixel (:func:`heaviside_row` into ``hrow``,
-    (2, W) scratch), then the forces. Rows are indexed from the whole C-contiguous arrays
-    (a slice ``phi[:, d]`` would be typed non-contiguous, and its loops stay scalar)."""
+    """:func:`data_forces` of slice ``d`` of (m, D, H, W) / (K, D, H, W) arrays, row by row
+    (:func:`_forces_rows` over all rows)."""
+    _forces_rows(phi, e, d, eps, out, hrow, 0, phi.shape[2])
+
+
+@njit(cache=True, nogil=True)
+def _forces_rows(phi, e, d, eps, out, hrow, i0, i1):
+    """:func:`data_forces` of rows ``i0 .. i1 - 1`` of slice ``d``: the Heavisides of both
+    level sets once per pixel (:func:`heaviside_row` into ``hrow``, (2, W) scratch), then the
+    forces. Rows are indexed from the whole C-contiguous arrays (a slice ``phi[:, d]`` would
+    be typed non-contiguous, and its loops stay scalar)."""
     K = e.shape[0]
-    H, W = phi.shape[2], phi.shape[3]
+    W = phi.shape[3]
     if K == 2:
-        for i in range(H):
+        for i in range(i0, i1):
             e0, e1, o = e[0, d, i], e[1, d, i], out[0, d, i]
             for w in range(W):
                 o[w] = e1[w] - e0[w]
         return
     h1 = hrow[0]
     h2 = hrow[1]
-    for i in range(H):
+    for i in range(i0, i1):
         heaviside_row(phi[0, d, i], eps, h1)
         heaviside_row(phi[1, d, i], eps, h2)
         o0, o1 = out[0, d, i], out[1, d, i]
@@ -364,6 +372,26 @@ def _forces_slice(phi, e, d, eps, out, hrow):
             _forces_3_row(e[0, d, i], e[1, d, i], e[2, d, i], h1, h2, o0, o1)
         else:
             _forces_4_row(e[0, d, i], e[1, d, i], e[2, d, i], e[3, d, i], h1, h2, o0, o1)
+
+
+@njit(cache=True, nogil=True)
+def _level_set_step(cur, force, nd, nh, nw, nu, mu, dt, eps, nxt, j):
+    """Unit normals and the explicit update of level set ``j`` (one step of :func:`evolve`
+    after the forces), ``nd, nh, nw``: the normal's scratch (D, H, W) of the calling thread."""
+    D, H, W = cur.shape[1:]
+    if D == 1 and H >= 3 and W >= 3:
+        _normals_2d(cur[j, 0], nh[0], nw[0])
+        _step_2d(cur[j, 0], force[j, 0], nh[0], nw[0], nu, mu, dt, eps, nxt[j, 0])
+    else:
+        _unit_normal(cur[j], nd, nh, nw)
+        _step_nd(cur[j], force[j], nd, nh, nw, nu, mu, dt, eps, nxt[j])
+
+
+@njit(cache=True, nogil=True)
+def _boundary_all(cur):
+    """Li's ``NeumannBoundCond`` (:func:`neumann_bc`) on every level set of ``cur``."""
+    for j in range(cur.shape[0]):
+        neumann_bc(cur[j])
 
 
 @njit(cache=True)
@@ -394,7 +422,6 @@ def evolve(phi, e, nu, mu, dt, eps, n_steps):
     n_steps : int
     """
     m, D, H, W = phi.shape
-    flat = D == 1 and H >= 3 and W >= 3
     nd = np.zeros((D, H, W))
     nh = np.empty((D, H, W))
     nw = np.empty((D, H, W))
@@ -403,22 +430,62 @@ def evolve(phi, e, nu, mu, dt, eps, n_steps):
     cur = phi
     nxt = np.empty_like(phi)
     for _ in range(n_steps):
-        for j in range(m):
-            neumann_bc(cur[j])
+        _boundary_all(cur)
         for d in range(D):
             _forces_slice(cur, e, d, eps, force, hrow)
         for j in range(m):
-            if flat:
-                _normals_2d(cur[j, 0], nh[0], nw[0])
-                _step_2d(cur[j, 0], force[j, 0], nh[0], nw[0], nu, mu, dt, eps, nxt[j, 0])
-            else:
-                _unit_normal(cur[j], nd, nh, nw)
-                _step_nd(cur[j], force[j], nd, nh, nw, nu, mu, dt, eps, nxt[j])
+            _level_set_step(cur, force, nd, nh, nw, nu, mu, dt, eps, nxt, j)
         cur, nxt = nxt, cur
     if n_steps % 2 == 1:
         phi[:] = cur
-    for j in range(m):
-        neumann_bc(phi[j])
+    _boundary_all(phi)
+
+
+def evolve_threads(phi, e, nu, mu, dt, eps, n_steps, threads):
+    """:func:`evolve` on up to ``threads`` threads: per step, the boundary condition, the forces
+    in chunks of rows, then each level set's normals and update on its own thread
+    (:func:`varseg._threads.team`). The same arithmetic as :func:`evolve`, so the same result
+    whatever ``threads``; with one thread or one level set it is :func:`evolve`."""
+    m, D, H, W = phi.shape
+    threads = min(int(threads), m)
+    if threads <= 1:
+        evolve(phi, e, nu, mu, dt, eps, n_steps)
+        return
+    from functools import partial
+
+    from .._threads import chunks, team
+
+    crew = team(threads - 1)
+    rows = [(d, a, b) for d in range(D) for a, b in chunks(H, threads, 2)]
+    scratch = [
+        (np.zeros((D, H, W)), np.empty((D, H, W)), np.empty((D, H, W)), np.empty((2, W)))
+        for _ in range(threads)
+    ]
+    force = np.empty_like(phi)
+    cur, nxt = phi, np.empty_like(phi)
+    for _ in range(n_steps):
+        _boundary_all(cur)
+        crew.drain(
+            [(q, q + 1) for q in range(len(rows))],
+            [partial(_forces_chunk, rows, cur, e, eps, force, s[3]) for s in scratch],
+        )
+        for j0 in range(0, m, threads):
+            crew.run(
+                [
+                    partial(_level_set_step, cur, force, *s[:3], nu, mu, dt, eps, nxt, j)
+                    for j, s in zip(range(j0, min(m, j0 + threads)), scratch, strict=False)
+                ]
+            )
+        cur, nxt = nxt, cur
+    if n_steps % 2 == 1:
+        phi[:] = cur
+    _boundary_all(phi)
+
+
+def _forces_chunk(rows, cur, e, eps, force, hrow, q0, q1):
+    """:func:`_forces_rows` of the row ranges ``rows[q0:q1]`` (``(d, i0, i1)`` each)."""
+    for d, a, b in rows[q0:q1]:
+        _forces_rows(cur, e, d, eps, force, hrow, a, b)
 
 
 @njit(cache=True, error_model="numpy")
