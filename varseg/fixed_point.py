@@ -39,6 +39,8 @@ import time
 import numpy as np
 
 from varseg._jit import ensure_compiled
+from varseg._threads import SERIAL_BELOW as _SERIAL_BELOW
+from varseg._threads import solver_threads
 from varseg._validation import (
     as_channels_first,
     check_choice,
@@ -131,14 +133,9 @@ def _iterate_fixed_point(
     return iterate(ws, z, lam, step, mode, curvature_eps, dirac_eps, max_iter, tol, t0, threads)
 
 
-#: Below this many logit entries (K x pixels) the solver runs in the calling thread.
-SERIAL_BELOW = 1 << 15
-
-
-def _thread_count(n_entries):
-    import numba
-
-    return 1 if n_entries < SERIAL_BELOW else numba.get_num_threads()
+#: Below this many logit entries (K x pixels) the solver runs in the calling thread
+#: (:data:`varseg._threads.SERIAL_BELOW`).
+SERIAL_BELOW = _SERIAL_BELOW
 
 
 #: Seconds a cold compilation of the fixed-point kernels takes on a busy 2-core machine
@@ -288,7 +285,7 @@ def ms_fixed_point(
         max_iter,
         tol,
         t0,
-        _thread_count(z.size),
+        solver_threads(z.size),
     )
     labels = ws.lab.reshape(spatial).astype(np.int64)
     terms = energy_from_labels(x, labels, lam, n_phases=k)

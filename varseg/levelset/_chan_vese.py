@@ -15,6 +15,8 @@ from varseg._json import to_builtin
 from varseg.energy import check_spacing
 
 from .._jit import ensure_compiled
+from .._threads import SERIAL_BELOW as _SERIAL_BELOW
+from .._threads import solver_threads
 from .._validation import (
     as_channels_first,
     check_int,
@@ -43,8 +45,8 @@ __all__ = [
 ETA = 1e-16
 
 #: Problems smaller than this (pixels x level sets x channels) run in the calling thread only:
-#: there a second thread costs more than it saves.
-SERIAL_BELOW = 32768
+#: there a second thread costs more than it saves (:data:`varseg._threads.SERIAL_BELOW`).
+SERIAL_BELOW = _SERIAL_BELOW
 
 #: Threads of the set-up and finish kernels (normalisation, classification, final energy,
 #: memberships). They can be split over threads with the same results, but on 2 cores
@@ -402,16 +404,6 @@ def chan_vese(
     return _solve(run, phi0)
 
 
-def _threads(work):
-    """Threads of a problem of ``work`` = pixels x level sets x channels: 1 below
-    :data:`SERIAL_BELOW`, else Numba's thread count."""
-    if work < SERIAL_BELOW:
-        return 1
-    import numba
-
-    return numba.get_num_threads()
-
-
 #: Rough compilation time of the kernels of one working precision (the log line's estimate).
 COMPILE_SECONDS = 20.0
 
@@ -599,7 +591,7 @@ def _solve(run, phi0):
     x4 = np.ascontiguousarray(x.reshape(shape4))
     if run.xw is not None:
         run.xw = np.ascontiguousarray(run.xw.reshape(shape4))
-    threads = _threads(x4.size * m)
+    threads = solver_threads(x4.size * m)
     rule = (
         _PartitionStop(cfg["tol"], cfg["window"])
         if cfg["stop"] == "partition"

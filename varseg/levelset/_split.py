@@ -8,7 +8,7 @@ so the result does not depend on the number of threads.
 
 from __future__ import annotations
 
-import threading
+from functools import partial
 
 __all__ = ["run_split", "split_bounds"]
 
@@ -23,30 +23,13 @@ def split_bounds(n, parts, align=1):
 
 def run_split(kernel, n, threads, *args, align=1):
     """Call ``kernel(a, b, *args)`` on the ranges of :func:`split_bounds` (``n``, ``threads``,
-    ``align``): the calling thread takes the first range, one new thread each of the others
-    (the kernels release the GIL). Exceptions of the other threads are re-raised here."""
+    ``align``): the calling thread takes the first range, the workers of the process-wide
+    :func:`varseg._threads.team` the others (the kernels release the GIL). Exceptions of the
+    other threads are re-raised here."""
     bounds = split_bounds(n, threads, align)
     if len(bounds) == 1:
         kernel(*bounds[0], *args)
         return
-    pool = _pool(len(bounds) - 1)
-    futures = [pool.submit(kernel, a, b, *args) for a, b in bounds[1:]]
-    try:
-        kernel(*bounds[0], *args)
-    finally:
-        for fut in futures:
-            fut.result()
+    from .._threads import team
 
-
-_POOL = None
-_LOCK = threading.Lock()
-
-
-def _pool(workers):
-    global _POOL
-    with _LOCK:
-        if _POOL is None or _POOL._max_workers < workers:
-            from concurrent.futures import ThreadPoolExecutor
-
-            _POOL = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="varseg-setup")
-        return _POOL
+    team(len(bounds) - 1).run([partial(kernel, a, b, *args) for a, b in bounds])
