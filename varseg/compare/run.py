@@ -492,17 +492,18 @@ def _run_all(pairs, kwargs, ctx, torch_worker, progress):
         from tqdm.auto import tqdm
 
         bar = tqdm(total=len(pairs), desc="compare", unit="method")
-    outcomes = {}
+    outcomes, raised = {}, False
     try:
         for name, spec in pairs:
             if name in remote:
                 continue
             outcomes[name] = _attempt(name, spec, kwargs[name], ctx)
-            if ctx["errors"] == "raise" and outcomes[name][2] is not None:
+            raised = ctx["errors"] == "raise" and outcomes[name][2] is not None
+            if raised:
                 break  # raised by _finish, in table order; the worker is stopped below
             if bar is not None:
                 bar.update()
-        if worker is not None and len(outcomes) == len(pairs) - len(remote):
+        if worker is not None and not raised:
             outcomes.update(worker.outcomes())
     finally:
         if worker is not None and (owned or len(outcomes) < len(pairs)):
