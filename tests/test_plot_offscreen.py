@@ -180,3 +180,20 @@ def test_energy_time_axis_labels_are_plain_numbers(figures):
     labels = [t.get_text() for t in fig.axes[0].get_xticklabels() if t.get_text()]
     assert labels and all("$" not in t for t in labels)
     assert {"0.1", "1"} & set(labels)
+
+
+def test_panel_colours_match_as_match_labels():
+    from varseg.metrics import match_labels
+
+    rng = np.random.default_rng(5)
+    base = rng.integers(0, 4, (30, 30))
+    for k_pred, k_true in [(2, 2), (3, 2), (2, 4), (4, 4), (5, 3), (6, 6)]:
+        target = rng.integers(0, k_true, (30, 30))
+        target[:15] = base[:15] % k_true  # structure, so that the optimum is unique
+        pred = (target + rng.integers(0, 2, target.shape)) % k_pred
+        pred[rng.random(pred.shape) < 0.3] = rng.integers(0, k_pred)
+        np.testing.assert_array_equal(plot._match_colours(pred, target), match_labels(pred, target))
+    lab = np.array([[0, 0, 1], [1, 2, 2]])  # clusters 1, 2 tie for class 0: 2 gets a new label
+    np.testing.assert_array_equal(
+        plot._match_colours(lab, np.array([[1, 1, 0], [0, 0, 0]])), [[1, 1, 0], [0, 2, 2]]
+    )

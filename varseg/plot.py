@@ -279,6 +279,49 @@ def _results_dict(results):
     return out
 
 
+def _best_assignment(overlap):
+    """Rows → columns of the one-to-one assignment of largest total ``overlap``.
+
+    Every injective assignment of the smaller side is tried (at most 720 for 6 × 6): the
+    optimum of :func:`scipy.optimize.linear_sum_assignment` with ``maximize=True``, without
+    importing ``scipy.optimize`` (about half a second of a report). Ties may pick another
+    optimum.
+    """
+    from itertools import permutations
+
+    n_p, n_t = overlap.shape
+    if n_p <= n_t:
+        best = max(permutations(range(n_t), n_p), key=lambda c: overlap[range(n_p), c].sum())
+        return dict(zip(range(n_p), best, strict=True))
+    best = max(permutations(range(n_p), n_t), key=lambda r: overlap[r, range(n_t)].sum())
+    return dict(zip(best, range(n_t), strict=True))
+
+
+def _match_colours(labels, target):
+    """``labels`` relabelled to ``target`` as :func:`varseg.metrics.match_labels` does.
+
+    Same mapping (up to ties between optimal assignments) for up to 6 labels on either
+    side, by :func:`_best_assignment`; more labels go to ``match_labels`` itself.
+    """
+    clusters, p_idx = np.unique(labels, return_inverse=True)
+    classes, t_idx = np.unique(target, return_inverse=True)
+    n_p, n_t = clusters.size, classes.size
+    if min(n_p, n_t) > 6 or max(n_p, n_t) > 9 or labels.shape != np.shape(target):
+        from .metrics import match_labels
+
+        return match_labels(labels, target)
+    overlap = np.bincount(p_idx.ravel() * n_t + t_idx.ravel(), minlength=n_p * n_t)
+    overlap = overlap.reshape(n_p, n_t)
+    mapping = {r: int(classes[c]) for r, c in _best_assignment(overlap).items() if overlap[r, c]}
+    next_id = int(classes.max()) + 1
+    for r in range(n_p):  # left over: fresh labels, in cluster order
+        if r not in mapping:
+            mapping[r] = next_id
+            next_id += 1
+    lut = np.array([mapping[r] for r in range(n_p)], dtype=np.int64)
+    return lut[p_idx.ravel()].reshape(np.shape(labels))
+
+
 def _energy_of(table, name, res):
     if table is not None:
         try:
@@ -356,13 +399,11 @@ def plot_comparison(
         _show(axes[1, 0], _label_rgb(_middle(ref, ref.ndim), n_colors), "ground truth")
     else:
         fig.delaxes(axes[1, 0])
-    if match:
-        from .metrics import match_labels
     target = ref  # labels are matched to the ground truth, else to the first method
     for j, (name, r) in enumerate(res.items(), start=1):
         lab = np.asarray(r.labels)
         if match and target is not None:
-            lab = match_labels(lab, target)
+            lab = _match_colours(lab, target)
         if target is None:
             target = lab
         lab2 = _middle(lab, lab.ndim)
