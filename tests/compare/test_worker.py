@@ -193,7 +193,9 @@ def test_serial_switch_of_the_command(monkeypatch):
 
     monkeypatch.setattr(vc, "TorchWorker", Fake)
     monkeypatch.setattr(vc, "has_spare_cpu", lambda: True)
-    args = argparse.Namespace(methods=["kmeans", "neural"], serial=True, no_figures=True)
+    args = argparse.Namespace(
+        methods=["kmeans", "neural"], serial=True, parallel=False, no_figures=True
+    )
     assert not isinstance(cmd._early_worker(args), Fake)
     assert started == []
     args.serial = False
@@ -204,6 +206,17 @@ def test_serial_switch_of_the_command(monkeypatch):
     monkeypatch.setattr(vc, "has_spare_cpu", lambda: False)  # a busy machine: serial
     args.methods = ["kmeans", "neural"]
     assert not isinstance(cmd._early_worker(args), Fake)
+    args.parallel = True  # unless asked
+    if __import__("varseg._optional", fromlist=["has_torch"]).has_torch():
+        assert isinstance(cmd._early_worker(args), Fake) and len(started) == 2
+
+
+def test_serial_and_parallel_exclude_each_other():
+    from varseg.cli import main
+
+    with pytest.raises(SystemExit) as exc:
+        main(["compare", "sample:camera", "--serial", "--parallel"])
+    assert exc.value.code == 2
 
 
 def test_this_process_never_imports_torch_with_the_worker(tmp_path):

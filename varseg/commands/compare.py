@@ -3,7 +3,7 @@
 Examples
 --------
 ``varseg compare sample:camera -o out`` runs the default methods (chan-vese, lic,
-fixed-point, kmeans, otsu) on the camera image and writes ``out/report.md``,
+fixed-point, neural, kmeans, otsu) on the camera image and writes ``out/report.md``,
 ``out/results.csv``, figures and each method's ``.npz``.
 
 ``varseg compare image.png --gt labels.png --phases 3 --methods kmeans otsu lic -o out``
@@ -12,6 +12,12 @@ scores against a label map (Hungarian-matched Dice / IoU / pixel accuracy);
 
 ``varseg compare images/ --gt groundTruth/ --jobs 2 -o out`` compares on every image of a
 folder (ground truth matched by file stem) and writes the mean table and the per-image table.
+
+On one image, when a second CPU is idle (:func:`varseg.compare.has_spare_cpu`), the torch
+methods (``neural``) run in one worker process started first (:class:`varseg.compare.
+TorchWorker`): torch's import and the network's fit overlap the Numba methods; the table is
+the serial one. ``--serial`` runs everything in this process, ``--parallel`` uses the
+worker on a busy machine too.
 """
 
 from __future__ import annotations
@@ -92,11 +98,17 @@ def add_arguments(p):
     p.add_argument(
         "--jobs", "-j", type=int, default=1, help="worker processes in data-set mode (default 1)"
     )
-    p.add_argument(
+    where = p.add_mutually_exclusive_group()
+    where.add_argument(
         "--serial",
         action="store_true",
         help="run every method in this process, one after the other (default when a second "
         "CPU is idle: the torch methods run in one worker process alongside the others)",
+    )
+    where.add_argument(
+        "--parallel",
+        action="store_true",
+        help="run the torch methods in a worker process even when no CPU is idle",
     )
     p.add_argument("--no-figures", action="store_true", help="skip the figures")
     p.add_argument(
@@ -355,8 +367,8 @@ def _early_worker(args):
     """Start a :class:`~varseg.compare.TorchWorker` now, or return a null context.
 
     Started when the comparison has torch methods and others, a spare CPU
-    (:func:`varseg.compare.has_spare_cpu`), torch installed and no ``--serial``: torch's
-    import then overlaps the image loading and the Numba methods.
+    (:func:`varseg.compare.has_spare_cpu`) or ``--parallel``, torch installed and no
+    ``--serial``: torch's import then overlaps the image loading and the Numba methods.
     """
     from contextlib import nullcontext
 
@@ -368,7 +380,7 @@ def _early_worker(args):
         args.serial
         or not torch_methods
         or len(torch_methods) == len(args.methods)
-        or not has_spare_cpu()
+        or not (getattr(args, "parallel", False) or has_spare_cpu())
         or not has_torch()
     ):
         return nullcontext()
