@@ -98,6 +98,19 @@ def add_arguments(p):
     p.add_argument(
         "--jobs", "-j", type=int, default=1, help="worker processes in data-set mode (default 1)"
     )
+    _add_worker_arguments(p)
+    p.add_argument("--no-figures", action="store_true", help="skip the figures")
+    p.add_argument(
+        "--gif",
+        action="store_true",
+        help="also write an animated GIF of the Chan–Vese level-set evolution",
+    )
+    p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
+    p.add_argument("-o", "--out", default="varseg-compare", help="output folder")
+
+
+def _add_worker_arguments(p):
+    """``--serial`` / ``--parallel``: where the torch methods of one image run."""
     where = p.add_mutually_exclusive_group()
     where.add_argument(
         "--serial",
@@ -110,14 +123,6 @@ def add_arguments(p):
         action="store_true",
         help="run the torch methods in a worker process even when no CPU is idle",
     )
-    p.add_argument("--no-figures", action="store_true", help="skip the figures")
-    p.add_argument(
-        "--gif",
-        action="store_true",
-        help="also write an animated GIF of the Chan–Vese level-set evolution",
-    )
-    p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
-    p.add_argument("-o", "--out", default="varseg-compare", help="output folder")
 
 
 def _parse_value(val):
