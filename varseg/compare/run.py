@@ -430,9 +430,9 @@ def has_spare_cpu():
     2 or more CPUs and a 1-minute load average that leaves one idle (``load <= CPUs - 1``).
 
     The torch worker pays only then: on a busy machine a second process of this session
-    shares the same CPU time and only adds its own start-up (measured on a 2-core machine
-    at load 3-4: 13-14 s serial against 14-21 s with the worker for ``varseg compare
-    sample:camera``).
+    shares the same CPU time and only adds its own start-up (``varseg compare
+    sample:camera`` on a shared 2-core machine at load 3-4: 11.6-13.8 s serial against
+    12.1-20.8 s with the worker).
     """
     import os
 
