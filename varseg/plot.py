@@ -39,13 +39,33 @@ _OFFSCREEN = ContextVar("varseg_plot_offscreen", default=False)
 # --------------------------------------------------------------------------------------
 # helpers
 # --------------------------------------------------------------------------------------
+def _inner_boundaries(labels):
+    r"""Pixels of a non-zero label with a 4-neighbour (6 in 3D) of another label.
+
+    Equal to ``skimage.segmentation.find_boundaries(labels, mode="inner")`` (tested): a
+    pixel :math:`p` is a boundary pixel when :math:`\max_{q \in N(p)} u_q \ne \min_{q \in
+    N(p)} u_q` over its cross-shaped neighbourhood :math:`N(p)` (itself included, nothing
+    outside the image) and :math:`u_p \ne 0`, computed with one comparison per axis instead
+    of a grey dilation and erosion (and without importing scikit-image's morphology).
+    """
+    lab = np.asarray(labels)
+    out = np.zeros(lab.shape, dtype=bool)
+    for ax in range(lab.ndim):
+        lo = [slice(None)] * lab.ndim
+        hi = [slice(None)] * lab.ndim
+        lo[ax], hi[ax] = slice(None, -1), slice(1, None)
+        diff = lab[tuple(lo)] != lab[tuple(hi)]
+        out[tuple(lo)] |= diff
+        out[tuple(hi)] |= diff
+    return out & (lab != 0)
+
+
 def overlay_image(image, labels, color=(1.0, 0.2, 0.1)):
     """RGB float image in [0, 1] with the region boundaries of ``labels`` drawn in ``color``.
 
-    3D inputs use their middle slice. Uses :func:`skimage.segmentation.find_boundaries`.
+    3D inputs use their middle slice. The boundaries are those of
+    :func:`skimage.segmentation.find_boundaries` with ``mode="inner"``.
     """
-    from skimage.segmentation import find_boundaries
-
     img = np.asarray(image, dtype=np.float64)
     lab = np.asarray(labels)
     if lab.ndim == 3:  # volume: middle slice
@@ -57,7 +77,7 @@ def overlay_image(image, labels, color=(1.0, 0.2, 0.1)):
     lo, hi = float(img.min()), float(img.max())
     img = (img - lo) / (hi - lo) if hi > lo else np.zeros_like(img)
     out = img[..., :3].copy()
-    out[find_boundaries(lab, mode="inner")] = color
+    out[_inner_boundaries(lab)] = color
     return out
 
 
@@ -100,8 +120,8 @@ def _format_of(target, format):
 def save_figure(fig, target, *, dpi=150, format=None, compress_level=None):
     """Save ``fig`` with one rendering pass (same pixels as ``fig.savefig``).
 
-    ``fig.savefig`` on a figure with a layout engine (every figure of this module uses
-    constrained layout) draws the figure twice: once, with drawing disabled, to run the
+    ``fig.savefig`` on a figure with a layout engine (constrained layout, as
+    :func:`plot_evolution` uses) draws the figure twice: once, with drawing disabled, to run the
     layout, and once for real. Here the layout engine runs once at the saving resolution
     and is then switched off, so the figure is drawn once; the saved pixels are identical
     (tested). The figure keeps the computed layout and the saving ``dpi``, and has no layout
@@ -141,17 +161,48 @@ def save_figure(fig, target, *, dpi=150, format=None, compress_level=None):
     return fig
 
 
-def _new_figure(figsize):
+def _new_figure(figsize, layout="constrained"):
+    """Return a figure of ``figsize`` inches: off-screen Agg in :func:`offscreen`, else pyplot.
+
+    ``layout=None`` for the figures that place their axes themselves (a fixed layout costs
+    nothing at draw time; constrained layout measures every text of the figure).
+    """
     if _OFFSCREEN.get():
         from matplotlib.backends.backend_agg import FigureCanvasAgg
         from matplotlib.figure import Figure
 
-        fig = Figure(figsize=figsize, layout="constrained")
+        fig = Figure(figsize=figsize, layout=layout)
         FigureCanvasAgg(fig)
         return fig
     import matplotlib.pyplot as plt
 
-    return plt.figure(figsize=figsize, layout="constrained")
+    return plt.figure(figsize=figsize, layout=layout)
+
+
+def _margins(fig, left, bottom, right, top, wspace=None):
+    """Set fixed subplot margins given in inches (as ``fig.subplots_adjust`` fractions)."""
+    w, h = fig.get_size_inches()
+    fig.subplots_adjust(
+        left=left / w, bottom=bottom / h, right=1 - right / w, top=1 - top / h, wspace=wspace
+    )
+
+
+def _panel_grid(fig, nrows, ncols, panel, title_band, gap, top=0.0):
+    """``nrows × ncols`` axes of ``panel = (w, h)`` inches, a title band above each row.
+
+    A fixed layout (no layout engine): axis ``[i, j]`` spans ``panel`` inches with ``gap``
+    inches between columns and ``title_band`` inches above it for its title, below a band
+    of ``top`` inches (a figure title).
+    """
+    fw, fh = fig.get_size_inches()
+    pw, ph = panel
+    axes = np.empty((nrows, ncols), dtype=object)
+    for i in range(nrows):
+        bottom = fh - top - (i + 1) * (ph + title_band) - gap / 2
+        for j in range(ncols):
+            left = gap / 2 + j * (pw + gap)
+            axes[i, j] = fig.add_axes((left / fw, bottom / fh, pw / fw, ph / fh))
+    return axes
 
 
 def _middle(a, spatial_ndim):
@@ -228,6 +279,49 @@ def _results_dict(results):
     return out
 
 
+def _best_assignment(overlap):
+    """Rows → columns of the one-to-one assignment of largest total ``overlap``.
+
+    Every injective assignment of the smaller side is tried (at most 720 for 6 × 6): the
+    optimum of :func:`scipy.optimize.linear_sum_assignment` with ``maximize=True``, without
+    importing ``scipy.optimize`` (about half a second of a report). Ties may pick another
+    optimum.
+    """
+    from itertools import permutations
+
+    n_p, n_t = overlap.shape
+    if n_p <= n_t:
+        best = max(permutations(range(n_t), n_p), key=lambda c: overlap[range(n_p), c].sum())
+        return dict(zip(range(n_p), best, strict=True))
+    best = max(permutations(range(n_p), n_t), key=lambda r: overlap[r, range(n_t)].sum())
+    return dict(zip(best, range(n_t), strict=True))
+
+
+def _match_colours(labels, target):
+    """``labels`` relabelled to ``target`` as :func:`varseg.metrics.match_labels` does.
+
+    Same mapping (up to ties between optimal assignments) for up to 6 labels on either
+    side, by :func:`_best_assignment`; more labels go to ``match_labels`` itself.
+    """
+    clusters, p_idx = np.unique(labels, return_inverse=True)
+    classes, t_idx = np.unique(target, return_inverse=True)
+    n_p, n_t = clusters.size, classes.size
+    if min(n_p, n_t) > 6 or max(n_p, n_t) > 9 or labels.shape != np.shape(target):
+        from .metrics import match_labels
+
+        return match_labels(labels, target)
+    overlap = np.bincount(p_idx.ravel() * n_t + t_idx.ravel(), minlength=n_p * n_t)
+    overlap = overlap.reshape(n_p, n_t)
+    mapping = {r: int(classes[c]) for r, c in _best_assignment(overlap).items() if overlap[r, c]}
+    next_id = int(classes.max()) + 1
+    for r in range(n_p):  # left over: fresh labels, in cluster order
+        if r not in mapping:
+            mapping[r] = next_id
+            next_id += 1
+    lut = np.array([mapping[r] for r in range(n_p)], dtype=np.int64)
+    return lut[p_idx.ravel()].reshape(np.shape(labels))
+
+
 def _energy_of(table, name, res):
     if table is not None:
         try:
@@ -250,6 +344,7 @@ def plot_comparison(
     contour_color=(1.0, 0.15, 0.1),
     figsize=None,
     suptitle=None,
+    panel_width=2.2,
 ):
     """Side-by-side panels: the image, and each method's labels and contour overlay.
 
@@ -272,7 +367,11 @@ def plot_comparison(
         Hungarian algorithm (:func:`varseg.metrics.match_labels`) so that colours agree.
     contour_color : RGB tuple
     figsize : (float, float), optional
+        Figure size in inches (default: from ``panel_width`` and the image's aspect ratio).
     suptitle : str, optional
+    panel_width : float
+        Width of one panel in inches when ``figsize`` is not given; ``W / dpi`` shows a
+        ``W``-pixel-wide image at its own resolution when saved at ``dpi``.
 
     Returns
     -------
@@ -291,9 +390,8 @@ def plot_comparison(
     ):
         gt = np.asarray(gt[0])
     ref = None if gt is None else np.asarray(gt)
-    fig = _new_figure(figsize or (2.3 * (m + 1), 4.9))
-    axes = fig.subplots(2, m + 1, squeeze=False)
     disp = _display_image(image, channel_axis)
+    fig, axes = _comparison_grid(disp.shape[:2], m + 1, figsize, panel_width, suptitle)
     _show(axes[0, 0], disp, "image")
     n_colors = max(r.n_phases for r in res.values())
     if ref is not None:
@@ -301,23 +399,45 @@ def plot_comparison(
         _show(axes[1, 0], _label_rgb(_middle(ref, ref.ndim), n_colors), "ground truth")
     else:
         fig.delaxes(axes[1, 0])
-    if match:
-        from .metrics import match_labels
     target = ref  # labels are matched to the ground truth, else to the first method
     for j, (name, r) in enumerate(res.items(), start=1):
         lab = np.asarray(r.labels)
         if match and target is not None:
-            lab = match_labels(lab, target)
+            lab = _match_colours(lab, target)
         if target is None:
             target = lab
         lab2 = _middle(lab, lab.ndim)
         e = _energy_of(table, name, r)
         _show(axes[0, j], _label_rgb(lab2, n_colors), f"{name}\nE = {e:.4g}")
-        over = overlay_image(_display_image(image, channel_axis), lab2, color=contour_color)
+        over = overlay_image(disp, lab2, color=contour_color)
         _show(axes[1, j], over, f"{name} contours")
     if suptitle:
-        fig.suptitle(suptitle)
+        fig.suptitle(suptitle, y=1 - 0.06 / fig.get_size_inches()[1], va="top")
     return fig
+
+
+#: inches above each row of :func:`plot_comparison` for a two-line title at 9 pt, and
+#: between the panels
+_TITLE_BAND, _GAP = 0.4, 0.1
+
+
+def _comparison_grid(shape, ncols, figsize, panel_width, suptitle):
+    """Return the figure and ``2 × ncols`` axes of :func:`plot_comparison` (fixed layout).
+
+    Panels have the image's aspect ratio (``panel_width`` inches wide, at most 1.4 × as tall)
+    or fill ``figsize`` when it is given.
+    """
+    h, w = shape
+    top = 0.35 if suptitle else 0.0
+    if figsize is None:
+        pw = float(panel_width)
+        ph = pw * min(h / w, 1.4)
+        figsize = (ncols * (pw + _GAP), 2 * (ph + _TITLE_BAND) + _GAP + top)
+    else:
+        pw = figsize[0] / ncols - _GAP
+        ph = (figsize[1] - _GAP - top) / 2 - _TITLE_BAND
+    fig = _new_figure(figsize, layout=None)
+    return fig, _panel_grid(fig, 2, ncols, (pw, ph), _TITLE_BAND, _GAP, top)
 
 
 # --------------------------------------------------------------------------------------
@@ -371,8 +491,9 @@ def plot_energy(results, x="iteration", *, ax=None, logy=False, title=None, figs
         raise ValueError(f"x must be 'iteration' or 'time'; got {x!r}")
     res = _results_dict(results)
     if ax is None:
-        fig = _new_figure(figsize)
+        fig = _new_figure(figsize, layout=None)
         ax = fig.add_subplot()
+        _margins(fig, left=0.8, bottom=0.5, right=0.12, top=0.35 if title else 0.15)
     else:
         fig = ax.figure
     for name, r in res.items():
@@ -395,7 +516,12 @@ def plot_energy(results, x="iteration", *, ax=None, logy=False, title=None, figs
     if logy:
         ax.set_yscale("log")
     if x == "time" and any(len(r.energy) > 1 for r in res.values()):
+        from matplotlib.ticker import FuncFormatter
+
         ax.set_xscale("symlog", linthresh=0.01)
+        # plain "0.01, 0.1, 1, 10" labels: the default 10^k ones go through mathtext,
+        # whose parser costs about 0.3 s to build on first use
+        ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _pos: f"{v:g}"))
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize=8)
     if title:
@@ -468,8 +594,9 @@ def plot_bias_field(result, image, *, channel_axis=None, figsize=(13, 3.6), perc
     img_disp = _robust_scale(_display_image(image, channel_axis), percentiles)
     corr_disp = _robust_scale(_display_image(corrected, ca), percentiles)
     lab = _middle(np.asarray(result.labels), np.asarray(result.labels).ndim)
-    fig = _new_figure(figsize)
+    fig = _new_figure(figsize, layout=None)
     axes = fig.subplots(1, 4)
+    _margins(fig, left=0.08, bottom=0.08, right=0.08, top=0.35, wspace=0.12)
     lo, hi = percentiles
     _show(axes[0], img_disp, f"image x = b·t + noise ({lo:g}-{hi:g} %)")
     _contours(axes[0], lab)

@@ -130,11 +130,30 @@ def _result_figures(fw, name, res, image, channel_axis, evolution_gif):
             fw.figs.append((f"Level-set evolution, animated ({name})", g.name))
 
 
+def _panel_width(image, channel_axis, dpi):
+    """Panel width in inches that shows the image at its own resolution at ``dpi``.
+
+    Clipped to 1.6-3.2 inches (titles stay legible, large images are shown smaller):
+    a 256-pixel-wide image at 150 dpi is drawn pixel for pixel, without resampling.
+    """
+    shape = np.shape(image)
+    if channel_axis is not None:
+        shape = tuple(np.delete(np.array(shape), channel_axis % len(shape)))
+    width = shape[-1] if len(shape) >= 2 else 256
+    return float(np.clip(width / float(dpi), 1.6, 3.2))
+
+
 def _comparison_figures(table, image, fw, ground_truth, channel_axis, evolution_gif):
     from . import plot
 
     fw.save(
-        plot.plot_comparison(image, table, ground_truth, channel_axis=channel_axis),
+        plot.plot_comparison(
+            image,
+            table,
+            ground_truth,
+            channel_axis=channel_axis,
+            panel_width=_panel_width(image, channel_axis, fw.dpi),
+        ),
         "comparison",
         "comparison.png",
         "Segmentations and boundaries",

@@ -3,7 +3,7 @@
 Examples
 --------
 ``varseg compare sample:camera -o out`` runs the default methods (chan-vese, lic,
-fixed-point, kmeans, otsu) on the camera image and writes ``out/report.md``,
+fixed-point, neural, kmeans, otsu) on the camera image and writes ``out/report.md``,
 ``out/results.csv``, figures and each method's ``.npz``.
 
 ``varseg compare image.png --gt labels.png --phases 3 --methods kmeans otsu lic -o out``
@@ -12,6 +12,12 @@ scores against a label map (Hungarian-matched Dice / IoU / pixel accuracy);
 
 ``varseg compare images/ --gt groundTruth/ --jobs 2 -o out`` compares on every image of a
 folder (ground truth matched by file stem) and writes the mean table and the per-image table.
+
+On one image, when a second CPU is idle (:func:`varseg.compare.has_spare_cpu`), the torch
+methods (``neural``) run in one worker process started first (:class:`varseg.compare.
+TorchWorker`): torch's import and the network's fit overlap the Numba methods; the table is
+the serial one. ``--serial`` runs everything in this process, ``--parallel`` uses the
+worker on a busy machine too.
 """
 
 from __future__ import annotations
@@ -92,6 +98,7 @@ def add_arguments(p):
     p.add_argument(
         "--jobs", "-j", type=int, default=1, help="worker processes in data-set mode (default 1)"
     )
+    _add_worker_arguments(p)
     p.add_argument("--no-figures", action="store_true", help="skip the figures")
     p.add_argument(
         "--gif",
@@ -100,6 +107,22 @@ def add_arguments(p):
     )
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
     p.add_argument("-o", "--out", default="varseg-compare", help="output folder")
+
+
+def _add_worker_arguments(p):
+    """``--serial`` / ``--parallel``: where the torch methods of one image run."""
+    where = p.add_mutually_exclusive_group()
+    where.add_argument(
+        "--serial",
+        action="store_true",
+        help="run every method in this process, one after the other (default when a second "
+        "CPU is idle: the torch methods run in one worker process alongside the others)",
+    )
+    where.add_argument(
+        "--parallel",
+        action="store_true",
+        help="run the torch methods in a worker process even when no CPU is idle",
+    )
 
 
 def _parse_value(val):
@@ -162,18 +185,28 @@ def method_params(args):
     return {m: p for m, p in params.items() if p}
 
 
+class _TorchThreadsCall:
+    """A method's function run with ``n_threads`` torch CPU threads (restored afterwards).
+
+    A class rather than a closure so that the spec pickles into ``compare``'s worker process.
+    """
+
+    def __init__(self, spec, n_threads):
+        self.spec, self.n_threads = spec, n_threads
+
+    def __call__(self, image, n_phases, **kw):
+        from varseg._threads import torch_threads
+
+        func = self.spec.load()  # a missing torch is reported here, as for the plain spec
+        with torch_threads(self.n_threads):
+            return func(image, n_phases, **kw)
+
+
 def _with_torch_threads(spec, n_threads):
     """``spec`` whose calls run with ``n_threads`` torch CPU threads (restored afterwards)."""
     import dataclasses
 
-    from varseg._threads import torch_threads
-
-    def run(image, n_phases, **kw):
-        func = spec.load()  # a missing torch is reported here, as for the plain spec
-        with torch_threads(n_threads):
-            return func(image, n_phases, **kw)
-
-    return dataclasses.replace(spec, func=run)
+    return dataclasses.replace(spec, func=_TorchThreadsCall(spec, n_threads))
 
 
 def compared_methods(args):
@@ -324,9 +357,6 @@ def _main_dataset(args, params):
 
 def main(args):
     from varseg._threads import limit_threads
-    from varseg.compare import compare, read_ground_truth
-    from varseg.io import load_image
-    from varseg.report import write_comparison_report
 
     check_args(args)
     params = method_params(args)
@@ -334,6 +364,60 @@ def main(args):
         limit_threads(args.threads)
     if Path(args.image).is_dir():
         return _main_dataset(args, params)
+    with _early_worker(args) as worker:
+        return _main_image(args, params, worker)
+
+
+def _early_worker(args):
+    """Start a :class:`~varseg.compare.TorchWorker` now, or return a null context.
+
+    Started when the comparison has torch methods and others, a spare CPU
+    (:func:`varseg.compare.has_spare_cpu`) or ``--parallel``, torch installed and no
+    ``--serial``: torch's import then overlaps the image loading and the Numba methods.
+    """
+    from contextlib import nullcontext
+
+    from varseg._optional import has_torch
+    from varseg.compare import TorchWorker, has_spare_cpu
+
+    torch_methods = [m for m in args.methods if get_spec(m).needs_torch]
+    if (
+        args.serial
+        or not torch_methods
+        or len(torch_methods) == len(args.methods)
+        or not (getattr(args, "parallel", False) or has_spare_cpu())
+        or not has_torch()
+    ):
+        return nullcontext()
+    log.debug("%s run in a worker process (--serial: in this one)", ", ".join(torch_methods))
+    worker = TorchWorker()
+    if not args.no_figures:
+        worker.while_waiting = _import_figure_modules
+    return worker
+
+
+def _import_figure_modules():
+    """Import what the report's figures need and load their font.
+
+    About a second (matplotlib, its font, the Hungarian matching's ``scipy.optimize`` that
+    colours the comparison panels) spent while the worker finishes instead of after it.
+    """
+    import scipy.optimize  # noqa: F401 - varseg.metrics.match_labels, for plot_comparison
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+    from PIL import PngImagePlugin  # noqa: F401 - the figures' encoder
+
+    fig = Figure(figsize=(1, 1))
+    FigureCanvasAgg(fig)
+    fig.add_subplot().set_title("E = 1")
+    fig.canvas.draw()
+
+
+def _main_image(args, params, worker):
+    from varseg.compare import compare, read_ground_truth
+    from varseg.io import load_image
+    from varseg.report import write_comparison_report
+
     t0 = time.perf_counter()
     image, channel_axis = load_image(args.image)
     gt = None if args.gt is None else read_ground_truth(args.gt)
@@ -349,6 +433,7 @@ def main(args):
         seed=args.seed,
         progress=not args.quiet,
         errors="ignore",
+        torch_worker=False if worker is None else worker,
     )
     t_run = time.perf_counter() - t0
     _refuse_all_failed(table)

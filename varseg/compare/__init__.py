@@ -20,7 +20,14 @@ from .dataset import (
     read_ground_truth,
     shard_info,
 )
-from .run import DEFAULT_METHODS, compare, resolve_methods
+from .run import (
+    DEFAULT_METHODS,
+    TorchWorker,
+    available_cpus,
+    compare,
+    has_spare_cpu,
+    resolve_methods,
+)
 from .scoring import aggregate_rows, label_scores, shared_energy
 from .table import DISPLAY_COLUMNS, ComparisonTable
 
@@ -41,4 +48,7 @@ __all__ = [
     "aggregate_rows",
     "resolve_methods",
     "init_worker",
+    "TorchWorker",
+    "available_cpus",
+    "has_spare_cpu",
 ]

@@ -27,7 +27,14 @@ from ..methods import MethodSpec, get_spec
 from .scoring import is_label_list, nan_scores, score_result, spatial_shape
 from .table import ComparisonTable
 
-__all__ = ["compare", "resolve_methods", "DEFAULT_METHODS"]
+__all__ = [
+    "compare",
+    "resolve_methods",
+    "DEFAULT_METHODS",
+    "available_cpus",
+    "has_spare_cpu",
+    "TorchWorker",
+]
 
 #: Methods run by default: the level sets, the paper's fixed point, the per-image network
 #: and two clustering baselines, side by side on one energy and one clock.
@@ -148,8 +155,7 @@ def _device_of(res):
     return "cpu" if dev in (None, "auto") else str(dev)
 
 
-def _failed_row(name, err, errors, ground_truth, spatial, n_phases, seconds):
-    msg = f"{type(err).__name__}: {err}"
+def _failed_row(name, msg, errors, ground_truth, spatial, n_phases, seconds):
     if errors == "warn":
         warnings.warn(f"compare: method {name!r} failed: {msg}", RuntimeWarning, stacklevel=3)
     row = {"method": name, **nan_scores(ground_truth, spatial)}
@@ -166,8 +172,12 @@ def _failed_row(name, err, errors, ground_truth, spatial, n_phases, seconds):
     return row
 
 
-def _run_method(name, spec, kw, ctx):
-    """Run one method with its keywords ``kw`` and return ``(row, result or None)``."""
+def _attempt(name, spec, kw, ctx):
+    """Run one method with its keywords ``kw``: ``(row, result, None)`` or ``(None, None, err)``.
+
+    ``row`` holds the scores and the timing but not yet the failure handling, which
+    :func:`_finish` applies (in the process that builds the table).
+    """
     try:
         func = spec.load()
         if ctx["warmup"] and spec.jit:
@@ -188,11 +198,7 @@ def _run_method(name, spec, kw, ctx):
             ),
         }
     except Exception as err:  # noqa: BLE001 - reported in the table or re-raised
-        if ctx["errors"] == "raise":
-            raise
-        return _failed_row(
-            name, err, ctx["errors"], ctx["ground_truth"], ctx["spatial"], ctx["n_phases"], 0.0
-        ), None
+        return None, None, err
     row.update(
         {
             "n_iter": int(res.n_iter),
@@ -202,7 +208,310 @@ def _run_method(name, spec, kw, ctx):
             "n_phases": int(res.n_phases),
         }
     )
-    return row, res
+    return row, res, None
+
+
+def _finish(name, outcome, ctx):
+    """``(row, result or None)`` of an :func:`_attempt`: a failure is raised or tabled."""
+    row, res, err = outcome
+    if err is None:
+        return row, res
+    if ctx["errors"] == "raise":
+        raise err
+    msg = err.message if isinstance(err, _RemoteError) else f"{type(err).__name__}: {err}"
+    return _failed_row(
+        name, msg, ctx["errors"], ctx["ground_truth"], ctx["spatial"], ctx["n_phases"], 0.0
+    ), None
+
+
+# --------------------------------------------------------------------------------------
+# the torch methods in one worker process
+# --------------------------------------------------------------------------------------
+class _RemoteError(RuntimeError):
+    """A worker's failure that could not be sent back as itself.
+
+    An exception that does not pickle, or the worker's death; ``message`` is the table's
+    ``"Type: text"``.
+    """
+
+    def __init__(self, message):
+        super().__init__(message)
+        self.message = message
+
+
+def _sendable(err):
+    """``err`` itself when it survives pickling, else a :class:`_RemoteError` with its text."""
+    import pickle
+
+    try:
+        pickle.loads(pickle.dumps(err))
+    except Exception:  # noqa: BLE001 - any pickling failure
+        return _RemoteError(f"{type(err).__name__}: {err}")
+    return err
+
+
+def worker_main(jobs_in, results_out):
+    """Entry of :class:`TorchWorker`'s process: import torch, run the jobs, send outcomes.
+
+    ``jobs_in`` / ``results_out`` are binary files (pipes) of pickles: one ``(jobs, ctx)``
+    in, one ``(name, outcome)`` out per job. torch is imported before the jobs arrive (its
+    import is most of a torch method's start-up).
+    """
+    import pickle
+
+    try:
+        import torch  # noqa: F401 - imported ahead of the jobs
+    except ImportError:
+        pass  # the method's own import reports it, as in the serial path
+    try:
+        jobs, ctx = pickle.load(jobs_in)
+    except EOFError:  # closed before any job: nothing to run
+        return
+    for name, spec, kw in jobs:
+        row, res, err = _attempt(name, spec, kw, ctx)
+        pickle.dump((name, (row, res, None if err is None else _sendable(err))), results_out)
+        results_out.flush()
+
+
+#: the worker's command: ignore SIGINT (the parent stops it), take the parent's sys.path,
+#: then run :func:`worker_main` on the two pipes named by its arguments
+_WORKER_CODE = (
+    "import os, pickle, signal, sys; signal.signal(signal.SIGINT, signal.SIG_IGN); "
+    "jobs = os.fdopen(int(sys.argv[1]), 'rb'); sys.path[:0] = pickle.load(jobs); "
+    "from varseg.compare.run import worker_main; "
+    "worker_main(jobs, os.fdopen(int(sys.argv[2]), 'wb'))"
+)
+
+
+class TorchWorker:
+    """One process that runs :func:`compare`'s torch methods alongside the others.
+
+    Started early (torch is imported there at once, on another core, while this process
+    loads the image and runs the Numba methods), given the torch methods by
+    :func:`compare` (``torch_worker=worker``), used once. A fresh interpreter
+    (``sys.executable``, this process's ``sys.path``), neither forked (unsafe with Numba's
+    and OpenMP's threads) nor re-importing the caller's ``__main__`` as multiprocessing's
+    spawn does; the image, the settings and each method's spec and keywords are pickled to
+    it through a pipe and the outcomes come back through another. :meth:`close` (or leaving
+    the ``with`` block) terminates a worker still running, so an error or a Ctrl-C leaves no
+    process behind.
+
+    Examples
+    --------
+    >>> from varseg.compare import TorchWorker, compare
+    >>> with TorchWorker() as worker:  # doctest: +SKIP
+    ...     table = compare(image, ["chan-vese", "neural"], torch_worker=worker)
+    """
+
+    def __init__(self):
+        import os
+        import subprocess
+        import sys
+
+        self.names, self._writer = [], None
+        #: called once just before waiting for the worker's outcomes: work of the caller's
+        #: that does not need them (e.g. importing what comes next) fills the wait
+        self.while_waiting = None
+        jobs_r, jobs_w = os.pipe()
+        res_r, res_w = os.pipe()
+        try:
+            self._proc = subprocess.Popen(
+                [sys.executable, "-c", _WORKER_CODE, str(jobs_r), str(res_w)],
+                pass_fds=(jobs_r, res_w),
+                stdin=subprocess.DEVNULL,
+            )
+        except BaseException:
+            for fd in (jobs_r, jobs_w, res_r, res_w):
+                os.close(fd)
+            raise
+        os.close(jobs_r)
+        os.close(res_w)
+        self._jobs = os.fdopen(jobs_w, "wb")
+        self._results = os.fdopen(res_r, "rb")
+        self._send(list(sys.path))
+
+    def _send(self, obj):
+        """Pickle ``obj`` here and write it from a thread.
+
+        A pickling failure raises before anything is written; the thread is needed since
+        the worker reads only once torch is imported and a pipe holds 64 KiB.
+        """
+        import pickle
+        import threading
+
+        data = pickle.dumps(obj)
+        if self._writer is not None:
+            self._writer.join()
+        self._writer = threading.Thread(target=self._write, args=(data,), daemon=True)
+        self._writer.start()
+
+    def _write(self, data):
+        try:
+            self._jobs.write(data)
+            self._jobs.flush()
+        except (OSError, ValueError):  # the worker is gone (or closed): outcomes() says so
+            pass
+
+    def submit(self, jobs, ctx):
+        """Send ``[(name, spec, keywords)]`` and the run settings ``ctx`` (once).
+
+        Raises
+        ------
+        RuntimeError
+            The worker already has its jobs.
+        Exception
+            Whatever pickling raises for a spec that cannot be sent (nothing is sent then).
+        """
+        if self.names:
+            raise RuntimeError("a TorchWorker runs one set of jobs; start another")
+        self._send((jobs, ctx))
+        self.names = [name for name, _, _ in jobs]
+
+    def outcomes(self):
+        """Name → outcome of every job (a dead worker fails the methods it had left).
+
+        :attr:`while_waiting`, when set, is called first (once, in this process).
+        """
+        import pickle
+
+        if self.while_waiting is not None:
+            hook, self.while_waiting = self.while_waiting, None
+            hook()
+        out = {}
+        while len(out) < len(self.names):
+            try:
+                name, outcome = pickle.load(self._results)
+            except (EOFError, OSError, pickle.UnpicklingError):
+                died = _RemoteError(
+                    f"RuntimeError: the compare worker process died (exit code {self._proc.wait()})"
+                )
+                out.update({n: (None, None, died) for n in self.names if n not in out})
+                break
+            out[name] = outcome
+        return out
+
+    def close(self):
+        """Stop the worker if it still runs and release the pipes (idempotent)."""
+        import subprocess
+
+        for f in (self._jobs, self._results):
+            try:
+                f.close()
+            except OSError:  # a broken pipe to a worker that is gone
+                pass
+        if self._proc.poll() is None:
+            self._proc.terminate()
+        try:
+            self._proc.wait(5)
+        except subprocess.TimeoutExpired:  # pragma: no cover - ignores SIGTERM
+            self._proc.kill()
+            self._proc.wait()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+def available_cpus():
+    """CPUs this process may run on (its affinity mask where the platform has one)."""
+    import os
+
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # pragma: no cover - not on every platform
+        return os.cpu_count() or 1
+
+
+def has_spare_cpu():
+    """Whether a second CPU is free now.
+
+    2 or more CPUs and a 1-minute load average that leaves one idle (``load <= CPUs - 1``).
+
+    The torch worker pays only then: on a busy machine a second process of this session
+    shares the same CPU time and only adds its own start-up (``varseg compare
+    sample:camera`` on a shared 2-core machine at load 3-4: 11.6-13.8 s serial against
+    12.1-20.8 s with the worker).
+    """
+    import os
+
+    n = available_cpus()
+    try:
+        load = os.getloadavg()[0]
+    except OSError:  # pragma: no cover - not on every platform
+        load = 0.0
+    return n >= 2 and load <= n - 1
+
+
+def _remote_pairs(pairs, torch_worker):
+    """Return the ``(name, spec)`` pairs that run in the worker process (none: all here)."""
+    if not (torch_worker in (False, True, "auto") or isinstance(torch_worker, TorchWorker)):
+        raise ValueError(
+            f"torch_worker must be False, True, 'auto' or a TorchWorker; got {torch_worker!r}"
+        )
+    remote = [(n, s) for n, s in pairs if s.needs_torch]
+    if torch_worker is False or not remote or len(remote) == len(pairs):
+        return []
+    if torch_worker == "auto":
+        from .._optional import has_torch
+
+        if not has_spare_cpu() or not has_torch():
+            return []
+    return remote
+
+
+def _submit(torch_worker, remote, kwargs, ctx):
+    """Hand the ``remote`` pairs to a worker: ``(worker, owned)``, or ``(None, False)``.
+
+    ``owned``: the worker was started here (and is closed here). When the jobs cannot be
+    sent (a spec that does not pickle) they run in this process, as without a worker.
+    """
+    if not remote:
+        return None, False
+    owned = not isinstance(torch_worker, TorchWorker)
+    worker = TorchWorker() if owned else torch_worker
+    try:
+        worker.submit([(n, s, kwargs[n]) for n, s in remote], ctx)
+    except Exception as err:  # noqa: BLE001 - e.g. a spec that does not pickle
+        import logging
+
+        logging.getLogger(__name__).debug("compare: methods not sent to the worker (%s)", err)
+        if owned:
+            worker.close()
+        return None, False
+    return worker, owned
+
+
+def _run_all(pairs, kwargs, ctx, torch_worker, progress):
+    """Name → outcome of every method: the torch ones in a worker when asked, the rest here."""
+    worker, owned = _submit(torch_worker, _remote_pairs(pairs, torch_worker), kwargs, ctx)
+    remote = set(worker.names) if worker is not None else set()
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=len(pairs), desc="compare", unit="method")
+    outcomes, raised = {}, False
+    try:
+        for name, spec in pairs:
+            if name in remote:
+                continue
+            outcomes[name] = _attempt(name, spec, kwargs[name], ctx)
+            raised = ctx["errors"] == "raise" and outcomes[name][2] is not None
+            if raised:
+                break  # raised by _finish, in table order; the worker is stopped below
+            if bar is not None:
+                bar.update()
+        if worker is not None and not raised:
+            outcomes.update(worker.outcomes())
+    finally:
+        if worker is not None and (owned or len(outcomes) < len(pairs)):
+            worker.close()
+        if bar is not None:
+            bar.update(len(remote))
+            bar.close()
+    return outcomes
 
 
 def _check_inputs(image, ground_truth, channel_axis, lam, errors):
@@ -239,6 +548,7 @@ def compare(
     errors="warn",
     progress=False,
     warmup=True,
+    torch_worker=False,
 ):
     r"""Run several segmentation methods on one image and score them with one ruler.
 
@@ -283,6 +593,17 @@ def compare(
     warmup : bool
         Run each method with Numba kernels once, untimed, on a 32-pixel crop first, so
         that just-in-time compilation is not charged to its time.
+    torch_worker : {False, True, "auto"} or TorchWorker
+        Run the methods that need torch (:attr:`varseg.methods.MethodSpec.needs_torch`) in
+        one spawned worker process, started first, while the other methods run in this
+        process: torch's import and the network's fit then use a second core. The table,
+        its order and every result are those of the serial run (same seeds and keywords;
+        the worker's failures are tabled or raised as here). ``"auto"``: only with a spare
+        CPU (:func:`has_spare_cpu`), torch installed, and methods of both kinds; False
+        (default): everything in this process. As with any spawned process, a script that
+        calls this needs the ``if __name__ == "__main__":`` guard (``varseg compare`` uses
+        ``"auto"``). A :class:`TorchWorker` started earlier (its torch import then overlaps
+        the caller's own start-up) is used for them (the caller closes it).
 
     Returns
     -------
@@ -332,13 +653,11 @@ def compare(
             else ("human segmentations" if is_label_list(ground_truth, spatial) else "label map"),
         },
     )
-    iterator = pairs
-    if progress:
-        from tqdm.auto import tqdm
-
-        iterator = tqdm(pairs, desc="compare", unit="method")
-    for name, spec in iterator:
-        row, res = _run_method(name, spec, kwargs[name], ctx)
+    outcomes = _run_all(pairs, kwargs, ctx, torch_worker, progress)
+    for name, _ in pairs:
+        if name not in outcomes:  # after a raised failure (errors="raise")
+            continue
+        row, res = _finish(name, outcomes[name], ctx)
         table.rows.append(row)
         if res is not None:
             table.results[name] = res
