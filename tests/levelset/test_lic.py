@@ -763,6 +763,11 @@ def test_threaded_inner_steps_equal_the_serial_kernel(K, shape, steps):
         got = phi0.copy()
         kern.evolve_threads(got, e, 65.0, 1.0, 0.1, 1.0, steps, threads)
         assert np.array_equal(got, ref), threads
+        work = kern.EvolveWork(phi0.shape, threads)  # reused work arrays: the same again
+        for _ in range(2):
+            got = phi0.copy()
+            kern.evolve_threads(got, e, 65.0, 1.0, 0.1, 1.0, steps, threads, work)
+            assert np.array_equal(got, ref), threads
 
 
 @pytest.mark.skipif(numba.config.NUMBA_NUM_THREADS < 2, reason="needs 2 Numba threads")

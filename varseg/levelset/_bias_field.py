@@ -169,8 +169,9 @@ def _update_means(data, memb, kb, kb2):
     x = data.x
     n_ch, n_k = x.shape[0], memb.shape[0]
     mf = (memb * data.w).reshape(n_k, -1)
-    num = mf @ (x * kb).reshape(n_ch, -1).T  # (K, C)
-    den = mf @ kb2.reshape(-1)  # (K,)
+    # einsum, not a BLAS product (see the energy record in _iterate)
+    num = np.einsum("kn,cn->kc", mf, (x * kb).reshape(n_ch, -1))  # (K, C)
+    den = np.einsum("kn,n->k", mf, kb2.reshape(-1))  # (K,)
     pos = den > 0
     return np.where(pos[:, None], num / np.where(pos, den, 1.0)[:, None], 0.0)
 
@@ -430,7 +431,7 @@ def _iterate(data, phi, cfg, xn):
     e = _residuals(data, c, kb, kb2)
     hist = {"energy": [], "lic": [], "change": [], "times": []}
     n_in, converged, it = max(1, int(np.count_nonzero(data.inside))), False, 0
-    threads = solver_threads(phi4.size)
+    work = _lic_kernels.EvolveWork(phi4.shape, solver_threads(phi4.size))
     for it in range(1, cfg["max_iter"] + 1):
         # 1. level sets: n_inner steps with c, b (hence e_i) fixed (Li Eq. 20 / 33)
         _lic_kernels.evolve_threads(
@@ -441,7 +442,8 @@ def _iterate(data, phi, cfg, xn):
             cfg["dt"],
             eps,
             cfg["n_inner"],
-            threads,
+            work.threads,
+            work,
         )
         if not np.isfinite(phi4.sum()):  # NaN or Inf anywhere (|phi| never nears 1e308)
             raise ValueError(
@@ -457,7 +459,9 @@ def _iterate(data, phi, cfg, xn):
         change = float(np.count_nonzero((new != labels) & data.inside)) / n_in
         labels = new
         hist["energy"].append(energy_from_labels(xn, labels, cfg["lam"], n_phases=k).total)
-        hist["lic"].append(float(np.vdot(e, memb)) / _INTERNAL_MAX**2)
+        # not np.vdot: a BLAS call wakes OpenBLAS's threads, which then spin on the core
+        # that the level-set steps' second thread needs
+        hist["lic"].append(float(np.einsum("i,i->", e.ravel(), memb.ravel())) / _INTERNAL_MAX**2)
         hist["change"].append(change)
         hist["times"].append(time.perf_counter() - cfg["t0"])
         if change <= cfg["tol"]:
