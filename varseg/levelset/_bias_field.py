@@ -20,11 +20,12 @@ from __future__ import annotations
 import logging
 import time
 import warnings
+from functools import partial
 
 import numpy as np
 
 from .._jit import ensure_compiled
-from .._threads import solver_threads
+from .._threads import chunks, solver_threads, team
 from .._validation import (
     as_channels_first,
     check_choice,
@@ -86,13 +87,29 @@ def _smooth(u, k1):
     return out
 
 
-def _smooth_pair(pair, k1):
+def _smooth_pair(pair, k1, threads=1):
     """:math:`K * u` of both arrays of ``pair`` (shape (2,) + S, float64, C order): one
-    kernel call for the two (:func:`_lic_kernels.smooth_stack`) in 2D, else :func:`_smooth`
-    of each. Returns the two smoothed arrays."""
+    kernel call for the two (:func:`_lic_kernels.smooth_stack`) in 2D, or one per thread of
+    :func:`varseg._threads.team` when ``threads > 1``, else :func:`_smooth` of each. Returns
+    the two smoothed arrays."""
     if pair.ndim == 3 and k1.size <= _FFT_TAPS and min(pair.shape[1:]) >= k1.size:
         res = np.empty_like(pair)
-        _lic_kernels.smooth_stack(pair, k1, np.empty_like(pair), res)
+        tmp = np.empty_like(pair)
+        if threads > 1:  # one array per thread (the same arithmetic as one call for both)
+            team(1).run(
+                [
+                    partial(
+                        _lic_kernels.smooth_stack,
+                        pair[c : c + 1],
+                        k1,
+                        tmp[c : c + 1],
+                        res[c : c + 1],
+                    )
+                    for c in (0, 1)
+                ]
+            )
+        else:
+            _lic_kernels.smooth_stack(pair, k1, tmp, res)
         return res[0], res[1]
     return _smooth(pair[0], k1), _smooth(pair[1], k1)
 
@@ -112,13 +129,14 @@ class _Data:
         self.k1 = gaussian_kernel(sigma, 1, _TRUNCATE)
         self.k1w = _smooth(self.w, self.k1)
         self.sx2 = np.einsum("c...,c...->...", x, x)
+        self.threads = solver_threads(2 * inside.size)  # the smoothing of a pair of arrays
 
     def moments(self, b):
         """:math:`K * (w b)` and :math:`K * (w b^2)` (one smoothing call for both)."""
         pair = np.empty((2,) + self.w.shape)
         np.multiply(self.w, b, out=pair[0])
         np.multiply(pair[0], b, out=pair[1])
-        return _smooth_pair(pair, self.k1)
+        return _smooth_pair(pair, self.k1, self.threads)
 
 
 def _memberships_labels(phi, eps, n_phases):
@@ -198,7 +216,7 @@ def _update_bias(data, memb, c):
         num.reshape(-1),
         den.reshape(-1),
     )
-    num, den = _smooth_pair(pair, data.k1)
+    num, den = _smooth_pair(pair, data.k1, data.threads)
     ok = den > 1e-12 * float(den.max())
     if data.masked:
         ok &= data.inside
@@ -222,7 +240,7 @@ def _residuals(data, c, kb, kb2):
     """
     n = data.w.size
     e = np.empty((c.shape[0],) + kb.shape)
-    _lic_kernels.residuals(
+    args = (
         data.x.reshape(-1, n),
         np.ascontiguousarray(c),
         data.sx2.reshape(-1),
@@ -232,6 +250,12 @@ def _residuals(data, c, kb, kb2):
         data.w.reshape(-1),
         e.reshape(c.shape[0], -1),
     )
+    if data.threads > 1:  # pixel ranges on the threads (each pixel's arithmetic unchanged)
+        team(data.threads - 1).drain(
+            chunks(n, data.threads, 2), [partial(_lic_kernels.residuals, *args)] * data.threads
+        )
+    else:
+        _lic_kernels.residuals(*args, 0, n)
     return e
 
 

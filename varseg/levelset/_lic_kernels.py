@@ -521,7 +521,7 @@ def _axpy_row(dst, src, a):
         dst[w] += a * src[w]
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, error_model="numpy", nogil=True)
 def smooth_stack(u, k, tmp, out):
     r"""Separable zero-padded correlation :math:`K * u_c` of each 2D channel of ``u`` (C, H,
     W) with the symmetric 1D factor ``k`` (odd length) along both axes, into ``out``
@@ -650,20 +650,21 @@ def bias_sources(x, c, memb, w, num, den):
         den[p] = w[p] * s2
 
 
-@njit(cache=True)
-def residuals(x, c, sx2, k1w, kb, kb2, w, out):
+@njit(cache=True, nogil=True)
+def residuals(x, c, sx2, k1w, kb, kb2, w, out, p0, p1):
     r"""Local clustering residuals of all phases in one pass (Li Eq. 17), flattened:
-    ``out[i] = w * (sx2 * k1w - 2 (c_i . x) kb + |c_i|^2 kb2)``.
+    ``out[i] = w * (sx2 * k1w - 2 (c_i . x) kb + |c_i|^2 kb2)``, at the pixels ``p0 .. p1 - 1``
+    (GIL released: ranges of pixels run in several threads).
 
     Shapes: x (C, n), c (K, C), sx2, k1w, kb, kb2, w (n,); out (K, n) written.
     """
-    C, n = x.shape
+    C = x.shape[0]
     K = c.shape[0]
     cc = np.zeros(K)
     for i in range(K):
         for ch in range(C):
             cc[i] += c[i, ch] * c[i, ch]
-    for p in range(n):
+    for p in range(p0, p1):
         base = sx2[p] * k1w[p]
         for i in range(K):
             cx = 0.0
