@@ -187,9 +187,8 @@ def _update_means(data, memb, kb, kb2):
     x = data.x
     n_ch, n_k = x.shape[0], memb.shape[0]
     mf = (memb * data.w).reshape(n_k, -1)
-    # einsum, not a BLAS product (see the energy record in _iterate); its sums are in another
-    # order than BLAS's, and LIC's path to its stopping rule is sensitive to that: on camera
-    # 256² (2 phases) the solve now stops after 44 iterations instead of 23
+    # einsum, not a BLAS product (see the energy record in _iterate); its sums run in another
+    # order than BLAS's, which can move the iteration where the stopping rule ends a solve
     num = np.einsum("kn,cn->kc", mf, (x * kb).reshape(n_ch, -1))  # (K, C)
     den = np.einsum("kn,n->k", mf, kb2.reshape(-1))  # (K,)
     pos = den > 0
