@@ -771,14 +771,16 @@ def test_threaded_inner_steps_equal_the_serial_kernel(K, shape, steps):
 
 
 @pytest.mark.skipif(numba.config.NUMBA_NUM_THREADS < 2, reason="needs 2 Numba threads")
-def test_bias_field_levelset_same_result_on_one_and_two_threads():
-    img, _, _ = three_phase_image(n=192)  # 2 level sets x 192^2 > SERIAL_BELOW: threaded
+@pytest.mark.parametrize("K", [2, 3, 4])
+def test_bias_field_levelset_same_result_on_one_and_two_threads(K):
+    img, _, _ = three_phase_image(n=192)  # 192^2 pixels > SERIAL_BELOW: threaded passes
     numba.set_num_threads(2)
     try:
-        two = bias_field_levelset(img, 3, max_iter=3, seed=0)
+        two = bias_field_levelset(img, K, max_iter=3, seed=0)
     finally:
         numba.set_num_threads(1)
-    one = bias_field_levelset(img, 3, max_iter=3, seed=0)
+    one = bias_field_levelset(img, K, max_iter=3, seed=0)
+    assert np.array_equal(one.bias, two.bias)
     assert np.array_equal(one.level_sets, two.level_sets)
     assert np.array_equal(one.labels, two.labels)
     assert np.array_equal(one.energy, two.energy)

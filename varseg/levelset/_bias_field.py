@@ -152,10 +152,24 @@ def _memberships_labels(phi, eps, n_phases):
     shape = phi.shape[1:]
     memb = np.empty((n_phases,) + shape)
     labels = np.empty(shape, dtype=np.int64)
-    _lic_kernels.memberships_labels(
-        phi.reshape(phi.shape[0], -1), float(eps), memb.reshape(n_phases, -1), labels.reshape(-1)
+    args = (
+        phi.reshape(phi.shape[0], -1),
+        float(eps),
+        memb.reshape(n_phases, -1),
+        labels.reshape(-1),
     )
+    _on_pixels(_lic_kernels.memberships_labels, labels.size, solver_threads(memb.size), args)
     return memb, labels
+
+
+def _on_pixels(kernel, n, threads, args):
+    """``kernel(*args, p0, p1)`` over the pixels ``0 .. n - 1``: in one call, or in chunks of
+    pixels on ``threads`` threads of :func:`varseg._threads.team` (a kernel whose pixels are
+    independent: the same numbers either way)."""
+    if threads > 1:
+        team(threads - 1).drain(chunks(n, threads, 2), [partial(kernel, *args)] * threads)
+    else:
+        kernel(*args, 0, n)
 
 
 def _memberships(phi, eps, n_phases):
@@ -209,7 +223,7 @@ def _update_bias(data, memb, c):
     shape, n = memb.shape[1:], data.w.size
     pair = np.empty((2,) + shape)
     num, den = pair[0], pair[1]
-    _lic_kernels.bias_sources(
+    args = (
         data.x.reshape(-1, n),
         np.ascontiguousarray(c),
         memb.reshape(-1, n),
@@ -217,6 +231,7 @@ def _update_bias(data, memb, c):
         num.reshape(-1),
         den.reshape(-1),
     )
+    _on_pixels(_lic_kernels.bias_sources, n, data.threads, args)
     num, den = _smooth_pair(pair, data.k1, data.threads)
     ok = den > 1e-12 * float(den.max())
     if data.masked:
@@ -251,12 +266,7 @@ def _residuals(data, c, kb, kb2):
         data.w.reshape(-1),
         e.reshape(c.shape[0], -1),
     )
-    if data.threads > 1:  # pixel ranges on the threads (each pixel's arithmetic unchanged)
-        team(data.threads - 1).drain(
-            chunks(n, data.threads, 2), [partial(_lic_kernels.residuals, *args)] * data.threads
-        )
-    else:
-        _lic_kernels.residuals(*args, 0, n)
+    _on_pixels(_lic_kernels.residuals, n, data.threads, args)
     return e
 
 
