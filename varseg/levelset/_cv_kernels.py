@@ -55,6 +55,7 @@ dirac_pi = dirac_pi_expr  # rebound to its compiled clone inside each kernel fam
 
 __all__ = [
     "classify",
+    "classify_parts",
     "Stepper",
     "means_from_sums",
     "n_blocks",
@@ -286,17 +287,23 @@ def classify(x, phi, lab, xtot):
     Serial; :func:`varseg.levelset._cv_setup_kernels.classify_threads` runs the same blocks
     (:func:`classify_blocks`) in several threads, with the same result.
     """
-    C = x.shape[0]
-    m = phi.shape[0]
-    K = 1 << m
-    nb = n_blocks(x.shape[1] * x.shape[2])
-    pc = np.zeros((nb, K))
-    ps = np.zeros((nb, K, C))
-    pcc = np.zeros((nb, K))
-    pcs = np.zeros((nb, K, C))
-    pnd = np.zeros(nb, dtype=np.int64)
-    classify_blocks(np.int64(0), np.int64(nb), x, phi, lab, pc, ps, pcc, pcs, pnd)
+    pc, ps, pcc, pcs, pnd = classify_parts(x.shape[0], phi.shape[0], x.shape[1] * x.shape[2])
+    classify_blocks(np.int64(0), np.int64(pc.shape[0]), x, phi, lab, pc, ps, pcc, pcs, pnd)
     return reduce_classified(pc, ps, pcc, pcs, pnd, xtot)
+
+
+def classify_parts(C, m, rows):
+    """Zeroed block partials of :func:`classify_blocks` for ``C`` channels, ``m`` level sets
+    and ``rows`` rows: counts, sums, their corrections and the zero counts of each block."""
+    K = 1 << m
+    nb = n_blocks(rows)
+    return (
+        np.zeros((nb, K)),
+        np.zeros((nb, K, C)),
+        np.zeros((nb, K)),
+        np.zeros((nb, K, C)),
+        np.zeros(nb, dtype=np.int64),
+    )
 
 
 def reduce_classified(pc, ps, pcc, pcs, pnd, xtot):
@@ -1440,6 +1447,7 @@ FAST = kernel_family("fast", fast=True)
 
 # the public kernels of the solver's set-up and stopping rule (IEEE: they only count and sum)
 classify = IEEE.classify  # noqa: F811
+classify_parts = IEEE.classify_parts  # noqa: F811
 means_from_sums = IEEE.means_from_sums  # noqa: F811
 n_blocks = IEEE.n_blocks  # noqa: F811
 partition_change = IEEE.partition_change  # noqa: F811

@@ -26,8 +26,8 @@ from .._jit import jit_family
 from ..energy import normalise_image
 from ._cv_kernels import (
     classify_blocks,
+    classify_parts,
     final_energy_rows,
-    n_blocks,
     reduce_classified,
     sum_in_order,
 )
@@ -163,15 +163,8 @@ def normalised(x_raw, wdtype, threads=1):
 def classify_threads(x, phi, lab, xtot, threads=1):
     """:func:`~varseg.levelset._cv_kernels.classify` with its row blocks split over
     ``threads`` threads (same result: the block partials are reduced in block order)."""
-    C = x.shape[0]
-    K = 1 << phi.shape[0]
-    nb = n_blocks(x.shape[1] * x.shape[2])
-    pc = np.zeros((nb, K))
-    ps = np.zeros((nb, K, C))
-    pcc = np.zeros((nb, K))
-    pcs = np.zeros((nb, K, C))
-    pnd = np.zeros(nb, dtype=np.int64)
-    run_split(classify_blocks, nb, threads, x, phi, lab, pc, ps, pcc, pcs, pnd)
+    pc, ps, pcc, pcs, pnd = classify_parts(x.shape[0], phi.shape[0], x.shape[1] * x.shape[2])
+    run_split(classify_blocks, pc.shape[0], threads, x, phi, lab, pc, ps, pcc, pcs, pnd)
     return reduce_classified(pc, ps, pcc, pcs, pnd, xtot)
 
 
