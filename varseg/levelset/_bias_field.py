@@ -25,7 +25,7 @@ from functools import partial
 import numpy as np
 
 from .._jit import ensure_compiled
-from .._threads import chunks, solver_threads, team
+from .._threads import solver_threads, team
 from .._validation import (
     as_channels_first,
     check_choice,
@@ -129,7 +129,7 @@ class _Data:
         self.k1 = gaussian_kernel(sigma, 1, _TRUNCATE)
         self.k1w = _smooth(self.w, self.k1)
         self.sx2 = np.einsum("c...,c...->...", x, x)
-        self.threads = solver_threads(2 * inside.size)  # the smoothing of a pair of arrays
+        self.threads = 1  # of the smoothing passes: set by _iterate
 
     def moments(self, b):
         """:math:`K * (w b)` and :math:`K * (w b^2)` (one smoothing call for both)."""
@@ -158,18 +158,8 @@ def _memberships_labels(phi, eps, n_phases):
         memb.reshape(n_phases, -1),
         labels.reshape(-1),
     )
-    _on_pixels(_lic_kernels.memberships_labels, labels.size, solver_threads(memb.size), args)
+    _lic_kernels.memberships_labels(*args)
     return memb, labels
-
-
-def _on_pixels(kernel, n, threads, args):
-    """``kernel(*args, p0, p1)`` over the pixels ``0 .. n - 1``: in one call, or in chunks of
-    pixels on ``threads`` threads of :func:`varseg._threads.team` (a kernel whose pixels are
-    independent: the same numbers either way)."""
-    if threads > 1:
-        team(threads - 1).drain(chunks(n, threads, 2), [partial(kernel, *args)] * threads)
-    else:
-        kernel(*args, 0, n)
 
 
 def _memberships(phi, eps, n_phases):
@@ -231,7 +221,7 @@ def _update_bias(data, memb, c):
         num.reshape(-1),
         den.reshape(-1),
     )
-    _on_pixels(_lic_kernels.bias_sources, n, data.threads, args)
+    _lic_kernels.bias_sources(*args)
     num, den = _smooth_pair(pair, data.k1, data.threads)
     ok = den > 1e-12 * float(den.max())
     if data.masked:
@@ -266,7 +256,7 @@ def _residuals(data, c, kb, kb2):
         data.w.reshape(-1),
         e.reshape(c.shape[0], -1),
     )
-    _on_pixels(_lic_kernels.residuals, n, data.threads, args)
+    _lic_kernels.residuals(*args)
     return e
 
 
@@ -455,6 +445,10 @@ def _iterate(data, phi, cfg, xn):
     k, eps, shape = cfg["n_phases"], cfg["eps"], data.inside.shape
     m = phi.shape[0]
     phi4 = np.ascontiguousarray(phi.reshape((m,) + (1,) * (4 - phi.ndim) + shape))
+    # one level set per thread in the inner steps, and the smoothing of each array of a pair
+    # on as many threads (with one level set, 2 phases, both stay serial)
+    work = _lic_kernels.EvolveWork(phi4.shape, solver_threads(phi4.size))
+    data.threads = work.threads
     b = np.ones(shape)
     kb, kb2 = data.moments(b)
     memb, argmax = _memberships_labels(phi, eps, k)
@@ -466,7 +460,6 @@ def _iterate(data, phi, cfg, xn):
     e = _residuals(data, c, kb, kb2)
     hist = {"energy": [], "lic": [], "change": [], "times": []}
     n_in, converged, it = max(1, int(np.count_nonzero(data.inside))), False, 0
-    work = _lic_kernels.EvolveWork(phi4.shape, solver_threads(phi4.size))
     for it in range(1, cfg["max_iter"] + 1):
         # 1. level sets: n_inner steps with c, b (hence e_i) fixed (Li Eq. 20 / 33)
         _lic_kernels.evolve_threads(

@@ -565,87 +565,78 @@ def smooth_2d(u, k, tmp, out):
     smooth_stack(u.reshape((1, H, W)), k, tmp.reshape((1, H, W)), out.reshape((1, H, W)))
 
 
-@njit(cache=True, error_model="numpy", nogil=True)
-def memberships_labels(phi, eps, memb, labels, p0, p1):
-    r"""Li's soft memberships :math:`M_i(\phi)` and their argmax in one kernel, flattened, at
-    the pixels ``p0 .. p1 - 1`` (GIL released: ranges of pixels run in several threads).
+@njit(cache=True, error_model="numpy")
+def memberships_labels(phi, eps, memb, labels):
+    r"""Li's soft memberships :math:`M_i(\phi)` and their argmax in one kernel, flattened.
 
     K = 2: :math:`(H_1, 1 - H_1)`; K = 3: :math:`(H_1 H_2, H_1(1 - H_2), 1 - H_1)`; K = 4:
     :math:`(H_1 H_2, H_1(1 - H_2), (1 - H_1)H_2, (1 - H_1)(1 - H_2))` with :math:`H_j =
-    H_\varepsilon(\phi_j)` (:data:`varseg.levelset.heaviside.heaviside_vec`, written into
-    rows of ``memb`` first), and ``labels`` the first index of the largest membership (as
-    ``numpy.argmax``), all in loops that vectorise.
+    H_\varepsilon(\phi_j)` (:func:`heaviside_row`, written into rows of ``memb`` first),
+    and ``labels`` the first index of the largest membership (as ``numpy.argmax``), all in
+    loops that vectorise.
 
     Shapes: phi (m, n), memb (K, n) and labels (n,) int64 written.
     """
     K = memb.shape[0]
     m0, m1 = memb[0], memb[1]
-    f0 = phi[0]
     if K == 2:
-        for j in range(p0, p1):
-            m0[j] = heaviside_vec(f0[j], eps)
-        for j in range(p0, p1):
+        heaviside_row(phi[0], eps, m0)
+        for j in range(m0.shape[0]):
             m1[j] = 1.0 - m0[j]
-        for j in range(p0, p1):
+        for j in range(m0.shape[0]):
             labels[j] = 0 if m0[j] >= m1[j] else 1
         return
-    f1 = phi[1]
     m2 = memb[2]
     if K == 3:
-        for j in range(p0, p1):
-            m2[j] = heaviside_vec(f0[j], eps)
-        for j in range(p0, p1):
-            m1[j] = heaviside_vec(f1[j], eps)
-        for j in range(p0, p1):
+        heaviside_row(phi[0], eps, m2)
+        heaviside_row(phi[1], eps, m1)
+        for j in range(m0.shape[0]):
             h1 = m2[j]
             h2 = m1[j]
             m0[j] = h1 * h2
             m1[j] = h1 * (1.0 - h2)
             m2[j] = 1.0 - h1
-        _argmax3(m0, m1, m2, labels, p0, p1)
+        _argmax3(m0, m1, m2, labels)
         return
     m3 = memb[3]
-    for j in range(p0, p1):
-        m2[j] = heaviside_vec(f0[j], eps)
-    for j in range(p0, p1):
-        m3[j] = heaviside_vec(f1[j], eps)
-    for j in range(p0, p1):
+    heaviside_row(phi[0], eps, m2)
+    heaviside_row(phi[1], eps, m3)
+    for j in range(m0.shape[0]):
         h1 = m2[j]
         h2 = m3[j]
         m0[j] = h1 * h2
         m1[j] = h1 * (1.0 - h2)
         m2[j] = (1.0 - h1) * h2
         m3[j] = (1.0 - h1) * (1.0 - h2)
-    _argmax3(m0, m1, m2, labels, p0, p1)
-    for j in range(p0, p1):
+    _argmax3(m0, m1, m2, labels)
+    for j in range(m0.shape[0]):
         best = max(max(m0[j], m1[j]), m2[j])
         labels[j] = 3 if m3[j] > best else labels[j]
 
 
 @njit(cache=True, error_model="numpy")
-def _argmax3(m0, m1, m2, labels, p0, p1):
-    """First index of the largest of three rows at ``p0 .. p1 - 1`` (selects: it vectorises)."""
-    for j in range(p0, p1):
+def _argmax3(m0, m1, m2, labels):
+    """First index of the largest of three rows, per element (selects: it vectorises)."""
+    for j in range(m0.shape[0]):
         a, b, c = m0[j], m1[j], m2[j]
         lab = 1 if b > a else 0
         labels[j] = 2 if c > max(a, b) else lab
 
 
-@njit(cache=True, nogil=True)
-def bias_sources(x, c, memb, w, num, den, p0, p1):
-    r"""Sources of the bias update (Li Eq. 22/35) in one pass over the pixels ``p0 .. p1 - 1``
-    (flattened; GIL released): ``num = w * sum_ch x_ch sum_i c_(i,ch) M_i`` and
-    ``den = w * sum_i |c_i|^2 M_i``.
+@njit(cache=True)
+def bias_sources(x, c, memb, w, num, den):
+    r"""Sources of the bias update (Li Eq. 22/35) in one pass over the pixels (flattened):
+    ``num = w * sum_ch x_ch sum_i c_(i,ch) M_i`` and ``den = w * sum_i |c_i|^2 M_i``.
 
     Shapes: x (C, n), c (K, C), memb (K, n), w (n,); num, den (n,) written.
     """
-    C = x.shape[0]
+    C, n = x.shape
     K = c.shape[0]
     cc = np.zeros(K)
     for i in range(K):
         for ch in range(C):
             cc[i] += c[i, ch] * c[i, ch]
-    for p in range(p0, p1):
+    for p in range(n):
         s1 = 0.0
         s2 = 0.0
         for i in range(K):
@@ -659,21 +650,20 @@ def bias_sources(x, c, memb, w, num, den, p0, p1):
         den[p] = w[p] * s2
 
 
-@njit(cache=True, nogil=True)
-def residuals(x, c, sx2, k1w, kb, kb2, w, out, p0, p1):
+@njit(cache=True)
+def residuals(x, c, sx2, k1w, kb, kb2, w, out):
     r"""Local clustering residuals of all phases in one pass (Li Eq. 17), flattened:
-    ``out[i] = w * (sx2 * k1w - 2 (c_i . x) kb + |c_i|^2 kb2)``, at the pixels ``p0 .. p1 - 1``
-    (GIL released: ranges of pixels run in several threads).
+    ``out[i] = w * (sx2 * k1w - 2 (c_i . x) kb + |c_i|^2 kb2)``.
 
     Shapes: x (C, n), c (K, C), sx2, k1w, kb, kb2, w (n,); out (K, n) written.
     """
-    C = x.shape[0]
+    C, n = x.shape
     K = c.shape[0]
     cc = np.zeros(K)
     for i in range(K):
         for ch in range(C):
             cc[i] += c[i, ch] * c[i, ch]
-    for p in range(p0, p1):
+    for p in range(n):
         base = sx2[p] * k1w[p]
         for i in range(K):
             cx = 0.0
