@@ -13,7 +13,9 @@ __all__ = [
     "Team",
     "chunks",
     "limit_threads",
+    "run_split",
     "solver_threads",
+    "split_bounds",
     "team",
     "torch_threads",
 ]
@@ -225,12 +227,35 @@ def solver_threads(n_items):
     return numba.get_num_threads()
 
 
+def split_bounds(n, parts, align=1):
+    """``parts`` contiguous ranges ``(a, b)`` covering ``0 .. n`` (inner bounds multiples of
+    ``align``; fewer ranges when ``n`` is too small to give each at least ``align``)."""
+    parts = max(1, min(int(parts), -(-n // max(align, 1)) or 1))
+    cuts = [0] + [min(n, (k * n // parts) // align * align) for k in range(1, parts)] + [n]
+    return [(a, b) for a, b in zip(cuts[:-1], cuts[1:], strict=True) if b > a] or [(0, n)]
+
+
 def chunks(n, threads, per_thread):
     """Cut ``range(n)`` into ``min(n, per_thread * threads)`` contiguous ``(b0, b1)`` chunks
-    (one chunk for one thread), as even as integer division makes them."""
-    k = min(n, per_thread * threads) if threads > 1 else 1
-    cuts = [(t * n) // k for t in range(k + 1)]
-    return list(zip(cuts[:-1], cuts[1:], strict=True))
+    (one chunk for one thread), as even as integer division makes them
+    (:func:`split_bounds`)."""
+    return split_bounds(n, per_thread * threads if threads > 1 else 1)
+
+
+def run_split(kernel, n, threads, *args, align=1):
+    """Call ``kernel(a, b, *args)`` on the ranges of :func:`split_bounds` (``n``, ``threads``,
+    ``align``): the calling thread takes the first range, the workers of the process-wide
+    :func:`team` the others (the kernels release the GIL). Exceptions of the other threads
+    are re-raised here. The kernels must write disjoint parts of their outputs and leave any
+    reduction to a fixed order afterwards, so that the result does not depend on
+    ``threads``."""
+    bounds = split_bounds(n, threads, align)
+    if len(bounds) == 1:
+        kernel(*bounds[0], *args)
+        return
+    from functools import partial
+
+    team(len(bounds) - 1).run([partial(kernel, a, b, *args) for a, b in bounds])
 
 
 def team(workers):

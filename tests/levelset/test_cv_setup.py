@@ -5,6 +5,7 @@ scratch buffers with the results."""
 import numpy as np
 import pytest
 
+from varseg._threads import split_bounds
 from varseg.energy import normalise_image
 from varseg.levelset import _cv_kernels as ck
 from varseg.levelset import chan_vese, initial_level_sets
@@ -13,7 +14,6 @@ from varseg.levelset._cv_setup_kernels import (
     final_energy_threads,
     normalised,
 )
-from varseg.levelset._split import split_bounds
 from varseg.levelset.heaviside import phase_memberships
 
 RNG = np.random.default_rng(3)

@@ -23,6 +23,7 @@ import threading
 import numpy as np
 
 from .._jit import jit_family
+from .._threads import run_split
 from ..energy import normalise_image
 from ._cv_kernels import (
     classify_blocks,
@@ -31,7 +32,6 @@ from ._cv_kernels import (
     reduce_classified,
     sum_in_order,
 )
-from ._split import run_split
 
 __all__ = [
     "normalised",

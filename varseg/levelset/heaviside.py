@@ -19,7 +19,7 @@ import types
 import numpy as np
 
 from .._jit import jit_family
-from ._split import run_split
+from .._threads import run_split
 
 __all__ = [
     "heaviside",
