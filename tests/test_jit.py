@@ -150,3 +150,126 @@ def test_warmup_command_is_registered():
 
     args = build_parser().parse_args(["warmup", "-q"])
     assert args.command == "warmup" and args.quiet
+
+
+# --------------------------------------------------------------------------------------------
+# a cold cache is compiled in a child process: the first run after an install runs the same
+# code as every later one
+# --------------------------------------------------------------------------------------------
+_MINI = """
+import sys, logging
+import numpy as np
+from varseg import _jit
+from varseg.levelset import _cv_kernels as K
+
+
+def run_rows(phi, out, f, n, mu, dt, eps, eta, sp):
+    H = phi.shape[0]
+    for _ in range(n):
+        for i in range(H):
+            ip = min(i + 1, H - 1)
+            im = max(i - 1, 0)
+            _update_row(phi[i], phi[ip], phi[im], phi[i], phi[i], np.bool_(False), f[i], out[i],
+                        mu, dt, eps, eta, sp)
+        for i in range(H):
+            for j in range(phi.shape[1]):
+                phi[i, j] = out[i, j]
+
+
+# the fast-math update of the Chan-Vese kernels (its callees with their flags), one caller
+FUNCS = {k: K._KERNELS[k] for k in ("_update_row", "_update_row_spaced", "_upd2", "_upd3",
+                                     "_upd3s", "dirac_pi")}
+FUNCS["_implicit"] = K._implicit_1div
+FUNCS["run_rows"] = run_rows
+FAM = _jit.jit_family(FUNCS, "mini", cache=True, error_model="numpy", nogil=True,
+                      overrides={k: {"fastmath": K._FAST} for k in FUNCS if k != "run_rows"})
+
+
+def compute(n=30):
+    rng = np.random.default_rng(0)
+    phi = rng.standard_normal((64, 67)).astype(np.float32)
+    f = (0.1 * rng.standard_normal((64, 67))).astype(np.float32)
+    c = np.float32
+    FAM.run_rows(phi, np.empty_like(phi), f, n, c(0.25), c(0.5), c(1.0), c(1e-8),
+                 np.empty(0, np.float32))
+    return phi
+
+
+def warm():
+    compute(1)
+
+
+if __name__ == "__main__":
+    logging.basicConfig(level=logging.INFO, stream=sys.stdout, format="%(levelname)s %(message)s")
+    _jit.ensure_compiled(("mini",), warm, estimate=3, child=("mini", "warm", ()))
+    np.save(sys.argv[1], compute())
+    print("loaded from the cache:", sum(FAM.run_rows.stats.cache_hits.values()))
+"""
+
+
+def _run_mini(tmp_path, cache, out, **env):
+    import os
+    import subprocess
+    import sys
+
+    e = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path / cache), PYTHONPATH=str(tmp_path))
+    e.pop("VARSEG_JIT_IN_PROCESS", None)
+    e.update(env)
+    proc = subprocess.run(
+        [sys.executable, str(tmp_path / "mini.py"), str(tmp_path / out)],
+        env=e,
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd=tmp_path,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return proc.stdout, np.load(tmp_path / out)
+
+
+def test_cold_cache_is_compiled_in_a_child_and_runs_the_cached_code(tmp_path):
+    (tmp_path / "mini.py").write_text(_MINI)
+    log_cold, cold = _run_mini(tmp_path, "cache", "cold.npy")
+    log_warm, warm = _run_mini(tmp_path, "cache", "warm.npy")
+    # the first run announced the compilation, which ran in the child; the second loaded
+    assert "INFO compiling Numba kernels once, about 3 s (('mini',))" in log_cold
+    assert "loaded from the cache: 1" in log_cold and "loaded from the cache: 1" in log_warm
+    assert "compiling" not in log_warm and "WARNING" not in log_cold + log_warm
+    np.testing.assert_array_equal(cold, warm)  # bit for bit
+    # what the child avoids: compiled in the process that then runs it (a cold cache of its
+    # own), the same source gives other float32 values (calls resolve to each callee's own
+    # compiled copy rather than to the copies linked into the cached caller)
+    log_here, here = _run_mini(tmp_path, "cache2", "here.npy", VARSEG_JIT_IN_PROCESS="1")
+    assert "loaded from the cache: 0" in log_here
+    assert not np.array_equal(here, warm), "the in-process compile now runs the cached code"
+
+
+def test_a_failing_child_falls_back_to_compiling_here(tmp_path, monkeypatch, caplog):
+    import importlib
+    import sys
+
+    (tmp_path / "cold_mod.py").write_text(
+        "from numba import njit\n\n@njit(cache=True)\ndef add_one(v):\n    return v + 1\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delenv("VARSEG_JIT_IN_PROCESS", raising=False)
+    mod = importlib.import_module("cold_mod")
+    try:
+        with caplog.at_level(logging.INFO, logger="varseg._jit"):
+            spent = _jit.ensure_compiled(
+                ("test", "child fails"),
+                lambda: mod.add_one(1.5),
+                estimate=1,
+                child=("no_such_module_here", "warm", ()),
+            )
+    finally:
+        sys.modules.pop("cold_mod", None)
+    msgs = [(r.levelname, r.getMessage()) for r in caplog.records]
+    assert msgs[0] == ("INFO", "compiling Numba kernels once, about 1 s (('test', 'child fails'))")
+    assert msgs[1][0] == "WARNING" and "the child process failed (exit 1)" in msgs[1][1]
+    assert "No module named 'no_such_module_here'" in msgs[1][1]
+    assert len(msgs) == 2 and spent > 0
+    # compiled here after all (the first miss is the stopped attempt): not from the cache
+    assert len(mod.add_one.signatures) == 1 and not mod.add_one.stats.cache_hits
+    assert sum(mod.add_one.stats.cache_misses.values()) == 2
+    assert mod.add_one(2.0) == 3.0

@@ -147,9 +147,11 @@ def _run_tiny(np_dtype):
     """Run every fixed-point kernel of ``np_dtype`` and the energy kernels once, tiny inputs.
 
     2D and 3D, both weightings; the final record's serial and parallel energy kernels.
+    ``np_dtype``: a NumPy scalar type or its name (the child process of the warm-up).
     """
     from varseg._fixed_point_kernels import Workspace
 
+    np_dtype = np.dtype(np_dtype).type
     t = time.perf_counter()
     for d in (1, 2):
         x = np.linspace(0, 1, d * 16, dtype=np_dtype).reshape(1, d, 4, 4)
@@ -179,7 +181,10 @@ def _warm_up(np_dtype):
     """
     name = np.dtype(np_dtype).name
     return ensure_compiled(
-        ("fixed_point", name), lambda: _run_tiny(np_dtype), estimate=_COMPILE_ESTIMATE_S
+        ("fixed_point", name),
+        lambda: _run_tiny(np_dtype),
+        estimate=_COMPILE_ESTIMATE_S,
+        child=(__name__, "_run_tiny", (name,)),
     )
 
 

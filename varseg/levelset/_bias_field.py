@@ -413,7 +413,9 @@ def warm_kernels():
     float
         Seconds spent now (0.0 when the kernels were already run in this process).
     """
-    return ensure_compiled(("lic",), _run_tiny, estimate=_COMPILE_S)
+    return ensure_compiled(
+        ("lic",), _run_tiny, estimate=_COMPILE_S, child=(__name__, "_run_tiny", ())
+    )
 
 
 # --------------------------------------------------------------------------------------

@@ -372,11 +372,7 @@ def chan_vese(
     _check_layout(image, channel_axis)
     check_regions(init_regions, cfg["m"], init)
     cfg["spacing"] = _check_spacing(spacing, np.ndim(image) - (channel_axis is not None))
-    ensure_compiled(
-        ("chan_vese", cfg["wdtype"].name),
-        lambda: _run_tiny(cfg["wdtype"]),
-        estimate=COMPILE_SECONDS,
-    )
+    _warm_up(cfg["wdtype"])
     t_start = time.perf_counter()  # after the (one-time) compilation: never in the timings
     x_raw, gray = as_channels_first(image, channel_axis, dtype=None)  # no float64 copy
     spatial = x_raw.shape[1:]
@@ -528,8 +524,10 @@ def _run_tiny(wdtype):
     """Run every kernel of the working precision ``wdtype`` once, on a tiny image.
 
     Used by :func:`varseg._jit.ensure_compiled` before the clock starts (both raw types of
-    the normalisation kernel, :data:`~varseg.levelset._cv_setup_kernels.NATIVE_DTYPES`).
+    the normalisation kernel, :data:`~varseg.levelset._cv_setup_kernels.NATIVE_DTYPES`);
+    ``wdtype`` a dtype or its name (the child process of the warm-up).
     """
+    wdtype = np.dtype(wdtype)
     img = np.add.outer(np.arange(6.0), np.arange(7.0)) % 4
     cfg = _check_args(
         2, 0.2, 1.0, 0.5, 1.0, 2, 0.0, "partition", 1, "checkerboard", wdtype, None, False
@@ -567,10 +565,22 @@ def warm_kernels():
 
     out = {}
     for wdtype in (np.dtype(np.float32), np.dtype(np.float64)):
-        key = ("chan_vese", wdtype.name)
-        out[key] = ensure_compiled(key, lambda w=wdtype: _run_tiny(w), estimate=COMPILE_SECONDS)
-    out[("hard_energy",)] = ensure_compiled(("hard_energy",), warm_energy, estimate=10.0)
+        out[("chan_vese", wdtype.name)] = _warm_up(wdtype)
+    out[("hard_energy",)] = ensure_compiled(
+        ("hard_energy",), warm_energy, estimate=10.0, child=("varseg._energy_kernels", "warm", ())
+    )
     return out
+
+
+def _warm_up(wdtype):
+    """Compile (or load) the kernels of the working precision ``wdtype`` once per process
+    (:func:`varseg._jit.ensure_compiled`, a cold cache compiled in a child process)."""
+    return ensure_compiled(
+        ("chan_vese", wdtype.name),
+        lambda: _run_tiny(wdtype),
+        estimate=COMPILE_SECONDS,
+        child=(__name__, "_run_tiny", (wdtype.name,)),
+    )
 
 
 def _solve(run, phi0):
