@@ -1,6 +1,19 @@
-"""Shared fixtures: the real data folder beside the project (``../shared/data``)."""
+"""Shared fixtures: the real data folder beside the project (``../shared/data``).
 
+Under pytest-xdist (``-n auto`` in ``pyproject.toml``) each worker runs its solvers, torch
+and BLAS on one thread: the workers already share the cores, and two threads per worker
+only make them wait for each other. Tests of the threaded paths set their thread counts.
+"""
+
+import os
 from pathlib import Path
+
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ.setdefault(_var, "1")
+    import numba
+
+    numba.set_num_threads(1)
 
 import pytest
 
