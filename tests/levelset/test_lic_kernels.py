@@ -131,3 +131,30 @@ def test_memberships_labels_are_li_memberships_and_numpy_argmax(k):
     np.testing.assert_allclose(memb, want, rtol=0, atol=1e-15)
     np.testing.assert_array_equal(labels, memb.argmax(0))
     assert (labels == want.argmax(0)).mean() == 1.0
+
+
+@pytest.mark.parametrize("k", [2, 3, 4])
+def test_gray_bias_sources_and_residuals_equal_the_pixel_loop_bit_for_bit(k):
+    """The gray paths (one loop per phase) give the pixel loop's values exactly: a second
+    channel of zeros with zero centres adds exact zeros, and takes the general loop."""
+    rng = np.random.default_rng(k)
+    n = 1037
+    x = rng.random((1, n))
+    c = rng.random((k, 1)) - 0.3
+    memb, w, sx2, k1w, kb, kb2 = rng.random((k, n)), *rng.random((5, n))
+    x2 = np.vstack([x, np.zeros((1, n))])
+    c2 = np.hstack([c, np.zeros((k, 1))])
+    got, ref = [np.empty(n) for _ in range(2)], [np.empty(n) for _ in range(2)]
+    kern.bias_sources(x, c, memb, w, *got)
+    kern.bias_sources(x2, c2, memb, w, *ref)
+    for a, b in zip(got, ref, strict=True):
+        np.testing.assert_array_equal(a, b)
+    e, e_ref = np.empty((k, n)), np.empty((k, n))
+    kern.residuals(x, c, sx2, k1w, kb, kb2, w, e)
+    kern.residuals(x2, c2, sx2, k1w, kb, kb2, w, e_ref)
+    np.testing.assert_array_equal(e, e_ref)
+    # and the formulas themselves (Li 2011 Eq. 17 and 22), by hand
+    cx = c[:, 0, None] * x[0]
+    np.testing.assert_allclose(e, w * (sx2 * k1w - 2 * cx * kb + c**2 * kb2), rtol=1e-12)
+    np.testing.assert_allclose(got[0], w * (memb * cx).sum(0), rtol=1e-12)
+    np.testing.assert_allclose(got[1], w * (memb * c**2).sum(0), rtol=1e-12)

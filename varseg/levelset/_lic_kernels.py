@@ -628,7 +628,8 @@ def bias_sources(x, c, memb, w, num, den):
     r"""Sources of the bias update (Li Eq. 22/35) in one pass over the pixels (flattened):
     ``num = w * sum_ch x_ch sum_i c_(i,ch) M_i`` and ``den = w * sum_i |c_i|^2 M_i``.
 
-    Shapes: x (C, n), c (K, C), memb (K, n), w (n,); num, den (n,) written.
+    Shapes: x (C, n), c (K, C), memb (K, n), w (n,); num, den (n,) written. A gray image
+    takes :func:`_bias_sources_gray` (the same operations in the same order).
     """
     C, n = x.shape
     K = c.shape[0]
@@ -636,6 +637,9 @@ def bias_sources(x, c, memb, w, num, den):
     for i in range(K):
         for ch in range(C):
             cc[i] += c[i, ch] * c[i, ch]
+    if C == 1:
+        _bias_sources_gray(x[0], c, cc, memb, w, num, den)
+        return
     for p in range(n):
         s1 = 0.0
         s2 = 0.0
@@ -650,12 +654,34 @@ def bias_sources(x, c, memb, w, num, den):
         den[p] = w[p] * s2
 
 
+@njit(cache=True, error_model="numpy")
+def _bias_sources_gray(x, c, cc, memb, w, num, den):
+    """:func:`bias_sources` of one channel, phase by phase: ``num`` and ``den`` accumulate
+    the sums of the pixel loop in its order (bit for bit), in loops that vectorise."""
+    n = x.shape[0]
+    for p in range(n):
+        num[p] = 0.0
+        den[p] = 0.0
+    for i in range(c.shape[0]):
+        ci = c[i, 0]
+        cci = cc[i]
+        mi = memb[i]
+        for p in range(n):
+            m = mi[p]
+            num[p] += m * (0.0 + ci * x[p])
+            den[p] += m * cci
+    for p in range(n):
+        num[p] = w[p] * num[p]
+        den[p] = w[p] * den[p]
+
+
 @njit(cache=True)
 def residuals(x, c, sx2, k1w, kb, kb2, w, out):
     r"""Local clustering residuals of all phases in one pass (Li Eq. 17), flattened:
     ``out[i] = w * (sx2 * k1w - 2 (c_i . x) kb + |c_i|^2 kb2)``.
 
-    Shapes: x (C, n), c (K, C), sx2, k1w, kb, kb2, w (n,); out (K, n) written.
+    Shapes: x (C, n), c (K, C), sx2, k1w, kb, kb2, w (n,); out (K, n) written. A gray image
+    takes :func:`_residuals_gray` (the same operations, bit for bit).
     """
     C, n = x.shape
     K = c.shape[0]
@@ -663,6 +689,9 @@ def residuals(x, c, sx2, k1w, kb, kb2, w, out):
     for i in range(K):
         for ch in range(C):
             cc[i] += c[i, ch] * c[i, ch]
+    if C == 1:
+        _residuals_gray(x[0], c, cc, sx2, k1w, kb, kb2, w, out)
+        return
     for p in range(n):
         base = sx2[p] * k1w[p]
         for i in range(K):
@@ -670,3 +699,15 @@ def residuals(x, c, sx2, k1w, kb, kb2, w, out):
             for ch in range(C):
                 cx += c[i, ch] * x[ch, p]
             out[i, p] = w[p] * (base - 2.0 * cx * kb[p] + cc[i] * kb2[p])
+
+
+@njit(cache=True, error_model="numpy")
+def _residuals_gray(x, c, cc, sx2, k1w, kb, kb2, w, out):
+    """:func:`residuals` of one channel, one phase per loop (loops that vectorise)."""
+    for i in range(c.shape[0]):
+        ci = c[i, 0]
+        cci = cc[i]
+        o = out[i]
+        for p in range(x.shape[0]):
+            cx = 0.0 + ci * x[p]
+            o[p] = w[p] * (sx2[p] * k1w[p] - 2.0 * cx * kb[p] + cci * kb2[p])
