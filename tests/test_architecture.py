@@ -11,7 +11,17 @@ PKG = Path(__file__).resolve().parents[1] / "varseg"
 
 #: Layers, lowest first: a module may import its own layer and the layers below.
 LAYERS = [
-    {"_validation", "_atomic", "_json", "_threads", "_environment", "_jit", "_optional", "_optim"},
+    {
+        "_validation",
+        "_atomic",
+        "_json",
+        "_threads",
+        "_scratch",
+        "_environment",
+        "_jit",
+        "_optional",
+        "_optim",
+    },
     {"energy", "_energy_kernels", "result", "metrics"},
     {
         "levelset",

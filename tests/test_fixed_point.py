@@ -109,3 +109,40 @@ def test_chunked_threads_give_the_same_numbers(k):
         np.testing.assert_array_equal(lab, out[0][1])
         np.testing.assert_array_equal(energy, out[0][2])
         np.testing.assert_array_equal(z, out[0][3])
+
+
+@pytest.mark.parametrize("channels", [1, 3])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_quantile_start_in_the_working_type_is_the_numpy_start(channels, dtype):
+    """The logits written straight in the working type equal NumPy's float64 expression
+    rounded to it, bit for bit (gray: the luminance is the channel itself)."""
+    from varseg.energy import normalise_image
+
+    rng = np.random.default_rng(channels)
+    x = normalise_image(rng.random((channels, 13, 17)))
+    for k in (2, 3, 5):
+        want = np.array(fixed_point._initial_logits(x, k, "quantiles", None), dtype=dtype)
+        got = fixed_point._start_logits(x, k, "quantiles", None, dtype, (1,))
+        assert got.dtype == dtype and got.shape == (k, 1, 13, 17)
+        np.testing.assert_array_equal(got.reshape(want.shape), want)
+
+
+def test_kept_work_buffers_change_no_result():
+    """Workspace(keep=True) hands the previous solve's buffers out again, zeroed: a solve
+    after solves of other sizes and class counts gives the numbers of the first."""
+    from varseg._fixed_point_kernels import Workspace
+
+    img = np.random.default_rng(3).random((24, 30))
+    first = fixed_point.ms_fixed_point(img, 3, max_iter=15)
+    fixed_point.ms_fixed_point(img, 4, max_iter=15)
+    fixed_point.ms_fixed_point(img.T, 3, max_iter=15, init="random", seed=1)
+    again = fixed_point.ms_fixed_point(img, 3, max_iter=15)
+    np.testing.assert_array_equal(again.memberships, first.memberships)
+    np.testing.assert_array_equal(again.labels, first.labels)
+    np.testing.assert_array_equal(again.energy, first.energy)
+    x = np.ones((1, 1, 24, 30), dtype=np.float32)
+    ws = Workspace(x, 3, keep=True)
+    ws.ys[...] = 7.0
+    ws2 = Workspace(x, 3, keep=True)
+    assert ws2.ys is ws.ys and not ws2.ys.any()  # the same buffer, zeroed
+    assert Workspace(x, 3).ys is not ws.ys  # default: new arrays

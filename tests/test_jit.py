@@ -273,3 +273,30 @@ def test_a_failing_child_falls_back_to_compiling_here(tmp_path, monkeypatch, cap
     assert len(mod.add_one.signatures) == 1 and not mod.add_one.stats.cache_hits
     assert sum(mod.add_one.stats.cache_misses.values()) == 2
     assert mod.add_one(2.0) == 3.0
+
+
+def test_the_child_imports_from_this_process_sys_path_not_its_working_directory(
+    tmp_path, monkeypatch
+):
+    """``python -c`` would put the working directory first: a copy of the module there (here
+    a decoy that fails) must not be the one the child compiles."""
+    import sys
+
+    real, decoy = tmp_path / "real", tmp_path / "decoy"
+    real.mkdir()
+    decoy.mkdir()
+    (real / "shadow_mod.py").write_text("def warm():\n    print('real')\n")
+    (decoy / "shadow_mod.py").write_text("raise SystemExit('the decoy was imported')\n")
+    monkeypatch.syspath_prepend(str(real))
+    monkeypatch.chdir(decoy)
+    try:
+        import shadow_mod  # noqa: F401  (this process's copy)
+
+        assert _jit._compile_in_child(("shadow_mod", "warm", ())) == ""
+        # and a child that imports another file than this process's is refused
+        monkeypatch.setattr(sys.modules["shadow_mod"], "__file__", str(decoy / "shadow_mod.py"))
+        why = _jit._compile_in_child(("shadow_mod", "warm", ()))
+        assert why.startswith("the child process imported shadow_mod from ")
+        assert str(real / "shadow_mod.py") in why
+    finally:
+        sys.modules.pop("shadow_mod", None)

@@ -57,6 +57,7 @@ from numba import njit
 
 __all__ = [
     "Workspace",
+    "quantile_logits",
     "Runner",
     "softmax_blocks",
     "iterate_blocks",
@@ -100,26 +101,41 @@ class Workspace:
         Normalised image in the working dtype.
     k : int
         Number of classes K.
+    keep : bool
+        Take the buffers from :func:`varseg._scratch.scratch` (zeroed; those of this thread's
+        previous solve when the shapes match: no page faults on fresh memory). Only for a
+        caller that holds one workspace at a time per thread and lets none of its arrays out
+        (:func:`varseg.unrolled.ms_fixed_point` returns copies). Default: new arrays.
     """
 
-    def __init__(self, x, k):
+    def __init__(self, x, k, keep=False):
         c, d, h, w = x.shape
         dt = x.dtype
         self.x = x
         self.k = k
         self.nb = n_blocks(d * h)
         self.cur = 0
-        self.ys = np.zeros((2, k, d, h, w), dtype=dt)
-        self.labs = np.zeros((2, d, h, w), dtype=np.int32)
-        self.parts = np.zeros((2, self.nb, _n_sums(k, c)))
+        if keep:
+            from varseg._scratch import scratch
+
+            def zeros(name, shape, dtype=np.float64):
+                return scratch("fp." + name, shape, dtype, zero=True)
+        else:
+
+            def zeros(name, shape, dtype=np.float64):
+                return np.zeros(shape, dtype=dtype)
+
+        self.ys = zeros("ys", (2, k, d, h, w), dt)
+        self.labs = zeros("labs", (2, d, h, w), np.int32)
+        self.parts = zeros("parts", (2, self.nb, _n_sums(k, c)))
         # per block: the H component of p of every class, this row and the row above
-        self.pyrow = np.zeros((self.nb, 2, k, w), dtype=dt)
+        self.pyrow = zeros("pyrow", (self.nb, 2, k, w), dt)
         # per block: p along W, along D, along D of the slice before, two work rows
-        self.rows = np.zeros((self.nb, 5, w), dtype=dt)
+        self.rows = zeros("rows", (self.nb, 5, w), dt)
         # per block: k rows of forces / exponentials and four more rows
-        self.grow = np.zeros((self.nb, k + 4, w), dtype=dt)
+        self.grow = zeros("grow", (self.nb, k + 4, w), dt)
         # per block (the first of each thread's range): soft and hard means
-        self.means = np.zeros((self.nb, 2, k, c), dtype=dt)
+        self.means = zeros("means", (self.nb, 2, k, c), dt)
 
     @property
     def y(self):
@@ -358,6 +374,21 @@ def _softmax_block(b, nb, z, x, y, lab, part, scratch):
     q0, q1 = _block_rows(b, nb, rows)
     for q in range(q0, q1):
         _softmax_row(z, x, y, y, lab, q // h, q % h, acc, scratch[b])
+
+
+@njit(cache=True, error_model="numpy")
+def quantile_logits(lum, q, neg_sharpness, out):
+    r"""The ``"quantiles"`` start of :func:`varseg.unrolled.ms_fixed_point`: logits
+    :math:`z_n = -s\,(\bar x - q_n)^2` (``neg_sharpness`` :math:`= -s`; :math:`\bar x`: the
+    luminance ``lum`` (N,), :math:`q_n` its quantiles ``q`` (K,)), computed in float64 and
+    rounded to ``out``'s type (K, N): NumPy's ``neg_sharpness * (lum - q[n]) ** 2`` then
+    ``astype``, bit for bit."""
+    for n in range(out.shape[0]):
+        qn = q[n]
+        o = out[n]
+        for p in range(lum.shape[0]):
+            d = lum[p] - qn
+            o[p] = neg_sharpness * (d * d)
 
 
 @njit(cache=True, error_model="numpy", nogil=True)

@@ -16,6 +16,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import subprocess
@@ -175,15 +176,22 @@ class _CacheMiss(Exception):
 
 def _compile_in_child(child):
     """Run ``child = (module, function, args)`` in a fresh interpreter with this process's
-    ``sys.path`` (it compiles and caches the kernels); '' on success, else why not."""
+    ``sys.path`` (it compiles and caches the kernels); '' on success, else why not.
+
+    The child's ``sys.path`` is this one's, set before its first import (``python -c`` would
+    put the working directory first, where another copy of the package may live), and it
+    reports the file of ``module`` it imported, which must be this process's."""
     module, name, args = child
     code = (
-        "import importlib\n"
-        f"getattr(importlib.import_module({module!r}), {name!r})(*{tuple(args)!r})\n"
+        "import importlib, json, os, sys\n"
+        f"sys.path[:] = json.loads(os.environ[{_CHILD_PATH!r}])\n"
+        f"mod = importlib.import_module({module!r})\n"
+        f"getattr(mod, {name!r})(*{tuple(args)!r})\n"
+        "print(mod.__file__)\n"
     )
     env = dict(os.environ)
     env[CHILD_ENV] = "1"
-    env["PYTHONPATH"] = os.pathsep.join(p for p in sys.path if isinstance(p, str) and p)
+    env[_CHILD_PATH] = json.dumps([p for p in sys.path if isinstance(p, str)])
     try:
         proc = subprocess.run(
             [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=False
@@ -193,7 +201,15 @@ def _compile_in_child(child):
     if proc.returncode != 0:
         last = (proc.stderr.strip().splitlines() or ["no output"])[-1]
         return f"the child process failed (exit {proc.returncode}): {last}"
+    here = getattr(sys.modules.get(module), "__file__", None)
+    there = (proc.stdout.strip().splitlines() or [""])[-1]
+    if here is not None and os.path.realpath(there) != os.path.realpath(here):
+        return f"the child process imported {module} from {there}, this one from {here}"
     return ""
+
+
+#: The environment variable that carries ``sys.path`` to the child (:func:`_compile_in_child`).
+_CHILD_PATH = "VARSEG_JIT_CHILD_PATH"
 
 
 class _Announce(_event.Listener):

@@ -60,7 +60,11 @@ UPDATES = ("softmax-gradient", "paper")
 _NUMPY_DTYPES = {np.dtype(np.float32): np.float32, np.dtype(np.float64): np.float64}
 
 
-def _initial_logits(x, k, init, rng, sharpness=20.0):
+#: Sharpness of the ``"quantiles"`` start: logits :math:`-20 (x - q_n)^2`.
+_SHARPNESS = 20.0
+
+
+def _initial_logits(x, k, init, rng, sharpness=_SHARPNESS):
     """Logits (K, *S) as float64 for ``init`` in {"quantiles", "random"} or an array."""
     spatial = x.shape[1:]
     if isinstance(init, str):
@@ -79,6 +83,28 @@ def _initial_logits(x, k, init, rng, sharpness=20.0):
     if not np.isfinite(arr).all():
         raise ValueError("init array contains NaN or Inf")
     return arr
+
+
+def _start_logits(x, k, init, rng, np_dtype, shape4):
+    """Return the logits of :func:`_initial_logits` in the working type.
+
+    Shape (K,) + shape4 + S, in a :func:`varseg._scratch.scratch` buffer (the solver updates
+    it in place and returns none of it); ``"quantiles"`` straight from the image
+    (:func:`varseg._fixed_point_kernels.quantile_logits`: the same values without float64
+    (K, N) temporaries, whose fresh pages cost more than the arithmetic).
+    """
+    from varseg._fixed_point_kernels import quantile_logits
+    from varseg._scratch import scratch
+
+    spatial = x.shape[1:]
+    z = scratch("fp.z", (k,) + shape4 + spatial, np_dtype)
+    if isinstance(init, str) and init == "quantiles":
+        lum = x[0] if x.shape[0] == 1 else x.mean(0)  # the mean of one channel is itself
+        q = np.quantile(lum, (np.arange(k) + 0.5) / k)
+        quantile_logits(np.ascontiguousarray(lum).reshape(-1), q, -_SHARPNESS, z.reshape(k, -1))
+    else:
+        z[...] = _initial_logits(x, k, init, rng).reshape(z.shape)
+    return z
 
 
 def _working_dtype(dtype):
@@ -152,6 +178,7 @@ def _run_tiny(np_dtype):
     from varseg._fixed_point_kernels import Workspace
 
     np_dtype = np.dtype(np_dtype).type
+    _start_logits(np.linspace(0, 1, 16).reshape(1, 4, 4), 2, "quantiles", None, np_dtype, (1,))
     t = time.perf_counter()
     for d in (1, 2):
         x = np.linspace(0, 1, d * 16, dtype=np_dtype).reshape(1, d, 4, 4)
@@ -272,12 +299,11 @@ def ms_fixed_point(
 
     x, _ = as_channels_first(image, channel_axis)
     x = normalise_image(x)
-    z0 = _initial_logits(x, k, init, resolve_rng(seed))
     spatial = x.shape[1:]
     shape4 = (1,) * (4 - x.ndim)
     x4 = np.ascontiguousarray(x.reshape((x.shape[0],) + shape4 + spatial), dtype=np_dtype)
-    z = np.array(z0.reshape((k,) + shape4 + spatial), dtype=np_dtype)  # a copy: updated in place
-    ws = Workspace(x4, k)
+    z = _start_logits(x, k, init, resolve_rng(seed), np_dtype, shape4)  # updated in place
+    ws = Workspace(x4, k, keep=True)
     T = np_dtype
     n_iter, converged, energy, times = _iterate_fixed_point(
         ws,

@@ -699,15 +699,16 @@ class _State:
     """The two buffers (iterate k and k + 1) of the level sets and labels, and the means."""
 
     def __init__(self, x4, phi0, m, wdtype, threads=SETUP_THREADS):
+        from .._scratch import scratch
         from ._cv_kernels import means_from_sums
-        from ._cv_setup_kernels import classify_threads, scratch
+        from ._cv_setup_kernels import classify_threads
 
         C = x4.shape[0]
         self.phi = np.ascontiguousarray(phi0.reshape((m,) + x4.shape[1:]), dtype=wdtype)
         self.phi_out = self.phi  # the buffer returned as ``level_sets`` (the others: scratch)
-        self.phi_next = scratch("phi_next", self.phi.shape, self.phi.dtype)
-        self.lab = scratch("lab", x4.shape[1:], np.uint8)
-        self.lab_next = scratch("lab_next", x4.shape[1:], np.uint8)
+        self.phi_next = scratch("cv.phi_next", self.phi.shape, self.phi.dtype)
+        self.lab = scratch("cv.lab", x4.shape[1:], np.uint8)
+        self.lab_next = scratch("cv.lab_next", x4.shape[1:], np.uint8)
         self.xtot = np.append(x4.reshape(C, -1).sum(axis=1), float(self.lab.size))
         cnt, sums, ccnt, csums, self.ndiff = classify_threads(
             x4, self.phi, self.lab, self.xtot, threads

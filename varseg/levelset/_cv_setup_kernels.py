@@ -18,11 +18,11 @@ The kernels are compiled with ``cache=True, nogil=True`` by
 from __future__ import annotations
 
 import math
-import threading
 
 import numpy as np
 
 from .._jit import jit_family
+from .._scratch import scratch
 from .._threads import run_split
 from ..energy import normalise_image
 from ._cv_kernels import (
@@ -37,15 +37,9 @@ __all__ = [
     "normalised",
     "classify_threads",
     "final_energy_threads",
-    "scratch",
     "NATIVE_DTYPES",
-    "KEEP_BYTES",
 ]
 
-#: Largest total size of the scratch buffers (:func:`scratch`) a thread keeps between calls.
-KEEP_BYTES = 64 << 20
-
-_WS = threading.local()
 
 #: Raw image types read by the normalisation kernel as they are (other types are converted to
 #: float64 first); one compiled signature each.
@@ -84,29 +78,6 @@ _K = jit_family(
 )
 
 
-def scratch(name, shape, dtype):
-    """An uninitialised internal buffer, the one of the previous call of this thread when its
-    shape and type match.
-
-    Fresh memory costs a page fault per 4 KiB page on its first write (on this 2-core machine
-    about 0.8 ms per MiB, several times the pass that writes it), and the allocator gives the
-    memory of a finished call back to the system. The internal arrays of a call (normalised
-    image, its float32 copy, the second level-set and label buffers) are therefore kept per
-    thread, up to :data:`KEEP_BYTES` in all; they never leave :func:`chan_vese`.
-    """
-    store = getattr(_WS, "bufs", None)
-    if store is None:
-        store = _WS.bufs = {}
-    buf = store.get(name)
-    if buf is not None and buf.shape == tuple(shape) and buf.dtype == dtype:
-        return buf
-    buf = np.empty(shape, dtype)
-    store[name] = buf
-    if sum(b.nbytes for b in store.values()) > KEEP_BYTES:
-        store.clear()  # too large to keep: this call's buffer only
-    return buf
-
-
 def normalised(x_raw, wdtype, threads=1):
     r"""Normalise a channels-first image as :func:`varseg.energy.normalise_image` does.
 
@@ -142,9 +113,9 @@ def normalised(x_raw, wdtype, threads=1):
         x, xmin, scale = normalise_image(x_raw, return_scale=True)
         return x, x.astype(wdtype, copy=False), xmin, scale, False
     scale = xmax - xmin
-    x = scratch("x", src.shape, np.float64)
+    x = scratch("cv.x", src.shape, np.float64)
     f32 = wdtype == np.float32
-    xw = scratch("xw", src.shape if f32 else (0,), np.float32)
+    xw = scratch("cv.xw", src.shape if f32 else (0,), np.float32)
     flat = src.reshape(-1)
     run_split(
         _K._normalise_range,
