@@ -8,14 +8,27 @@ only make them wait for each other. Tests of the threaded paths set their thread
 import os
 from pathlib import Path
 
+import pytest
+
+#: The most workers ``-n auto`` starts (each imports torch and Numba: a few hundred MB).
+MAX_AUTO_WORKERS = 4
+
+
+def pytest_xdist_auto_num_workers(config):
+    """Workers for ``-n auto``: the CPUs this process may use, at most
+    :data:`MAX_AUTO_WORKERS` (``PYTEST_XDIST_AUTO_NUM_WORKERS`` still decides when set)."""
+    if os.environ.get("PYTEST_XDIST_AUTO_NUM_WORKERS"):
+        return int(os.environ["PYTEST_XDIST_AUTO_NUM_WORKERS"])
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return max(1, min(cpus or 1, MAX_AUTO_WORKERS))
+
+
 if os.environ.get("PYTEST_XDIST_WORKER"):
     for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
         os.environ.setdefault(_var, "1")
     import numba
 
     numba.set_num_threads(1)
-
-import pytest
 
 #: ``../shared/data`` relative to the project root; tests that need it skip without it.
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
