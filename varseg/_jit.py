@@ -16,11 +16,14 @@
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import json
 import logging
 import os
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import types
@@ -113,6 +116,8 @@ def ensure_compiled(key, fn, *, estimate=20.0, child=None):
     fast-math that is not the same arithmetic: float32 Chan–Vese level sets differed in 4%
     of the pixels (up to 4e-4) after 50 iterations on camera between the first run after an
     install and every later one. Through the child, every process runs the cached code.
+    Processes that meet the same cold cache at once (pytest-xdist workers) take a lock
+    (:func:`_compile_lock`): one compiles, the others wait, then load.
     If the child fails, or the cache cannot be written, the kernels are compiled here
     (a ``WARNING`` says why); ``VARSEG_JIT_IN_PROCESS=1`` always compiles here.
 
@@ -144,21 +149,60 @@ def ensure_compiled(key, fn, *, estimate=20.0, child=None):
             with _event.install_listener("numba:compile", listener):
                 fn()
         except _CacheMiss:  # nothing compiled here: compile in a child, then load
-            listener.stop = False
-            listener.on_start(None)  # the one line, as the child starts
-            error = _compile_in_child(child)
-            if error:
-                log.warning("compiling %s in this process: %s", key, error)
-            with _event.install_listener("numba:compile", listener):
-                fn()
-            if listener.cached_compiles and not error:
-                log.warning(
-                    "compiling %s in this process: the child's kernels were not in Numba's "
-                    "cache (is its directory writable? NUMBA_CACHE_DIR sets it)",
-                    key,
-                )
+            with _compile_lock(key):  # one process compiles a key at a time
+                _compile_then_load(key, fn, child, listener)
         _DONE[key] = time.perf_counter() - t0
         return _DONE[key]
+
+
+def _compile_then_load(key, fn, child, listener):
+    """After a cache miss of ``fn``'s kernels: load them if another process compiled them
+    meanwhile, else compile them in a child (:func:`_compile_in_child`) and load them."""
+    try:
+        with _event.install_listener("numba:compile", listener):
+            fn()
+        return  # compiled by another process while this one waited for the lock
+    except _CacheMiss:
+        pass
+    listener.stop = False
+    listener.on_start(None)  # the one line, as the child starts
+    error = _compile_in_child(child)
+    if error:
+        log.warning("compiling %s in this process: %s", key, error)
+    with _event.install_listener("numba:compile", listener):
+        fn()
+    if listener.cached_compiles and not error:
+        log.warning(
+            "compiling %s in this process: the child's kernels were not in Numba's "
+            "cache (is its directory writable? NUMBA_CACHE_DIR sets it)",
+            key,
+        )
+
+
+@contextlib.contextmanager
+def _compile_lock(key):
+    """An exclusive lock between processes for compiling ``key`` (a file in the temporary
+    directory, per interpreter and key): pytest-xdist workers or parallel jobs on a cold cache
+    then compile each kernel once, and never write Numba's index file at the same time.
+    Without ``fcntl`` (Windows) no lock is taken."""
+    try:
+        import fcntl
+    except ImportError:
+        yield
+        return
+    tag = hashlib.sha1(repr((sys.executable, key)).encode()).hexdigest()[:16]
+    path = os.path.join(tempfile.gettempdir(), f"varseg-jit-{tag}.lock")
+    try:
+        handle = open(path, "a")  # noqa: SIM115 - held for the duration of the lock
+    except OSError:
+        yield
+        return
+    with handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 #: Set in the environment of the child of :func:`ensure_compiled` (it compiles in itself).
