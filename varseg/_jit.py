@@ -145,32 +145,35 @@ def ensure_compiled(key, fn, *, estimate=20.0, child=None):
             return 0.0
         t0 = time.perf_counter()
         listener = _Announce(key, estimate, stop=child is not None and not _in_process())
-        try:
-            with _event.install_listener("numba:compile", listener):
-                fn()
-        except _CacheMiss:  # nothing compiled here: compile in a child, then load
+        if not _loaded(fn, listener):  # nothing compiled here: compile in a child, then load
             with _compile_lock(key):  # one process compiles a key at a time
-                _compile_then_load(key, fn, child, listener)
+                if not _loaded(fn, listener):  # unless another one did while this one waited
+                    _compile_then_load(key, fn, child, listener)
         _DONE[key] = time.perf_counter() - t0
         return _DONE[key]
 
 
-def _compile_then_load(key, fn, child, listener):
-    """After a cache miss of ``fn``'s kernels: load them if another process compiled them
-    meanwhile, else compile them in a child (:func:`_compile_in_child`) and load them."""
+def _loaded(fn, listener):
+    """Run ``fn()`` under ``listener``; False when it stopped at a cache miss
+    (:class:`_CacheMiss`, nothing compiled), True when it ran to the end."""
     try:
         with _event.install_listener("numba:compile", listener):
             fn()
-        return  # compiled by another process while this one waited for the lock
     except _CacheMiss:
-        pass
+        return False
+    return True
+
+
+def _compile_then_load(key, fn, child, listener):
+    """After a cache miss of ``fn``'s kernels: compile them in a child
+    (:func:`_compile_in_child`), then run ``fn()`` here, which loads them (or compiles them
+    here, with a warning, when the child could not)."""
     listener.stop = False
-    listener.on_start(None)  # the one line, as the child starts
+    listener.announce()  # the one line, as the child starts
     error = _compile_in_child(child)
     if error:
         log.warning("compiling %s in this process: %s", key, error)
-    with _event.install_listener("numba:compile", listener):
-        fn()
+    _loaded(fn, listener)
     if listener.cached_compiles and not error:
         log.warning(
             "compiling %s in this process: the child's kernels were not in Numba's "
@@ -270,12 +273,15 @@ class _Announce(_event.Listener):
         self.cached_compiles = 0  # compilations of kernels that have an on-disk cache
 
     def on_start(self, event):
-        if event is not None:
-            cache = getattr(event.data.get("dispatcher"), "_cache", None)
-            if cache is not None and type(cache).__name__ != "NullCache":
-                if self.stop:
-                    raise _CacheMiss
-                self.cached_compiles += 1
+        cache = getattr(event.data.get("dispatcher"), "_cache", None)
+        if cache is not None and type(cache).__name__ != "NullCache":
+            if self.stop:
+                raise _CacheMiss
+            self.cached_compiles += 1
+        self.announce()
+
+    def announce(self):
+        """Log the one line "compiling Numba kernels once, about N s" (once)."""
         if not self.done:
             self.done = True
             log.info("compiling Numba kernels once, about %.0f s (%s)", self.estimate, self.key)

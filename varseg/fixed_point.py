@@ -71,8 +71,7 @@ def _initial_logits(x, k, init, rng, sharpness=_SHARPNESS):
         check_choice(init, {"quantiles", "random"}, "init")
         if init == "random":
             return rng.normal(scale=1.0, size=(k,) + spatial)
-        lum = x.mean(0)
-        q = np.quantile(lum, (np.arange(k) + 0.5) / k)
+        lum, q = _luminance_quantiles(x, k)
         return -sharpness * (lum[None] - q.reshape((k,) + (1,) * lum.ndim)) ** 2
     arr = np.asarray(init, dtype=np.float64)
     if arr.shape != (k,) + spatial:
@@ -83,6 +82,16 @@ def _initial_logits(x, k, init, rng, sharpness=_SHARPNESS):
     if not np.isfinite(arr).all():
         raise ValueError("init array contains NaN or Inf")
     return arr
+
+
+def _luminance_quantiles(x, k):
+    """Return the luminance of ``x`` (C, *S) and its quantiles at (n + 1/2) / K, n < K.
+
+    The luminance is the mean over channels (the channel itself for gray); the quantiles are
+    the centres of the ``"quantiles"`` start.
+    """
+    lum = x[0] if x.shape[0] == 1 else x.mean(0)  # the mean of one channel is itself
+    return lum, np.quantile(lum, (np.arange(k) + 0.5) / k)
 
 
 def _start_logits(x, k, init, rng, np_dtype, shape4):
@@ -99,8 +108,7 @@ def _start_logits(x, k, init, rng, np_dtype, shape4):
     spatial = x.shape[1:]
     z = scratch("fp.z", (k,) + shape4 + spatial, np_dtype)
     if isinstance(init, str) and init == "quantiles":
-        lum = x[0] if x.shape[0] == 1 else x.mean(0)  # the mean of one channel is itself
-        q = np.quantile(lum, (np.arange(k) + 0.5) / k)
+        lum, q = _luminance_quantiles(x, k)
         quantile_logits(np.ascontiguousarray(lum).reshape(-1), q, -_SHARPNESS, z.reshape(k, -1))
     else:
         z[...] = _initial_logits(x, k, init, rng).reshape(z.shape)
