@@ -152,13 +152,9 @@ def _memberships_labels(phi, eps, n_phases):
     shape = phi.shape[1:]
     memb = np.empty((n_phases,) + shape)
     labels = np.empty(shape, dtype=np.int64)
-    args = (
-        phi.reshape(phi.shape[0], -1),
-        float(eps),
-        memb.reshape(n_phases, -1),
-        labels.reshape(-1),
+    _lic_kernels.memberships_labels(
+        phi.reshape(phi.shape[0], -1), float(eps), memb.reshape(n_phases, -1), labels.reshape(-1)
     )
-    _lic_kernels.memberships_labels(*args)
     return memb, labels
 
 
@@ -213,7 +209,7 @@ def _update_bias(data, memb, c):
     shape, n = memb.shape[1:], data.w.size
     pair = np.empty((2,) + shape)
     num, den = pair[0], pair[1]
-    args = (
+    _lic_kernels.bias_sources(
         data.x.reshape(-1, n),
         np.ascontiguousarray(c),
         memb.reshape(-1, n),
@@ -221,7 +217,6 @@ def _update_bias(data, memb, c):
         num.reshape(-1),
         den.reshape(-1),
     )
-    _lic_kernels.bias_sources(*args)
     num, den = _smooth_pair(pair, data.k1, data.threads)
     ok = den > 1e-12 * float(den.max())
     if data.masked:
@@ -246,7 +241,7 @@ def _residuals(data, c, kb, kb2):
     """
     n = data.w.size
     e = np.empty((c.shape[0],) + kb.shape)
-    args = (
+    _lic_kernels.residuals(
         data.x.reshape(-1, n),
         np.ascontiguousarray(c),
         data.sx2.reshape(-1),
@@ -256,7 +251,6 @@ def _residuals(data, c, kb, kb2):
         data.w.reshape(-1),
         e.reshape(c.shape[0], -1),
     )
-    _lic_kernels.residuals(*args)
     return e
 
 
