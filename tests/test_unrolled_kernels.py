@@ -80,6 +80,33 @@ def test_pair_softmax_is_the_general_path_bit_for_bit(dtype):
     assert (np.abs(e[ok] - ref[ok]) <= rtol * ref[ok]).all()
 
 
+@pytest.mark.parametrize("k", [3, 5, 8])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_row_max_exp_labels_are_the_first_maximum(k, dtype):
+    """K > 2: the labels are numpy's argmax (the first of tied maxima; integer logits make
+    ties of 2 to k classes common), also as floats, the exponentials are exp(z_n - max) and
+    the last row 1 / their sum in class order."""
+    w = 61
+    rng = np.random.default_rng(k)
+    z = rng.integers(-2, 3, size=(k, 1, 1, w)).astype(dtype)
+    z[:, 0, 0, 0] = 1.0  # every class tied
+    z[-1, 0, 0, 1] = 9.0  # the last class alone
+    tmp = np.full((k + 4, w), np.nan, dtype=dtype)
+    labr = np.full(w, -1, dtype=np.int32)
+    fpk._row_max_exp(z, 0, 0, tmp, labr)
+    want = z[:, 0, 0].argmax(0)
+    assert want[0] == 0 and want[1] == k - 1
+    np.testing.assert_array_equal(labr, want)
+    np.testing.assert_array_equal(tmp[k + 3], want.astype(dtype))
+    np.testing.assert_array_equal(tmp[k], z[:, 0, 0].max(0))
+    ref = np.exp(z[:, 0, 0].astype(np.float64) - z[:, 0, 0].max(0))
+    np.testing.assert_allclose(tmp[:k], ref, rtol=8 * np.finfo(dtype).eps)
+    s = np.zeros(w, dtype=dtype)
+    for n in range(k):
+        s += tmp[n]
+    np.testing.assert_array_equal(tmp[k + 1], dtype(1.0) / s)
+
+
 @pytest.mark.parametrize("shape, channels", [((1, 6, 9), 1), ((3, 5, 7), 2)])
 def test_pair_force_is_the_second_class_force(shape, channels):
     """K = 2: g_1 from g_0 (kappa_1 = -kappa_0) equals the force of class 1 computed in

@@ -252,10 +252,12 @@ def _row_max_exp(z, d, i, tmp, labr):
     if k == 2:
         _pair_max_exp(z[0, d, i], z[1, d, i], tmp, labr)
         return
+    one = T(1.0)
+    zero = T(0.0)
     z0 = z[0, d, i]
     for j in range(w):
         mx[j] = z0[j]
-        labf[j] = 0.0
+        labf[j] = zero
     for n in range(1, k):
         zn = z[n, d, i]
         fn = T(n)
@@ -263,12 +265,13 @@ def _row_max_exp(z, d, i, tmp, labr):
             v = zn[j]
             up = v > mx[j]
             mx[j] = v if up else mx[j]
-            labf[j] = fn if up else labf[j]
+            # a product by 0/1, not a select of labf: with two selects storing to rows of
+            # one array the loop stays scalar (5x slower); exact for these small integers
+            labf[j] += (one if up else zero) * (fn - labf[j])
     for j in range(w):
         labr[j] = np.int32(labf[j])
     for j in range(w):
-        s[j] = 0.0
-    one = s.dtype.type(1.0)
+        s[j] = zero
     for n in range(k):
         en = tmp[n]
         _exp_row(z[n, d, i], mx, en, bits)
