@@ -48,7 +48,7 @@ from functools import partial
 import numpy as np
 
 from .._jit import jit_family
-from .._threads import chunks, team
+from .._threads import bound, chunks, team
 from .heaviside import dirac_pi_expr
 
 dirac_pi = dirac_pi_expr  # rebound to its compiled clone inside each kernel family
@@ -1270,11 +1270,6 @@ def spacing_weights(spacing, dtype):
 CHUNKS_PER_THREAD = 2
 
 
-def _chunk(run, args, scratch, b0, b1):
-    """Blocks ``b0 .. b1 - 1`` of one step with one thread's scratch rows."""
-    run(b0, b1, *args, *scratch)
-
-
 class Stepper:
     r"""One Jacobi step of the semi-implicit scheme for all m level sets, run in ``threads``
     threads (the GIL-free kernel :func:`_step_range` on contiguous chunks of row blocks that
@@ -1349,7 +1344,8 @@ class Stepper:
         if self.team is None:
             run(0, self.nb, *args, *self.scratch[0])
         else:
-            self.team.drain(self.chunks, [partial(_chunk, run, args, sc) for sc in self.scratch])
+            # each thread's scratch rows after the step's arguments
+            self.team.drain(self.chunks, [partial(bound, run, args + sc) for sc in self.scratch])
         return kern._finish_step(self.xtot, *self.parts)
 
 
@@ -1362,7 +1358,7 @@ _KERNELS = {
     for name, obj in list(globals().items())
     if isinstance(obj, types.FunctionType)
     and obj.__module__ == __name__
-    and name not in ("spacing_weights", "_implicit_1div", "_chunk")  # the last: FAST only
+    and name not in ("spacing_weights", "_implicit_1div")  # the last: FAST only
 }
 _KERNELS["dirac_pi"] = dirac_pi_expr  # the one definition of scikit-image's Dirac
 _REDUCTIONS = (
