@@ -78,7 +78,7 @@ def test_solver_families_have_own_cache_entries():
     from varseg import _energy_kernels as ek
     from varseg.levelset import _cv_kernels as kern
 
-    for name in ("_step_range", "_update_row", "classify"):
+    for name in ("_step_range", "_update_row", "classify_blocks"):
         q_fast = getattr(kern.FAST, name).py_func.__qualname__
         q_ieee = getattr(kern.IEEE, name).py_func.__qualname__
         assert q_fast != q_ieee and q_fast.endswith("__fast") and q_ieee.endswith("__ieee")

@@ -55,6 +55,8 @@ from functools import partial
 import numpy as np
 from numba import njit
 
+from ._threads import bound, chunks, team
+
 __all__ = [
     "Workspace",
     "quantile_logits",
@@ -730,8 +732,6 @@ class Runner:
     """
 
     def __init__(self, nb, threads):
-        from ._threads import chunks, team
-
         self.nb = nb
         self.threads = max(1, min(int(threads), nb))
         self.chunks = chunks(nb, self.threads, CHUNKS_PER_THREAD)
@@ -741,13 +741,8 @@ class Runner:
         if self.team is None:
             kernel(0, self.nb, *args)
             return
-        work = partial(_bound, kernel, args)
+        work = partial(bound, kernel, args)
         self.team.drain(self.chunks, [work] * self.threads)
-
-
-def _bound(kernel, args, b0, b1):
-    """``kernel(b0, b1, *args)`` (a picklable closure for :meth:`Runner.__call__`)."""
-    kernel(b0, b1, *args)
 
 
 def iterate(ws, z, lam, step, mode, ceps, deps, max_iter, tol, t0, threads=1):

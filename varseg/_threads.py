@@ -11,6 +11,7 @@ from contextlib import contextmanager
 __all__ = [
     "SERIAL_BELOW",
     "Team",
+    "bound",
     "chunks",
     "limit_threads",
     "run_split",
@@ -240,6 +241,25 @@ def chunks(n, threads, per_thread):
     (one chunk for one thread), as even as integer division makes them
     (:func:`split_bounds`)."""
     return split_bounds(n, per_thread * threads if threads > 1 else 1)
+
+
+def bound(kernel, args, b0, b1):
+    """Call ``kernel(b0, b1, *args)``: a range kernel as a worker of :meth:`Team.drain`.
+
+    Bind ``kernel`` and ``args`` with :func:`functools.partial`, e.g.
+    ``team.drain(chunks, [partial(bound, kernel, args)] * threads)``; a module-level function
+    rather than a closure, one adapter for every solver.
+
+    Parameters
+    ----------
+    kernel : callable ``(b0, b1, *args) -> None``
+        GIL-free kernel over the range ``b0 .. b1 - 1`` (of row blocks, rows, ...).
+    args : tuple
+        Its other arguments, after the range.
+    b0, b1 : int
+        The range (a chunk handed out by :meth:`Team.drain`).
+    """
+    kernel(b0, b1, *args)
 
 
 def run_split(kernel, n, threads, *args, align=1):

@@ -13,6 +13,7 @@ from numpy.testing import assert_allclose, assert_array_equal
 from varseg._energy_kernels import hard_energy_serial
 from varseg.levelset import _cv_kernels as kern
 from varseg.levelset import heaviside as hv
+from varseg.levelset._cv_setup_kernels import classify_threads
 
 MU, DT, EPS, ETA = 0.25, 0.5, 1.0, 1e-16
 
@@ -39,7 +40,7 @@ def _one_step(phi, x, dtype, fast, lam=(1.0, 1.0), mu=MU, record=True):
     p4 = np.ascontiguousarray(phi[None, None], dtype=dtype)
     xtot = np.append(x4.reshape(1, -1).sum(1), float(x.size))
     lab = np.empty((1,) + x.shape, np.uint8)
-    cnt, sums, ccnt, csums, nd = kern.classify(x4, p4, lab, xtot)
+    cnt, sums, ccnt, csums, nd = classify_threads(x4, p4, lab, xtot)
     m_lab, m_evo = kern.means_from_sums(cnt, sums, ccnt, csums)
     T = np.dtype(dtype).type
     lam = np.asarray(lam, dtype=np.float64)
@@ -159,7 +160,7 @@ def _stepper_run(x4, phi4, lam, dtype, fast, record=True):
     m = phi4.shape[0]
     xtot = np.append(x4.reshape(x4.shape[0], -1).sum(1), float(x4[0].size))
     lab = np.empty(x4.shape[1:], np.uint8)
-    cnt, sums, ccnt, csums, nd = kern.classify(x4, phi4, lab, xtot)
+    cnt, sums, ccnt, csums, nd = classify_threads(x4, phi4, lab, xtot)
     m_lab, m_evo = kern.means_from_sums(cnt, sums, ccnt, csums)
     T = np.dtype(dtype).type
     st = kern.Stepper(x4, xtot, lam, T(MU), T(DT), T(EPS), T(ETA), m, 1, fast=fast)

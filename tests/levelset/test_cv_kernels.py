@@ -13,6 +13,7 @@ from numpy.testing import assert_array_equal
 from varseg._energy_kernels import hard_energy_serial
 from varseg.levelset import _cv_kernels as kern
 from varseg.levelset import chan_vese
+from varseg.levelset._cv_setup_kernels import classify_threads, final_energy_threads
 
 
 @pytest.mark.parametrize("m", [2, 3])
@@ -54,9 +55,10 @@ def test_energy_rows_match_hard_energy(K, D):
     x = rng.random((2, D, 9, 11))
     lab = rng.integers(0, K, (D, 9, 11)).astype(np.uint8)
     data_ref, length_ref, means = hard_energy_serial(x, lab.astype(np.int64), K, True)
-    data, length = kern.final_energy(x, lab, np.ascontiguousarray(means))
-    assert data == pytest.approx(data_ref, rel=1e-12)
-    assert length == pytest.approx(length_ref, rel=1e-12)
+    for threads in (1, 2):
+        data, length, _ = final_energy_threads(x, lab, np.ascontiguousarray(means), threads)
+        assert data == pytest.approx(data_ref, rel=1e-12)
+        assert length == pytest.approx(length_ref, rel=1e-12)
 
 
 @pytest.mark.parametrize("K", [2, 4, 8])
@@ -123,7 +125,7 @@ def test_fused_forces_in_working_precision(m):
     for T, fast in ((np.float64, False), (np.float32, True)):
         p = np.ascontiguousarray(phi, dtype=T)
         lab = np.empty((1, 23, 41), np.uint8)
-        cnt, sums, ccnt, csums, nd = kern.classify(x, p, lab, xtot)
+        cnt, sums, ccnt, csums, nd = classify_threads(x, p, lab, xtot)
         assert nd == 0
         m_lab, m_evo = kern.means_from_sums(cnt, sums, ccnt, csums)
         st = kern.Stepper(x, xtot, lam, T(0.25), T(0.5), T(1.0), T(1e-16), m, 1, fast=fast)

@@ -129,14 +129,14 @@ class _Data:
         self.k1 = gaussian_kernel(sigma, 1, _TRUNCATE)
         self.k1w = _smooth(self.w, self.k1)
         self.sx2 = np.einsum("c...,c...->...", x, x)
-        self.threads = 1  # of the smoothing passes: set by _iterate
 
-    def moments(self, b):
-        """:math:`K * (w b)` and :math:`K * (w b^2)` (one smoothing call for both)."""
+    def moments(self, b, threads=1):
+        """:math:`K * (w b)` and :math:`K * (w b^2)` (one smoothing call for both, on
+        ``threads`` threads: :func:`_smooth_pair`)."""
         pair = np.empty((2,) + self.w.shape)
         np.multiply(self.w, b, out=pair[0])
         np.multiply(pair[0], b, out=pair[1])
-        return _smooth_pair(pair, self.k1, self.threads)
+        return _smooth_pair(pair, self.k1, threads)
 
 
 def _memberships_labels(phi, eps, n_phases):
@@ -195,7 +195,7 @@ def _update_means(data, memb, kb, kb2):
     return np.where(pos[:, None], num / np.where(pos, den, 1.0)[:, None], 0.0)
 
 
-def _update_bias(data, memb, c):
+def _update_bias(data, memb, c, threads=1):
     r"""Bias :math:`b` minimising :math:`E_{LIC}` for fixed :math:`M, c` (Li Eq. 22/35).
 
     .. math:: b = \frac{K * (w\, x \cdot J^{(1)})}{K * (w J^{(2)})}, \quad
@@ -204,7 +204,8 @@ def _update_bias(data, memb, c):
     (one bias for all channels), then the gauge :math:`(b, c) \to (b/\alpha, \alpha c)` with
     :math:`\alpha` the mean of :math:`b` over the mask (every energy term is unchanged), so
     the bias has unit mean inside the mask. :math:`b = 1` outside the mask and where the
-    denominator vanishes (there :math:`b` does not enter the energy). Returns ``(b, c)``.
+    denominator vanishes (there :math:`b` does not enter the energy). Returns ``(b, c)``;
+    ``threads``: of the smoothing (:func:`_smooth_pair`).
     """
     shape, n = memb.shape[1:], data.w.size
     pair = np.empty((2,) + shape)
@@ -217,7 +218,7 @@ def _update_bias(data, memb, c):
         num.reshape(-1),
         den.reshape(-1),
     )
-    num, den = _smooth_pair(pair, data.k1, data.threads)
+    num, den = _smooth_pair(pair, data.k1, threads)
     ok = den > 1e-12 * float(den.max())
     if data.masked:
         ok &= data.inside
@@ -444,9 +445,9 @@ def _iterate(data, phi, cfg, xn):
     # one level set per thread in the inner steps, and the smoothing of each array of a pair
     # on as many threads (with one level set, 2 phases, both stay serial)
     work = _lic_kernels.EvolveWork(phi4.shape, solver_threads(phi4.size))
-    data.threads = work.threads
+    threads = work.threads
     b = np.ones(shape)
-    kb, kb2 = data.moments(b)
+    kb, kb2 = data.moments(b, threads)
     memb, argmax = _memberships_labels(phi, eps, k)
     # initial centres: those of the initial hard partition (the soft memberships of the
     # ±2ε steps mix every class into every centre: H_ε(2ε) = 0.85)
@@ -466,7 +467,7 @@ def _iterate(data, phi, cfg, xn):
             cfg["dt"],
             eps,
             cfg["n_inner"],
-            work.threads,
+            threads,
             work,
         )
         if not np.isfinite(phi4.sum()):  # NaN or Inf anywhere (|phi| never nears 1e308)
@@ -476,8 +477,8 @@ def _iterate(data, phi, cfg, xn):
         phi = phi4.reshape((m,) + shape)
         memb, argmax = _memberships_labels(phi, eps, k)
         c = _update_means(data, memb, kb, kb2)  # 2. centres (Li Eq. 21 / 34)
-        b, c = _update_bias(data, memb, c)  # 3. bias (Li Eq. 22 / 35), unit mean in mask
-        kb, kb2 = data.moments(b)
+        b, c = _update_bias(data, memb, c, threads)  # 3. bias (Li Eq. 22 / 35), unit mean in mask
+        kb, kb2 = data.moments(b, threads)
         e = _residuals(data, c, kb, kb2)  # data force of the next iteration
         new = _hard_labels(data, argmax, c)
         change = float(np.count_nonzero((new != labels) & data.inside)) / n_in

@@ -515,7 +515,7 @@ class _Run:
     #: ``x`` in the working precision (``x`` itself in float64); None: made by the Stepper
     xw: np.ndarray | None = None
     #: threads of the set-up and finish kernels (the iteration's: _solve)
-    threads: int = 1
+    threads: int = SETUP_THREADS
     #: constant image (``x`` all 0); None: look at ``x``
     constant: bool | None = None
 
@@ -696,9 +696,10 @@ class _LevelSetStop:
 
 
 class _State:
-    """The two buffers (iterate k and k + 1) of the level sets and labels, and the means."""
+    """The two buffers (iterate k and k + 1) of the level sets and labels, and the means
+    (of the classification of ``phi0`` on ``threads`` threads: ``_Run.threads``)."""
 
-    def __init__(self, x4, phi0, m, wdtype, threads=SETUP_THREADS):
+    def __init__(self, x4, phi0, m, wdtype, threads):
         from .._scratch import scratch
         from ._cv_kernels import means_from_sums
         from ._cv_setup_kernels import classify_threads
@@ -727,7 +728,7 @@ def _iterate(run, x4, phi0, rule, threads):
 
     cfg, spatial = run.cfg, run.spatial
     m, wdtype, lam_ms = cfg["m"], cfg["wdtype"], cfg["lam_ms"]
-    st = _State(x4, phi0, m, wdtype)
+    st = _State(x4, phi0, m, wdtype, run.threads)
     T = wdtype.type
     stepper = Stepper(
         x4,

@@ -48,19 +48,17 @@ from functools import partial
 import numpy as np
 
 from .._jit import jit_family
-from .._threads import chunks, team
+from .._threads import bound, chunks, team
 from .heaviside import dirac_pi_expr
 
 dirac_pi = dirac_pi_expr  # rebound to its compiled clone inside each kernel family
 
 __all__ = [
-    "classify",
     "classify_parts",
     "Stepper",
     "means_from_sums",
     "n_blocks",
     "partition_change",
-    "final_energy",
     "classify_blocks",
     "reduce_classified",
     "final_energy_rows",
@@ -279,19 +277,6 @@ def _reduce_blocks(pc, ps, pcc, pcs, xtot):
     return cnt, sums, ccnt, csums
 
 
-def classify(x, phi, lab, xtot):
-    """Write the labels of ``phi`` into ``lab``; return phase counts (K,), sums (K, C), their
-    corrections for the ``phi > 0`` convention and the number of pixels where it differs.
-
-    ``xtot``: per-channel sums of ``x`` followed by the number of pixels, shape (C + 1,).
-    Serial; :func:`varseg.levelset._cv_setup_kernels.classify_threads` runs the same blocks
-    (:func:`classify_blocks`) in several threads, with the same result.
-    """
-    pc, ps, pcc, pcs, pnd = classify_parts(x.shape[0], phi.shape[0], x.shape[1] * x.shape[2])
-    classify_blocks(np.int64(0), np.int64(pc.shape[0]), x, phi, lab, pc, ps, pcc, pcs, pnd)
-    return reduce_classified(pc, ps, pcc, pcs, pnd, xtot)
-
-
 def classify_parts(C, m, rows):
     """Zeroed block partials of :func:`classify_blocks` for ``C`` channels, ``m`` level sets
     and ``rows`` rows: counts, sums, their corrections and the zero counts of each block."""
@@ -307,17 +292,18 @@ def classify_parts(C, m, rows):
 
 
 def reduce_classified(pc, ps, pcc, pcs, pnd, xtot):
-    """The return value of :func:`classify` from the block partials of
-    :func:`classify_blocks` (reduced in block order)."""
+    """The return value of :func:`~varseg.levelset._cv_setup_kernels.classify_threads` from
+    the block partials of :func:`classify_blocks` (reduced in block order)."""
     cnt, sums, ccnt, csums = _reduce_blocks(pc, ps, pcc, pcs, xtot)
     return cnt, sums, ccnt, csums, pnd.sum()
 
 
 def classify_blocks(b0, b1, x, phi, lab, pc, ps, pcc, pcs, pnd):
-    """Row blocks ``b0 .. b1 - 1`` of :func:`classify`: the labels of their rows into ``lab``
-    and their partial counts and sums into ``pc[blk]``, ``ps[blk]``, ``pcc[blk]``,
-    ``pcs[blk]``, ``pnd[blk]`` (blocks of :func:`n_blocks`; reduced in block order by
-    :func:`_reduce_blocks`, so the split over threads does not change the result)."""
+    """Row blocks ``b0 .. b1 - 1`` of the classification of ``phi``
+    (:func:`~varseg.levelset._cv_setup_kernels.classify_threads`): the labels of their rows
+    into ``lab`` and their partial counts and sums into ``pc[blk]``, ``ps[blk]``,
+    ``pcc[blk]``, ``pcs[blk]``, ``pnd[blk]`` (blocks of :func:`n_blocks`; reduced in block
+    order by :func:`_reduce_blocks`, so the split over threads does not change the result)."""
     C, D, H, W = x.shape
     m = phi.shape[0]
     K = 1 << m
@@ -1241,24 +1227,11 @@ def partition_change(lab, ref):
     return moved, edges
 
 
-def final_energy(x, lab, m_lab):
-    """Data and length terms of the hard partition ``lab`` with its means ``m_lab``: the
-    shared energy of :func:`varseg._energy_kernels.hard_energy` (isotropic TV) by the row
-    helpers of the step (:func:`_energy_row`), summed over the rows in row order (serial;
-    :func:`varseg.levelset._cv_setup_kernels.final_energy_threads` gives the same values)."""
-    rows = x.shape[1] * x.shape[2]
-    rd = np.empty(rows)
-    rl = np.empty(rows)
-    final_energy_rows(
-        np.int64(0), np.int64(rows), x, lab, m_lab, rd, rl, np.empty((0, 0, 0), np.int64)
-    )
-    return sum_in_order(rd), sum_in_order(rl)
-
-
 def final_energy_rows(q0, q1, x, lab, m_lab, rd, rl, lab64):
-    """Rows ``q0 .. q1 - 1`` of :func:`final_energy`: their data and length terms into
-    ``rd[q]``, ``rl[q]``; with a non-empty ``lab64`` (shape of ``lab``) also ``lab`` as int64
-    (the public labels) in the same pass."""
+    """Rows ``q0 .. q1 - 1`` of the energy of the hard partition ``lab`` with its means
+    ``m_lab`` (:func:`~varseg.levelset._cv_setup_kernels.final_energy_threads`): their data
+    and length terms (:func:`_energy_row`) into ``rd[q]``, ``rl[q]``; with a non-empty
+    ``lab64`` (shape of ``lab``) also ``lab`` as int64 (the public labels) in the same pass."""
     C, D, H, W = x.shape
     e = np.empty((m_lab.shape[0], W))
     copy = lab64.shape[0] > 0
@@ -1295,11 +1268,6 @@ def spacing_weights(spacing, dtype):
 #: Chunks of row blocks per thread that :class:`Stepper` hands out on demand
 #: (:meth:`varseg._threads.Team.drain`).
 CHUNKS_PER_THREAD = 2
-
-
-def _chunk(run, args, scratch, b0, b1):
-    """Blocks ``b0 .. b1 - 1`` of one step with one thread's scratch rows."""
-    run(b0, b1, *args, *scratch)
 
 
 class Stepper:
@@ -1376,7 +1344,8 @@ class Stepper:
         if self.team is None:
             run(0, self.nb, *args, *self.scratch[0])
         else:
-            self.team.drain(self.chunks, [partial(_chunk, run, args, sc) for sc in self.scratch])
+            # each thread's scratch rows after the step's arguments
+            self.team.drain(self.chunks, [partial(bound, run, args + sc) for sc in self.scratch])
         return kern._finish_step(self.xtot, *self.parts)
 
 
@@ -1389,7 +1358,7 @@ _KERNELS = {
     for name, obj in list(globals().items())
     if isinstance(obj, types.FunctionType)
     and obj.__module__ == __name__
-    and name not in ("spacing_weights", "_implicit_1div", "_chunk")  # the last: FAST only
+    and name not in ("spacing_weights", "_implicit_1div")  # the last: FAST only
 }
 _KERNELS["dirac_pi"] = dirac_pi_expr  # the one definition of scikit-image's Dirac
 _REDUCTIONS = (
@@ -1446,12 +1415,10 @@ IEEE = kernel_family("ieee", fast=False)
 FAST = kernel_family("fast", fast=True)
 
 # the public kernels of the solver's set-up and stopping rule (IEEE: they only count and sum)
-classify = IEEE.classify  # noqa: F811
 classify_parts = IEEE.classify_parts  # noqa: F811
 means_from_sums = IEEE.means_from_sums  # noqa: F811
 n_blocks = IEEE.n_blocks  # noqa: F811
 partition_change = IEEE.partition_change  # noqa: F811
-final_energy = IEEE.final_energy  # noqa: F811
 classify_blocks = IEEE.classify_blocks  # noqa: F811
 reduce_classified = IEEE.reduce_classified  # noqa: F811
 final_energy_rows = IEEE.final_energy_rows  # noqa: F811

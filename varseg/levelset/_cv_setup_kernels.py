@@ -6,8 +6,9 @@ r"""Set-up and finish of :func:`varseg.levelset.chan_vese` in few passes and sev
   float64 image of the means and energies and, in the same pass, the float32 copy of the
   curvature scheme; a ``uint8`` or ``float64`` image is read as it is (no float64 copy first).
 * :func:`classify_threads` / :func:`final_energy_threads`: the classification of the initial
-  level sets and the energy of the last partition (:func:`~varseg.levelset._cv_kernels.classify`,
-  :func:`~varseg.levelset._cv_kernels.final_energy`) with their blocks / rows split over
+  level sets and the energy of the last partition (the row-block kernels
+  :func:`~varseg.levelset._cv_kernels.classify_blocks` and
+  :func:`~varseg.levelset._cv_kernels.final_energy_rows`) with their blocks / rows split over
   threads and reduced in the serial order afterwards, so the values do not depend on the
   number of threads; the final energy also writes the public int64 labels in the same pass.
 
@@ -132,17 +133,69 @@ def normalised(x_raw, wdtype, threads=1):
 
 
 def classify_threads(x, phi, lab, xtot, threads=1):
-    """:func:`~varseg.levelset._cv_kernels.classify` with its row blocks split over
-    ``threads`` threads (same result: the block partials are reduced in block order)."""
+    r"""Classify the pixels by the level sets ``phi``; the phase counts and sums.
+
+    The row blocks of :func:`~varseg.levelset._cv_kernels.classify_blocks` split over
+    ``threads`` threads; the block partials are reduced in block order
+    (:func:`~varseg.levelset._cv_kernels.reduce_classified`), so the result does not depend
+    on ``threads``.
+
+    Parameters
+    ----------
+    x : ndarray of float64, shape (C, D, H, W)
+        Normalised image.
+    phi : ndarray, shape (m, D, H, W)
+        Level sets (float32 or float64).
+    lab : ndarray of uint8, shape (D, H, W)
+        Output: the labels of ``phi`` (bit j set where :math:`\phi_j < 0`).
+    xtot : ndarray of float64, shape (C + 1,)
+        Per-channel sums of ``x`` followed by the number of pixels.
+    threads : int
+        Threads of the pass.
+
+    Returns
+    -------
+    cnt : ndarray, shape (K,)
+        Pixels per phase of ``lab`` (``K = 2**m``).
+    sums : ndarray, shape (K, C)
+        Per-channel sums of ``x`` per phase.
+    ccnt, csums : ndarray, shapes (K,) and (K, C)
+        Their corrections for the ``phi > 0`` convention (scikit-image's means).
+    ndiff : int
+        Pixels where the two conventions differ (some :math:`\phi_j` exactly 0).
+    """
     pc, ps, pcc, pcs, pnd = classify_parts(x.shape[0], phi.shape[0], x.shape[1] * x.shape[2])
     run_split(classify_blocks, pc.shape[0], threads, x, phi, lab, pc, ps, pcc, pcs, pnd)
     return reduce_classified(pc, ps, pcc, pcs, pnd, xtot)
 
 
 def final_energy_threads(x, lab, m_lab, threads=1):
-    """:func:`~varseg.levelset._cv_kernels.final_energy` with its rows split over ``threads``
-    threads (per-row terms summed in row order afterwards: the same values), plus ``lab`` as
-    int64, written in the same pass. Returns ``data, length, labels``."""
+    """Data and length terms of the hard partition ``lab`` with its means ``m_lab``.
+
+    The shared energy of :func:`varseg._energy_kernels.hard_energy` (isotropic TV) by the row
+    helpers of the step (:func:`~varseg.levelset._cv_kernels.final_energy_rows`), the rows
+    split over ``threads`` threads and the per-row terms summed in row order afterwards
+    (:func:`~varseg.levelset._cv_kernels.sum_in_order`): the same values for any
+    ``threads``. The same pass writes ``lab`` as int64.
+
+    Parameters
+    ----------
+    x : ndarray of float64, shape (C, D, H, W)
+        Normalised image.
+    lab : ndarray of uint8, shape (D, H, W)
+        Labels of the partition.
+    m_lab : ndarray of float64, shape (K, C)
+        Means of its phases.
+    threads : int
+        Threads of the pass.
+
+    Returns
+    -------
+    data, length : float
+        Data term and length term (the energy is ``data + lam * length``).
+    labels : ndarray of int64, shape (D, H, W)
+        ``lab`` as int64.
+    """
     rows = x.shape[1] * x.shape[2]
     rd = np.empty(rows)
     rl = np.empty(rows)
