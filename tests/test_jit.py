@@ -100,6 +100,35 @@ def test_parallel_and_serial_energy_agree():
     np.testing.assert_allclose(a[2], b[2], rtol=1e-12)
 
 
+@pytest.mark.parametrize("isotropic", [True, False])
+def test_parallel_energy_does_not_depend_on_threads(isotropic):
+    """The parallel kernel's sums are the serial kernel's floats, bit for bit, at 1, 2 and 3
+    threads (per-row terms summed in row order, not a prange reduction), and they are the
+    row-by-row sums of energy_from_labels' definition to rounding."""
+    import numba
+
+    from varseg._energy_kernels import hard_energy, hard_energy_serial
+    from varseg.energy import energy_from_labels
+
+    rng = np.random.default_rng(3)
+    x = rng.random((2, 1, 97, 61)) * 1e3  # large values: rounding shows in the last bits
+    lab = rng.integers(0, 4, (1, 97, 61))
+    ref = hard_energy_serial(x, lab, 4, isotropic)
+    before = numba.get_num_threads()
+    try:
+        for t in range(1, min(3, numba.config.NUMBA_NUM_THREADS) + 1):
+            numba.set_num_threads(t)
+            got = hard_energy(x, lab, 4, isotropic)
+            assert got[0] == ref[0] and got[1] == ref[1]
+            np.testing.assert_array_equal(got[2], ref[2])
+    finally:
+        numba.set_num_threads(before)
+    tv = "isotropic" if isotropic else "anisotropic"
+    terms = energy_from_labels(x[:, 0], lab[0], 1.0, n_phases=4, tv=tv)
+    assert terms.data == pytest.approx(ref[0], rel=1e-12)
+    assert terms.length == pytest.approx(ref[1], rel=1e-12)
+
+
 def test_ensure_compiled_runs_once_and_announces_real_compiles(caplog):
     from numba import njit
 

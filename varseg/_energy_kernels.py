@@ -91,12 +91,19 @@ def _hard_energy(x, lab, k, isotropic):
     for q in prange(rows):
         _row_sums(x, lab, np.int64(q), x.shape[2], part_s, part_n)
     means = _means(part_s, part_n, k)
-    data = 0.0
-    length = 0.0
+    # per-row terms, summed afterwards in row order: the same floats whatever the number of
+    # threads (a prange reduction adds the threads' partial sums in an order that depends on
+    # it), and the same as the serial kernel's
+    part_e = np.zeros((rows, 2))
     for q in prange(rows):
         d, ln = _row_energy(x, lab, means, np.int64(q), isotropic)
-        data += d
-        length += ln
+        part_e[q, 0] = d
+        part_e[q, 1] = ln
+    data = 0.0
+    length = 0.0
+    for q in range(rows):
+        data += part_e[q, 0]
+        length += part_e[q, 1]
     return data, length, means
 
 
