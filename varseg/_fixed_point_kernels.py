@@ -44,6 +44,9 @@ the working type (added to float64 block sums per row). The labels are the argma
 the maximum; the normalisation, the change, the soft and the hard sums of one class are one
 loop; the curvature's divergence and the data term one loop per class; the curvature's
 :math:`1/\sqrt{\cdot}` an approximate reciprocal square root with a Newton step in float32.
+No kernel allocates, and all are compiled without Numba's reference counting
+(:data:`varseg._jit.NO_NRT`): each row view would otherwise cost two atomic operations on a
+count shared by the threads.
 """
 
 from __future__ import annotations
@@ -55,6 +58,7 @@ from functools import partial
 import numpy as np
 from numba import njit
 
+from ._jit import NO_NRT
 from ._threads import bound, chunks, team
 
 __all__ = [
@@ -155,12 +159,12 @@ class Workspace:
         return self.parts[self.cur]
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, error_model="numpy", **NO_NRT)
 def _block_rows(b, nb, rows):
     return (b * rows) // nb, ((b + 1) * rows) // nb
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, error_model="numpy", **NO_NRT)
 def _exp_row(a, b, out, bits):
     r"""``out = exp(a - b)`` for ``a <= b`` (clamped at the smallest normal exponent), in loops
     that vectorise (IEEE arithmetic: no reassociation, which would undo the reduction):
@@ -208,7 +212,7 @@ def _exp_row(a, b, out, bits):
         out[j] *= bits[j]
 
 
-@njit(cache=True, error_model="numpy", fastmath=_FM)
+@njit(cache=True, error_model="numpy", **NO_NRT, fastmath=_FM)
 def _pair_max_exp(z0, z1, tmp, labr):
     r""":func:`_row_max_exp` for K = 2 with one exponential per pixel: the larger logit's
     is :math:`e^0 = 1` exactly, the other's :math:`e^{\min - \max}` (the same numbers as
@@ -238,7 +242,7 @@ def _pair_max_exp(z0, z1, tmp, labr):
         s[j] = one / ((zero + e0) + e1)
 
 
-@njit(cache=True, error_model="numpy", fastmath=_FM)
+@njit(cache=True, error_model="numpy", **NO_NRT, fastmath=_FM)
 def _row_max_exp(z, d, i, tmp, labr):
     r"""``tmp[n] = exp(z_n - max_m z_m)``, ``tmp[k + 1] = 1 / sum_n tmp[n]`` and the hard
     labels ``labr = argmax_n z_n`` (the first maximum; softmax is monotone, so this is the
@@ -283,7 +287,7 @@ def _row_max_exp(z, d, i, tmp, labr):
         s[j] = one / s[j]
 
 
-@njit(cache=True, error_model="numpy", fastmath=_FM)
+@njit(cache=True, error_model="numpy", **NO_NRT, fastmath=_FM)
 def _norm_class_row(yn, yo, en, inv, xr, labf, n):
     r"""One class of one row, one fused loop: :math:`y_n = e_n / \sum_m e_m` into ``yn``,
     and the row sums of :math:`|y_n - y^{old}_n|` (``yo``: the old row, may be ``yn``),
@@ -310,7 +314,7 @@ def _norm_class_row(yn, yo, en, inv, xr, labf, n):
     return change, den, num, cnt, hs
 
 
-@njit(cache=True, error_model="numpy", fastmath=_FM)
+@njit(cache=True, error_model="numpy", **NO_NRT, fastmath=_FM)
 def _norm_class_row_multi(yn, yo, en, inv, x, d, i, labf, n, acc, k):
     """:func:`_norm_class_row` for C channels (per-channel loops): the sums go to ``acc``."""
     c = x.shape[0]
@@ -341,7 +345,7 @@ def _norm_class_row_multi(yn, yo, en, inv, x, d, i, labf, n, acc, k):
     return change
 
 
-@njit(cache=True, error_model="numpy", fastmath=_FM)
+@njit(cache=True, error_model="numpy", **NO_NRT, fastmath=_FM)
 def _softmax_row(z, x, y, yo, lab, d, i, acc, tmp):
     """Softmax of row (d, i) of ``z`` into ``y``, its change against ``yo``, argmax and the
     partial sums (into ``acc``): one pass for the maximum and the labels, one for the
@@ -369,7 +373,7 @@ def _softmax_row(z, x, y, yo, lab, d, i, acc, tmp):
     acc[2 * o_cnt] += change
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, error_model="numpy", **NO_NRT)
 def _softmax_block(b, nb, z, x, y, lab, part, scratch):
     acc = part[b]
     for t in range(acc.shape[0]):
@@ -381,7 +385,7 @@ def _softmax_block(b, nb, z, x, y, lab, part, scratch):
         _softmax_row(z, x, y, y, lab, q // h, q % h, acc, scratch[b])
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, error_model="numpy", **NO_NRT)
 def quantile_logits(lum, q, neg_sharpness, out):
     r"""The ``"quantiles"`` start of :func:`varseg.unrolled.ms_fixed_point`: logits
     :math:`z_n = -s\,(\bar x - q_n)^2` (``neg_sharpness`` :math:`= -s`; :math:`\bar x`: the
@@ -396,7 +400,7 @@ def quantile_logits(lum, q, neg_sharpness, out):
             o[p] = neg_sharpness * (d * d)
 
 
-@njit(cache=True, error_model="numpy", nogil=True)
+@njit(cache=True, error_model="numpy", **NO_NRT, nogil=True)
 def softmax_blocks(b0, b1, z, x, y, lab, part, scratch):
     r""":math:`y = \mathrm{softmax}(z)` over axis 0, labels and partial sums of the row
     blocks ``b0`` to ``b1 - 1`` (GIL released; ``scratch``: (nb, k + 4, W) work array).
@@ -408,7 +412,7 @@ def softmax_blocks(b0, b1, z, x, y, lab, part, scratch):
         _softmax_block(b, nb, z, x, y, lab, part, scratch)
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, error_model="numpy", **NO_NRT)
 def _reduce_means(part, k, c, soft, hard):
     """Soft means (Eq. 13) and hard-partition means from the block partial sums (a class of
     zero mass gets mean 0)."""
@@ -429,7 +433,7 @@ def _reduce_means(part, k, c, soft, hard):
             hard[n, ch] = hs / cnt if cnt > 0 else 0.0
 
 
-@njit(cache=True, error_model="numpy", fastmath=_FM_RSQRT)
+@njit(cache=True, error_model="numpy", **NO_NRT, fastmath=_FM_RSQRT)
 def _p_class_row(y, n, d, i, eps2, px, py, pz, want_z):
     r""":math:`p = \nabla^+ y_n / \sqrt{|\nabla^+ y_n|^2 + \epsilon^2}` of class n on row
     (d, i): its components along W, H and (``want_z``) D into the rows ``px``, ``py``,
@@ -464,7 +468,7 @@ def _p_class_row(y, n, d, i, eps2, px, py, pz, want_z):
             pz[j] = zero
 
 
-@njit(cache=True, error_model="numpy", fastmath=_FM)
+@njit(cache=True, error_model="numpy", **NO_NRT, fastmath=_FM)
 def _kappa_data_row(xr, px, py, pyp, gn, c0, lam, up):
     r""":math:`g_n = (x_0 - c_{n,0})^2 - \lambda \kappa_n` of one row and class, in one
     loop: :math:`\kappa_n` is the backward-difference divergence of this row's ``px``,
@@ -479,14 +483,14 @@ def _kappa_data_row(xr, px, py, pyp, gn, c0, lam, up):
         gn[j] = r * r - lam * (px[j] - px[j - 1] + py[j] - up * pyp[j])
 
 
-@njit(cache=True, error_model="numpy", fastmath=_FM)
+@njit(cache=True, error_model="numpy", **NO_NRT, fastmath=_FM)
 def _z_div_row(gn, pz, pzp, lam, back):
     r"""Add :math:`-\lambda (p_z - p_z^{before})` (the D part of the divergence) to ``gn``."""
     for j in range(gn.shape[0]):
         gn[j] -= lam * (pz[j] - back * pzp[j])
 
 
-@njit(cache=True, error_model="numpy", fastmath=_FM)
+@njit(cache=True, error_model="numpy", **NO_NRT, fastmath=_FM)
 def _force_class(x, y, d, i, n, pyrow, cur, first, rows, gn, soft, lam, eps2):
     r""":math:`g_n = \|x - c_n\|^2 - \lambda \kappa_n` of class n on row (d, i) into ``gn``.
 
@@ -516,7 +520,7 @@ def _force_class(x, y, d, i, n, pyrow, cur, first, rows, gn, soft, lam, eps2):
             gn[j] += r * r
 
 
-@njit(cache=True, error_model="numpy", fastmath=_FM)
+@njit(cache=True, error_model="numpy", **NO_NRT, fastmath=_FM)
 def _step_row(z, y, d, i, g, sbar, step, mode, deps):
     r""":math:`z \leftarrow z - \eta w` of row (d, i) (``mode`` 0: softmax-gradient, with
     :math:`\bar s = \sum_n y_n g_n` in ``sbar``; 1: paper)."""
@@ -540,7 +544,7 @@ def _step_row(z, y, d, i, g, sbar, step, mode, deps):
                 zn[j] = zv - step * (a / (e2 + zv * zv)) * gn[j]
 
 
-@njit(cache=True, error_model="numpy", fastmath=_FM)
+@njit(cache=True, error_model="numpy", **NO_NRT, fastmath=_FM)
 def _pair_force(x, d, i, g0, g1, soft):
     r"""K = 2: :math:`g_1 = \sum_c \left[(x_c - c_{0,c})^2 + (x_c - c_{1,c})^2\right] - g_0`.
 
@@ -563,7 +567,7 @@ def _pair_force(x, d, i, g0, g1, soft):
                 g1[j] += r0 * r0 + r1 * r1
 
 
-@njit(cache=True, error_model="numpy", fastmath=_FM)
+@njit(cache=True, error_model="numpy", **NO_NRT, fastmath=_FM)
 def _update_row(z, x, y, d, i, cur, first, pyrow, rows, g, soft, lam, step, mode, eps2, deps):
     """One step of Eq. 15 on row (d, i) of ``z`` from the memberships ``y``, class by class
     (forces into ``g``, then the step)."""
@@ -586,7 +590,7 @@ def _update_row(z, x, y, d, i, cur, first, pyrow, rows, g, soft, lam, step, mode
     _step_row(z, y, d, i, g, sbar, step, mode, deps)
 
 
-@njit(cache=True, error_model="numpy", fastmath=_FM)
+@njit(cache=True, error_model="numpy", **NO_NRT, fastmath=_FM)
 def _length_row(labr, lad, laz, row):
     r"""Isotropic length of the hard partition at one row: for each pixel of label
     :math:`l` with the neighbours :math:`n_0, n_1, n_2` after it (next slice, next row, next
@@ -629,13 +633,13 @@ def _length_row(labr, lad, laz, row):
     return float(c1) + math.sqrt(2.0) * float(c2) + math.sqrt(3.0) * float(c3)
 
 
-@njit(cache=True, error_model="numpy", inline="always")
+@njit(cache=True, error_model="numpy", **NO_NRT, inline="always")
 def _is(t, v, one, zero):
     """``one`` where the (small integer valued) float ``t`` equals ``v``, else ``zero``."""
     return one if t == v else zero
 
 
-@njit(cache=True, error_model="numpy", fastmath=_FM)
+@njit(cache=True, error_model="numpy", **NO_NRT, fastmath=_FM)
 def _hard_row(x, lab, d, i, hard, row):
     """Data term and isotropic length of the hard partition on row (d, i) (as
     :func:`varseg.energy_from_labels`; ``row``: a work row of the working type)."""
@@ -661,7 +665,7 @@ def _hard_row(x, lab, d, i, hard, row):
     return data, _length_row(labr, lad, laz, row)
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, error_model="numpy", **NO_NRT)
 def _iterate_block(b, nb, z, x, ys, labs, parts, old, means, pyrow, rows, grow, sc):
     """One iteration on the rows of block ``b``: the step of each row from the memberships
     ``ys[old]``, the hard energy of ``labs[old]``, then the new memberships, labels and sums
@@ -692,7 +696,7 @@ def _iterate_block(b, nb, z, x, ys, labs, parts, old, means, pyrow, rows, grow, 
     acc[-1] = length
 
 
-@njit(cache=True, error_model="numpy", nogil=True)
+@njit(cache=True, error_model="numpy", **NO_NRT, nogil=True)
 def iterate_blocks(
     b0, b1, z, x, ys, labs, parts, old, means, pyrow, rows, grow, lam, step, mode, ceps, deps
 ):

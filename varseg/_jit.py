@@ -12,6 +12,8 @@
   would otherwise run different fast-math code from every later one).
 * :func:`warmup` compiles (or loads from the cache) every Chan–Vese and energy kernel ahead of
   time (``varseg warmup``).
+* :data:`NO_NRT`: the Numba option of kernels that allocate nothing, so that the array views
+  they take of their arguments carry no reference counting.
 """
 
 from __future__ import annotations
@@ -30,12 +32,30 @@ import types
 
 from numba.core import event as _event
 
-__all__ = ["jit_family", "ensure_compiled", "compiled_keys"]
+__all__ = ["jit_family", "ensure_compiled", "compiled_keys", "NO_NRT"]
 
 log = logging.getLogger(__name__)
 
 _DONE: dict = {}
 _LOCK = threading.Lock()
+
+
+def _no_nrt():
+    """``{"_nrt": False}`` where this Numba accepts it (every release since 0.20), else ``{}``."""
+    try:
+        from numba.core.cpu import CPUTargetOptions
+    except ImportError:  # pragma: no cover - a Numba without the CPU target module
+        return {}
+    return {"_nrt": False} if hasattr(CPUTargetOptions, "_nrt") else {}
+
+
+#: Options of :func:`numba.njit` for a kernel that allocates no array: without Numba's
+#: runtime (NRT), an array view (``z[n, d, i]``, a row of a scratch array) is a pointer and
+#: strides, without the atomic increment and decrement of its owner's reference count at
+#: each view. Those atomics are on one cache line that every thread of a pass touches: in
+#: the fixed point's row kernels they cost a third of an iteration (issue 10). Compiling a
+#: kernel that allocates with these options fails ("NRT required") instead of leaking.
+NO_NRT = _no_nrt()
 
 
 def jit_family(functions, suffix, *, overrides=None, **options):
