@@ -128,8 +128,10 @@ def test_quantile_start_in_the_working_type_is_the_numpy_start(channels, dtype):
 
 
 def test_kept_work_buffers_change_no_result():
-    """Workspace(keep=True) hands the previous solve's buffers out again, zeroed: a solve
-    after solves of other sizes and class counts gives the numbers of the first."""
+    """Workspace(keep=True) hands the previous solve's buffers out again: a solve after
+    solves of other sizes and class counts, and after its kept memberships and labels were
+    filled with NaN and -7 (they are not zeroed: every entry is written before it is read),
+    gives the numbers of the first; the small buffers are zeroed."""
     from varseg._fixed_point_kernels import Workspace
 
     img = np.random.default_rng(3).random((24, 30))
@@ -140,9 +142,41 @@ def test_kept_work_buffers_change_no_result():
     np.testing.assert_array_equal(again.memberships, first.memberships)
     np.testing.assert_array_equal(again.labels, first.labels)
     np.testing.assert_array_equal(again.energy, first.energy)
-    x = np.ones((1, 1, 24, 30), dtype=np.float32)
+    x = np.ones((1, 1, 24, 30), dtype=np.float32)  # the solve's own workspace shapes
     ws = Workspace(x, 3, keep=True)
-    ws.ys[...] = 7.0
+    ws.ys[...] = np.nan
+    ws.labs[...] = -7
+    ws.pyrow[...] = 7.0
     ws2 = Workspace(x, 3, keep=True)
-    assert ws2.ys is ws.ys and not ws2.ys.any()  # the same buffer, zeroed
+    assert ws2.ys is ws.ys and np.isnan(ws2.ys).all()  # the same buffer, as left
+    assert ws2.pyrow is ws.pyrow and not ws2.pyrow.any()  # the same buffer, zeroed
+    poisoned = fixed_point.ms_fixed_point(img, 3, max_iter=15)
+    assert Workspace(x, 3, keep=True).ys is ws.ys  # the solve used the poisoned buffer
+    np.testing.assert_array_equal(poisoned.memberships, first.memberships)
+    np.testing.assert_array_equal(poisoned.labels, first.labels)
+    np.testing.assert_array_equal(poisoned.energy, first.energy)
     assert Workspace(x, 3).ys is not ws.ys  # default: new arrays
+
+
+@pytest.mark.parametrize(
+    "shape, k, channel_axis", [((24, 30), 2, None), ((5, 12, 14), 3, None), ((16, 18, 3), 4, -1)]
+)
+def test_unzeroed_memberships_and_labels_are_written_before_read(shape, k, channel_axis):
+    """The kept memberships and labels (not zeroed between solves) filled with NaN and -7
+    before a solve give the numbers of a solve on zeroed ones (K = 2's paths, 3D, colour)."""
+    from varseg._fixed_point_kernels import Workspace
+
+    img = np.random.default_rng(k).random(shape)
+    x, _ = fixed_point.as_channels_first(img, channel_axis)
+    x4 = np.ones((x.shape[0],) + (1,) * (4 - x.ndim) + x.shape[1:], dtype=np.float32)
+    runs = []
+    for ys_value, lab_value in ((0.0, 0), (np.nan, -7)):
+        ws = Workspace(x4, k, keep=True)  # the buffers the solve takes next
+        ws.ys[...] = ys_value
+        ws.labs[...] = lab_value
+        runs.append(fixed_point.ms_fixed_point(img, k, max_iter=12, channel_axis=channel_axis))
+        assert Workspace(x4, k, keep=True).ys is ws.ys  # ... and took
+    zeroed, poisoned = runs
+    np.testing.assert_array_equal(poisoned.memberships, zeroed.memberships)
+    np.testing.assert_array_equal(poisoned.labels, zeroed.labels)
+    np.testing.assert_array_equal(poisoned.energy, zeroed.energy)

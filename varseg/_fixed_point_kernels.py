@@ -108,8 +108,9 @@ class Workspace:
     k : int
         Number of classes K.
     keep : bool
-        Take the buffers from :func:`varseg._scratch.scratch` (zeroed; those of this thread's
-        previous solve when the shapes match: no page faults on fresh memory). Only for a
+        Take the buffers from :func:`varseg._scratch.scratch` (those of this thread's previous
+        solve when the shapes match: no page faults on fresh memory; zeroed, except ``ys`` and
+        ``labs``, which the kernels write before they read them). Only for a
         caller that holds one workspace at a time per thread and lets none of its arrays out
         (:func:`varseg.unrolled.ms_fixed_point` returns copies). Default: new arrays.
     """
@@ -124,15 +125,18 @@ class Workspace:
         if keep:
             from varseg._scratch import scratch
 
-            def zeros(name, shape, dtype=np.float64):
-                return scratch("fp." + name, shape, dtype, zero=True)
+            def zeros(name, shape, dtype=np.float64, zero=True):
+                return scratch("fp." + name, shape, dtype, zero=zero)
         else:
 
-            def zeros(name, shape, dtype=np.float64):
+            def zeros(name, shape, dtype=np.float64, zero=True):
                 return np.zeros(shape, dtype=dtype)
 
-        self.ys = zeros("ys", (2, k, d, h, w), dt)
-        self.labs = zeros("labs", (2, d, h, w), np.int32)
+        # the memberships and labels: every entry written (softmax_blocks, then each
+        # iteration's new buffer) before it is read, so kept ones are not zeroed (a pass over
+        # 2 K arrays of the image's size); the other buffers are small and zeroed
+        self.ys = zeros("ys", (2, k, d, h, w), dt, zero=False)
+        self.labs = zeros("labs", (2, d, h, w), np.int32, zero=False)
         self.parts = zeros("parts", (2, self.nb, _n_sums(k, c)))
         # per block: the H component of p of every class, this row and the row above
         self.pyrow = zeros("pyrow", (self.nb, 2, k, w), dt)
