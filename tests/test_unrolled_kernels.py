@@ -134,3 +134,17 @@ def test_pair_force_is_the_second_class_force(shape, channels):
         (x[c, -1, -1] - soft[0, c]) ** 2 + (x[c, -1, -1] - soft[1, c]) ** 2 for c in range(channels)
     )
     np.testing.assert_allclose(g[0] + g1, want, rtol=1e-13)
+
+
+def test_kernels_are_compiled_without_reference_counting():
+    """Every Numba kernel of the fixed point carries NO_NRT (no atomic reference counts on
+    the row views), and NO_NRT is {"_nrt": False} on this Numba."""
+    from numba.core.registry import CPUDispatcher
+
+    from varseg._jit import NO_NRT
+
+    assert NO_NRT == {"_nrt": False}
+    kernels = [v for v in vars(fpk).values() if isinstance(v, CPUDispatcher)]
+    assert len(kernels) >= 20
+    for kernel in kernels:
+        assert kernel.targetoptions.get("_nrt") is False, kernel.py_func.__name__
