@@ -41,7 +41,7 @@ _LOCK = threading.Lock()
 
 
 def _no_nrt():
-    """``{"_nrt": False}`` where this Numba accepts it (every release since 0.20), else ``{}``."""
+    """``{"_nrt": False}`` where this Numba's CPU target accepts the option, else ``{}``."""
     try:
         from numba.core.cpu import CPUTargetOptions
     except ImportError:  # pragma: no cover - a Numba without the CPU target module
