@@ -231,6 +231,9 @@ def _compile_lock(key):
 #: Set in the environment of the child of :func:`ensure_compiled` (it compiles in itself).
 CHILD_ENV = "VARSEG_JIT_CHILD"
 
+#: The environment variable that carries ``sys.path`` to the child (:func:`_compile_in_child`).
+_CHILD_PATH = "VARSEG_JIT_CHILD_PATH"
+
 
 def _in_process():
     """Whether kernels are compiled in this process (a child, or the user's choice)."""
@@ -273,10 +276,6 @@ def _compile_in_child(child):
     if here is not None and os.path.realpath(there) != os.path.realpath(here):
         return f"the child process imported {module} from {there}, this one from {here}"
     return ""
-
-
-#: The environment variable that carries ``sys.path`` to the child (:func:`_compile_in_child`).
-_CHILD_PATH = "VARSEG_JIT_CHILD_PATH"
 
 
 class _Announce(_event.Listener):
